@@ -1,0 +1,102 @@
+//! The flow map's key and value.
+//!
+//! Both directions of a flow map to one entry: the key is written from the subscriber's
+//! side (`sub_*`) and the internet side (`remote_*`), and the interface a packet arrived
+//! on says which is which (the downlink carries `Up` packets from subscribers, the uplink
+//! carries `Down` packets towards them).
+
+/// A packet's direction, relative to the subscriber.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the subscriber towards the internet (arrives on the downlink).
+    Up = 0,
+    /// From the internet towards the subscriber (arrives on the uplink).
+    Down = 1,
+}
+
+impl Direction {
+    /// Index into `[up, down]` arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Address family values stored in [`FlowKey::family`].
+pub const FAMILY_V4: u8 = 4;
+/// IPv6.
+pub const FAMILY_V6: u8 = 6;
+
+/// IP protocol numbers the probe tracks flows for.
+pub const PROTO_TCP: u8 = 6;
+/// UDP.
+pub const PROTO_UDP: u8 = 17;
+
+/// Key of the LRU flow map. IPv4 addresses sit in the first 4 bytes, the rest zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// Subscriber-side address.
+    pub sub_addr: [u8; 16],
+    /// Internet-side address.
+    pub remote_addr: [u8; 16],
+    /// Subscriber-side port, host order.
+    pub sub_port: u16,
+    /// Internet-side port, host order.
+    pub remote_port: u16,
+    /// IP protocol ([`PROTO_TCP`] or [`PROTO_UDP`]).
+    pub proto: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// Explicit padding, always zero (part of the hashed key).
+    pub _pad: [u8; 2],
+}
+
+/// `FlowValue::flags`: a uTP-shaped header was seen going up; `utp_conn_id[0]` holds its id.
+pub const FLAG_UTP_UP: u32 = 1 << 0;
+/// A uTP-shaped header was seen going down; `utp_conn_id[1]` holds its id.
+pub const FLAG_UTP_DOWN: u32 = 1 << 1;
+/// Inspection ended: the label is final.
+pub const FLAG_FINAL: u32 = 1 << 2;
+/// The label was written by user space (the deep classifier), not the kernel.
+pub const FLAG_USER_LABEL: u32 = 1 << 3;
+
+/// How many payload packets the kernel inspects per flow before the label is final.
+pub const INSPECT_BUDGET: u8 = 32;
+
+/// Value of the LRU flow map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowValue {
+    /// Packets `[up, down]`.
+    pub packets: [u64; 2],
+    /// Bytes on the wire (whole frames) `[up, down]`.
+    pub bytes: [u64; 2],
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the first packet.
+    pub first_seen_ns: u64,
+    /// `bpf_ktime_get_ns()` of the last packet.
+    pub last_seen_ns: u64,
+    /// [`crate::Label`] id.
+    pub label: u16,
+    /// [`crate::Confidence`] id.
+    pub confidence: u8,
+    /// Payload packets inspected so far.
+    pub inspected: u8,
+    /// uTP connection ids seen `[up, down]` (valid when the matching flag is set).
+    pub utp_conn_id: [u16; 2],
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 64);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: repr(C), no implicit padding (sizes asserted above), every bit pattern valid.
+    unsafe impl aya::Pod for super::FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowValue {}
+}

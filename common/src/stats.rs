@@ -1,0 +1,69 @@
+//! Per-CPU counters: per (label, direction), and the probe's own statistics.
+
+use crate::flow::Direction;
+
+/// Value of the per-CPU counter array, indexed by [`counter_index`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CounterValue {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes on the wire (whole frames).
+    pub bytes: u64,
+    /// Flows that received this label (counted in the direction of the deciding packet);
+    /// for `Unknown`, flows created.
+    pub flows: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<CounterValue>() == 24);
+
+/// Index of the (label, direction) slot in the counter array.
+pub const fn counter_index(label: u16, dir: Direction) -> u32 {
+    (label as u32) * 2 + dir as u32
+}
+
+/// Number of slots in the counter array.
+pub const COUNTER_SLOTS: u32 = crate::label::MAX_LABELS * 2;
+
+/// The probe's own statistics, per CPU (index into the stats array).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// Every packet the probe saw.
+    Packets = 0,
+    /// Frames that are not IPv4 or IPv6 (ARP, LLDP, ...): passed untouched.
+    NonIp = 1,
+    /// IP packets that are neither TCP nor UDP (ICMP, GRE, ...): passed untouched.
+    NonTcpUdp = 2,
+    /// Truncated or inconsistent headers: passed without a label.
+    Malformed = 3,
+    /// Non-first IP fragments (no ports to key on): passed untouched.
+    Fragments = 4,
+    /// Flow entries created.
+    FlowsCreated = 5,
+    /// Flow entries that could not be created.
+    FlowInsertFailed = 6,
+    /// Flows labelled by the kernel fingerprints.
+    FlowsLabelled = 7,
+}
+
+/// Number of slots in the stats array.
+pub const STAT_SLOTS: u32 = 8;
+
+/// Every statistic with its report name.
+pub const ALL_STATS: [(Stat, &str); STAT_SLOTS as usize] = [
+    (Stat::Packets, "packets"),
+    (Stat::NonIp, "non_ip"),
+    (Stat::NonTcpUdp, "non_tcp_udp"),
+    (Stat::Malformed, "malformed"),
+    (Stat::Fragments, "fragments"),
+    (Stat::FlowsCreated, "flows_created"),
+    (Stat::FlowInsertFailed, "flow_insert_failed"),
+    (Stat::FlowsLabelled, "flows_labelled"),
+];
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: repr(C) of three u64, every bit pattern valid.
+    unsafe impl aya::Pod for super::CounterValue {}
+}

@@ -1,0 +1,62 @@
+//! peerwarden's XDP probe.
+//!
+//! Two entry points share one body: `xdp_downlink` sits on the interface towards the
+//! subscribers (packets going up), `xdp_uplink` on the interface towards the internet
+//! (packets coming down). Every packet is parsed, keyed to its flow, fingerprinted while the
+//! flow is undecided, and counted. Every packet passes: enforcement comes with policies.
+//! `xdp_pass` is a bare `XDP_PASS` program, the baseline of the per-packet benchmark.
+#![no_std]
+#![no_main]
+// Atomic adds on map values (see flow.rs); the kernel crate is built with RUSTC_BOOTSTRAP.
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "atomic_xadd is the only atomic add on bpf")]
+
+mod counters;
+mod flow;
+mod parse;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use peerwarden_common::{Direction, Stat};
+
+use crate::parse::Parsed;
+
+#[xdp]
+pub fn xdp_downlink(ctx: XdpContext) -> u32 {
+    probe(&ctx, Direction::Up)
+}
+
+#[xdp]
+pub fn xdp_uplink(ctx: XdpContext) -> u32 {
+    probe(&ctx, Direction::Down)
+}
+
+#[xdp]
+pub fn xdp_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn probe(ctx: &XdpContext, dir: Direction) -> u32 {
+    let frame_len = (ctx.data_end() - ctx.data()) as u64;
+    counters::stat(Stat::Packets);
+    match parse::parse(ctx, dir) {
+        Parsed::Flow(pkt) => flow::track(ctx, &pkt, dir, frame_len),
+        Parsed::NonIp => counters::stat(Stat::NonIp),
+        Parsed::NonTcpUdp => counters::stat(Stat::NonTcpUdp),
+        Parsed::Fragment => counters::stat(Stat::Fragments),
+        Parsed::Malformed => counters::stat(Stat::Malformed),
+    }
+    xdp_action::XDP_PASS
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable in a verified program: the verifier rejects code that could get here
+    // with an unbounded loop, so every read is bounds-checked before it is made.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,1 @@
+//! Helpers for peerwarden's integration tests.
