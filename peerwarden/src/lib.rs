@@ -1,7 +1,14 @@
 //! peerwarden: traffic classification and per-subscriber policy for ISP gateways.
 //!
 //! The kernel probe ([`probe`]) labels flows in XDP; the daemon ([`daemon`]) reads its maps
-//! every second and serves the REST API ([`api`]); [`lab`] builds a demo gateway in network
-//! namespaces with real clients.
+//! every second into [`state`] and serves the REST API ([`api`]) with reports built by
+//! [`report`]; `lab` builds a demo gateway in network namespaces with real clients.
 
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod preflight;
 pub mod probe;
+pub mod report;
+pub mod state;

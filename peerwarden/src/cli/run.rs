@@ -2,6 +2,8 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
+use peerwarden::{config::Config, daemon};
+
 /// Arguments of `peerwarden run`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -11,6 +13,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let _ = args.config;
-    anyhow::bail!("not yet")
+    let config = Config::load(&args.config)?;
+    daemon::run(config)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,49 @@
+//! `GET /api/v1/mix[?window=60s]`: bytes, packets and flows by class and by label.
+
+use std::sync::Arc;
+
+use axum::{Json, extract::State as Ext, http::Uri};
+use serde::Deserialize;
+
+use super::{ApiError, error::query};
+use crate::{report, state::State};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    window: Option<String>,
+}
+
+pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<report::Mix>, ApiError> {
+    let params: Params = query(uri.query())?;
+    let window = params.window.as_deref().map(parse_window).transpose()?;
+    if let Some(w) = window
+        && w > state.history_seconds()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "window: {w}s is longer than the {}s of history kept (history_seconds in the config)",
+            state.history_seconds()
+        )));
+    }
+    Ok(Json(report::mix(&state, window)))
+}
+
+/// `90`, `90s`, `5m`, `2h` → seconds.
+pub fn parse_window(s: &str) -> Result<u64, ApiError> {
+    let bad = || ApiError::BadRequest(format!("window: {s:?} is not a duration like 60s, 5m or 1h"));
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60).ok_or_else(bad)?,
+        "h" => n.checked_mul(3600).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if secs == 0 {
+        return Err(ApiError::BadRequest("window: must be at least 1s".into()));
+    }
+    Ok(secs)
+}

@@ -1,0 +1,126 @@
+//! The router driven with `oneshot`, no socket and no kernel: state is filled by hand.
+
+use std::{sync::Arc, time::{Duration, Instant}};
+
+use axum::{body::Body, http::{Request, StatusCode}};
+use http_body_util::BodyExt as _;
+use peerwarden_common::{CounterValue, FlowKey, FlowValue, Label, flow::{FAMILY_V4, PROTO_TCP}, label::ALL_LABELS};
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+use super::app;
+use crate::{clock, state::{Sample, State}};
+
+fn counters(bt_bytes: u64, unknown_flows: u64) -> Vec<[CounterValue; 2]> {
+    let mut c = vec![[CounterValue::default(); 2]; ALL_LABELS.len()];
+    c[Label::Bittorrent.id() as usize] = [
+        CounterValue { packets: 10, bytes: bt_bytes, flows: 1 },
+        CounterValue { packets: 20, bytes: bt_bytes * 2, flows: 0 },
+    ];
+    c[Label::Unknown.id() as usize][0] = CounterValue { packets: 3, bytes: 300, flows: unknown_flows };
+    c
+}
+
+fn flow(last: u8, label: Label, age_ns: u64) -> (FlowKey, FlowValue) {
+    let mut k = FlowKey { family: FAMILY_V4, proto: PROTO_TCP, sub_port: 51413, remote_port: 6881, ..Default::default() };
+    k.sub_addr[..4].copy_from_slice(&[100, 64, 1, last]);
+    k.remote_addr[..4].copy_from_slice(&[198, 51, 100, 7]);
+    let now = clock::monotonic_ns();
+    let v = FlowValue {
+        packets: [5, 6], bytes: [500, 600], first_seen_ns: now - age_ns - 1000, last_seen_ns: now - age_ns,
+        label: label.id(), confidence: 1, ..Default::default()
+    };
+    (k, v)
+}
+
+fn state() -> Arc<State> {
+    let s = State::new(Vec::new(), 3600);
+    let t0 = Instant::now() - Duration::from_secs(120);
+    s.push_sample(Sample { at: t0, counters: counters(1000, 2) });
+    s.push_sample(Sample { at: t0 + Duration::from_secs(60), counters: counters(5000, 2) });
+    s.push_sample(Sample { at: t0 + Duration::from_secs(120), counters: counters(9000, 3) });
+    s.set_flows(vec![
+        flow(10, Label::Bittorrent, 1_000_000),
+        flow(20, Label::Unknown, 2_000_000),
+        flow(30, Label::BittorrentUtp, 600_000_000_000),
+    ]);
+    Arc::new(s)
+}
+
+async fn get(uri: &str) -> (StatusCode, Value) {
+    let resp = app(state()).oneshot(Request::get(uri).body(Body::empty()).expect("request")).await.expect("response");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&body).expect("JSON body"))
+}
+
+#[tokio::test]
+async fn mix_since_start_sums_labels_into_classes() {
+    let (status, v) = get("/api/v1/mix").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["window_seconds"], Value::Null);
+    assert_eq!(v["labels"]["bittorrent"]["bytes"], serde_json::json!([9000, 18000]));
+    assert_eq!(v["classes"]["p2p"]["bytes"], serde_json::json!([9000, 18000]));
+    assert_eq!(v["classes"]["p2p"]["packets"], serde_json::json!([10, 20]));
+    // 3 flows created, 1 of them labelled bittorrent: 2 remain unknown.
+    assert_eq!(v["labels"]["unknown"]["flows"], 2);
+    assert_eq!(v["classes"]["video"]["bytes"], serde_json::json!([0, 0]));
+}
+
+#[tokio::test]
+async fn mix_over_a_window_is_the_difference() {
+    let (status, v) = get("/api/v1/mix?window=60s").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["window_seconds"], 60);
+    assert_eq!(v["labels"]["bittorrent"]["bytes"], serde_json::json!([4000, 8000]));
+    // Flows active in the last minute: the bittorrent and the unknown one, not the old uTP.
+    assert_eq!(v["classes"]["p2p"]["flows"], 1);
+    assert!(v["labels"].get("bittorrent.utp").is_none());
+    let (_, v) = get("/api/v1/mix?window=1m").await;
+    assert_eq!(v["window_seconds"], 60);
+}
+
+#[tokio::test]
+async fn flows_are_filtered_and_newest_first() {
+    let (status, v) = get("/api/v1/flows").await;
+    assert_eq!(status, StatusCode::OK);
+    let flows = v["flows"].as_array().expect("array");
+    assert_eq!(flows.len(), 3);
+    assert_eq!(flows[0]["src"], "100.64.1.10");
+    assert_eq!(flows[2]["label"], "bittorrent.utp");
+    assert_eq!(flows[0]["dst"], "198.51.100.7");
+    assert_eq!(flows[0]["proto"], "tcp");
+    assert_eq!(flows[0]["packets"], serde_json::json!([5, 6]));
+    let (_, v) = get("/api/v1/flows?class=p2p").await;
+    assert_eq!(v["flows"].as_array().expect("array").len(), 2);
+    let (_, v) = get("/api/v1/flows?label=bittorrent&limit=1").await;
+    let flows = v["flows"].as_array().expect("array");
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0]["class"], "p2p");
+    assert_eq!(flows[0]["confidence"], "payload");
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors() {
+    for uri in [
+        "/api/v1/flows?label=napster",
+        "/api/v1/flows?class=warez",
+        "/api/v1/flows?limit=0",
+        "/api/v1/flows?limit=-3",
+        "/api/v1/flows?limit=99999999",
+        "/api/v1/flows?bogus=1",
+        "/api/v1/mix?window=abc",
+        "/api/v1/mix?window=0s",
+        "/api/v1/mix?window=3d",
+        "/api/v1/mix?window=2h",
+        "/api/v1/mix?window=99999999999999999999",
+    ] {
+        let (status, v) = get(uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(v["error"], "bad_request", "{uri}");
+        assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{uri}");
+    }
+    let (status, v) = get("/api/v1/nothing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"], "not_found");
+}

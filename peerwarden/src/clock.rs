@@ -1,0 +1,30 @@
+//! Kernel timestamps to wall-clock time.
+//!
+//! The probe stamps flows with `bpf_ktime_get_ns()`, which is CLOCK_MONOTONIC; reports
+//! print wall-clock time, so each stamp is shifted by the current offset between the two.
+
+use std::time::{Duration, SystemTime};
+
+/// CLOCK_MONOTONIC now, in nanoseconds (the kernel probe's clock).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The wall-clock time of a probe timestamp.
+pub fn wall_time(ktime_ns: u64) -> SystemTime {
+    let now_mono = monotonic_ns();
+    let now = SystemTime::now();
+    if ktime_ns <= now_mono {
+        now - Duration::from_nanos(now_mono - ktime_ns)
+    } else {
+        now + Duration::from_nanos(ktime_ns - now_mono)
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-26T20:43:33.120Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}

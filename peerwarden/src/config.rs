@@ -1,0 +1,182 @@
+//! The daemon's configuration file (YAML).
+//!
+//! ```yaml
+//! interfaces: { downlink: eth1, uplink: eth0 }   # towards subscribers / towards the internet
+//! netns: gw                                      # optional: interfaces live in this namespace
+//! policy: /etc/peerwarden/policy.yaml            # optional
+//! api: { listen: "127.0.0.1:9440" }
+//! flow_table_size: 1048576
+//! ```
+
+use std::{net::SocketAddr, path::{Path, PathBuf}};
+
+use serde::Deserialize;
+
+/// Flow table entries when the config does not say (DESIGN.md: 1,048,576).
+pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1 << 20;
+/// The largest flow table accepted: 64 Mi entries is ~6.5 GiB of kernel memory.
+pub const MAX_FLOW_TABLE_SIZE: u32 = 1 << 26;
+
+/// The daemon's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The gateway's two interfaces.
+    pub interfaces: Interfaces,
+    /// A named network namespace (`ip netns`) holding the interfaces. The API socket is
+    /// bound in the namespace the daemon starts in, before it enters this one.
+    #[serde(default)]
+    pub netns: Option<String>,
+    /// The policy file.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
+    /// The REST API.
+    #[serde(default)]
+    pub api: Api,
+    /// Entries of the kernel's LRU flow table.
+    #[serde(default = "default_flow_table_size")]
+    pub flow_table_size: u32,
+    /// Seconds of per-second history kept in memory for `?window=` queries.
+    #[serde(default = "default_history_seconds")]
+    pub history_seconds: u32,
+}
+
+/// The gateway's interfaces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interfaces {
+    /// Towards the subscribers.
+    pub downlink: String,
+    /// Towards the internet.
+    pub uplink: String,
+}
+
+/// The REST API's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// Address and port to listen on; localhost unless configured otherwise.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api { listen: default_listen() }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9440))
+}
+
+fn default_flow_table_size() -> u32 {
+    DEFAULT_FLOW_TABLE_SIZE
+}
+
+fn default_history_seconds() -> u32 {
+    3600
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or does not fit the schema.
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    /// A value is out of range or inconsistent.
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            // The parser's message may span lines (a source excerpt); keep it to one.
+            message: e.to_string().lines().map(str::trim).filter(|l| !l.is_empty())
+                .collect::<Vec<_>>().join(" "),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
+        for (key, name) in [
+            ("interfaces.downlink", &config.interfaces.downlink),
+            ("interfaces.uplink", &config.interfaces.uplink),
+        ] {
+            // IFNAMSIZ is 16 with the terminating NUL.
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+                return Err(invalid(format!("{key}: {name:?} is not a valid interface name")));
+            }
+        }
+        if config.interfaces.downlink == config.interfaces.uplink {
+            return Err(invalid(format!(
+                "interfaces: downlink and uplink are both {:?}; they must be two interfaces",
+                config.interfaces.downlink
+            )));
+        }
+        if config.flow_table_size == 0 || config.flow_table_size > MAX_FLOW_TABLE_SIZE {
+            return Err(invalid(format!(
+                "flow_table_size: {} is out of range (1 to {MAX_FLOW_TABLE_SIZE})",
+                config.flow_table_size
+            )));
+        }
+        if config.history_seconds < 60 || config.history_seconds > 7 * 86400 {
+            return Err(invalid(format!(
+                "history_seconds: {} is out of range (60 to 604800)",
+                config.history_seconds
+            )));
+        }
+        if let Some(ns) = &config.netns
+            && (ns.is_empty() || ns.contains('/'))
+        {
+            return Err(invalid(format!("netns: {ns:?} is not a namespace name")));
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.yaml"))
+    }
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = parse("interfaces: { downlink: eth1, uplink: eth0 }\n").expect("valid");
+        assert_eq!(c.flow_table_size, 1_048_576);
+        assert_eq!(c.api.listen.to_string(), "127.0.0.1:9440");
+        assert!(c.netns.is_none() && c.policy.is_none());
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let e = parse("interfaces: { downlink: eth1, uplink: eth0 }\nbogus: 1\n").unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        assert!(!e.to_string().contains('\n'), "one line: {e}");
+        let e = parse("interfaces: { downlink: eth0, uplink: eth0 }\n").unwrap_err();
+        assert!(e.to_string().contains("two interfaces"), "{e}");
+        let e = parse("interfaces: { downlink: a, uplink: b }\nflow_table_size: 0\n").unwrap_err();
+        assert!(e.to_string().contains("flow_table_size"), "{e}");
+        let e = parse("interfaces: { downlink: a, uplink: b }\napi: { listen: nowhere }\n").unwrap_err();
+        assert!(e.to_string().starts_with("test.yaml: "), "{e}");
+        let e = parse("interfaces: [").unwrap_err();
+        assert!(e.to_string().starts_with("test.yaml: "), "{e}");
+    }
+}

@@ -1,0 +1,104 @@
+//! What the daemon knows, shared between the threads that read the kernel maps and the
+//! API handlers: a per-second history of the counters, the latest flow table snapshot,
+//! the probe's statistics and how it is attached.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{Mutex, MutexGuard},
+    time::{Instant, SystemTime},
+};
+
+use dashmap::DashMap;
+use peerwarden_common::{FlowKey, FlowValue};
+
+use crate::probe::{Attachment, LabelCounters};
+
+/// One reading of the counters.
+#[derive(Clone)]
+pub struct Sample {
+    /// When it was read.
+    pub at: Instant,
+    /// Per label `[up, down]`.
+    pub counters: LabelCounters,
+}
+
+/// Shared daemon state.
+pub struct State {
+    /// When the daemon started.
+    pub started: SystemTime,
+    /// Interfaces and programs.
+    pub attachments: Vec<Attachment>,
+    /// Per-second samples, oldest first, at most `history_len`.
+    history: Mutex<VecDeque<Sample>>,
+    history_len: usize,
+    /// The flow table as of the last walk; sharded so API readers do not stall the walker.
+    pub flows: DashMap<FlowKey, FlowValue>,
+    /// The probe's statistics as of the last read.
+    stats: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking writer leaves plain data behind; keep serving it.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl State {
+    /// Empty state for a daemon keeping `history_seconds` of samples.
+    pub fn new(attachments: Vec<Attachment>, history_seconds: u32) -> State {
+        State {
+            started: SystemTime::now(),
+            attachments,
+            history: Mutex::new(VecDeque::new()),
+            history_len: history_seconds as usize + 1,
+            flows: DashMap::new(),
+            stats: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Seconds of history kept.
+    pub fn history_seconds(&self) -> u64 {
+        self.history_len as u64 - 1
+    }
+
+    /// Records a counter reading.
+    pub fn push_sample(&self, sample: Sample) {
+        let mut h = lock(&self.history);
+        if h.len() == self.history_len {
+            h.pop_front();
+        }
+        h.push_back(sample);
+    }
+
+    /// The latest reading, and the reading closest to `window_secs` before it (the oldest
+    /// one when history is shorter). `None` before the first reading.
+    pub fn samples(&self, window_secs: Option<u64>) -> Option<(Sample, Option<Sample>)> {
+        let h = lock(&self.history);
+        let latest = h.back()?.clone();
+        let base = window_secs.map(|w| {
+            h.iter()
+                .find(|s| latest.at.duration_since(s.at).as_secs() <= w)
+                .unwrap_or(&latest)
+                .clone()
+        });
+        Some((latest, base))
+    }
+
+    /// Replaces the statistics.
+    pub fn set_stats(&self, stats: BTreeMap<&'static str, u64>) {
+        *lock(&self.stats) = stats;
+    }
+
+    /// The statistics as of the last read.
+    pub fn stats(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.stats).clone()
+    }
+
+    /// Replaces the flow snapshot with a fresh walk of the table.
+    pub fn set_flows(&self, flows: Vec<(FlowKey, FlowValue)>) {
+        let live: std::collections::HashSet<FlowKey> = flows.iter().map(|(k, _)| *k).collect();
+        self.flows.retain(|k, _| live.contains(k));
+        for (k, v) in flows {
+            self.flows.insert(k, v);
+        }
+    }
+}

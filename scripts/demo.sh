@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The main job: the gateway on the demo lab with real traffic, example policy and the API.
+# Installs what is missing, builds, brings the lab up (daemon attached in the gateway
+# namespace, API on 127.0.0.1:9440), runs real BitTorrent and HTTP traffic through it and
+# prints the traffic mix as it grows. The lab stays up afterwards; `peerwarden lab down`
+# (or `scripts/demo.sh down`) removes it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --locked --release -p peerwarden
+PW=target/release/peerwarden
+if [ "${1:-}" = down ]; then exec "$PW" lab down; fi
+"$PW" lab down >/dev/null 2>&1 || true
+"$PW" lab up
+echo "API: http://127.0.0.1:9440/api/v1/mix   (flows: /api/v1/flows)"
+"$PW" lab traffic --seconds "${DEMO_SECONDS:-120}" &
+traffic=$!
+show_mix() {
+  curl -s 127.0.0.1:9440/api/v1/mix | /usr/bin/python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+row = lambda n, u: f"{n:<20} up {u[\"bytes\"][0]:>12,} B  down {u[\"bytes\"][1]:>12,} B  flows {u[\"flows\"]:>5}"
+print("\n".join(row(n, u) for n, u in m["classes"].items()))
+print("  labels: " + ", ".join(f"{n}={sum(u[\"bytes\"]):,}B" for n, u in m["labels"].items()))'
+}
+while kill -0 "$traffic" 2>/dev/null; do
+  sleep 5; echo "--- mix since start, $(date +%T)"; show_mix || true
+done
+wait "$traffic"
+echo "--- final mix"; show_mix
+echo "The lab is still up: curl -s 127.0.0.1:9440/api/v1/flows | head; scripts/demo.sh down removes it."
