@@ -48,7 +48,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     for a in &attachments {
         info!(interface = %a.interface, program = a.program, mode = a.mode, "attached");
     }
-    let state = Arc::new(State::new(attachments, config.history_seconds));
+    let state = Arc::new(State::new(attachments, config.history_seconds, config.flow_table_size));
     let probe = Arc::new(probe);
     let stop = Arc::new(AtomicBool::new(false));
     let readers = [

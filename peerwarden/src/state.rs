@@ -35,6 +35,7 @@ pub struct State {
     pub flows: DashMap<FlowKey, FlowValue>,
     /// The probe's statistics as of the last read.
     stats: Mutex<BTreeMap<&'static str, u64>>,
+    flow_table_size: u32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -44,7 +45,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl State {
     /// Empty state for a daemon keeping `history_seconds` of samples.
-    pub fn new(attachments: Vec<Attachment>, history_seconds: u32) -> State {
+    pub fn new(attachments: Vec<Attachment>, history_seconds: u32, flow_table_size: u32) -> State {
         State {
             started: SystemTime::now(),
             attachments,
@@ -52,7 +53,13 @@ impl State {
             history_len: history_seconds as usize + 1,
             flows: DashMap::new(),
             stats: Mutex::new(BTreeMap::new()),
+            flow_table_size,
         }
+    }
+
+    /// Entries of the kernel flow table.
+    pub fn flow_table_size(&self) -> u32 {
+        self.flow_table_size
     }
 
     /// Seconds of history kept.

@@ -4,6 +4,7 @@
 mod error;
 mod flows;
 mod health;
+mod metrics;
 mod mix;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub fn app(state: Arc<State>) -> Router {
         .route("/healthz", get(health::get))
         .route("/api/v1/mix", get(mix::get))
         .route("/api/v1/flows", get(flows::get))
+        .route("/metrics", get(metrics::get))
         .fallback(error::not_found)
         .with_state(state)
 }

@@ -34,7 +34,7 @@ fn flow(last: u8, label: Label, age_ns: u64) -> (FlowKey, FlowValue) {
 }
 
 fn state() -> Arc<State> {
-    let s = State::new(Vec::new(), 3600);
+    let s = State::new(Vec::new(), 3600, 4096);
     let t0 = Instant::now() - Duration::from_secs(120);
     s.push_sample(Sample { at: t0, counters: counters(1000, 2) });
     s.push_sample(Sample { at: t0 + Duration::from_secs(60), counters: counters(5000, 2) });
@@ -123,4 +123,26 @@ async fn bad_requests_get_json_errors() {
     let (status, v) = get("/api/v1/nothing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(v["error"], "not_found");
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let resp = app(state()).oneshot(Request::get("/metrics").body(Body::empty()).expect("request")).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/plain; version=0.0.4"));
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8(body.to_vec()).expect("utf-8");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("parses as Prometheus text");
+    let bt_down = scrape.samples.iter().find(|s| {
+        s.metric == "peerwarden_traffic_bytes_total"
+            && s.labels.get("label") == Some("bittorrent")
+            && s.labels.get("direction") == Some("down")
+    });
+    match bt_down.map(|s| &s.value) {
+        Some(prometheus_parse::Value::Counter(v)) => assert_eq!(*v, 18000.0),
+        other => panic!("bittorrent down bytes: {other:?}"),
+    }
+    let table = scrape.samples.iter().find(|s| s.metric == "peerwarden_flow_table_capacity").expect("capacity");
+    assert!(matches!(table.value, prometheus_parse::Value::Gauge(v) if v == 4096.0));
 }
