@@ -1,1 +1,3 @@
 //! Helpers for peerwarden's integration tests.
+
+pub mod lab;

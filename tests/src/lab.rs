@@ -1,0 +1,492 @@
+//! Helpers for the namespace-lab tests: the `peerwarden` binary, a lab behind a `Drop`
+//! guard, the daemon's API, packet captures as independent ground truth, and what is
+//! attached in a namespace.
+//!
+//! Every lab test runs as root and makes its own lab (own namespace prefix, own API port),
+//! which the guard removes with `peerwarden lab down`, also when the test panics.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{OnceLock, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Panics unless the tests run as root (namespaces, XDP): a lab test is never skipped
+/// silently.
+pub fn require_root() {
+    use std::os::unix::fs::MetadataExt as _;
+    // /proc/self belongs to the effective user.
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX);
+    assert_eq!(
+        uid, 0,
+        "the lab tests need root (network namespaces, XDP): run them as root"
+    );
+}
+
+/// The `peerwarden` binary of the profile these tests were built with, built once per test
+/// binary with `cargo build -p peerwarden` (a no-op when `scripts/test.sh` built it
+/// already). The tests crate cannot name another package's binary (`CARGO_BIN_EXE_*` is
+/// for the package's own binaries), so it is found next to the test executable:
+/// `<target>/<profile>/deps/<test>` → `<target>/<profile>/peerwarden`.
+pub fn peerwarden_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("<target>/<profile>/deps/<test>");
+        let target_dir = profile_dir.parent().expect("<target>/<profile>");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|p| p.to_str())
+            .expect("profile dir name");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace)
+            .args(["build", "-p", "peerwarden", "--target-dir"])
+            .arg(target_dir);
+        match profile {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        let out = cmd.output().expect("running cargo build -p peerwarden");
+        assert!(
+            out.status.success(),
+            "cargo build -p peerwarden failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = profile_dir.join("peerwarden");
+        assert!(bin.is_file(), "{} missing after cargo build", bin.display());
+        bin
+    })
+}
+
+/// Runs the binary with `args`, bounded by `timeout` (killed after it), and returns its
+/// output.
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning a command");
+    // Drain both pipes in threads so a chatty child never blocks.
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for a command") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn drain(mut r: impl std::io::Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// `peerwarden <args>`, bounded; panics with its output unless it succeeds.
+pub fn peerwarden_ok(args: &[&str], timeout: Duration) -> String {
+    let out = run_bounded(Command::new(peerwarden_bin()).args(args), timeout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "peerwarden {} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Sends `signal` (e.g. `TERM`, `INT`) to `pid`.
+pub fn kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .status();
+}
+
+/// A lab made by `peerwarden lab up`; dropping it runs `peerwarden lab down`.
+pub struct Lab {
+    /// Namespace prefix.
+    pub prefix: String,
+    /// The daemon's API port.
+    pub api_port: u16,
+}
+
+impl Lab {
+    /// Removes leftovers of an earlier crashed run with the same prefix, then brings the
+    /// lab up with `extra` arguments (`--no-daemon`, `--no-policy`, ...).
+    pub fn up(prefix: &str, api_port: u16, extra: &[&str]) -> Lab {
+        require_root();
+        peerwarden_ok(
+            &["lab", "down", "--prefix", prefix],
+            Duration::from_secs(60),
+        );
+        // The guard exists before `lab up` runs, so a failing `up` is cleaned up too.
+        let lab = Lab {
+            prefix: prefix.to_string(),
+            api_port,
+        };
+        let port = api_port.to_string();
+        let mut args = vec!["lab", "up", "--prefix", prefix, "--api-port", &port];
+        args.extend_from_slice(extra);
+        let out = peerwarden_ok(&args, Duration::from_secs(60));
+        eprint!("{out}");
+        lab
+    }
+
+    /// A namespace of this lab: `alice`, `bob`, `sw`, `gw`, `net`.
+    pub fn netns(&self, role: &str) -> String {
+        format!("{}-{role}", self.prefix)
+    }
+
+    /// `/run/peerwarden-lab/<prefix>`.
+    pub fn state_dir(&self) -> PathBuf {
+        Path::new("/run/peerwarden-lab").join(&self.prefix)
+    }
+
+    /// The API's address.
+    pub fn api_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.api_port))
+    }
+
+    /// `GET path` on the daemon's API, as JSON; panics unless it answers 200.
+    pub fn api(&self, path: &str) -> serde_json::Value {
+        let (code, body) =
+            http_get(self.api_addr(), path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = Command::new(peerwarden_bin())
+            .args(["lab", "down", "--prefix", &self.prefix])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "lab down {}: {}",
+                self.prefix,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("lab down {}: {e}", self.prefix),
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET: status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let timeout = Duration::from_secs(5);
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_string()))
+}
+
+/// Waits until `GET /healthz` answers 200, or panics after `timeout`.
+pub fn wait_healthy(addr: SocketAddr, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok((200, _)) = http_get(addr, "/healthz") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 200 from http://{addr}/healthz within {timeout:?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// `<tmp>/peerwarden-<name>-<pid>`, fresh.
+    pub fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("peerwarden-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("creating a temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// tcpdump writing a pcap inside a namespace, stopped with SIGINT (killed on drop).
+pub struct Capture {
+    child: Option<Child>,
+    stderr: mpsc::Receiver<String>,
+    /// The pcap file.
+    pub path: PathBuf,
+}
+
+impl Capture {
+    /// Captures frames of `direction` (`in`/`out`) on `iface` in `ns` matching the BPF
+    /// `filter` into `path`: headers only (the lengths are what count), a large kernel
+    /// buffer, and returns once tcpdump says it is listening.
+    pub fn start(ns: &str, iface: &str, direction: &str, filter: &str, path: &Path) -> Capture {
+        let mut child = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "tcpdump", "-n", "-i", iface, "-Q", direction,
+            ])
+            .args(["-B", "32768", "-s", "128", "-U", "-w"])
+            .arg(path)
+            .arg(filter)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting tcpdump");
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().expect("piped stderr");
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.contains("listening on") => break,
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("tcpdump on {ns}/{iface} exited")
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tcpdump on {ns}/{iface} not listening after 10 s"
+            );
+        }
+        Capture {
+            child: Some(child),
+            stderr: rx,
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Stops tcpdump (SIGINT, so it flushes and prints its counts); returns the number of
+    /// packets it reports as dropped by the kernel.
+    pub fn stop(mut self) -> u64 {
+        let mut child = self.child.take().expect("running capture");
+        kill(child.id(), "INT");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tcpdump did not stop on SIGINT within 10 s");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let lines: Vec<String> = self.stderr.iter().collect();
+        let dropped = lines
+            .iter()
+            .find(|l| l.contains("dropped by kernel"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no drop count in tcpdump's output: {lines:?}"));
+        eprintln!("tcpdump {}: {}", self.path.display(), lines.join(" | "));
+        dropped
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One captured frame: its length on the wire and the flow it belongs to, if TCP or UDP
+/// over IPv4 or IPv6.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// The frame's original length (Ethernet header included, no FCS on veth).
+    pub len: u32,
+    /// `(proto, src, sport, dst, dport)` as captured.
+    pub tuple: Option<(&'static str, std::net::IpAddr, u16, std::net::IpAddr, u16)>,
+}
+
+/// Reads a classic pcap file (what `tcpdump -w` writes; microsecond or nanosecond, either
+/// byte order, Ethernet link type).
+pub fn read_pcap(path: &Path) -> Vec<Frame> {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert!(data.len() >= 24, "{}: no pcap header", path.display());
+    let magic = u32::from_le_bytes(data[0..4].try_into().expect("4 bytes"));
+    let le = match magic {
+        0xa1b2_c3d4 | 0xa1b2_3c4d => true,
+        0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
+        _ => panic!("{}: not a pcap file (magic {magic:#x})", path.display()),
+    };
+    let u32_at = |b: &[u8], i: usize| {
+        let a: [u8; 4] = b[i..i + 4].try_into().expect("4 bytes");
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    let linktype = u32_at(&data, 20);
+    assert_eq!(
+        linktype,
+        1,
+        "{}: link type {linktype}, expected Ethernet",
+        path.display()
+    );
+    let mut frames = Vec::new();
+    let mut off = 24;
+    while off + 16 <= data.len() {
+        let incl = u32_at(&data, off + 8) as usize;
+        let orig = u32_at(&data, off + 12);
+        let start = off + 16;
+        let end = (start + incl).min(data.len());
+        frames.push(Frame {
+            len: orig,
+            tuple: parse_tuple(&data[start..end]),
+        });
+        off = start + incl;
+    }
+    frames
+}
+
+fn parse_tuple(f: &[u8]) -> Option<(&'static str, std::net::IpAddr, u16, std::net::IpAddr, u16)> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ethertype = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+    let (proto, src, dst, l4) = match ethertype {
+        0x0800 => {
+            let ip = f.get(14..)?;
+            let ihl = usize::from(ip.first()? & 0x0f) * 4;
+            let src = IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(ip.get(12..16)?).ok()?));
+            let dst = IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(ip.get(16..20)?).ok()?));
+            (*ip.get(9)?, src, dst, ip.get(ihl..)?)
+        }
+        0x86dd => {
+            let ip = f.get(14..)?;
+            let src = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(ip.get(8..24)?).ok()?));
+            let dst = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(ip.get(24..40)?).ok()?));
+            // The lab sends no extension headers.
+            (*ip.get(6)?, src, dst, ip.get(40..)?)
+        }
+        _ => return None,
+    };
+    let name = match proto {
+        6 => "tcp",
+        17 => "udp",
+        _ => return None,
+    };
+    let sport = u16::from_be_bytes([*l4.first()?, *l4.get(1)?]);
+    let dport = u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]);
+    Some((name, src, sport, dst, dport))
+}
+
+/// What is attached in namespace `ns`: the `ip link` lines mentioning XDP, and
+/// `bpftool net -j`'s XDP and TC entries.
+pub fn attachments(ns: &str) -> (Vec<String>, serde_json::Value) {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-d", "link", "show"])
+        .output()
+        .expect("ip link");
+    assert!(
+        out.status.success(),
+        "ip -n {ns} link: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let xdp_lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("xdp"))
+        .map(str::to_string)
+        .collect();
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "bpftool", "net", "-j"])
+        .output()
+        .expect("bpftool net");
+    assert!(
+        out.status.success(),
+        "bpftool net in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("bpftool net -j prints JSON");
+    (xdp_lines, json)
+}
+
+/// Panics unless nothing (no XDP program, no TC program) is attached in `ns`.
+pub fn assert_nothing_attached(ns: &str, when: &str) {
+    let (xdp_lines, net) = attachments(ns);
+    assert!(
+        xdp_lines.is_empty(),
+        "{when}: `ip -n {ns} link` still shows XDP: {xdp_lines:?}"
+    );
+    for entry in net.as_array().into_iter().flatten() {
+        for kind in ["xdp", "tc"] {
+            let attached = entry[kind].as_array().map_or(0, Vec::len);
+            assert_eq!(
+                attached, 0,
+                "{when}: bpftool net in {ns} still lists {kind} programs: {net}"
+            );
+        }
+    }
+}
+
+/// The number of XDP programs `bpftool net` lists in `ns`.
+pub fn xdp_attached(ns: &str) -> usize {
+    let (_, net) = attachments(ns);
+    net.as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["xdp"].as_array().map_or(0, Vec::len))
+        .sum()
+}
