@@ -2,12 +2,13 @@
 //!
 //! The kernel probe ([`probe`]) labels flows in XDP; the daemon ([`daemon`]) reads its maps
 //! every second into [`state`] and serves the REST API ([`api`]) with reports built by
-//! [`report`]; `lab` builds a demo gateway in network namespaces with real clients.
+//! [`report`]; [`lab`] builds a demo gateway in network namespaces with real clients.
 
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod lab;
 pub mod preflight;
 pub mod probe;
 pub mod report;
