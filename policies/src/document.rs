@@ -1,0 +1,175 @@
+//! The policy file as written: serde types mirroring the YAML, every value wrapped in
+//! [`Spanned`] so validation can point at it.
+//!
+//! Scalars are kept as strings here (`50mbit`, `LE`, `18:00-23:00`) and parsed in
+//! `validate`, which collects every problem instead of stopping at the first. Unknown
+//! keys, wrong shapes and YAML syntax errors stop the parse (serde reports one).
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_saphyr::{MessageFormatter, Spanned};
+
+use crate::error::PolicyError;
+use crate::suggest::suggest;
+
+/// A spanned string scalar.
+pub(crate) type Text = Spanned<String>;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Document {
+    pub timezone: Option<Text>,
+    pub link: Option<Spanned<Directions>>,
+    pub classes: Option<Spanned<Entries<Text, Spanned<UserClassDoc>>>>,
+    pub plans: Option<Spanned<Entries<Text, Spanned<PlanDoc>>>>,
+    pub subscribers: Option<Spanned<Vec<Spanned<SubscriberDoc>>>>,
+    pub default_plan: Option<Text>,
+}
+
+/// `{ down: RATE, up: RATE }`, for `link` and a plan's `rate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Directions {
+    pub down: Option<Text>,
+    pub up: Option<Text>,
+}
+
+/// An entry of top-level `classes:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserClassDoc {
+    pub labels: Option<Vec<Text>>,
+    pub hosts: Option<Vec<Text>>,
+}
+
+/// An entry of `plans:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlanDoc {
+    pub rate: Option<Spanned<Directions>>,
+    pub classes: Option<Spanned<Entries<Text, Spanned<RuleDoc>>>>,
+    pub schedule: Option<Vec<Spanned<ScheduleDoc>>>,
+}
+
+/// A class rule, in a plan or a schedule entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleDoc {
+    pub down: Option<Text>,
+    pub up: Option<Text>,
+    pub burst: Option<Text>,
+    pub action: Option<Text>,
+    pub dscp: Option<Text>,
+}
+
+/// An entry of a plan's `schedule:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScheduleDoc {
+    pub days: Option<Spanned<Vec<Text>>>,
+    pub hours: Option<Text>,
+    pub classes: Option<Spanned<Entries<Text, Spanned<RuleDoc>>>>,
+}
+
+/// An entry of `subscribers:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubscriberDoc {
+    pub id: Option<Text>,
+    pub prefixes: Option<Spanned<Vec<Text>>>,
+    pub plan: Option<Text>,
+}
+
+/// A YAML mapping kept in file order, keys with their spans. (A `BTreeMap` would sort
+/// the entries and need `Ord` on spanned keys; the parser already rejects duplicates.)
+#[derive(Debug)]
+pub(crate) struct Entries<K, V>(pub Vec<(K, V)>);
+
+impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Entries<K, V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor<K, V>(PhantomData<(K, V)>);
+
+        impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<K, V> {
+            type Value = Entries<K, V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+
+        d.deserialize_map(EntriesVisitor(PhantomData))
+    }
+}
+
+/// Parses the YAML into a [`Document`]. A syntax or shape error stops the parse; it is
+/// translated into operator words with a hint.
+pub(crate) fn parse(src: &str, origin: &str) -> Result<Document, PolicyError> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::from_str_with_options::<Document>(src, options)
+        .map_err(|e| translate(e.without_snippet(), origin))
+}
+
+fn translate(err: &serde_saphyr::Error, origin: &str) -> PolicyError {
+    use serde_saphyr::Error as E;
+    let (message, hint) = match err {
+        E::SerdeUnknownField {
+            field, expected, ..
+        } => {
+            let keys = expected.join(", ");
+            let hint = match suggest(field, expected.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? keys here: {keys}"),
+                None => format!("keys here: {keys}"),
+            };
+            (format!("unknown key `{field}`"), hint)
+        }
+        E::DuplicateMappingKey { key, .. } => (
+            match key {
+                Some(k) => format!("duplicate key `{k}`"),
+                None => "duplicate key".to_owned(),
+            },
+            "a key may appear once in a mapping; merge the two entries or rename one".to_owned(),
+        ),
+        E::Unexpected { expected, .. } => match *expected {
+            "mapping start" => (
+                "expected a mapping here".to_owned(),
+                "write `key: value` pairs, e.g. { down: 5mbit, up: 1mbit }".to_owned(),
+            ),
+            "sequence start" => (
+                "expected a list here".to_owned(),
+                "write a list as [a, b] or as lines starting with `- `".to_owned(),
+            ),
+            "string scalar" => (
+                "expected a single value here, not a list or mapping".to_owned(),
+                "quote values holding `: ` or ending in `:`, such as IPv6 prefixes ending in `::`"
+                    .to_owned(),
+            ),
+            other => (format!("expected {other} here"), SYNTAX_HINT.to_owned()),
+        },
+        E::NullIntoString { .. } => (
+            "empty value".to_owned(),
+            "write a value after the colon, or remove the key".to_owned(),
+        ),
+        other => {
+            let message = serde_saphyr::DefaultMessageFormatter.format_message(other);
+            (format!("invalid YAML: {message}"), SYNTAX_HINT.to_owned())
+        }
+    };
+    match err.location() {
+        Some(loc) => PolicyError::at(origin, loc, message, hint),
+        None => PolicyError::new(origin, 0, 0, message, hint),
+    }
+}
+
+const SYNTAX_HINT: &str = "check the YAML near here: indent with spaces, close quotes and brackets, quote values holding `: ` or `#`";
