@@ -1,22 +1,34 @@
-//! `peerwarden policy check FILE`.
+//! `peerwarden policy check FILE...`: validate policy files; errors carry line and column.
 
 use std::{path::PathBuf, process::ExitCode};
 
 /// Policy subcommands.
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Validate a policy file; errors carry line and column.
+    /// Validate policy files; every error is printed as FILE:LINE:COL: message (hint).
     Check {
-        /// The policy file (YAML).
-        file: PathBuf,
+        /// Policy files (YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
-    match cmd {
-        Command::Check { file } => {
-            let _ = file;
-            anyhow::bail!("policy check is not built yet (see the policy issue)")
+    let Command::Check { files } = cmd;
+    let mut failed = false;
+    for path in files {
+        match peerwarden_policies::load_file(&path) {
+            Ok(policy) => println!(
+                "{}: ok ({} subscribers, {} plans)",
+                path.display(),
+                policy.subscribers().len(),
+                policy.plans().len()
+            ),
+            Err(errors) => {
+                eprintln!("{errors}");
+                failed = true;
+            }
         }
     }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
