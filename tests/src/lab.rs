@@ -490,3 +490,95 @@ pub fn xdp_attached(ns: &str) -> usize {
         .map(|e| e["xdp"].as_array().map_or(0, Vec::len))
         .sum()
 }
+
+/// A daemon started by the test itself (`peerwarden run --config ...`), so the test owns
+/// its exit status; killed on drop if still running.
+pub struct Daemon {
+    child: Option<Child>,
+    /// Its stdout and stderr.
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon with `config`, output to `log`, and waits until `/healthz` on
+    /// `api` answers 200 (panics with the log if it exits or does not within 20 s).
+    pub fn start(config: &Path, log: &Path, api: SocketAddr) -> Daemon {
+        let out = std::fs::File::create(log).expect("creating the daemon log");
+        let err = out.try_clone().expect("cloning the log handle");
+        let child = Command::new(peerwarden_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("starting the daemon");
+        let mut daemon = Daemon {
+            child: Some(child),
+            log: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = daemon.child().try_wait().expect("waiting for the daemon") {
+                panic!(
+                    "the daemon exited ({status}) before it was healthy:\n{}",
+                    daemon.log_text()
+                );
+            }
+            if let Ok((200, _)) = http_get(api, "/healthz") {
+                return daemon;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon was not healthy after 20 s:\n{}",
+                daemon.log_text()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("daemon running")
+    }
+
+    /// Its pid.
+    pub fn pid(&mut self) -> u32 {
+        self.child().id()
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit; returns the exit status.
+    pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        kill(child.id(), "TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for the daemon") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the daemon did not exit within {timeout:?} of SIGTERM:\n{}",
+                    self.log_text()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
