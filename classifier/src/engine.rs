@@ -1,0 +1,378 @@
+//! The classification engine: per-flow inspection plus the context flows share (the
+//! video host list, the endpoint cache, per-host behaviour).
+//!
+//! A flow is inspected for a bounded number of payload packets (`packet_budget`, like the
+//! kernel's and nDPI's 32); after that, or once a detector is sure, its label is final and
+//! its inspection state is dropped. A flow still undecided when inspection ends falls back
+//! to the endpoint cache, then to behaviour.
+
+use std::{fmt, net::SocketAddr};
+
+use peerwarden_common::{Class, Confidence, Label};
+
+use crate::{
+    behaviour::{Behaviour, BehaviourConfig, HIGH_PORT},
+    cache::EndpointCache,
+    flow::{Direction, FlowKey, FxMap},
+    hosts::HostList,
+    inspect::Inspector,
+    packet::TCP,
+};
+
+/// A flow's label, the video service for `video.<service>`, and how it was decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The label.
+    pub label: Label,
+    /// For [`Label::VideoService`]: the service (`youtube`, `netflix`, ...).
+    pub service: Option<String>,
+    /// How the label was decided.
+    pub confidence: Confidence,
+}
+
+impl Verdict {
+    /// A verdict without a service.
+    pub fn new(label: Label, confidence: Confidence) -> Verdict {
+        Verdict {
+            label,
+            service: None,
+            confidence,
+        }
+    }
+
+    /// Undecided.
+    pub fn unknown() -> Verdict {
+        Verdict::new(Label::Unknown, Confidence::None)
+    }
+
+    /// The class of the label.
+    pub fn class(&self) -> Class {
+        self.label.class()
+    }
+}
+
+impl fmt::Display for Verdict {
+    /// The name reports print: the label's, or `video.<service>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.label, &self.service) {
+            (Label::VideoService, Some(s)) => write!(f, "video.{s}"),
+            (l, _) => f.write_str(l.name()),
+        }
+    }
+}
+
+/// One packet as the engine sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketMeta<'a> {
+    /// Capture or arrival time, nanoseconds (any epoch, monotonic within a run).
+    pub ts_ns: u64,
+    /// The flow, written from its `Up` side.
+    pub key: FlowKey,
+    /// Which way this packet goes.
+    pub dir: Direction,
+    /// Transport payload.
+    pub payload: &'a [u8],
+    /// TCP flags (0 for UDP).
+    pub tcp_flags: u8,
+    /// TCP sequence number (0 for UDP).
+    pub tcp_seq: u32,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Payload packets inspected per flow before its label is final.
+    pub packet_budget: u8,
+    /// How long an endpoint stays in the cache after it was last seen speaking P2P.
+    pub cache_ttl_ns: u64,
+    /// Endpoints the cache holds at most.
+    pub cache_capacity: usize,
+    /// When a host counts as a P2P node.
+    pub behaviour: BehaviourConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            packet_budget: peerwarden_common::flow::INSPECT_BUDGET,
+            cache_ttl_ns: 10 * 60 * 1_000_000_000,
+            cache_capacity: 1 << 16,
+            behaviour: BehaviourConfig::default(),
+        }
+    }
+}
+
+const SYN: u8 = 0x02;
+
+#[derive(Debug)]
+struct FlowState {
+    verdict: Verdict,
+    /// Inspection ended: the verdict is final.
+    done: bool,
+    inspected: u8,
+    last_ts: u64,
+    inspector: Option<Box<Inspector>>,
+}
+
+/// The deep classifier.
+///
+/// ```
+/// use peerwarden_classifier::{Engine, EngineConfig, FlowKey, PacketMeta, Direction};
+/// let mut engine = Engine::new(EngineConfig::default());
+/// let key = FlowKey {
+///     proto: 6,
+///     src: "100.64.1.10:51413".parse().unwrap(),
+///     dst: "198.51.100.7:6881".parse().unwrap(),
+/// };
+/// let mut hs = vec![19u8];
+/// hs.extend_from_slice(b"BitTorrent protocol");
+/// hs.extend_from_slice(&[0; 48]);
+/// let v = engine.on_packet(&PacketMeta {
+///     ts_ns: 0, key, dir: Direction::Up, payload: &hs, tcp_flags: 0x18, tcp_seq: 1,
+/// });
+/// assert_eq!(v.map(|v| v.to_string()).as_deref(), Some("bittorrent"));
+/// ```
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    hosts: HostList,
+    flows: FxMap<FlowKey, FlowState>,
+    cache: EndpointCache,
+    behaviour: Behaviour,
+}
+
+impl Engine {
+    /// An engine with the built-in host list.
+    pub fn new(cfg: EngineConfig) -> Engine {
+        Engine {
+            cache: EndpointCache::new(cfg.cache_ttl_ns, cfg.cache_capacity),
+            behaviour: Behaviour::new(cfg.behaviour),
+            hosts: HostList::default(),
+            flows: FxMap::default(),
+            cfg,
+        }
+    }
+
+    /// Adds a video service host suffix (the policy file's list extends the built-in one).
+    pub fn add_video_host(&mut self, suffix: &str, service: &str) {
+        self.hosts.add_video(suffix, service);
+    }
+
+    /// The host list in use.
+    pub fn hosts(&self) -> &HostList {
+        &self.hosts
+    }
+
+    /// Flows with state held.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Takes one packet. Returns the flow's verdict when it changed (a new label, or a more
+    /// precise one); `None` when nothing changed.
+    pub fn on_packet(&mut self, p: &PacketMeta<'_>) -> Option<Verdict> {
+        let mut changed = false;
+        if let Some(st) = self.flows.get_mut(&p.key) {
+            st.last_ts = st.last_ts.max(p.ts_ns);
+        } else {
+            // The first packet's sender opened the flow.
+            let (i, r) = (p.key.sender(p.dir), p.key.sender(opposite(p.dir)));
+            self.behaviour
+                .flow_started((i.ip(), i.port()), (r.ip(), r.port()));
+            let mut verdict = Verdict::unknown();
+            if let Some(l) = cached(&self.cache, &p.key, p.ts_ns) {
+                verdict = Verdict::new(l, Confidence::Cache);
+                changed = true;
+            }
+            self.flows.insert(
+                p.key,
+                FlowState {
+                    verdict,
+                    done: false,
+                    inspected: 0,
+                    last_ts: p.ts_ns,
+                    inspector: None,
+                },
+            );
+        }
+        self.inspect(p, changed)
+    }
+
+    fn inspect(&mut self, p: &PacketMeta<'_>, changed_already: bool) -> Option<Verdict> {
+        let budget = self.cfg.packet_budget;
+        let st = self.flows.get_mut(&p.key)?;
+        let mut changed = changed_already;
+        if !st.done && (!p.payload.is_empty() || p.key.proto == TCP && p.tcp_flags & SYN != 0) {
+            let insp = st.inspector.get_or_insert_with(Default::default);
+            if p.payload.is_empty() {
+                // A SYN fixes where the stream starts; nothing to inspect yet.
+                return changed.then(|| st.verdict.clone());
+            }
+            st.inspected = st.inspected.saturating_add(1);
+            if let Some(hit) = insp.inspect(p, &self.hosts, st.verdict.label) {
+                if improves(&st.verdict, &hit.verdict) {
+                    st.verdict = hit.verdict;
+                    changed = true;
+                }
+                if hit.fin {
+                    st.done = true;
+                }
+            }
+            if st.inspected >= budget {
+                st.done = true;
+            }
+            if st.done {
+                let insp = st.inspector.take();
+                let known_other = insp.is_some_and(|i| i.known_other);
+                let label = st.verdict.label;
+                if label.class() == Class::P2p && st.verdict.confidence == Confidence::Payload {
+                    learn(&mut self.cache, &p.key, label, p.ts_ns);
+                }
+                if label == Label::Unknown && !known_other {
+                    let key = p.key;
+                    let now = p.ts_ns;
+                    if let Some(v) = self.fallback(&key, now) {
+                        if let Some(st) = self.flows.get_mut(&key) {
+                            st.verdict = v;
+                            return Some(st.verdict.clone());
+                        }
+                    }
+                }
+                let st = self.flows.get_mut(&p.key)?;
+                return changed.then(|| st.verdict.clone());
+            }
+        }
+        changed.then(|| st.verdict.clone())
+    }
+
+    /// The cache, then behaviour, for a flow no detector decided.
+    fn fallback(&self, key: &FlowKey, now: u64) -> Option<Verdict> {
+        if let Some(l) = cached(&self.cache, key, now) {
+            return Some(Verdict::new(l, Confidence::Cache));
+        }
+        if key.src.port() >= HIGH_PORT
+            && key.dst.port() >= HIGH_PORT
+            && (self.behaviour.is_p2p_node(&key.src.ip())
+                || self.behaviour.is_p2p_node(&key.dst.ip()))
+        {
+            return Some(Verdict::new(Label::P2pBehavioural, Confidence::Behaviour));
+        }
+        None
+    }
+
+    /// The flow's current verdict.
+    pub fn verdict(&self, key: &FlowKey) -> Option<&Verdict> {
+        self.flows.get(key).map(|st| &st.verdict)
+    }
+
+    /// Ends a flow (closed, expired, end of capture): its final verdict, with the cache and
+    /// behaviour fallbacks applied if no detector decided it. Its state is dropped.
+    pub fn finish(&mut self, key: &FlowKey, now: u64) -> Verdict {
+        let Some(st) = self.flows.remove(key) else {
+            return Verdict::unknown();
+        };
+        let known_other = st.inspector.as_ref().is_some_and(|i| i.known_other);
+        let v = st.verdict;
+        if v.label == Label::Unknown && !known_other {
+            if let Some(f) = self.fallback(key, now) {
+                return f;
+            }
+        }
+        // A tentative cache label stands; a payload label that was never made final (e.g. a
+        // flow shorter than the budget) is still the best we have.
+        v
+    }
+
+    /// Ends every flow idle since before `now - idle_ns`; returns their final verdicts.
+    pub fn expire(&mut self, now: u64, idle_ns: u64) -> Vec<(FlowKey, Verdict)> {
+        let stale: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, st)| now.saturating_sub(st.last_ts) > idle_ns)
+            .map(|(k, _)| *k)
+            .collect();
+        stale
+            .into_iter()
+            .map(|k| (k, self.finish(&k, now)))
+            .collect()
+    }
+
+    /// Ends every flow; their final verdicts, in no particular order.
+    pub fn finish_all(&mut self, now: u64) -> Vec<(FlowKey, Verdict)> {
+        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
+        keys.into_iter()
+            .map(|k| (k, self.finish(&k, now)))
+            .collect()
+    }
+}
+
+/// Whether `new` should replace `old`: anything beats unknown; a final payload or host-name
+/// finding beats a cache guess and a generic web label.
+fn improves(old: &Verdict, new: &Verdict) -> bool {
+    if old == new {
+        return false;
+    }
+    if old.label == Label::Unknown {
+        return true;
+    }
+    let rank = |v: &Verdict| match (v.label.class(), v.confidence) {
+        (
+            _,
+            Confidence::Cache | Confidence::Behaviour | Confidence::PortGuess | Confidence::None,
+        ) => 0,
+        (Class::Web | Class::Other, _) => 1,
+        (Class::P2p | Class::Video, _) => 2,
+    };
+    let (n, o) = (rank(new), rank(old));
+    n > o || n == o && n >= 1
+}
+
+/// The other direction.
+pub(crate) fn opposite(d: Direction) -> Direction {
+    match d {
+        Direction::Up => Direction::Down,
+        Direction::Down => Direction::Up,
+    }
+}
+
+fn cached(cache: &EndpointCache, key: &FlowKey, now: u64) -> Option<Label> {
+    let l = cache
+        .get(&key.src, now)
+        .or_else(|| cache.get(&key.dst, now))?;
+    Some(transport_form(l, key.proto))
+}
+
+/// A cached BitTorrent endpoint seen on another transport: TCP flows are peer wire, UDP
+/// flows uTP (the DHT and tracker forms are recognised by payload when they occur).
+fn transport_form(l: Label, proto: u8) -> Label {
+    match l {
+        Label::Bittorrent
+        | Label::BittorrentUtp
+        | Label::BittorrentDht
+        | Label::BittorrentEncrypted
+        | Label::BittorrentLsd => {
+            if proto == TCP {
+                Label::Bittorrent
+            } else {
+                Label::BittorrentUtp
+            }
+        }
+        other => other,
+    }
+}
+
+fn learn(cache: &mut EndpointCache, key: &FlowKey, label: Label, now: u64) {
+    // Trackers are servers for many swarms, not peers; their endpoints say nothing.
+    if label == Label::BittorrentTracker || label == Label::P2pBehavioural {
+        return;
+    }
+    for ep in [key.src, key.dst] {
+        if !is_unspecified(&ep) {
+            cache.insert(ep, label, now);
+        }
+    }
+}
+
+fn is_unspecified(ep: &SocketAddr) -> bool {
+    ep.ip().is_unspecified() || ep.ip().is_multicast() || ep.port() == 0
+}
