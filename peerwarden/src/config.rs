@@ -58,11 +58,16 @@ pub struct Api {
     /// Address and port to listen on; localhost unless configured otherwise.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Bearer token for writes (PUT /api/v1/policy). The environment variable
+    /// `PEERWARDEN_API_TOKEN` takes precedence, so the token need not sit in a file.
+    /// Without either, writes are refused.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 impl Default for Api {
     fn default() -> Self {
-        Api { listen: default_listen() }
+        Api { listen: default_listen(), token: None }
     }
 }
 
@@ -97,6 +102,11 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The bearer token for writes: the environment's, else the config's.
+    pub fn api_token(&self) -> Option<String> {
+        std::env::var("PEERWARDEN_API_TOKEN").ok().or_else(|| self.api.token.clone()).filter(|t| !t.is_empty())
+    }
+
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -139,6 +149,9 @@ impl Config {
                 "history_seconds: {} is out of range (60 to 604800)",
                 config.history_seconds
             )));
+        }
+        if config.api.token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid("api.token: use at least 16 characters".into()));
         }
         if let Some(ns) = &config.netns
             && (ns.is_empty() || ns.contains('/'))

@@ -19,8 +19,21 @@ use crate::{
     config::Config,
     preflight,
     probe::{PROG_DOWNLINK, PROG_UPLINK, Probe},
-    state::{Sample, State},
+    policy_store::{PolicyStore, ReplaceError},
+    state::{Sample, State, StateOptions},
 };
+
+/// One line for a refused policy: the first error with its position, and how many more.
+fn replace_error_line(e: &ReplaceError) -> String {
+    match e {
+        ReplaceError::Invalid(errors) => {
+            let more = errors.len().saturating_sub(1);
+            let first = errors.first().map(|e| format!("{}:{}: {}", e.line, e.column, e.message)).unwrap_or_default();
+            if more > 0 { format!("{first} (and {more} more; run peerwarden policy check)") } else { first }
+        }
+        ReplaceError::Apply(msg) => msg.clone(),
+    }
+}
 
 /// How often the counters are read.
 const TICK: Duration = Duration::from_secs(1);
@@ -48,7 +61,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     for a in &attachments {
         info!(interface = %a.interface, program = a.program, mode = a.mode, "attached");
     }
-    let state = Arc::new(State::new(attachments, config.history_seconds, config.flow_table_size));
+    let store = PolicyStore::new(None);
+    if let Some(path) = &config.policy {
+        let source = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the policy {}", path.display()))?;
+        if let Err(e) = store.replace(source, &path.display().to_string()) {
+            return Err(anyhow!("the policy {} is not valid: {}", path.display(), replace_error_line(&e)));
+        }
+    }
+    let state = Arc::new(State::new(StateOptions {
+        attachments,
+        history_seconds: config.history_seconds,
+        flow_table_size: config.flow_table_size,
+        policy: store,
+        api_token: config.api_token(),
+    }));
     let probe = Arc::new(probe);
     let stop = Arc::new(AtomicBool::new(false));
     let readers = [

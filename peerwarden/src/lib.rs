@@ -8,6 +8,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod policy_store;
 pub mod lab;
 pub mod preflight;
 pub mod probe;

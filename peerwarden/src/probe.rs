@@ -56,7 +56,7 @@ pub enum ProbeError {
 }
 
 /// How a program ended up attached.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Attachment {
     /// Interface name.
     pub interface: String,

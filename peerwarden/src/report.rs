@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::{clock, probe::LabelCounters, state::State};
 
 /// Bytes, packets (each `[up, down]`) and flows of one class or label.
-#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Usage {
     /// Bytes on the wire, `[up, down]`.
     pub bytes: [u64; 2],
@@ -34,7 +34,7 @@ impl Usage {
 }
 
 /// The traffic mix.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Mix {
     /// The window the figures cover, seconds; `null` for "since start".
     pub window_seconds: Option<u64>,
@@ -112,20 +112,35 @@ pub fn mix(state: &State, window_secs: Option<u64>) -> Mix {
 }
 
 /// A flow record as DESIGN.md prints it; `src` is always the subscriber side.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FlowRecord {
+    /// `tcp` or `udp`.
     pub proto: &'static str,
+    /// Subscriber-side address.
+    #[schema(value_type = String)]
     pub src: IpAddr,
+    /// Subscriber-side port.
     pub sport: u16,
+    /// Internet-side address.
+    #[schema(value_type = String)]
     pub dst: IpAddr,
+    /// Internet-side port.
     pub dport: u16,
+    /// Label (DESIGN.md's label set).
     pub label: &'static str,
+    /// Class of the label.
     pub class: &'static str,
+    /// How the label was decided.
     pub confidence: &'static str,
+    /// Subscriber id from the policy.
     pub subscriber: Option<String>,
+    /// Packets `[up, down]`.
     pub packets: [u64; 2],
+    /// Bytes `[up, down]`.
     pub bytes: [u64; 2],
+    /// First packet (RFC 3339).
     pub first_seen: String,
+    /// Last packet (RFC 3339).
     pub last_seen: String,
 }
 

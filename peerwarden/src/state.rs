@@ -11,7 +11,10 @@ use std::{
 use dashmap::DashMap;
 use peerwarden_common::{FlowKey, FlowValue};
 
-use crate::probe::{Attachment, LabelCounters};
+use crate::{
+    policy_store::PolicyStore,
+    probe::{Attachment, LabelCounters},
+};
 
 /// One reading of the counters.
 #[derive(Clone)]
@@ -36,6 +39,24 @@ pub struct State {
     /// The probe's statistics as of the last read.
     stats: Mutex<BTreeMap<&'static str, u64>>,
     flow_table_size: u32,
+    /// The active and last rejected policies.
+    pub policy: PolicyStore,
+    /// Bearer token for writes; `None` disables writes.
+    pub api_token: Option<String>,
+}
+
+/// What a [`State`] is made from.
+pub struct StateOptions {
+    /// Interfaces and programs.
+    pub attachments: Vec<Attachment>,
+    /// Seconds of per-second history.
+    pub history_seconds: u32,
+    /// Entries of the kernel flow table.
+    pub flow_table_size: u32,
+    /// The policy store (with the data path's hook).
+    pub policy: PolicyStore,
+    /// Bearer token for writes.
+    pub api_token: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -44,16 +65,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl State {
-    /// Empty state for a daemon keeping `history_seconds` of samples.
-    pub fn new(attachments: Vec<Attachment>, history_seconds: u32, flow_table_size: u32) -> State {
+    /// Empty state.
+    pub fn new(o: StateOptions) -> State {
         State {
             started: SystemTime::now(),
-            attachments,
+            attachments: o.attachments,
             history: Mutex::new(VecDeque::new()),
-            history_len: history_seconds as usize + 1,
+            history_len: o.history_seconds as usize + 1,
             flows: DashMap::new(),
             stats: Mutex::new(BTreeMap::new()),
-            flow_table_size,
+            flow_table_size: o.flow_table_size,
+            policy: o.policy,
+            api_token: o.api_token,
         }
     }
 

@@ -14,19 +14,27 @@ const DEFAULT_LIMIT: usize = 100;
 /// The most flows one request may ask for.
 const MAX_LIMIT: usize = 10_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Params {
+    /// Only flows with this label (e.g. `bittorrent.utp`).
     label: Option<String>,
+    /// Only flows of this class: p2p, video, web, other.
     class: Option<String>,
+    /// At most this many (1 to 10,000; default 100).
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+/// Flow records.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Flows {
     flows: Vec<report::FlowRecord>,
 }
 
+/// Flows, most recently seen first.
+#[utoipa::path(get, path = "/api/v1/flows", tag = "reports", params(Params),
+    responses((status = 200, body = Flows), (status = 400, body = super::error::ErrorBody)))]
 pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Flows>, ApiError> {
     let p: Params = query(uri.query())?;
     let label = p

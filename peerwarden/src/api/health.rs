@@ -1,16 +1,26 @@
-//! `GET /healthz`: 200 while the programs are attached.
+//! `GET /healthz`: 200 while the daemon runs, with its attachments.
 
 use std::sync::Arc;
 
 use axum::{Json, extract::State as Ext};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::{clock, state::State};
+use crate::{clock, probe::Attachment, state::State};
 
-pub async fn get(Ext(state): Ext<Arc<State>>) -> Json<Value> {
-    Json(json!({
-        "status": "ok",
-        "since": clock::rfc3339(state.started),
-        "attached": state.attachments,
-    }))
+/// Liveness.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the daemon answers.
+    status: &'static str,
+    /// Start time (RFC 3339).
+    since: String,
+    /// Where the programs are attached.
+    attached: Vec<Attachment>,
+}
+
+/// Liveness and attachments.
+#[utoipa::path(get, path = "/healthz", tag = "status", responses((status = 200, body = Health)))]
+pub async fn get(Ext(state): Ext<Arc<State>>) -> Json<Health> {
+    Json(Health { status: "ok", since: clock::rfc3339(state.started), attached: state.attachments.clone() })
 }

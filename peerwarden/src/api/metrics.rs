@@ -12,6 +12,9 @@ use crate::state::State;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "status",
+    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn get(Ext(state): Ext<Arc<State>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&state))
 }

@@ -8,12 +8,17 @@ use serde::Deserialize;
 use super::{ApiError, error::query};
 use crate::{report, state::State};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Params {
+    /// Only the last N seconds: `90`, `90s`, `5m`, `1h`. Without it: since start.
     window: Option<String>,
 }
 
+/// Bytes and packets (`[up, down]`) and flows by class and by label.
+#[utoipa::path(get, path = "/api/v1/mix", tag = "reports", params(Params),
+    responses((status = 200, body = report::Mix), (status = 400, body = super::error::ErrorBody)))]
 pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<report::Mix>, ApiError> {
     let params: Params = query(uri.query())?;
     let window = params.window.as_deref().map(parse_window).transpose()?;

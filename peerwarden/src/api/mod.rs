@@ -1,28 +1,62 @@
-//! The REST API (axum): `/api/v1/...` JSON, `/healthz`. The router is built in [`app`] so
-//! tests drive it without a socket.
+//! The REST API (axum): JSON under `/api/v1`, the OpenAPI document generated from the
+//! handlers at `/api/v1/openapi.json`, Prometheus text at `/metrics`, `/healthz`. The router
+//! is built in [`app`] so tests drive it without a socket.
 
+mod auth;
 mod error;
 mod flows;
 mod health;
 mod metrics;
 mod mix;
+mod policy;
+mod status;
 
 use std::sync::Arc;
 
-use axum::{Router, routing::get};
+use axum::{Router, extract::DefaultBodyLimit, http::header, routing::get};
+use utoipa::OpenApi as _;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+use auth::BearerScheme;
 pub use error::ApiError;
 
 use crate::state::State;
 
+/// Largest request body accepted (a policy for 100,000 subscribers is ~10 MB of YAML).
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "peerwarden", description = "Traffic classification and per-subscriber policy for ISP gateways."),
+    modifiers(&BearerScheme),
+)]
+struct Doc;
+
+/// The routes and the OpenAPI document describing them.
+pub fn router() -> (Router<Arc<State>>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(Doc::openapi())
+        .routes(routes!(health::get))
+        .routes(routes!(metrics::get))
+        .routes(routes!(mix::get))
+        .routes(routes!(flows::get))
+        .routes(routes!(status::get))
+        .routes(routes!(policy::get, policy::put))
+        .routes(routes!(policy::rejected))
+        .split_for_parts()
+}
+
 /// The API's router over the daemon's state.
 pub fn app(state: Arc<State>) -> Router {
-    Router::new()
-        .route("/healthz", get(health::get))
-        .route("/api/v1/mix", get(mix::get))
-        .route("/api/v1/flows", get(flows::get))
-        .route("/metrics", get(metrics::get))
+    let (routes, doc) = router();
+    // Rendered once: the document does not change while the daemon runs.
+    let doc: Arc<str> = doc.to_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")).into();
+    routes
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc.to_string()) }),
+        )
         .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 
 use super::app;
-use crate::{clock, state::{Sample, State}};
+use crate::{clock, policy_store::PolicyStore, state::{Sample, State, StateOptions}};
 
 fn counters(bt_bytes: u64, unknown_flows: u64) -> Vec<[CounterValue; 2]> {
     let mut c = vec![[CounterValue::default(); 2]; ALL_LABELS.len()];
@@ -33,8 +33,16 @@ fn flow(last: u8, label: Label, age_ns: u64) -> (FlowKey, FlowValue) {
     (k, v)
 }
 
+const TOKEN: &str = "test-token-0123456789";
+
 fn state() -> Arc<State> {
-    let s = State::new(Vec::new(), 3600, 4096);
+    let s = State::new(StateOptions {
+        attachments: Vec::new(),
+        history_seconds: 3600,
+        flow_table_size: 4096,
+        policy: PolicyStore::new(None),
+        api_token: Some(TOKEN.into()),
+    });
     let t0 = Instant::now() - Duration::from_secs(120);
     s.push_sample(Sample { at: t0, counters: counters(1000, 2) });
     s.push_sample(Sample { at: t0 + Duration::from_secs(60), counters: counters(5000, 2) });
@@ -47,11 +55,112 @@ fn state() -> Arc<State> {
     Arc::new(s)
 }
 
-async fn get(uri: &str) -> (StatusCode, Value) {
-    let resp = app(state()).oneshot(Request::get(uri).body(Body::empty()).expect("request")).await.expect("response");
+async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = app.clone().oneshot(req).await.expect("response");
     let status = resp.status();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, serde_json::from_slice(&body).expect("JSON body"))
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn get(uri: &str) -> (StatusCode, Value) {
+    send(&app(state()), Request::get(uri).body(Body::empty()).expect("request")).await
+}
+
+fn put_policy(body: &str, token: Option<&str>) -> Request<Body> {
+    let mut r = Request::put("/api/v1/policy").header("content-type", "application/yaml");
+    if let Some(t) = token {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    r.body(Body::from(body.to_string())).expect("request")
+}
+
+const GOOD_POLICY: &str = include_str!("../../../policies/examples/lab.yaml");
+
+#[tokio::test]
+async fn policy_writes_need_the_token_and_bad_ones_change_nothing() {
+    let app = app(state());
+    let (status, _) = send(&app, Request::get("/api/v1/policy").body(Body::empty()).expect("req")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no policy yet");
+    for (token, want) in [(None, StatusCode::UNAUTHORIZED), (Some("wrong-token-0123456789"), StatusCode::UNAUTHORIZED), (Some(""), StatusCode::UNAUTHORIZED)] {
+        let (status, v) = send(&app, put_policy(GOOD_POLICY, token)).await;
+        assert_eq!(status, want, "{token:?}");
+        assert_eq!(v["error"], "unauthorized");
+    }
+    let (status, _) = send(&app, Request::get("/api/v1/policy").body(Body::empty()).expect("req")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "refused writes changed nothing");
+
+    let (status, v) = send(&app, put_policy(GOOD_POLICY, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["origin"], "api");
+    assert_eq!(v["subscribers"], 2);
+
+    let bad = GOOD_POLICY.replace("plan: home-50", "plan: home-500");
+    let (status, v) = send(&app, put_policy(&bad, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"], "invalid_policy");
+    let first = &v["errors"][0];
+    assert!(first["line"].as_u64().is_some_and(|l| l > 0) && first["column"].as_u64().is_some_and(|c| c > 0), "{v}");
+    assert!(first["message"].as_str().is_some_and(|m| m.contains("home-500")), "{v}");
+    let (_, v) = send(&app, Request::get("/api/v1/policy").body(Body::empty()).expect("req")).await;
+    assert_eq!(v["source"], GOOD_POLICY, "the running policy stays");
+    let (status, v) = send(&app, Request::get("/api/v1/policy/rejected").body(Body::empty()).expect("req")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["origin"], "api");
+    let (_, v) = send(&app, Request::get("/api/v1/status").body(Body::empty()).expect("req")).await;
+    assert_eq!((v["policy_reloads"].as_u64(), v["policy_failures"].as_u64()), (Some(1), Some(1)));
+
+    let (status, v) = send(&app, put_policy("\u{0}not: [yaml", Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let mut not_utf8 = put_policy("", Some(TOKEN));
+    *not_utf8.body_mut() = Body::from(vec![0xff, 0xfe, 0x00]);
+    let (status, _) = send(&app, not_utf8).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn writes_are_refused_without_a_configured_token() {
+    let s = State::new(StateOptions {
+        attachments: Vec::new(),
+        history_seconds: 60,
+        flow_table_size: 16,
+        policy: PolicyStore::new(None),
+        api_token: None,
+    });
+    let (status, v) = send(&app(Arc::new(s)), put_policy(GOOD_POLICY, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(v["detail"].as_str().is_some_and(|d| d.contains("api.token")));
+}
+
+#[tokio::test]
+async fn every_documented_route_answers_and_every_route_is_documented() {
+    let (status, doc) = get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let paths = doc["paths"].as_object().expect("paths");
+    let app = app(state());
+    let mut documented = Vec::new();
+    for (path, item) in paths {
+        for method in item.as_object().expect("path item").keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+            let req = Request::builder().method(method.to_uppercase().as_str()).uri(path.as_str()).body(Body::empty()).expect("req");
+            let resp = app.clone().oneshot(req).await.expect("response");
+            // Answers: not the router's 404/405 for an unknown route.
+            let s = resp.status();
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            assert!(s != StatusCode::METHOD_NOT_ALLOWED && v["detail"] != format!("no route {path}"), "{method} {path}: {s}");
+        }
+    }
+    documented.sort();
+    // Every route the router serves (but the document itself) is in the document.
+    let mut served = vec![
+        "GET /api/v1/flows", "GET /api/v1/mix", "GET /api/v1/policy", "GET /api/v1/policy/rejected",
+        "GET /api/v1/status", "GET /healthz", "GET /metrics", "PUT /api/v1/policy",
+    ];
+    served.sort();
+    assert_eq!(documented, served);
+    let (router, _) = super::router();
+    drop(router);
 }
 
 #[tokio::test]
