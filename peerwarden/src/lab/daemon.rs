@@ -75,6 +75,15 @@ pub fn write_config(lab: &Lab, opts: &UpOptions, policy: Option<&Path>) -> Resul
 /// Starts `<this binary> run --config <state>/config.yaml` in the background (own process
 /// group, output to `daemon.log`, `daemon.pid`) and waits for `/healthz` to answer 200.
 pub fn start(lab: &Lab, opts: &UpOptions) -> Result<u32, LabError> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], opts.api_port));
+    // Another daemon (another lab, a real gateway) on the port would answer our health
+    // check while ours fails to bind: refuse up front.
+    if let Err(source) = std::net::TcpListener::bind(addr) {
+        return Err(LabError::ApiPort {
+            port: opts.api_port,
+            source,
+        });
+    }
     let exe = std::env::current_exe().map_err(|source| LabError::Io {
         op: "locating",
         path: "/proc/self/exe".into(),
@@ -91,7 +100,6 @@ pub fn start(lab: &Lab, opts: &UpOptions) -> Result<u32, LabError> {
         process::Output::Log,
     )?;
     let pid = daemon.pid();
-    let addr = SocketAddr::from(([127, 0, 0, 1], opts.api_port));
     let url = format!("http://{addr}/healthz");
     let deadline = Instant::now() + opts.health_timeout;
     let mut last;

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-/// A lab error: the operation, its subject and, where there is one, the underlying cause.
+/// A lab error: the operation, its subject and, where there is one, the underlying cause
+/// (as `source()`, which `{:#}` prints after the message).
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     /// Namespaces, veths and XDP need root.
@@ -22,7 +23,7 @@ pub enum LabError {
     #[error("lab {prefix:?} is not up; run `peerwarden lab up --prefix {prefix}` first")]
     NotUp { prefix: String },
     /// A command could not be started at all.
-    #[error("{cmd}: {source}")]
+    #[error("{cmd}")]
     Spawn {
         cmd: String,
         #[source]
@@ -36,10 +37,17 @@ pub enum LabError {
         stderr: String,
     },
     /// A file or directory operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         op: &'static str,
         path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The API port is taken (another lab's daemon, say).
+    #[error("API port 127.0.0.1:{port} is not free (pick another with --api-port)")]
+    ApiPort {
+        port: u16,
         #[source]
         source: std::io::Error,
     },

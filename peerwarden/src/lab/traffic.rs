@@ -111,6 +111,9 @@ fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
+/// How often the daemon reads the probe's maps (peerwarden/src/daemon.rs).
+const DAEMON_READ_INTERVAL: Duration = Duration::from_secs(1);
+
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -172,6 +175,11 @@ pub fn traffic(lab: &Lab, opts: &TrafficOptions) -> Result<TrafficSummary, LabEr
 
     let http = clients.finish();
     nginx.stop(Duration::from_secs(3));
+    if lab.path("daemon.pid").exists() {
+        // The daemon reads the probe's counters once a second: wait for one more read, so
+        // that `lab traffic && curl .../api/v1/mix` sees the last packets of the run.
+        std::thread::sleep(DAEMON_READ_INTERVAL + Duration::from_millis(200));
+    }
     if let Some(err) = failure {
         return Err(err);
     }
@@ -231,8 +239,8 @@ fn round(
 
     let downloaded = match outcome {
         Wait::Done(downloaded) => downloaded,
-        Wait::Deadline | Wait::Signal if opts.looped => return Ok(None),
         Wait::Signal => return Ok(None),
+        Wait::Deadline if opts.looped => return Ok(None),
         Wait::Deadline => {
             return Err(LabError::Download {
                 reason: format!("time bound of {} s reached", opts.seconds),
