@@ -15,7 +15,7 @@ use crate::{
     cache::EndpointCache,
     flow::{Direction, FlowKey, FxMap},
     hosts::HostList,
-    inspect::Inspector,
+    inspect::{Inspector, NON_P2P_SERVICE_PORTS},
     packet::TCP,
 };
 
@@ -89,6 +89,9 @@ pub struct EngineConfig {
     pub cache_capacity: usize,
     /// When a host counts as a P2P node.
     pub behaviour: BehaviourConfig,
+    /// Run only what the kernel runs (the fixed-offset fingerprints and uTP id pairing),
+    /// with no deep detectors and no fallbacks: the baseline the deep tier is measured against.
+    pub kernel_only: bool,
 }
 
 impl Default for EngineConfig {
@@ -98,6 +101,7 @@ impl Default for EngineConfig {
             cache_ttl_ns: 10 * 60 * 1_000_000_000,
             cache_capacity: 1 << 16,
             behaviour: BehaviourConfig::default(),
+            kernel_only: false,
         }
     }
 }
@@ -111,6 +115,9 @@ struct FlowState {
     done: bool,
     inspected: u8,
     last_ts: u64,
+    /// A detector recognised a protocol without a label of its own (SSH, SIP, STUN):
+    /// the flow is not P2P, whatever the fallbacks would say.
+    known_other: bool,
     inspector: Option<Box<Inspector>>,
 }
 
@@ -180,7 +187,8 @@ impl Engine {
             self.behaviour
                 .flow_started((i.ip(), i.port()), (r.ip(), r.port()));
             let mut verdict = Verdict::unknown();
-            if let Some(l) = cached(&self.cache, &p.key, p.ts_ns) {
+            if let Some(l) = cached(&self.cache, &p.key, p.ts_ns).filter(|_| !self.cfg.kernel_only)
+            {
                 verdict = Verdict::new(l, Confidence::Cache);
                 changed = true;
             }
@@ -191,6 +199,7 @@ impl Engine {
                     done: false,
                     inspected: 0,
                     last_ts: p.ts_ns,
+                    known_other: false,
                     inspector: None,
                 },
             );
@@ -206,10 +215,12 @@ impl Engine {
             let insp = st.inspector.get_or_insert_with(Default::default);
             if p.payload.is_empty() {
                 // A SYN fixes where the stream starts; nothing to inspect yet.
+                insp.tcp_control(p);
                 return changed.then(|| st.verdict.clone());
             }
             st.inspected = st.inspected.saturating_add(1);
-            if let Some(hit) = insp.inspect(p, &self.hosts, st.verdict.label) {
+            if let Some(hit) = insp.inspect(p, &self.hosts, st.verdict.label, self.cfg.kernel_only)
+            {
                 if improves(&st.verdict, &hit.verdict) {
                     st.verdict = hit.verdict;
                     changed = true;
@@ -223,12 +234,18 @@ impl Engine {
             }
             if st.done {
                 let insp = st.inspector.take();
-                let known_other = insp.is_some_and(|i| i.known_other);
+                st.known_other |= insp.is_some_and(|i| i.known_other);
+                let known_other = st.known_other;
                 let label = st.verdict.label;
-                if label.class() == Class::P2p && st.verdict.confidence == Confidence::Payload {
+                // Only definite payload matches teach the cache: an inferred label (MSE's shape)
+                // spreading to other flows would multiply its mistakes.
+                if label.class() == Class::P2p
+                    && st.verdict.confidence == Confidence::Payload
+                    && label != Label::BittorrentEncrypted
+                {
                     learn(&mut self.cache, &p.key, label, p.ts_ns);
                 }
-                if label == Label::Unknown && !known_other {
+                if label == Label::Unknown && !known_other && !self.cfg.kernel_only {
                     let key = p.key;
                     let now = p.ts_ns;
                     if let Some(v) = self.fallback(&key, now) {
@@ -247,6 +264,10 @@ impl Engine {
 
     /// The cache, then behaviour, for a flow no detector decided.
     fn fallback(&self, key: &FlowKey, now: u64) -> Option<Verdict> {
+        let ports = [key.src.port(), key.dst.port()];
+        if ports.iter().any(|p| NON_P2P_SERVICE_PORTS.contains(p)) {
+            return None;
+        }
         if let Some(l) = cached(&self.cache, key, now) {
             return Some(Verdict::new(l, Confidence::Cache));
         }
@@ -271,9 +292,9 @@ impl Engine {
         let Some(st) = self.flows.remove(key) else {
             return Verdict::unknown();
         };
-        let known_other = st.inspector.as_ref().is_some_and(|i| i.known_other);
+        let known_other = st.known_other || st.inspector.as_ref().is_some_and(|i| i.known_other);
         let v = st.verdict;
-        if v.label == Label::Unknown && !known_other {
+        if v.label == Label::Unknown && !known_other && !self.cfg.kernel_only {
             if let Some(f) = self.fallback(key, now) {
                 return f;
             }

@@ -52,9 +52,14 @@ const VIDEO: &[(&str, &str)] = &[
     ("pluralsight.com", "pluralsight"),
     ("pluralsight.imgix.net", "pluralsight"),
     ("pluralsight2.imgix.net", "pluralsight"),
-    ("itunes.apple.com", "appletv"),
-    ("tv.apple.com", "appletv"),
+    // iTunes' store hosts (`p53-buy.itunes.apple.com`, ...) share the domain: name the
+    // media ones exactly ("=" means the whole name, not a suffix).
+    ("=itunes.apple.com", "appletv"),
+    ("play.itunes.apple.com", "appletv"),
+    ("sync.itunes.apple.com", "appletv"),
     ("hls.itunes.apple.com", "appletv"),
+    ("play-edge.itunes.apple.com", "appletv"),
+    ("tv.apple.com", "appletv"),
     ("pandora.com", "pandora"),
     ("p-cdn.com", "pandora"),
     ("iflix.com", "iflix"),
@@ -66,7 +71,6 @@ const VIDEO: &[(&str, &str)] = &[
     ("hbomax.com", "hbomax"),
     ("max.com", "hbomax"),
     ("crunchyroll.com", "crunchyroll"),
-    ("tiktokv.com", "tiktok"),
     ("dazn.com", "dazn"),
     ("peacocktv.com", "peacock"),
     ("paramountplus.com", "paramountplus"),
@@ -150,8 +154,11 @@ impl HostList {
     }
 }
 
-/// `host` is `suffix` or ends with `.suffix`.
+/// `host` is `suffix` or ends with `.suffix`; an entry `=name` matches `name` only.
 fn suffix_match(host: &str, suffix: &str) -> bool {
+    if let Some(exact) = suffix.strip_prefix('=') {
+        return host == exact;
+    }
     host == suffix
         || (host.len() > suffix.len()
             && host.ends_with(suffix)
@@ -182,6 +189,15 @@ mod tests {
             Some(HostMatch::P2p(Label::Bittorrent))
         );
         assert_eq!(h.lookup(""), None);
+        assert_eq!(
+            h.lookup("itunes.apple.com"),
+            Some(HostMatch::Video("appletv".into()))
+        );
+        assert_eq!(
+            h.lookup("p53-buy.itunes.apple.com"),
+            None,
+            "the store, not the player"
+        );
     }
 
     #[test]

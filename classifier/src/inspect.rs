@@ -19,10 +19,18 @@ use crate::{
 const STREAM_CAP: usize = 8 * 1024;
 
 /// Ports whose services encrypt from the first byte, so a random-looking exchange there
-/// is not taken for MSE (SSH, HTTPS, IMAPS, POP3S, OpenVPN, RDP, XMPP over TLS, ...).
+/// is not taken for MSE (SSH, HTTPS, IMAPS, POP3S, OpenVPN, RDP, XMPP over TLS, Spotify's
+/// access points, Tor, Ethereum's RLPx, ...).
 const ENCRYPTED_SERVICE_PORTS: &[u16] = &[
-    22, 443, 465, 563, 853, 990, 993, 995, 1194, 1723, 3389, 5061, 5223, 5228, 8443, 9001,
+    22, 443, 465, 563, 853, 990, 993, 995, 1194, 1723, 3389, 4070, 5061, 5223, 5228, 8443, 9001,
+    30303,
 ];
+
+/// Ports of services that are neither BitTorrent-like P2P nor video and that talk to many
+/// peers on high ports (SIP, STUN/TURN, Dropbox LAN sync, Ethereum devp2p, SSDP, mDNS,
+/// LLMNR): their undecided flows get no cache or behaviour fallback.
+pub(crate) const NON_P2P_SERVICE_PORTS: &[u16] =
+    &[1900, 3478, 5060, 5061, 5349, 5353, 5355, 17500, 30303];
 
 /// A detector's finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +105,7 @@ pub(crate) struct Inspector {
     first: [Option<(usize, bool)>; 2],
     /// uTP connection ids per direction (the kernel's pairing rule) and sequence runs.
     utp_id: [Option<u16>; 2],
-    utp_seqs: [Vec<(u16, u16)>; 2],
+    utp_seqs: [Vec<(u16, u32, u16)>; 2],
     /// Peer-wire framing: packets that framed, messages, a telling message seen.
     bt_packets: u8,
     bt_messages: u32,
@@ -110,15 +118,32 @@ pub(crate) struct Inspector {
     /// Something that is neither P2P nor video was recognised (STUN, SSH, ...): no cache or
     /// behaviour fallback for this flow.
     pub known_other: bool,
+    /// The direction of the connection's SYN, if it was seen.
+    syn_dir: Option<Direction>,
 }
 
 impl Inspector {
+    /// Notes a payload-less TCP segment: a SYN (without ACK) marks the connection's start.
+    pub(crate) fn tcp_control(&mut self, p: &PacketMeta<'_>) {
+        if p.tcp_flags & 0x12 == 0x02 && self.seen == [0, 0] {
+            self.syn_dir = Some(p.dir);
+        }
+        if p.tcp_flags & 0x02 != 0 {
+            // Data starts one past the SYN's sequence number.
+            let s = &mut self.streams[p.dir.index()];
+            if s.buf.is_empty() {
+                s.next = Some(p.tcp_seq.wrapping_add(1));
+            }
+        }
+    }
+
     /// Inspects one payload packet. The best finding, if any.
     pub(crate) fn inspect(
         &mut self,
         p: &PacketMeta<'_>,
         hosts: &HostList,
         current: Label,
+        kernel_only: bool,
     ) -> Option<Hit> {
         let d = p.dir.index();
         self.seen[d] = self.seen[d].saturating_add(1);
@@ -131,10 +156,16 @@ impl Inspector {
             if let Some(l) = fingerprint::tcp(sample) {
                 return Some(Hit::payload(l));
             }
+            if kernel_only {
+                return None;
+            }
             self.tcp(p, hosts, first_in_dir, current)
         } else {
             if let Some(l) = fingerprint::udp(sample) {
                 return Some(Hit::payload(l));
+            }
+            if kernel_only {
+                return self.utp_pairing(p.payload, d);
             }
             self.udp(p, hosts, first_in_dir)
         }
@@ -214,7 +245,8 @@ impl Inspector {
             }
         }
         if first_in_dir {
-            self.first[d] = Some((pl.len(), bittorrent::looks_random(pl)));
+            let random = bittorrent::looks_random(pl) && !bittorrent::structured_start(pl);
+            self.first[d] = Some((pl.len(), random));
             if current == Label::Unknown && !self.known_other {
                 if let Some(h) = self.mse(p) {
                     return Some(h);
@@ -228,7 +260,11 @@ impl Inspector {
     /// bytes), and the responder's answer is the same shape. Decided when the second of the
     /// two first payloads arrives.
     fn mse(&self, p: &PacketMeta<'_>) -> Option<Hit> {
+        // Only from the connection's start: mid-flow, "first payloads" are arbitrary.
         let init = self.first_dir?;
+        if self.syn_dir != Some(init) {
+            return None;
+        }
         let (Some((li, ri)), Some((lr, rr))) =
             (self.first[init.index()], self.first[1 - init.index()])
         else {
@@ -254,22 +290,31 @@ impl Inspector {
             .then(|| Hit::payload(Label::BittorrentEncrypted))
     }
 
+    /// The kernel's uTP rule: uTP-shaped headers both ways whose connection ids pair up.
+    fn utp_pairing(&mut self, pl: &[u8], d: usize) -> Option<Hit> {
+        let id = fingerprint::utp_header(pl)?;
+        if self.utp_id[d].is_none() {
+            self.utp_id[d] = Some(id);
+        }
+        match (self.utp_id[0], self.utp_id[1]) {
+            (Some(a), Some(b)) if fingerprint::utp_pair(a, b) => {
+                Some(Hit::payload(Label::BittorrentUtp))
+            }
+            _ => None,
+        }
+    }
+
     fn udp(&mut self, p: &PacketMeta<'_>, hosts: &HostList, first_in_dir: bool) -> Option<Hit> {
         let d = p.dir.index();
         let pl = p.payload;
         // uTP: the kernel's pairing of connection ids across directions, and a run of
         // consecutive sequence numbers in one direction.
-        if let Some((id, seq)) = bittorrent::utp_seq(pl) {
-            if self.utp_id[d].is_none() {
-                self.utp_id[d] = Some(id);
-            }
-            if let (Some(a), Some(b)) = (self.utp_id[0], self.utp_id[1]) {
-                if fingerprint::utp_pair(a, b) {
-                    return Some(Hit::payload(Label::BittorrentUtp));
-                }
-            }
+        if let Some(h) = self.utp_pairing(pl, d) {
+            return Some(h);
+        }
+        if let Some(f) = bittorrent::utp_fields(pl) {
             if self.utp_seqs[d].len() < 4 {
-                self.utp_seqs[d].push((id, seq));
+                self.utp_seqs[d].push(f);
             }
             if bittorrent::utp_one_way(&self.utp_seqs[d]) {
                 return Some(Hit::payload(Label::BittorrentUtp));
@@ -317,7 +362,7 @@ impl Inspector {
         if ports.iter().any(|p| matches!(p, 53 | 5353 | 5355)) && dns::udp(pl) {
             return Some(Hit::payload(Label::Dns));
         }
-        if stun(pl) {
+        if stun(pl) || sip(pl) {
             self.known_other = true;
         }
         None
@@ -339,7 +384,7 @@ fn stream_start(head: &[u8], hosts: &HostList) -> (Option<Hit>, bool) {
     if peercast::pcp(head) {
         return (Some(Hit::payload(Label::Peercast)), false);
     }
-    (None, head.starts_with(b"SSH-"))
+    (None, head.starts_with(b"SSH-") || sip(head))
 }
 
 /// An HTTP request or response head in `p`.
@@ -387,6 +432,26 @@ fn by_host(sni: Option<String>, otherwise: Label, hosts: &HostList) -> Hit {
         Some(m) => host_hit(m),
         None => Hit::payload(otherwise),
     }
+}
+
+/// A SIP request or status line (RFC 3261).
+fn sip(p: &[u8]) -> bool {
+    p.starts_with(b"SIP/2.0 ")
+        || [
+            &b"INVITE sip:"[..],
+            b"REGISTER sip:",
+            b"OPTIONS sip:",
+            b"ACK sip:",
+            b"BYE sip:",
+            b"NOTIFY sip:",
+            b"SUBSCRIBE sip:",
+            b"MESSAGE sip:",
+            b"CANCEL sip:",
+            b"INFO sip:",
+            b"PUBLISH sip:",
+        ]
+        .iter()
+        .any(|m| p.starts_with(m))
 }
 
 /// A STUN message (RFC 5389): type with the top bits clear, length fitting the datagram, and

@@ -92,15 +92,29 @@ pub fn lsd(p: &[u8]) -> bool {
 /// transaction id, info hash, peer id, downloaded, left, uploaded, event (0..=3), ip, key,
 /// num_want, port; BEP 41 options may follow. Responses are too short and plain to tell
 /// apart from other protocols on their own; they share the request's flow anyway.
+///
+/// Beyond the action, the fields must be plausible: a listening port, `num_want` of -1
+/// (default) or a modest count, and a peer id in one of the two common styles
+/// (`-XX1234-…` Azureus style, or a letter then digits/dashes, Shad0w style).
 pub fn udp_tracker_announce(p: &[u8]) -> bool {
     let be32 = |o: usize| {
         p.get(o..o + 4)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     };
-    p.len() >= 98
-        && be32(8) == Some(1)
-        && be32(80).is_some_and(|e| e <= 3)
-        && p.get(0..8) != Some(&[0; 8])
+    if p.len() < 98 || be32(8) != Some(1) || p.get(0..8) == Some(&[0; 8]) {
+        return false;
+    }
+    let event_ok = be32(80).is_some_and(|e| e <= 3);
+    let want_ok = be32(92).is_some_and(|n| n == u32::MAX || (1..=1000).contains(&n));
+    let port_ok = p[96] != 0 || p[97] != 0;
+    let id = &p[36..44];
+    let azureus =
+        id[0] == b'-' && id[7] == b'-' && id[1..3].iter().all(|c| c.is_ascii_alphanumeric());
+    let shadow = id[0].is_ascii_alphabetic()
+        && id[1..6]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-');
+    event_ok && want_ok && port_ok && (azureus || shadow)
 }
 
 /// A Mainline DHT message in any key order: a bencoded dictionary with the `y` key set to
@@ -116,19 +130,51 @@ pub fn dht_any_order(p: &[u8]) -> bool {
     (has(b"1:y1:q") || has(b"1:y1:r") || has(b"1:y1:e")) && has(b"1:t")
 }
 
-/// uTP in one direction: `seqs` holds the (connection id, sequence number) of consecutive
-/// uTP-shaped packets of one sender; a connection keeps its id and counts its sequence up.
-pub fn utp_one_way(seqs: &[(u16, u16)]) -> bool {
-    seqs.len() >= 3
-        && seqs
-            .windows(2)
-            .all(|w| w[0].0 == w[1].0 && w[1].1.wrapping_sub(w[0].1) <= 2)
+/// uTP in one direction: `run` holds the (connection id, timestamp, sequence number) of
+/// consecutive uTP-shaped packets of one sender. A connection keeps its id, its microsecond
+/// timestamps move forward, and its sequence numbers count up by one or two (state packets
+/// repeat theirs, so a run of three with one step of 1..=2 and none backwards is asked).
+pub fn utp_one_way(run: &[(u16, u32, u16)]) -> bool {
+    run.len() >= 3
+        && run.windows(2).all(|w| {
+            let step = w[1].2.wrapping_sub(w[0].2);
+            w[0].0 == w[1].0
+                && w[1].1.wrapping_sub(w[0].1).wrapping_sub(1) < 60_000_000
+                && step <= 2
+        })
+        && run.windows(2).any(|w| w[1].2.wrapping_sub(w[0].2) >= 1)
 }
 
-/// The uTP sequence number of a uTP-shaped packet.
-pub fn utp_seq(p: &[u8]) -> Option<(u16, u16)> {
+/// (connection id, timestamp, sequence number) of a uTP-shaped packet.
+pub fn utp_fields(p: &[u8]) -> Option<(u16, u32, u16)> {
     let id = fingerprint::utp_header(p)?;
-    Some((id, u16::from_be_bytes([*p.get(16)?, *p.get(17)?])))
+    let ts = u32::from_be_bytes([*p.get(4)?, *p.get(5)?, *p.get(6)?, *p.get(7)?]);
+    Some((id, ts, u16::from_be_bytes([*p.get(16)?, *p.get(17)?])))
+}
+
+/// Whether the first bytes of a payload show structure that MSE's random key never has:
+/// a length prefix (16 or 32 bits, of the payload or of the rest), two zero bytes among the
+/// first four, a 4-letter ASCII magic (`ZBXD`, ...), or an uncompressed elliptic-curve
+/// point tag (0x04) where ECIES handshakes (Ethereum's RLPx) put it. Random bytes show one
+/// of these about once in 60.
+pub fn structured_start(p: &[u8]) -> bool {
+    if p.len() < 6 {
+        return true;
+    }
+    let n = p.len();
+    let be16 = |o: usize| u16::from_be_bytes([p[o], p[o + 1]]) as usize;
+    let be32 = |o: usize| u32::from_be_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]]) as usize;
+    let zeros = p[..4].iter().filter(|&&b| b == 0).count();
+    be16(0) == n
+        || be16(0) + 2 == n
+        || be32(0) == n
+        || be32(0) + 4 == n
+        || be32(2) + 2 == n
+        || be32(2) == n
+        || zeros >= 2
+        || p[..4].iter().all(|c| c.is_ascii_alphanumeric())
+        || p[0] == 0x04
+        || p[2] == 0x04
 }
 
 #[cfg(test)]
@@ -195,7 +241,13 @@ mod tests {
         assert!(!lsd(b"M-SEARCH * HTTP/1.1\r\n"));
         let mut ann = vec![0x11u8; 98];
         ann[8..12].copy_from_slice(&1u32.to_be_bytes());
+        ann[36..44].copy_from_slice(b"-TR2940-");
         ann[80..84].copy_from_slice(&2u32.to_be_bytes());
+        ann[92..96].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(udp_tracker_announce(&ann));
+        ann[96..98].copy_from_slice(&[0, 0]);
+        assert!(!udp_tracker_announce(&ann), "port 0");
+        ann[96..98].copy_from_slice(&51413u16.to_be_bytes());
         assert!(udp_tracker_announce(&ann));
         ann[83] = 9;
         assert!(!udp_tracker_announce(&ann));
@@ -208,9 +260,15 @@ mod tests {
 
     #[test]
     fn utp_in_one_direction() {
-        assert!(utp_one_way(&[(7, 100), (7, 101), (7, 102)]));
-        assert!(!utp_one_way(&[(7, 100), (8, 101), (7, 102)]));
-        assert!(!utp_one_way(&[(7, 100), (7, 900), (7, 901)]));
-        assert!(!utp_one_way(&[(7, 100), (7, 101)]));
+        assert!(utp_one_way(&[(7, 10, 100), (7, 20, 101), (7, 30, 102)]));
+        assert!(!utp_one_way(&[(7, 10, 100), (8, 20, 101), (7, 30, 102)]));
+        assert!(!utp_one_way(&[(7, 10, 100), (7, 20, 900), (7, 30, 901)]));
+        assert!(!utp_one_way(&[(7, 10, 100), (7, 20, 101)]));
+        // A DHCP discover repeated: same "id", same "timestamp" (the xid), same "seq".
+        assert!(!utp_one_way(&[
+            (0x0600, 5, 0),
+            (0x0600, 5, 0),
+            (0x0600, 5, 0)
+        ]));
     }
 }

@@ -203,6 +203,21 @@ pub fn request_label(r: &Request<'_>) -> Option<Label> {
     if ends_with_ci(path, b".mpd") || ends_with_ci(path, b".m4s") {
         return Some(Label::Dash);
     }
+    // Progressive video files and DASH/CMAF init segments, by their extension.
+    if [
+        &b".mp4"[..],
+        b".m4v",
+        b".webm",
+        b".mkv",
+        b".flv",
+        b".mov",
+        b".3gp",
+    ]
+    .iter()
+    .any(|e| ends_with_ci(path, e))
+    {
+        return Some(Label::HttpVideo);
+    }
     None
 }
 
