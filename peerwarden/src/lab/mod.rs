@@ -261,13 +261,13 @@ pub fn down(lab: &Lab) -> Result<DownReport, LabError> {
     exec::require_root()?;
     let mut report = DownReport::default();
     // Traffic first, the daemon last, so that it sees the end of every flow.
-    report.stopped.extend(process::stop_all_from_pid_files(
-        lab.state_dir(),
-        &["daemon"],
-    )?);
+    let dir = lab.state_dir();
     report
         .stopped
-        .extend(process::stop_all_from_pid_files(lab.state_dir(), &[])?);
+        .extend(process::stop_from_pid_files(dir, |name| name != "daemon")?);
+    report
+        .stopped
+        .extend(process::stop_from_pid_files(dir, |_| true)?);
     // Anything still running inside the lab's namespaces was started by the lab (pid files
     // lost in a crash): only lab processes live there.
     for ns in topology::existing(lab)? {

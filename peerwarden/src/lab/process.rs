@@ -223,9 +223,12 @@ pub fn stop_pid(pid: u32, grace: Duration) -> bool {
     true
 }
 
-/// Stops the processes named by `<name>.pid` files in `dir`: only `only` when not empty,
-/// else all of them. Removes the pid files. Returns (name, pid) of those that were running.
-pub fn stop_all_from_pid_files(dir: &Path, only: &[&str]) -> Result<Vec<(String, u32)>, LabError> {
+/// Stops the processes named by the `<name>.pid` files in `dir` whose name passes `which`,
+/// and removes those pid files. Returns (name, pid) of those that were running.
+pub fn stop_from_pid_files(
+    dir: &Path,
+    which: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, u32)>, LabError> {
     let mut stopped = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -248,7 +251,7 @@ pub fn stop_all_from_pid_files(dir: &Path, only: &[&str]) -> Result<Vec<(String,
         else {
             continue;
         };
-        if !only.is_empty() && !only.contains(&name.as_str()) {
+        if !which(&name) {
             continue;
         }
         if let Some(pid) = live_pid(&path) {
