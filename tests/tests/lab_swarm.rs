@@ -42,10 +42,12 @@ type Tuple = (&'static str, IpAddr, u16, IpAddr, u16);
 /// The label a swarm flow must get, from its remote end (the flow's `dst`).
 fn expected_label(proto: &str, dst: IpAddr, dport: u16) -> &'static str {
     let tracker: IpAddr = TRACKER.parse().expect("address");
+    let seeder: IpAddr = SEEDER.parse().expect("address");
     match (proto, dst) {
         (_, d) if d == tracker && dport == 6969 => "bittorrent.tracker",
-        ("tcp", _) => "bittorrent",
-        _ => "bittorrent.utp",
+        ("tcp", d) if d == seeder => "bittorrent",
+        ("udp", d) if d == seeder => "bittorrent.utp",
+        _ => "(not a swarm flow)",
     }
 }
 
