@@ -106,6 +106,8 @@ pub struct CaptureOutcome {
     pub frames: u64,
     /// Their bytes on the wire.
     pub wire_bytes: u64,
+    /// Their captured bytes (what the classifier could look at).
+    pub captured_bytes: u64,
     /// Why the reading stopped early.
     pub error: Option<CaptureError>,
 }
@@ -132,6 +134,7 @@ pub fn classify_capture_partial(
             flows: Vec::new(),
             frames: 0,
             wire_bytes: 0,
+            captured_bytes: 0,
             error: Some(e),
         },
     }
@@ -153,7 +156,7 @@ pub fn classify_reader<R: Read>(
     }
     let mut flows: Vec<FlowRecord> = Vec::new();
     let mut index: FxMap<Canon, usize> = FxMap::default();
-    let (mut frames, mut wire_bytes) = (0u64, 0u64);
+    let (mut frames, mut wire_bytes, mut captured_bytes) = (0u64, 0u64, 0u64);
     let mut last_ts = 0u64;
     let error = loop {
         let frame = match reader.next_frame() {
@@ -163,6 +166,7 @@ pub fn classify_reader<R: Read>(
         };
         frames += 1;
         wire_bytes += frame.wire_len as u64;
+        captured_bytes += frame.data.len() as u64;
         last_ts = last_ts.max(frame.ts_ns);
         let Ok(d) = packet::decode(frame.link_type, frame.data) else {
             continue;
@@ -218,6 +222,7 @@ pub fn classify_reader<R: Read>(
         flows,
         frames,
         wire_bytes,
+        captured_bytes,
         error,
     }
 }

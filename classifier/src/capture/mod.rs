@@ -44,6 +44,21 @@ pub mod link {
 /// caps snapshot lengths at 256 KiB; pcapng blocks carry options too, hence the margin.)
 pub const MAX_RECORD: usize = 1 << 20;
 
+/// The largest believable on-the-wire length: a 64 KiB IP packet plus link headers, with
+/// room for GSO/GRO super-packets that captures on the host show. A record claiming more
+/// (fuzzed or corrupt files do) counts as its captured length instead.
+pub const MAX_WIRE_LEN: u32 = 256 * 1024;
+
+/// The on-the-wire length to count for a record.
+pub(crate) fn wire_len(claimed: u32, captured: usize) -> u32 {
+    let cap = captured as u32;
+    if claimed > MAX_WIRE_LEN {
+        cap
+    } else {
+        claimed.max(cap)
+    }
+}
+
 /// One captured packet.
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {

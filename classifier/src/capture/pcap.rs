@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use super::{CaptureError, Fill, Frame, MAX_RECORD, Source, to_ns};
+use super::{CaptureError, Fill, Frame, MAX_RECORD, Source, to_ns, wire_len};
 
 /// The four magic numbers: byte order × timestamp resolution.
 #[derive(Debug, Clone, Copy)]
@@ -72,7 +72,7 @@ impl<R: Read> PcapReader<R> {
         let m = self.magic;
         let (secs, frac) = (m.u32(&hdr[0..4]) as u128, m.u32(&hdr[4..8]) as u128);
         let incl = m.u32(&hdr[8..12]) as usize;
-        let wire_len = m.u32(&hdr[12..16]);
+        let claimed = m.u32(&hdr[12..16]);
         if incl > MAX_RECORD {
             return Err(CaptureError::format(
                 at,
@@ -86,7 +86,7 @@ impl<R: Read> PcapReader<R> {
             ts_ns: to_ns(secs * per_sec + frac, per_sec),
             link_type: self.link_type,
             data: &self.buf,
-            wire_len: wire_len.max(incl as u32),
+            wire_len: wire_len(claimed, incl),
         }))
     }
 }

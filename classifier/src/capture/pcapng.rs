@@ -5,7 +5,7 @@
 
 use std::io::Read;
 
-use super::{CaptureError, Fill, Frame, MAX_RECORD, Source, to_ns};
+use super::{CaptureError, Fill, Frame, MAX_RECORD, Source, to_ns, wire_len};
 
 /// Section header block type; the same in both byte orders.
 pub(crate) const SHB_TYPE: u32 = 0x0a0d_0d0a;
@@ -171,7 +171,7 @@ impl<R: Read> PcapngReader<R> {
                         ts_ns,
                         link_type,
                         data: &self.buf[start..start + cap],
-                        wire_len: wire.max(cap as u32),
+                        wire_len: wire_len(wire, cap),
                     }));
                 }
                 _ => {}
