@@ -65,7 +65,7 @@ pub fn tcp(p: &[u8]) -> Option<Label> {
 /// uTP data packets need both directions: see [`utp_header`] and [`utp_pair`].
 #[inline(always)]
 pub fn udp(p: &[u8]) -> Option<Label> {
-    if udp_tracker_connect(p) {
+    if udp_tracker_connect(p) || udp_tracker_announce(p) {
         return Some(Label::BittorrentTracker);
     }
     if dht_krpc(p) {
@@ -93,6 +93,18 @@ pub fn http_tracker(p: &[u8]) -> bool {
 #[inline(always)]
 pub fn udp_tracker_connect(p: &[u8]) -> bool {
     p.len() >= 16 && at(p, 0, &UDP_TRACKER_MAGIC) && at(p, 8, &[0, 0, 0, 0])
+}
+
+/// BEP 15 announce request, for flows whose connect was not seen (clients reuse a
+/// connection id for up to a minute, across torrents): connection id, action 1, transaction
+/// id, info_hash, peer_id, three 64-bit counters, then an event of 0 to 3 at offset 80.
+/// 98 bytes, more with BEP 41 options.
+#[inline(always)]
+pub fn udp_tracker_announce(p: &[u8]) -> bool {
+    p.len() >= 98
+        && at(p, 8, &[0, 0, 0, 1])
+        && at(p, 80, &[0, 0, 0])
+        && matches!(byte(p, 83), Some(0..=3))
 }
 
 /// A Mainline DHT KRPC message (BEP 5): a bencoded dictionary whose sorted keys start with
@@ -194,6 +206,22 @@ mod tests {
         other[..8].copy_from_slice(&0x0417_2710_1981_u64.to_be_bytes());
         assert_eq!(udp(&other), None, "other magic");
         assert_eq!(udp(&req[..15]), None);
+    }
+
+    #[test]
+    fn udp_tracker_announce_without_connect() {
+        let mut ann = [0u8; 109];
+        ann[..8].copy_from_slice(&[0x9a, 0x3b, 0x11, 0x02, 0x5c, 0x77, 0xe1, 0x40]); // connection id
+        ann[11] = 1;
+        ann[83] = 2; // event: started
+        assert_eq!(udp(&ann), Some(Label::BittorrentTracker));
+        ann[83] = 4;
+        assert_eq!(udp(&ann), None, "no such event");
+        ann[83] = 2;
+        ann[11] = 2;
+        assert_eq!(udp(&ann), None, "action scrape");
+        ann[11] = 1;
+        assert_eq!(udp(&ann[..97]), None, "shorter than an announce");
     }
 
     #[test]
