@@ -11,7 +11,7 @@ use crate::{
     flow::Direction,
     hosts::{HostList, HostMatch},
     packet::TCP,
-    protocols::{bittorrent, dns, edonkey, gnutella, http, peercast, quic, streaming, tls},
+    protocols::{bittorrent, dns, edonkey, gnutella, http, p2ptv, peercast, quic, streaming, tls},
 };
 
 /// How many bytes of each direction's TCP stream are kept for detectors that need more
@@ -113,6 +113,9 @@ pub(crate) struct Inspector {
     /// eDonkey framing seen per direction, and UDP datagrams of eDonkey/Kad shape.
     ed_framed: [bool; 2],
     ed_udp: u8,
+    /// P2P TV: a PPLive header seen per direction; PPStream datagrams seen.
+    pplive: [bool; 2],
+    ppstream: u8,
     quic: Option<Box<quic::Initials>>,
     quic_client: Option<Direction>,
     /// Something that is neither P2P nor video was recognised (STUN, SSH, ...): no cache or
@@ -162,7 +165,16 @@ impl Inspector {
             self.tcp(p, hosts, first_in_dir, current)
         } else {
             if let Some(l) = fingerprint::udp(sample) {
-                return Some(Hit::payload(l));
+                // The kernel's announce rule (action 1 at 8, an event at 80) also matches
+                // DNS-shaped datagrams (DNScrypt certificate queries on UDP/443: 234 flows
+                // of the corpus); the deep tier confirms an announce by its port, num_want
+                // and peer id before believing it.
+                let loose_announce = l == Label::BittorrentTracker
+                    && !fingerprint::udp_tracker_connect(sample)
+                    && !bittorrent::udp_tracker_announce(p.payload);
+                if kernel_only || !loose_announce {
+                    return Some(Hit::payload(l));
+                }
             }
             if kernel_only {
                 return self.utp_pairing(p.payload, d);
@@ -331,6 +343,21 @@ impl Inspector {
         }
         if gnutella::udp(pl) {
             return Some(Hit::payload(Label::Gnutella));
+        }
+        if p2ptv::tvants(pl) {
+            return Some(Hit::payload(Label::P2pTv));
+        }
+        if first_in_dir && p2ptv::pplive_head(pl) {
+            self.pplive[d] = true;
+            if self.pplive[0] && self.pplive[1] {
+                return Some(Hit::payload(Label::P2pTv));
+            }
+        }
+        if p2ptv::ppstream(pl, p.key.src.port(), p.key.dst.port()) {
+            self.ppstream += 1;
+            if self.ppstream >= 2 {
+                return Some(Hit::payload(Label::P2pTv));
+            }
         }
         if edonkey::udp(pl) {
             self.ed_udp += 1;

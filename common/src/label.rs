@@ -52,10 +52,12 @@ pub enum Label {
     Quic = 19,
     /// DNS.
     Dns = 20,
+    /// P2P TV other than PeerCast (PPLive/PPTV, PPStream, TVAnts), from the payload.
+    P2pTv = 21,
 }
 
 /// Every label, in id order.
-pub const ALL_LABELS: [Label; 21] = [
+pub const ALL_LABELS: [Label; 22] = [
     Label::Unknown,
     Label::Bittorrent,
     Label::BittorrentUtp,
@@ -77,6 +79,7 @@ pub const ALL_LABELS: [Label; 21] = [
     Label::Tls,
     Label::Quic,
     Label::Dns,
+    Label::P2pTv,
 ];
 
 impl Label {
@@ -118,6 +121,7 @@ impl Label {
             Label::Tls => "tls",
             Label::Quic => "quic",
             Label::Dns => "dns",
+            Label::P2pTv => "p2p.tv",
         }
     }
 
@@ -145,7 +149,8 @@ impl Label {
             | Label::Edonkey
             | Label::Gnutella
             | Label::Peercast
-            | Label::P2pBehavioural => Class::P2p,
+            | Label::P2pBehavioural
+            | Label::P2pTv => Class::P2p,
             Label::Hls
             | Label::Dash
             | Label::HttpVideo

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod edonkey;
 pub mod gnutella;
 pub mod http;
+pub mod p2ptv;
 pub mod peercast;
 pub mod quic;
 pub mod streaming;
