@@ -378,7 +378,7 @@ fn google_chlo_sni(p: &[u8]) -> Option<Option<String>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use aes_gcm::AeadInPlace;
 
@@ -404,7 +404,7 @@ mod tests {
     }
 
     /// Builds a protected client Initial (v1 or v2) carrying the given CRYPTO frames.
-    fn initial(version: u32, dcid: &[u8], frames: &[(usize, &[u8])]) -> Vec<u8> {
+    pub(crate) fn initial(version: u32, dcid: &[u8], frames: &[(usize, &[u8])]) -> Vec<u8> {
         let (salt, v2) = version_params(version).expect("known version");
         let keys = client_keys(salt, v2, dcid).expect("keys");
         let mut plain = Vec::new();
