@@ -71,6 +71,11 @@ pub fn decode(link_type: u32, data: &[u8]) -> Result<Decoded<'_>, Skip> {
             let proto = be16(data, 0).ok_or(Skip::Malformed)?;
             ethertype(proto, data.get(20..).ok_or(Skip::Malformed)?, 0)
         }
+        link::PPP | link::PPP_HDLC => ppp(data, 0),
+        link::C_HDLC => {
+            let proto = be16(data, 2).ok_or(Skip::Malformed)?;
+            ethertype(proto, &data[4..], 0)
+        }
         link::NULL | link::LOOP => {
             // The address family, in the capturing host's byte order (NULL) or big-endian
             // (LOOP). IPv4 is 2 everywhere; IPv6 is 24, 28 or 30 depending on the BSD.
@@ -313,11 +318,45 @@ fn udp_tunnel(sport: u16, dport: u16, p: &[u8], depth: u8) -> Option<Decoded<'_>
     None
 }
 
+/// A PPP frame: optional HDLC address/control (0xff 0x03), then the protocol (one byte when
+/// compressed, RFC 1661 §6.5), IPv4 0x0021 or IPv6 0x0057.
+fn ppp(d: &[u8], depth: u8) -> Result<Decoded<'_>, Skip> {
+    let d = if d.starts_with(&[0xff, 0x03]) {
+        &d[2..]
+    } else {
+        d
+    };
+    let first = *d.first().ok_or(Skip::Malformed)?;
+    let (proto, rest) = if first & 1 == 1 {
+        (first as u16, &d[1..])
+    } else {
+        (be16(d, 0).ok_or(Skip::Malformed)?, &d[2..])
+    };
+    match proto {
+        0x21 | 0x57 => ip(rest, depth),
+        _ => Err(Skip::NotIp),
+    }
+}
+
 fn gre(d: &[u8], depth: u8) -> Result<Decoded<'_>, Skip> {
     let flags = be16(d, 0).ok_or(Skip::Malformed)?;
     let proto = be16(d, 2).ok_or(Skip::Malformed)?;
+    if flags & 0x0007 == 1 {
+        // PPTP's enhanced GRE (RFC 2637 §4.1): key (payload length, call id) always, sequence
+        // number if S, acknowledgment if A (0x0080), then a PPP frame.
+        let mut o = 8;
+        if flags & 0x1000 != 0 {
+            o += 4;
+        }
+        if flags & 0x0080 != 0 {
+            o += 4;
+        }
+        if proto != 0x880b {
+            return Err(Skip::NotTransport);
+        }
+        return ppp(d.get(o..).ok_or(Skip::Malformed)?, depth);
+    }
     if flags & 0x0007 != 0 {
-        // Version 1 is PPTP's enhanced GRE: not opened.
         return Err(Skip::NotTransport);
     }
     let mut o = 4;
@@ -454,6 +493,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn pptp_gre_and_ppp_links() {
+        let inner = ipv4(
+            17,
+            [192, 168, 10, 210],
+            [192, 168, 103, 40],
+            &udp(5060, 5060, b"SIP/2.0 100 Trying"),
+        );
+        let mut g = vec![
+            0x30, 0x81, 0x88, 0x0b, 0, 0, 0x98, 0x50, 0, 0, 0, 0x6a, 0, 0, 0, 0x8c, 0xff, 0x03,
+            0x00, 0x21,
+        ];
+        g.extend_from_slice(&inner);
+        let outer = ipv4(47, [109, 105, 228, 253], [10, 177, 98, 84], &g);
+        assert_eq!(decode(link::RAW, &outer).map(|d| d.dport), Ok(5060));
+        let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
+        ppp.extend_from_slice(&inner);
+        assert_eq!(decode(link::PPP, &ppp).map(|d| d.sport), Ok(5060));
+        let mut hdlc = vec![0x0f, 0x00, 0x08, 0x00];
+        hdlc.extend_from_slice(&inner);
+        assert_eq!(decode(link::C_HDLC, &hdlc).map(|d| d.sport), Ok(5060));
+    }
+
+    #[test]
     fn truncations_never_panic() {
         let f = eth(
             0x0800,
@@ -462,6 +524,8 @@ pub(crate) mod tests {
         for n in 0..f.len() {
             let _ = decode(link::ETHERNET, &f[..n]);
             let _ = decode(link::LINUX_SLL, &f[..n]);
+            let _ = decode(link::PPP, &f[..n]);
+            let _ = decode(link::C_HDLC, &f[..n]);
             let _ = decode(link::RAW, &f[14..14 + n.min(f.len() - 14)]);
         }
         assert_eq!(decode(999, &f), Err(Skip::LinkType));

@@ -22,12 +22,18 @@ pub mod link {
     pub const NULL: u32 = 0;
     /// Ethernet II / 802.3.
     pub const ETHERNET: u32 = 1;
+    /// PPP (RFC 1661 framing, optionally with the HDLC address and control bytes).
+    pub const PPP: u32 = 9;
     /// Raw IP on some BSDs (the DLT_ value leaks into files).
     pub const RAW_BSD: u32 = 12;
     /// Raw IP (OpenBSD's DLT value).
     pub const RAW_OPENBSD: u32 = 14;
     /// Raw IP: the packet starts with an IPv4 or IPv6 header.
     pub const RAW: u32 = 101;
+    /// PPP in HDLC-like framing.
+    pub const PPP_HDLC: u32 = 50;
+    /// Cisco HDLC: address, control, then an Ethernet type.
+    pub const C_HDLC: u32 = 104;
     /// OpenBSD loopback: like NULL but the family is big-endian.
     pub const LOOP: u32 = 108;
     /// Linux cooked capture v1 (`any` interface), 16-byte header.
