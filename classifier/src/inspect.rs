@@ -224,6 +224,10 @@ impl Inspector {
         if streaming::rtsp(pl) {
             return Some(Hit::payload(Label::Rtsp));
         }
+        // A flow picked up mid-way: TLS records (application data, alerts) at a packet start.
+        if current == Label::Unknown && tls::is_record(pl) && pl[0] != 22 {
+            return Some(Hit::tentative(Label::Tls));
+        }
         let (up, down) = (&self.streams[0].buf, &self.streams[1].buf);
         let client_dir = self.first_dir.unwrap_or(Direction::Up).index();
         let (c, s) = if client_dir == 0 {
