@@ -89,6 +89,9 @@ pub struct EngineConfig {
     pub cache_capacity: usize,
     /// When a host counts as a P2P node.
     pub behaviour: BehaviourConfig,
+    /// Flows with state held at most; a new flow beyond it is not tracked (it stays
+    /// unknown) until `expire`/`finish` make room. Bounds the daemon's memory under a flood.
+    pub max_flows: usize,
     /// Run only what the kernel runs (the fixed-offset fingerprints and uTP id pairing),
     /// with no deep detectors and no fallbacks: the baseline the deep tier is measured against.
     pub kernel_only: bool,
@@ -102,6 +105,7 @@ impl Default for EngineConfig {
             cache_capacity: 1 << 16,
             behaviour: BehaviourConfig::default(),
             kernel_only: false,
+            max_flows: 1 << 20,
         }
     }
 }
@@ -182,6 +186,9 @@ impl Engine {
         if let Some(st) = self.flows.get_mut(&p.key) {
             st.last_ts = st.last_ts.max(p.ts_ns);
         } else {
+            if self.flows.len() >= self.cfg.max_flows {
+                return None;
+            }
             // The first packet's sender opened the flow.
             let (i, r) = (p.key.sender(p.dir), p.key.sender(opposite(p.dir)));
             self.behaviour
@@ -706,6 +713,21 @@ mod tests {
             &[(Up, PSH, 1, b"GNUTELLA CONNECT/0.6\r\nUser-Agent: x\r\n\r\n")],
         );
         assert_eq!(v.map(|v| v.label), Some(Label::Gnutella));
+    }
+
+    #[test]
+    fn flow_table_is_bounded() {
+        let mut e = Engine::new(EngineConfig {
+            max_flows: 2,
+            ..EngineConfig::default()
+        });
+        let hs = handshake();
+        for port in 1..=3u16 {
+            let k = key(6, &format!("100.64.1.10:{port}"), "198.51.100.9:6881");
+            let v = feed(&mut e, k, &[(Up, PSH, 1, &hs)]);
+            assert_eq!(v.is_some(), port <= 2, "port {port}");
+        }
+        assert_eq!(e.flow_count(), 2);
     }
 
     #[test]

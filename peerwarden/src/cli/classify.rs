@@ -69,3 +69,57 @@ fn write_table(out: &mut impl Write, flows: &[FlowRecord]) -> io::Result<()> {
     }
     writeln!(out, "{:<24} {:<6} {f:>8} {p:>10} {b:>14}", "total", "")
 }
+
+#[cfg(test)]
+mod tests {
+    use peerwarden_classifier::{FlowKey, Verdict};
+    use peerwarden_common::{Confidence, Label};
+
+    use super::*;
+
+    fn rec(label: Label, service: Option<&str>, packets: u64) -> FlowRecord {
+        FlowRecord {
+            key: FlowKey {
+                proto: 6,
+                src: "100.64.1.10:40000".parse().expect("addr"),
+                dst: "198.51.100.7:443".parse().expect("addr"),
+            },
+            verdict: Verdict {
+                label,
+                service: service.map(str::to_owned),
+                confidence: Confidence::Payload,
+            },
+            packets: [packets, 1],
+            bytes: [100 * packets, 60],
+            first_ns: 0,
+            last_ns: 0,
+        }
+    }
+
+    #[test]
+    fn table_sums_per_printed_label() {
+        let flows = [
+            rec(Label::VideoService, Some("youtube"), 3),
+            rec(Label::VideoService, Some("youtube"), 1),
+            rec(Label::Bittorrent, None, 5),
+            rec(Label::Tls, None, 2),
+        ];
+        let mut out = Vec::new();
+        write_table(&mut out, &flows).expect("written");
+        let text = String::from_utf8(out).expect("utf8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].starts_with("bittorrent ") && lines[1].contains(" p2p "),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("video.youtube") && lines[2].ends_with("520"),
+            "{text}"
+        );
+        assert!(lines[3].starts_with("tls "), "{text}");
+        assert!(
+            lines[4].starts_with("total") && lines[4].contains(" 4 "),
+            "{text}"
+        );
+    }
+}
