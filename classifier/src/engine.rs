@@ -255,11 +255,11 @@ impl Engine {
                 if label == Label::Unknown && !known_other && !self.cfg.kernel_only {
                     let key = p.key;
                     let now = p.ts_ns;
-                    if let Some(v) = self.fallback(&key, now) {
-                        if let Some(st) = self.flows.get_mut(&key) {
-                            st.verdict = v;
-                            return Some(st.verdict.clone());
-                        }
+                    if let Some(v) = self.fallback(&key, now)
+                        && let Some(st) = self.flows.get_mut(&key)
+                    {
+                        st.verdict = v;
+                        return Some(st.verdict.clone());
                     }
                 }
                 let st = self.flows.get_mut(&p.key)?;
@@ -301,10 +301,12 @@ impl Engine {
         };
         let known_other = st.known_other || st.inspector.as_ref().is_some_and(|i| i.known_other);
         let v = st.verdict;
-        if v.label == Label::Unknown && !known_other && !self.cfg.kernel_only {
-            if let Some(f) = self.fallback(key, now) {
-                return f;
-            }
+        if v.label == Label::Unknown
+            && !known_other
+            && !self.cfg.kernel_only
+            && let Some(f) = self.fallback(key, now)
+        {
+            return f;
         }
         // A tentative cache label stands; a payload label that was never made final (e.g. a
         // flow shorter than the budget) is still the best we have.

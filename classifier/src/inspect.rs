@@ -211,12 +211,11 @@ impl Inspector {
         } else {
             None
         };
-        if best.as_ref().is_none_or(|h| !h.fin) {
-            if let Some(h) = http_packet(pl, hosts) {
-                if h.fin || best.is_none() {
-                    best = Some(h);
-                }
-            }
+        if best.as_ref().is_none_or(|h| !h.fin)
+            && let Some(h) = http_packet(pl, hosts)
+            && (h.fin || best.is_none())
+        {
+            best = Some(h);
         }
         if best.is_some() {
             return best;
@@ -263,10 +262,11 @@ impl Inspector {
         if first_in_dir {
             let random = bittorrent::looks_random(pl) && !bittorrent::structured_start(pl);
             self.first[d] = Some((pl.len(), random));
-            if current == Label::Unknown && !self.known_other {
-                if let Some(h) = self.mse(p) {
-                    return Some(h);
-                }
+            if current == Label::Unknown
+                && !self.known_other
+                && let Some(h) = self.mse(p)
+            {
+                return Some(h);
             }
         }
         None
@@ -424,10 +424,10 @@ fn http_packet(p: &[u8], hosts: &HostList) -> Option<Hit> {
         if let Some(l) = http::request_label(&r) {
             return Some(Hit::payload(l));
         }
-        if let Some(host) = r.host {
-            if let Some(m) = hosts.lookup(&String::from_utf8_lossy(host)) {
-                return Some(host_hit(m));
-            }
+        if let Some(host) = r.host
+            && let Some(m) = hosts.lookup(&String::from_utf8_lossy(host))
+        {
+            return Some(host_hit(m));
         }
         return Some(Hit::tentative(Label::Http));
     }

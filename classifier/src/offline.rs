@@ -265,6 +265,26 @@ mod tests {
     use crate::packet::tests::{eth, ipv4, tcp};
 
     #[test]
+    fn pcapng_interfaces_with_their_own_link_types() {
+        use crate::capture::pcapng::tests::pcapng;
+        let l4 = crate::packet::tests::udp(40000, 53, b"x");
+        let raw = ipv4(17, [10, 0, 0, 1], [10, 0, 0, 2], &l4);
+        let eth_frame = eth(0x0800, &ipv4(17, [10, 0, 0, 3], [10, 0, 0, 4], &l4));
+        let file = pcapng(
+            &[101, 1],
+            &[(0, 1_000_000, &raw), (1, 2_000_000, &eth_frame)],
+        );
+        let out = classify_reader(
+            CaptureReader::new(&file[..]).expect("pcapng"),
+            EngineConfig::default(),
+            &[],
+        );
+        assert!(out.error.is_none());
+        let srcs: Vec<String> = out.flows.iter().map(|f| f.key.src.to_string()).collect();
+        assert_eq!(srcs, ["10.0.0.1:40000", "10.0.0.3:40000"]);
+    }
+
+    #[test]
     fn dates() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(

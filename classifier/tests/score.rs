@@ -64,8 +64,11 @@ fn truth() -> Vec<Row> {
     rows
 }
 
-/// Reviewed disagreements: (pcap, proto, a, b) → (expected, ours, reason).
-fn disagreements() -> BTreeMap<(String, String, SocketAddr, SocketAddr), (String, String, String)> {
+/// (pcap, proto, a, b): a flow of the truth table.
+type FlowId = (String, String, SocketAddr, SocketAddr);
+
+/// Reviewed disagreements: flow → (nDPI's class, ours, reason).
+fn disagreements() -> BTreeMap<FlowId, (String, String, String)> {
     let path = support::repo().join("classifier/tests/disagreements.csv");
     let text = fs::read_to_string(&path).unwrap_or_default();
     let mut m = BTreeMap::new();

@@ -83,7 +83,7 @@ impl<R: Read> PcapngReader<R> {
             ));
         };
         let total = self.u32(&head[0..4]) as usize;
-        if total < 28 || total % 4 != 0 || total > MAX_RECORD {
+        if total < 28 || !total.is_multiple_of(4) || total > MAX_RECORD {
             return Err(CaptureError::format(
                 at,
                 format!("section header block: bad length {total}"),
@@ -133,7 +133,7 @@ impl<R: Read> PcapngReader<R> {
             let mut len = [0u8; 4];
             self.src.need(&mut len, at, "block header")?;
             let total = self.u32(&len) as usize;
-            if total < 12 || total % 4 != 0 || total > MAX_RECORD {
+            if total < 12 || !total.is_multiple_of(4) || total > MAX_RECORD {
                 return Err(CaptureError::format(
                     at,
                     format!("bad block length {total}"),
@@ -302,7 +302,7 @@ pub(crate) mod tests {
 
     fn block(t: u32, body: &[u8]) -> Vec<u8> {
         let mut body = body.to_vec();
-        while body.len() % 4 != 0 {
+        while !body.len().is_multiple_of(4) {
             body.push(0);
         }
         let total = (body.len() + 12) as u32;
