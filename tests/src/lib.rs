@@ -1,3 +1,21 @@
-//! Helpers for peerwarden's integration tests.
+//! Helpers for peerwarden's integration tests: frames built with `pnet_packet`
+//! ([`packets`]), BitTorrent payloads and look-alikes ([`payloads`]), a fixed-seed generator
+//! ([`rng`]), the loaded kernel probe run through `BPF_PROG_TEST_RUN` ([`xdp`]), and the
+//! namespace labs ([`lab`]).
+//!
+//! ```no_run
+//! use peerwarden_common::{Direction, Label, flow::PROTO_UDP};
+//! use peerwarden_tests::{packets::{Conversation, Family}, payloads, xdp::{TestProbe, XDP_PASS}};
+//!
+//! let mut probe = TestProbe::load(); // needs root
+//! let c = Conversation::new(Family::V4, 6881, 6881);
+//! let rc = probe.send(Direction::Up, &c.udp(Direction::Up, &payloads::dht_ping_query(&[1; 20])));
+//! assert_eq!(rc, XDP_PASS);
+//! assert_eq!(probe.flow(&c.key(PROTO_UDP)).map(|f| f.label), Some(Label::BittorrentDht.id()));
+//! ```
 
 pub mod lab;
+pub mod packets;
+pub mod payloads;
+pub mod rng;
+pub mod xdp;

@@ -1,0 +1,236 @@
+//! Per-packet cost of the XDP probe, beside a bare `XDP_PASS` program measured in the same
+//! run (STYLE.md 9: a benchmark reports a ratio to a baseline, never asserts a time).
+//!
+//! Everything runs through `BPF_PROG_TEST_RUN`, no network card: the kernel runs the program
+//! on the given frame `repeat` times in a loop and reports the mean time per run. That time
+//! covers the program and the loop's own overhead (the same for both programs), not the
+//! driver, the page pool or the stack, so the ratio is an upper bound of what the probe adds
+//! to a real receive path, where XDP_PASS itself costs far more than here.
+//!
+//! Cases (see docs/benchmarks.md for what each measures and why):
+//! - established flow, hot: one labelled flow, one 1514-byte frame, `repeat` = 1,000,000;
+//! - established flows, spread: 50,000 labelled flows, each frame run once (`repeat` = 1),
+//!   so the flow lookups miss the CPU caches as they do with real traffic;
+//! - new flow, first payload: 50,000 frames of flows never seen, each run once, so every
+//!   run creates an entry and runs the fingerprints (a DHT query, labelled at once; random
+//!   UDP bytes, left undecided; an HTTP GET, the longest fingerprint scan);
+//! - non-IP: an ARP request, `repeat` = 1,000,000.
+//!
+//! Run as root: `cargo bench -p peerwarden-tests --bench xdp_per_packet`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use peerwarden::probe::PROG_PASS;
+use peerwarden_common::{Direction, Label, flow::PROTO_TCP};
+use peerwarden_tests::{
+    packets::{Conversation, Family, REMOTE_V4, SUB_V4, TcpFlags, Vlan, arp_request},
+    payloads::{
+        INFO_HASH, PEER_ID, dht_get_peers_query, http_get_page, peer_wire_handshake,
+        peer_wire_message,
+    },
+    rng::SplitMix64,
+    xdp::{TestProbe, XDP_PASS, program_for},
+};
+
+/// Runs per call for the single-frame cases.
+const REPEAT: u32 = 1_000_000;
+/// Rounds per case; the median is reported.
+const ROUNDS: usize = 7;
+/// Distinct frames per round for the cases that run each frame once.
+const SPREAD: usize = 50_000;
+/// Room for every flow the run creates (3 new-flow cases and the spread case, all rounds),
+/// so that no case measures LRU eviction.
+const FLOW_TABLE: u32 = 1 << 21;
+
+/// A frame's largest size on a 1500-byte MTU link, untagged.
+const MTU_FRAME: usize = 1514;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Mean ns per run of `prog` on `frame`, `REPEAT` runs, as the kernel measures it.
+fn hot(probe: &mut TestProbe, prog: &'static str, frame: &[u8]) -> f64 {
+    let r = probe.run_repeat(prog, frame, REPEAT);
+    assert_eq!(r.return_value, XDP_PASS, "{prog}");
+    r.duration.as_nanos() as f64
+}
+
+/// Mean ns per run of `prog` over `frames`, each run once. The kernel's timer brackets each
+/// single run, so its overhead is in every figure, the baseline's too.
+fn once_each(probe: &mut TestProbe, prog: &'static str, frames: &[Vec<u8>]) -> f64 {
+    let mut total = 0u128;
+    for f in frames {
+        let r = probe.run_repeat(prog, f, 1);
+        assert_eq!(r.return_value, XDP_PASS, "{prog}");
+        total += r.duration.as_nanos();
+    }
+    total as f64 / frames.len() as f64
+}
+
+/// A conversation no other in this run uses: each id gets its own subscriber port and
+/// remote address.
+fn unique_conversation(id: usize) -> Conversation {
+    let port = 1024 + u16::try_from(id % 60_000).expect("port");
+    let host = u8::try_from(id / 60_000).expect("too many flows for 203.0.113.0/24");
+    Conversation::new(Family::V4, port, 6881)
+        .with_remote_ip(IpAddr::V4(Ipv4Addr::new(203, 0, 113, host)))
+}
+
+/// A peer-wire `piece` message that fills an untagged TCP/IPv4 frame of `MTU_FRAME` bytes
+/// (Ethernet 14, IPv4 20, TCP 20, message length and id 5).
+fn piece_payload() -> Vec<u8> {
+    peer_wire_message(7, &vec![0xab; MTU_FRAME - 14 - 20 - 20 - 5])
+}
+
+struct Row {
+    name: &'static str,
+    what: &'static str,
+    probe_ns: f64,
+    pass_ns: f64,
+}
+
+fn main() {
+    let mut probe = TestProbe::load_with_flow_table(FLOW_TABLE);
+    let down = program_for(Direction::Down);
+    let up = program_for(Direction::Up);
+    let mut rows = Vec::new();
+    let mut next_id = 0usize;
+
+    // (a) One established, labelled flow: a peer-wire flow whose handshake has been seen,
+    // then full-size piece frames coming down.
+    let c = Conversation::new(Family::V4, 51413, 6881);
+    let hs = peer_wire_handshake(&INFO_HASH, &PEER_ID);
+    probe.send(
+        Direction::Up,
+        &c.tcp(Direction::Up, TcpFlags::PSH | TcpFlags::ACK, &hs),
+    );
+    let piece = c.tcp(Direction::Down, TcpFlags::ACK, &piece_payload());
+    assert_eq!(piece.len(), MTU_FRAME);
+    let flow = probe.flow(&c.key(PROTO_TCP)).expect("the labelled flow");
+    assert_eq!(Label::from_id(flow.label), Label::Bittorrent);
+    let (mut p, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        b.push(hot(&mut probe, PROG_PASS, &piece));
+        p.push(hot(&mut probe, down, &piece));
+    }
+    rows.push(Row {
+        name: "established flow, hot",
+        what: "1 labelled TCP flow, 1514 B frame, repeat 1e6",
+        probe_ns: median(p),
+        pass_ns: median(b),
+    });
+
+    // (a') Many established, labelled flows, each frame run once.
+    let spread: Vec<Conversation> = (0..SPREAD)
+        .map(|_| {
+            next_id += 1;
+            unique_conversation(next_id)
+        })
+        .collect();
+    for c in &spread {
+        probe.send(
+            Direction::Up,
+            &c.tcp(Direction::Up, TcpFlags::PSH | TcpFlags::ACK, &hs),
+        );
+    }
+    let frames: Vec<Vec<u8>> = spread
+        .iter()
+        .map(|c| c.tcp(Direction::Down, TcpFlags::ACK, &piece_payload()))
+        .collect();
+    let (mut p, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        b.push(once_each(&mut probe, PROG_PASS, &frames));
+        p.push(once_each(&mut probe, down, &frames));
+    }
+    rows.push(Row {
+        name: "established flows, spread",
+        what: "50k labelled TCP flows, 1514 B, repeat 1 each",
+        probe_ns: median(p),
+        pass_ns: median(b),
+    });
+
+    // (b) First payload packet of a new flow, three kinds of payload.
+    let mut rng = SplitMix64::new(0xbe4c);
+    type MakeFrame = Box<dyn FnMut(&Conversation) -> Vec<u8>>;
+    let kinds: [(&str, &str, MakeFrame); 3] = [
+        (
+            "new flow, labelled at once",
+            "DHT get_peers query (UDP), repeat 1 each",
+            Box::new(|c| c.udp(Direction::Up, &dht_get_peers_query(&PEER_ID, &INFO_HASH))),
+        ),
+        (
+            "new flow, undecided",
+            "200 random bytes (UDP), repeat 1 each",
+            Box::new(move |c| c.udp(Direction::Up, &rng.bytes(200))),
+        ),
+        (
+            "new flow, longest scan",
+            "HTTP GET of a page (TCP), repeat 1 each",
+            Box::new(|c| {
+                c.tcp(
+                    Direction::Up,
+                    TcpFlags::PSH | TcpFlags::ACK,
+                    &http_get_page(),
+                )
+            }),
+        ),
+    ];
+    for (name, what, mut make) in kinds {
+        let (mut p, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            // Fresh flows every round: each frame is the first its flow has.
+            let frames: Vec<Vec<u8>> = (0..SPREAD)
+                .map(|_| {
+                    next_id += 1;
+                    make(&unique_conversation(next_id))
+                })
+                .collect();
+            b.push(once_each(&mut probe, PROG_PASS, &frames));
+            p.push(once_each(&mut probe, up, &frames));
+        }
+        rows.push(Row {
+            name,
+            what,
+            probe_ns: median(p),
+            pass_ns: median(b),
+        });
+    }
+
+    // (c) A frame that is not IP.
+    let arp = arp_request(Vlan::Untagged, SUB_V4, REMOTE_V4);
+    let (mut p, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        b.push(hot(&mut probe, PROG_PASS, &arp));
+        p.push(hot(&mut probe, up, &arp));
+    }
+    rows.push(Row {
+        name: "non-IP",
+        what: "ARP request (42 B), repeat 1e6",
+        probe_ns: median(p),
+        pass_ns: median(b),
+    });
+
+    let stats = probe.stats();
+    assert_eq!(
+        stats["flow_insert_failed"], 0,
+        "the flow table was too small: {stats:?}"
+    );
+    println!("XDP probe per-packet cost, BPF_PROG_TEST_RUN, median of {ROUNDS} rounds");
+    println!(
+        "{:<27} {:>9} {:>12} {:>7} {:>9}  what",
+        "case", "probe ns", "XDP_PASS ns", "ratio", "added ns"
+    );
+    for r in &rows {
+        println!(
+            "{:<27} {:>9.1} {:>12.1} {:>6.2}x {:>9.1}  {}",
+            r.name,
+            r.probe_ns,
+            r.pass_ns,
+            r.probe_ns / r.pass_ns,
+            r.probe_ns - r.pass_ns,
+            r.what
+        );
+    }
+}
