@@ -14,16 +14,10 @@ if [ "${1:-}" = down ]; then exec "$PW" lab down; fi
 "$PW" lab down >/dev/null 2>&1 || true
 "$PW" lab up
 echo "API: http://127.0.0.1:9440/api/v1/mix   (flows: /api/v1/flows)"
-"$PW" lab traffic --seconds "${DEMO_SECONDS:-120}" &
+# --loop: a fresh torrent each round, so the mix keeps growing for the whole run.
+"$PW" lab traffic --loop --seconds "${DEMO_SECONDS:-120}" &
 traffic=$!
-show_mix() {
-  curl -s 127.0.0.1:9440/api/v1/mix | /usr/bin/python3 -c '
-import json, sys
-m = json.load(sys.stdin)
-row = lambda n, u: f"{n:<20} up {u[\"bytes\"][0]:>12,} B  down {u[\"bytes\"][1]:>12,} B  flows {u[\"flows\"]:>5}"
-print("\n".join(row(n, u) for n, u in m["classes"].items()))
-print("  labels: " + ", ".join(f"{n}={sum(u[\"bytes\"]):,}B" for n, u in m["labels"].items()))'
-}
+show_mix() { /usr/bin/python3 scripts/show-mix.py; }
 while kill -0 "$traffic" 2>/dev/null; do
   sleep 5; echo "--- mix since start, $(date +%T)"; show_mix || true
 done

@@ -97,14 +97,20 @@ pub fn udp_tracker_connect(p: &[u8]) -> bool {
 
 /// BEP 15 announce request, for flows whose connect was not seen (clients reuse a
 /// connection id for up to a minute, across torrents): connection id, action 1, transaction
-/// id, info_hash, peer_id, three 64-bit counters, then an event of 0 to 3 at offset 80.
-/// 98 bytes, more with BEP 41 options.
+/// id, info_hash, peer_id, three 64-bit counters, an event of 0 to 3 at offset 80, IP, key,
+/// num_want at 92 (-1 for the default, or a small count) and a non-zero port at 96.
+/// 98 bytes, more with BEP 41 options. DNS queries with an EDNS record have the same
+/// `00 00 00 01` at offset 8 (NSCOUNT 0, ARCOUNT 1); their QDCOUNT of 1 at offset 4 tells
+/// them apart (a connection id with those bytes is a 1 in 2^32 chance).
 #[inline(always)]
 pub fn udp_tracker_announce(p: &[u8]) -> bool {
     p.len() >= 98
         && at(p, 8, &[0, 0, 0, 1])
         && at(p, 80, &[0, 0, 0])
         && matches!(byte(p, 83), Some(0..=3))
+        && (at(p, 92, &[0xff, 0xff, 0xff, 0xff]) || at(p, 92, &[0, 0]))
+        && !at(p, 96, &[0, 0])
+        && !(at(p, 4, &[0, 1]) && at(p, 6, &[0, 0]))
 }
 
 /// A Mainline DHT KRPC message (BEP 5): a bencoded dictionary whose sorted keys start with
@@ -214,7 +220,15 @@ mod tests {
         ann[..8].copy_from_slice(&[0x9a, 0x3b, 0x11, 0x02, 0x5c, 0x77, 0xe1, 0x40]); // connection id
         ann[11] = 1;
         ann[83] = 2; // event: started
+        ann[92..96].copy_from_slice(&200u32.to_be_bytes()); // num_want
+        ann[96..98].copy_from_slice(&6881u16.to_be_bytes());
         assert_eq!(udp(&ann), Some(Label::BittorrentTracker));
+        let mut no_port = ann;
+        no_port[96..98].copy_from_slice(&[0, 0]);
+        assert_eq!(udp(&no_port), None, "port 0");
+        let mut dns_shape = ann;
+        dns_shape[4..8].copy_from_slice(&[0, 1, 0, 0]);
+        assert_eq!(udp(&dns_shape), None, "QDCOUNT 1, ANCOUNT 0: a DNS query");
         ann[83] = 4;
         assert_eq!(udp(&ann), None, "no such event");
         ann[83] = 2;
