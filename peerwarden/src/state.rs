@@ -113,6 +113,11 @@ impl State {
         Some((latest, base))
     }
 
+    /// Every reading kept, oldest first (for time series).
+    pub fn history(&self) -> Vec<Sample> {
+        lock(&self.history).iter().cloned().collect()
+    }
+
     /// Replaces the statistics.
     pub fn set_stats(&self, stats: BTreeMap<&'static str, u64>) {
         *lock(&self.stats) = stats;
