@@ -3,12 +3,14 @@
 //! is built in [`app`] so tests drive it without a socket.
 
 mod auth;
+mod dashboard;
 mod error;
 mod flows;
 mod health;
 mod metrics;
 mod mix;
 mod policy;
+mod series;
 mod status;
 
 use std::sync::Arc;
@@ -38,10 +40,13 @@ pub fn router() -> (Router<Arc<State>>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::get))
         .routes(routes!(metrics::get))
         .routes(routes!(mix::get))
+        .routes(routes!(series::get))
         .routes(routes!(flows::get))
         .routes(routes!(status::get))
         .routes(routes!(policy::get, policy::put))
         .routes(routes!(policy::rejected))
+        .routes(routes!(dashboard::index))
+        .routes(routes!(dashboard::asset))
         .split_for_parts()
 }
 

@@ -156,6 +156,7 @@ async fn every_documented_route_answers_and_every_route_is_documented() {
     let mut served = vec![
         "GET /api/v1/flows", "GET /api/v1/mix", "GET /api/v1/policy", "GET /api/v1/policy/rejected",
         "GET /api/v1/status", "GET /healthz", "GET /metrics", "PUT /api/v1/policy",
+        "GET /api/v1/mix/series", "GET /", "GET /assets/{file}",
     ];
     served.sort();
     assert_eq!(documented, served);
@@ -254,4 +255,70 @@ async fn metrics_are_prometheus_text() {
     }
     let table = scrape.samples.iter().find(|s| s.metric == "peerwarden_flow_table_capacity").expect("capacity");
     assert!(matches!(table.value, prometheus_parse::Value::Gauge(v) if v == 4096.0));
+}
+
+#[tokio::test]
+async fn mix_series_has_one_point_per_step() {
+    // The hand-filled history has readings 60 s apart: a 120 s window in 60 s steps.
+    let (status, v) = get("/api/v1/mix/series?window=2m&step=60s").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((v["window_seconds"].as_u64(), v["step_seconds"].as_u64()), (Some(120), Some(60)));
+    let points = v["points"].as_array().expect("points");
+    assert_eq!(points.len(), 2, "{v}");
+    for p in points {
+        assert_eq!(p["classes"]["p2p"]["bytes"], serde_json::json!([4000, 8000]), "{p}");
+        assert_eq!(p["classes"]["p2p"]["packets"], serde_json::json!([0, 0]));
+        assert_eq!(p["classes"]["video"]["bytes"], serde_json::json!([0, 0]));
+        assert!(p["labels"].get("unknown").is_none(), "only labels with traffic in the step: {p}");
+        assert!(p["t"].as_str().is_some_and(|t| t.ends_with('Z')), "{p}");
+    }
+    assert_eq!(v["label_classes"]["bittorrent.utp"], "p2p");
+    // Steps with no reading before them (the daemon was not running) are left out.
+    let (status, v) = get("/api/v1/mix/series?window=1h&step=60s").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["points"].as_array().expect("points").len(), 2);
+    // Defaults: 10 minutes in 10 s steps.
+    let (_, v) = get("/api/v1/mix/series").await;
+    assert_eq!((v["window_seconds"].as_u64(), v["step_seconds"].as_u64()), (Some(600), Some(10)));
+}
+
+#[tokio::test]
+async fn mix_series_refuses_bad_windows_and_steps() {
+    for uri in [
+        "/api/v1/mix/series?window=0s",
+        "/api/v1/mix/series?window=2h",
+        "/api/v1/mix/series?window=abc",
+        "/api/v1/mix/series?step=0s",
+        "/api/v1/mix/series?step=-1",
+        "/api/v1/mix/series?window=1m&step=2m",
+        "/api/v1/mix/series?window=1h&step=1s",
+        "/api/v1/mix/series?bogus=1",
+    ] {
+        let (status, v) = get(uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
+        assert_eq!(v["error"], "bad_request", "{uri}");
+        assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{uri}");
+    }
+    // Exactly 1,000 points is allowed.
+    let (status, _) = get("/api/v1/mix/series?window=1000s&step=1s").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_dashboard_and_its_assets_are_served_with_their_types() {
+    for (uri, want) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/assets/app.js", "text/javascript; charset=utf-8"),
+        ("/assets/style.css", "text/css; charset=utf-8"),
+    ] {
+        let resp = app(state()).oneshot(Request::get(uri).body(Body::empty()).expect("request")).await.expect("response");
+        assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+        assert_eq!(resp.headers()["content-type"], want, "{uri}");
+        assert!(resp.headers()["content-security-policy"].to_str().expect("ascii").starts_with("default-src 'self'"));
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert!(body.len() > 500, "{uri}: {} bytes", body.len());
+    }
+    let (status, v) = get("/assets/nothing.js").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"], "not_found");
 }
