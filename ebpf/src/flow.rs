@@ -4,7 +4,7 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, helpers::bpf_xdp_load_bytes,
+    bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, helpers::bpf_xdp_load_bytes,
     macros::map, maps::LruHashMap, programs::XdpContext,
 };
 use peerwarden_common::{
@@ -23,8 +23,12 @@ const UNKNOWN: u16 = Label::Unknown as u16;
 
 #[inline(always)]
 pub fn track(ctx: &XdpContext, pkt: &Packet, dir: Direction, frame_len: u64) {
+    // The coarse clock (CLOCK_MONOTONIC read at the last tick, 4 ms at HZ=250; kernel 5.11+)
+    // is enough for first/last seen and idle expiry, and costs next to nothing, where
+    // bpf_ktime_get_ns was a fifth of an established flow's per-packet cost
+    // (docs/benchmarks.md, "XDP probe: per-packet cost").
     // SAFETY: a helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let Some(f) = lookup_or_create(&pkt.key, dir, now) else {
         counters::stat(Stat::FlowInsertFailed);
         counters::count(UNKNOWN, dir, frame_len);
