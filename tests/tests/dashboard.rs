@@ -9,7 +9,8 @@
 //! the browser's own background requests (updates, sync, field trials, QUIC).
 //!
 //! The screenshot is written to a temporary directory and checked; with
-//! `UPDATE_SCREENSHOT=1` it also replaces `docs/dashboard.png` (review it before committing).
+//! `UPDATE_SCREENSHOT=1` it also replaces `docs/dashboard.png` (review it before committing),
+//! after a longer run (90 s instead of 12 s) so the chart shows more than a few points.
 //!
 //! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test dashboard`.
 
@@ -122,7 +123,7 @@ fn dashboard_draws_the_live_mix_and_flows() {
                 PREFIX,
                 "--loop",
                 "--seconds",
-                "120",
+                "300",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -140,7 +141,9 @@ fn dashboard_draws_the_live_mix_and_flows() {
         );
         thread::sleep(Duration::from_secs(1));
     }
-    thread::sleep(Duration::from_secs(12));
+    // For the picture in the README, a longer run fills more of the chart.
+    let update_screenshot = std::env::var_os("UPDATE_SCREENSHOT").is_some();
+    thread::sleep(Duration::from_secs(if update_screenshot { 90 } else { 12 }));
 
     let dom = chromium(&lab, &tmp.0.join("profile-dom"), &["--dump-dom".into()]);
     std::fs::write(tmp.0.join("dom.html"), &dom).expect("saving the DOM");
@@ -225,7 +228,7 @@ fn dashboard_draws_the_live_mix_and_flows() {
         "the screenshot is suspiciously small ({} bytes)",
         bytes.len()
     );
-    if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
+    if update_screenshot {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard.png");
         std::fs::copy(&png, &docs).expect("writing docs/dashboard.png");
         eprintln!("wrote {}", docs.display());

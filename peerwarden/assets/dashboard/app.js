@@ -21,6 +21,7 @@ let series = null; // the last /api/v1/mix/series answer
 let chart = null; // geometry of the last drawing, for the hover read-out
 let policyAt = -Infinity;
 let busy = false;
+let everOnline = false;
 
 const $ = (id) => document.getElementById(id);
 
@@ -30,7 +31,16 @@ function el(tag, attrs, ...kids) {
     ? document.createElementNS(SVG_NS, tag.slice(4))
     : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
-    if (v != null && v !== false) e.setAttribute(k, v);
+    if (v == null || v === false) continue;
+    if (k === "style") {
+      // Through the CSSOM: the page's Content-Security-Policy refuses style attributes.
+      for (const decl of v.split(";")) {
+        const i = decl.indexOf(":");
+        if (i > 0) e.style.setProperty(decl.slice(0, i).trim(), decl.slice(i + 1).trim());
+      }
+    } else {
+      e.setAttribute(k, v);
+    }
   }
   for (const k of kids.flat()) if (k != null) e.append(k instanceof Node ? k : String(k));
   return e;
@@ -160,6 +170,7 @@ function draw(f) {
 }
 
 function online() {
+  everOnline = true;
   $("banner").hidden = true;
   document.querySelector("main").classList.remove("stale");
   const c = $("conn");
@@ -170,8 +181,11 @@ function online() {
 
 function offline(e) {
   $("banner").hidden = false;
+  // No answer at all, or an answer that is an error: say which.
+  $("banner-title").textContent = e instanceof HttpError ? "API error" : "API unreachable";
   $("banner-detail").textContent =
     e instanceof HttpError ? "(" + e.message + ")" : "(no answer from " + location.host + ")";
+  $("banner-stale").hidden = !everOnline;
   document.querySelector("main").classList.add("stale");
   const c = $("conn");
   c.className = "pill pill-bad";
@@ -198,10 +212,12 @@ function drawRates(mix) {
   const secs = Math.max(mix.window_seconds || 0, 1);
   const bps = (pair) => [pair[0] * 8 / secs, pair[1] * 8 / secs];
   const total = sum(CLASSES.map((c) => sum(bps(mix.classes[c].bytes))));
+  const busiest = Math.max(...CLASSES.map((c) => sum(bps(mix.classes[c].bytes))));
   for (const c of CLASSES) {
     const u = mix.classes[c];
     const [up, down] = bps(u.bytes);
-    const [v, unit] = rate(up + down);
+    // An idle class reads "0" in the busiest class's unit, so the cards compare at a glance.
+    const [v, unit] = up + down > 0 ? rate(up + down) : ["0", rate(busiest)[1]];
     const card = $("rate-" + c);
     const share = total > 0 ? ((up + down) / total) * 100 : 0;
     card.dataset.bps = Math.round(up + down);
@@ -259,10 +275,13 @@ function drawChart() {
   for (const c of CLASSES) {
     svg.dataset[c + "Bytes"] = sum(series.points.map((p) => sum(p.classes[c].bytes)));
   }
-  $("chart-caption").textContent = `last ${RANGES[ui.range].name}, ${step} s steps`;
+  const shown = pts.length ? Math.min(series.window_seconds, pts.length * step) : series.window_seconds;
+  $("chart-caption").textContent =
+    (shown < series.window_seconds ? `last ${duration(shown)} (since start)` : `last ${RANGES[ui.range].name}`) + ` · ${step} s steps`;
 
   const tEnd = pts.length ? pts[pts.length - 1].t : Date.now();
-  const tStart = tEnd - series.window_seconds * 1000;
+  // A daemon up for less than the window: span what there is rather than an empty left side.
+  const tStart = Math.max(tEnd - series.window_seconds * 1000, pts.length ? pts[0].t - step * 1000 : -Infinity);
   const x = (t) => m.l + ((t - tStart) / (tEnd - tStart)) * (W - m.l - m.r);
   const totals = pts.map((p) => sum(p.v));
   const max = Math.max(0, ...totals);
@@ -281,9 +300,10 @@ function drawChart() {
   }
   svg.append(el("svg:text", { class: "unit", x: 4, y: 11 }, unit));
 
-  // Time ticks at round wall-clock times, about six of them.
+  // Time ticks at round wall-clock times, at least ~80 px apart.
   const span = (tEnd - tStart) / 1000;
-  const every = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800].find((s) => span / s <= 7) || 3600;
+  const maxTicks = Math.max(2, Math.min(8, Math.floor((W - m.l - m.r) / 80)));
+  const every = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800].find((s) => span / s <= maxTicks) || 3600;
   for (let t = Math.ceil(tStart / 1000 / every) * every * 1000; t <= tEnd; t += every * 1000) {
     svg.append(el("svg:line", { class: "grid-line", x1: x(t), x2: x(t), y1: H - m.b, y2: H - m.b + 4 }));
     svg.append(el("svg:text", { class: "axis-text", x: x(t), y: H - 6, "text-anchor": "middle" }, clock(t, every < 60)));
@@ -297,6 +317,8 @@ function drawChart() {
   const drawn = pts.length === 1 ? [{ t: pts[0].t - step * 1000, v: pts[0].v }, pts[0]] : pts;
   const base = drawn.map(() => 0);
   CLASSES.forEach((c, i) => {
+    // A class with no traffic in the range would only draw its edge over the one below.
+    if (!drawn.some((p) => p.v[i] > 0)) return;
     const upper = drawn.map((p, j) => base[j] + p.v[i]);
     const fwd = drawn.map((p, j) => `${x(p.t).toFixed(1)},${y(upper[j]).toFixed(1)}`);
     const back = drawn.map((p, j) => `${x(p.t).toFixed(1)},${y(base[j]).toFixed(1)}`).reverse();
@@ -350,6 +372,17 @@ function drawTopLabels() {
     for (const [name, u] of Object.entries(p.labels)) totals[name] = (totals[name] || 0) + pick(u.bytes);
   }
   const all = sum(Object.values(totals));
+  // The class split over the range, as one bar.
+  const byClass = CLASSES.map((c) => sum(series.points.map((p) => pick(p.classes[c].bytes))));
+  const classTotal = sum(byClass);
+  $("class-share").replaceChildren(
+    el("div", { class: "share-bar" },
+      ...CLASSES.map((c, i) => el("span", { title: c, style: `width:${classTotal ? ((byClass[i] / classTotal) * 100).toFixed(2) : 0}%;background:${COLOR[c]}` }))),
+    el("div", { class: "share-legend" },
+      ...CLASSES.map((c, i) =>
+        el("span", {}, el("span", { class: "sw", style: `--c:${COLOR[c]}` }), c, " ",
+          el("b", {}, classTotal ? ((byClass[i] / classTotal) * 100).toFixed(0) + "%" : "–")))),
+  );
   const rows = Object.entries(totals).filter(([, b]) => b > 0).sort((a, b) => b[1] - a[1]).slice(0, 8);
   $("labels-caption").textContent = `last ${RANGES[ui.range].name} · ${ui.dir}`;
   const list = $("top-labels");
@@ -386,14 +419,14 @@ function drawFlows(flows) {
   body.replaceChildren(
     ...flows.map((f) =>
       el("tr", { class: "flow", "data-label": f.label, "data-class": f.class },
-        el("td", {}, chip(f.label, f.class), el("span", { class: "conf" }, f.confidence)),
+        el("td", { title: `${f.class}, decided by ${f.confidence}` }, chip(f.label, f.class)),
         el("td", {}, f.subscriber || el("span", { class: "muted" }, "—")),
         el("td", { class: "ep" },
           el("span", { class: "proto" }, f.proto), endpoint(f.src, f.sport),
           el("span", { class: "arrow" }, "→"), endpoint(f.dst, f.dport)),
         el("td", { class: "num" }, bytes(f.bytes[0])),
         el("td", { class: "num" }, bytes(f.bytes[1])),
-        el("td", { class: "num muted" }, ago(f.last_seen)),
+        el("td", { class: "num muted", title: f.last_seen }, ago(f.last_seen).replace(" ago", "")),
       ),
     ),
   );
@@ -500,11 +533,14 @@ function start() {
   const wrap = $("chart-wrap");
   wrap.addEventListener("mousemove", showTip);
   wrap.addEventListener("mouseleave", hideTip);
-  let resize = 0;
-  window.addEventListener("resize", () => {
-    clearTimeout(resize);
-    resize = setTimeout(() => draw(drawChart), 100);
-  });
+  // Redraw at the chart's own width whenever the layout changes it (window, columns).
+  let drawnWidth = 0;
+  new ResizeObserver(() => {
+    if (series && wrap.clientWidth !== drawnWidth) {
+      drawnWidth = wrap.clientWidth;
+      draw(drawChart);
+    }
+  }).observe(wrap);
   const loop = async () => {
     await refresh();
     setTimeout(loop, REFRESH_MS);
