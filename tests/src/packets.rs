@@ -73,6 +73,13 @@ pub enum Vlan {
         /// Customer (inner) VLAN id.
         inner: u16,
     },
+    /// Two 802.1Q tags (TPID 0x8100 twice), as switches that predate 802.1ad stack them.
+    DoubleDot1q {
+        /// Outer VLAN id.
+        outer: u16,
+        /// Inner VLAN id.
+        inner: u16,
+    },
 }
 
 impl Vlan {
@@ -91,7 +98,7 @@ impl Vlan {
         match self {
             Vlan::Untagged => ETH_HLEN,
             Vlan::Dot1q(_) => ETH_HLEN + 4,
-            Vlan::QinQ { .. } => ETH_HLEN + 8,
+            Vlan::QinQ { .. } | Vlan::DoubleDot1q { .. } => ETH_HLEN + 8,
         }
     }
 
@@ -102,6 +109,9 @@ impl Vlan {
             Vlan::Dot1q(id) => vec![(EtherTypes::Vlan, id)],
             Vlan::QinQ { outer, inner } => {
                 vec![(EtherTypes::PBridge, outer), (EtherTypes::Vlan, inner)]
+            }
+            Vlan::DoubleDot1q { outer, inner } => {
+                vec![(EtherTypes::Vlan, outer), (EtherTypes::Vlan, inner)]
             }
         }
     }
@@ -132,11 +142,28 @@ pub fn ethernet(vlan: Vlan, ethertype: EtherType, l3: &[u8]) -> Vec<u8> {
 
 /// An IPv4 packet (no options, DF set) around `l4`, header checksum filled in.
 pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpNextHeaderProtocol, l4: &[u8]) -> Vec<u8> {
-    let mut buf = vec![0u8; IPV4_HLEN + l4.len()];
+    ipv4_with_options(src, dst, proto, &[], l4)
+}
+
+/// An IPv4 packet whose header carries `options` (a multiple of 4 bytes, at most 40).
+pub fn ipv4_with_options(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: IpNextHeaderProtocol,
+    options: &[u8],
+    l4: &[u8],
+) -> Vec<u8> {
+    assert!(
+        options.len() % 4 == 0 && options.len() <= 40,
+        "IPv4 options: {options:?}"
+    );
+    let hlen = IPV4_HLEN + options.len();
+    let mut buf = vec![0u8; hlen + l4.len()];
+    buf[IPV4_HLEN..hlen].copy_from_slice(options);
     let mut ip = MutableIpv4Packet::new(&mut buf).expect("room for an IPv4 header");
     ip.set_version(4);
-    ip.set_header_length((IPV4_HLEN / 4) as u8);
-    ip.set_total_length(u16::try_from(IPV4_HLEN + l4.len()).expect("IPv4 packet over 64 KiB"));
+    ip.set_header_length((hlen / 4) as u8);
+    ip.set_total_length(u16::try_from(hlen + l4.len()).expect("IPv4 packet over 64 KiB"));
     ip.set_identification(0x4242);
     ip.set_flags(Ipv4Flags::DontFragment);
     ip.set_ttl(64);
@@ -148,6 +175,9 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpNextHeaderProtocol, l4: &[u8]
     ip.set_checksum(sum);
     buf
 }
+
+/// IPv4 Router Alert (RFC 2113), the option routers see most: type 148, length 4, value 0.
+pub const IPV4_ROUTER_ALERT: [u8; 4] = [0x94, 0x04, 0x00, 0x00];
 
 /// An IPv6 packet around `l4`, `next` naming what `l4` starts with.
 pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: IpNextHeaderProtocol, l4: &[u8]) -> Vec<u8> {
@@ -165,7 +195,27 @@ pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: IpNextHeaderProtocol, l4: &[u8])
 
 /// A TCP segment from `src` to `dst` (no options), checksum over the pseudo-header.
 pub fn tcp_segment(src: SocketAddr, dst: SocketAddr, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut buf = vec![0u8; TCP_HLEN + payload.len()];
+    tcp_segment_with_options(src, dst, flags, &[], payload)
+}
+
+/// TCP timestamps (RFC 7323) after two NOPs, as Linux sends on every segment: 12 bytes.
+pub const TCP_TIMESTAMPS: [u8; 12] = [1, 1, 8, 10, 0, 0x12, 0x34, 0x56, 0, 0x65, 0x43, 0x21];
+
+/// A TCP segment whose header carries `options` (a multiple of 4 bytes, at most 40).
+pub fn tcp_segment_with_options(
+    src: SocketAddr,
+    dst: SocketAddr,
+    flags: u8,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    assert!(
+        options.len() % 4 == 0 && options.len() <= 40,
+        "TCP options: {options:?}"
+    );
+    let hlen = TCP_HLEN + options.len();
+    let mut buf = vec![0u8; hlen + payload.len()];
+    buf[TCP_HLEN..hlen].copy_from_slice(options);
     let mut t = MutableTcpPacket::new(&mut buf).expect("room for a TCP header");
     t.set_source(src.port());
     t.set_destination(dst.port());
@@ -175,7 +225,7 @@ pub fn tcp_segment(src: SocketAddr, dst: SocketAddr, flags: u8, payload: &[u8]) 
     } else {
         0
     });
-    t.set_data_offset((TCP_HLEN / 4) as u8);
+    t.set_data_offset((hlen / 4) as u8);
     t.set_flags(flags);
     t.set_window(64240);
     t.set_payload(payload);
@@ -564,6 +614,32 @@ mod tests {
         assert_eq!(down[22..38], REMOTE_V6.octets());
         assert_eq!(c.key(PROTO_TCP).sub_addr, SUB_V6.octets());
         assert_eq!(c.key(PROTO_TCP).family, FAMILY_V6);
+    }
+
+    #[test]
+    fn options_lengthen_the_headers_and_keep_checksums_valid() {
+        use pnet_packet::tcp::TcpPacket;
+        let (src, dst): (SocketAddr, SocketAddr) = (
+            "100.64.1.10:1".parse().expect("src"),
+            "198.51.100.7:2".parse().expect("dst"),
+        );
+        let seg = tcp_segment_with_options(src, dst, TcpFlags::ACK, &TCP_TIMESTAMPS, b"data");
+        let t = TcpPacket::new(&seg).expect("tcp");
+        assert_eq!((t.get_data_offset(), t.payload()), (8, &b"data"[..]));
+        assert_eq!(
+            t.get_checksum(),
+            tcp::ipv4_checksum(&t, &SUB_V4, &REMOTE_V4)
+        );
+        let ip = ipv4_with_options(
+            SUB_V4,
+            REMOTE_V4,
+            IpNextHeaderProtocols::Tcp,
+            &IPV4_ROUTER_ALERT,
+            &seg,
+        );
+        let h = Ipv4Packet::new(&ip).expect("ipv4");
+        assert_eq!((h.get_header_length(), h.payload()), (6, &seg[..]));
+        assert_eq!(h.get_checksum(), ipv4::checksum(&h));
     }
 
     #[test]

@@ -17,9 +17,11 @@ use peerwarden_common::{
 };
 use peerwarden_tests::{
     packets::{
-        Conversation, ETH_MIN_FRAME, Family, IPV4_HLEN, REMOTE_V4, REMOTE_V6, SUB_V4, SUB_V6,
-        TcpFlags, Vlan, arp_request, fix_ipv4_checksum, icmp_echo, icmpv6_echo, ipv4_fragment,
-        ipv6_fragment, ipv6_with_hop_by_hop, pad_to_minimum, reverse, tcp_segment,
+        Conversation, ETH_MIN_FRAME, Family, IPV4_HLEN, IPV4_ROUTER_ALERT, REMOTE_V4, REMOTE_V6,
+        SUB_V4, SUB_V6, TCP_TIMESTAMPS, TcpFlags, Vlan, arp_request, ethernet, fix_ipv4_checksum,
+        icmp_echo, icmpv6_echo, ip_frame, ipv4_fragment, ipv4_with_options, ipv6_fragment,
+        ipv6_with_hop_by_hop, pad_to_minimum, reverse, tcp_segment, tcp_segment_with_options,
+        udp_datagram,
     },
     payloads::{
         INFO_HASH, PEER_ID, UDP_TRACKER_MAGIC, dht_get_peers_query, dht_ping_query,
@@ -30,7 +32,7 @@ use peerwarden_tests::{
     rng::SplitMix64,
     xdp::{TestProbe, XDP_PASS},
 };
-use pnet_packet::ip::IpNextHeaderProtocols;
+use pnet_packet::{ethernet::EtherTypes, ip::IpNextHeaderProtocols};
 
 const UP: Direction = Direction::Up;
 const DOWN: Direction = Direction::Down;
@@ -445,6 +447,83 @@ fn peer_wire_handshake_after_ipv6_hop_by_hop_header_is_labelled() {
         .expect("a flow for the TCP segment after the extension header");
     assert_eq!(Label::from_id(flow.label), Label::Bittorrent);
     assert_eq!(probe.stat("malformed"), 0);
+}
+
+#[test]
+fn tcp_timestamps_and_ipv4_options_are_skipped_to_the_payload() {
+    // Linux puts 12 bytes of timestamps in every TCP header, so real payloads start at
+    // 32 bytes, not 20; IPv4 options are rarer but move the TCP header too.
+    let mut probe = TestProbe::load();
+    let hs = peer_wire_handshake(&INFO_HASH, &PEER_ID);
+    let tcp = IpNextHeaderProtocols::Tcp;
+    for family in Family::ALL {
+        for vlan in Vlan::ALL {
+            let c = conversation(family).with_vlan(vlan);
+            let seg = tcp_segment_with_options(c.sub, c.remote, PSH_ACK, &TCP_TIMESTAMPS, &hs);
+            let frame = ip_frame(vlan, c.sub.ip(), c.remote.ip(), tcp, &seg);
+            assert_eq!(probe.send(UP, &frame), XDP_PASS);
+            let label = probe
+                .flow(&c.key(PROTO_TCP))
+                .map(|f| Label::from_id(f.label));
+            assert_eq!(
+                label,
+                Some(Label::Bittorrent),
+                "{family:?} {vlan:?} TCP timestamps"
+            );
+        }
+    }
+    for vlan in Vlan::ALL {
+        let c = conversation(Family::V4).with_vlan(vlan);
+        let seg = tcp_segment_with_options(c.sub, c.remote, PSH_ACK, &TCP_TIMESTAMPS, &hs);
+        let ip = ipv4_with_options(SUB_V4, REMOTE_V4, tcp, &IPV4_ROUTER_ALERT, &seg);
+        assert_eq!(
+            probe.send(UP, &ethernet(vlan, EtherTypes::Ipv4, &ip)),
+            XDP_PASS
+        );
+        let label = probe
+            .flow(&c.key(PROTO_TCP))
+            .map(|f| Label::from_id(f.label));
+        assert_eq!(label, Some(Label::Bittorrent), "{vlan:?} IPv4 options, TCP");
+
+        let connect = udp_tracker_connect(UDP_TRACKER_MAGIC, 0x0bad_f00d);
+        let dgram = udp_datagram(c.sub, c.remote, &connect);
+        let udp = IpNextHeaderProtocols::Udp;
+        let ip = ipv4_with_options(SUB_V4, REMOTE_V4, udp, &IPV4_ROUTER_ALERT, &dgram);
+        assert_eq!(
+            probe.send(UP, &ethernet(vlan, EtherTypes::Ipv4, &ip)),
+            XDP_PASS
+        );
+        let label = probe
+            .flow(&c.key(PROTO_UDP))
+            .map(|f| Label::from_id(f.label));
+        assert_eq!(
+            label,
+            Some(Label::BittorrentTracker),
+            "{vlan:?} IPv4 options, UDP"
+        );
+    }
+    assert_eq!(probe.stat("malformed"), 0);
+}
+
+#[test]
+fn two_8021q_tags_are_parsed_like_qinq() {
+    // Stacked VLANs without an 802.1ad outer tag: TPID 0x8100 twice.
+    let mut probe = TestProbe::load();
+    let vlan = Vlan::DoubleDot1q {
+        outer: 10,
+        inner: 20,
+    };
+    for family in Family::ALL {
+        for dir in [UP, DOWN] {
+            let c = conversation(family).with_vlan(vlan);
+            assert_eq!(probe.send(dir, &handshake_frame(&c, dir)), XDP_PASS);
+            let label = probe
+                .flow(&c.key(PROTO_TCP))
+                .map(|f| Label::from_id(f.label));
+            assert_eq!(label, Some(Label::Bittorrent), "{family:?} {dir:?}");
+        }
+    }
+    assert_eq!(probe.stat("non_ip") + probe.stat("malformed"), 0);
 }
 
 // ---------------------------------------------------------------------------------------
