@@ -154,7 +154,7 @@ pub fn ipv4_with_options(
     l4: &[u8],
 ) -> Vec<u8> {
     assert!(
-        options.len() % 4 == 0 && options.len() <= 40,
+        options.len().is_multiple_of(4) && options.len() <= 40,
         "IPv4 options: {options:?}"
     );
     let hlen = IPV4_HLEN + options.len();
@@ -210,7 +210,7 @@ pub fn tcp_segment_with_options(
     payload: &[u8],
 ) -> Vec<u8> {
     assert!(
-        options.len() % 4 == 0 && options.len() <= 40,
+        options.len().is_multiple_of(4) && options.len() <= 40,
         "TCP options: {options:?}"
     );
     let hlen = TCP_HLEN + options.len();
