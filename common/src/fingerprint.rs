@@ -1,8 +1,8 @@
 //! Fixed-offset protocol fingerprints, run by the XDP program and by the offline classifier.
 //!
 //! Each function looks at the first bytes of one packet's payload (the kernel copies at most
-//! [`SAMPLE_LEN`] of them) and does bounded work: constant offsets, and searches bounded by
-//! the sample length. Every read goes through [`byte`], which returns `None` past the end,
+//! [`SAMPLE_LEN`] of them) and does bounded work at constant offsets. Every read goes through
+//! [`byte`], which returns `None` past the end,
 //! so there is no panic path and the verifier sees only bounded accesses.
 
 use crate::label::Label;
@@ -33,20 +33,6 @@ fn at(p: &[u8], off: usize, pat: &[u8]) -> bool {
         i += 1;
     }
     true
-}
-
-/// Whether `pat` stands anywhere in the first [`SAMPLE_LEN`] bytes of `p`.
-#[inline(always)]
-fn contains(p: &[u8], pat: &[u8]) -> bool {
-    let end = if p.len() < SAMPLE_LEN { p.len() } else { SAMPLE_LEN };
-    let mut off = 0;
-    while off + pat.len() <= end {
-        if at(p, off, pat) {
-            return true;
-        }
-        off += 1;
-    }
-    false
 }
 
 /// Labels a TCP payload from its first bytes, if a fingerprint matches.
@@ -83,10 +69,25 @@ pub fn bittorrent_handshake(p: &[u8]) -> bool {
     at(p, 0, BT_HANDSHAKE)
 }
 
-/// An HTTP tracker announce or scrape: `GET /…` carrying `info_hash=` in its query.
+/// An HTTP tracker announce or scrape whose query starts with `info_hash=`, as the
+/// common clients (libtorrent, Transmission, aria2, µTorrent) send it:
+/// `GET /announce?info_hash=…`, `/scrape?`, and the `.php` forms. Fixed offsets only: a
+/// search of the whole sample for `info_hash=` costs the verifier a path per offset, and
+/// trackers whose query puts it later are left to the deep classifier, which searches.
 #[inline(always)]
 pub fn http_tracker(p: &[u8]) -> bool {
-    at(p, 0, b"GET /") && contains(p, b"info_hash=")
+    if !at(p, 0, b"GET /") {
+        return false;
+    }
+    let query = if at(p, 5, b"announce") {
+        13
+    } else if at(p, 5, b"scrape") {
+        11
+    } else {
+        return false;
+    };
+    let query = if at(p, query, b".php") { query + 4 } else { query };
+    at(p, query, b"?info_hash=")
 }
 
 /// BEP 15 connect request: the 64-bit protocol id, then action 0 (connect).
@@ -196,6 +197,10 @@ mod tests {
         assert_eq!(tcp(ann), Some(Label::BittorrentTracker));
         let scrape = b"GET /scrape?info_hash=%aa%bb HTTP/1.1\r\n";
         assert_eq!(tcp(scrape), Some(Label::BittorrentTracker));
+        let php = b"GET /announce.php?info_hash=%aa%bb HTTP/1.1\r\n";
+        assert_eq!(tcp(php), Some(Label::BittorrentTracker));
+        // Left to the deep classifier: info_hash later in the query.
+        assert_eq!(tcp(b"GET /announce?peer_id=x&info_hash=%aa HTTP/1.1\r\n"), None);
         assert_eq!(tcp(b"GET /announce?foo=bar HTTP/1.1\r\n"), None);
         assert_eq!(tcp(b"POST /announce?info_hash=1 HTTP/1.1\r\n"), None);
     }

@@ -60,6 +60,8 @@ pub const FLAG_UTP_DOWN: u32 = 1 << 1;
 pub const FLAG_FINAL: u32 = 1 << 2;
 /// The label was written by user space (the deep classifier), not the kernel.
 pub const FLAG_USER_LABEL: u32 = 1 << 3;
+/// Samples of this flow went to the deep classifier: look for its verdict.
+pub const FLAG_DEEP_PENDING: u32 = 1 << 4;
 
 /// How many payload packets the kernel inspects per flow before the label is final.
 pub const INSPECT_BUDGET: u8 = 32;
@@ -86,12 +88,20 @@ pub struct FlowValue {
     pub utp_conn_id: [u16; 2],
     /// `FLAG_*` bits.
     pub flags: u32,
+    /// Subscriber index + 1 from the policy generation in `policy_gen` (0: none).
+    pub sub_slot: u32,
+    /// Policy generation `sub_slot` and `plan` were looked up in (0: not yet).
+    pub policy_gen: u32,
+    /// Plan index in that generation.
+    pub plan: u16,
+    /// Payload samples sent to the deep classifier.
+    pub samples: u8,
     /// Explicit padding.
-    pub _pad: u32,
+    pub _pad: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
-const _: () = assert!(core::mem::size_of::<FlowValue>() == 64);
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 72);
 
 #[cfg(feature = "user")]
 mod pod {

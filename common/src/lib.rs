@@ -14,9 +14,11 @@
 //! ```
 #![no_std]
 
+pub mod deep;
 pub mod fingerprint;
 pub mod flow;
 pub mod label;
+pub mod policy;
 pub mod stats;
 
 pub use flow::{Direction, FlowKey, FlowValue};

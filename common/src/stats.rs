@@ -45,10 +45,20 @@ pub enum Stat {
     FlowInsertFailed = 6,
     /// Flows labelled by the kernel fingerprints.
     FlowsLabelled = 7,
+    /// Payload samples sent to the deep classifier.
+    SamplesSent = 8,
+    /// Samples lost because the ring buffer was full.
+    RingDrops = 9,
+    /// Verdicts of the deep classifier applied to flows.
+    VerdictsApplied = 10,
+    /// Packets dropped by policy (police or block).
+    PolicyDrops = 11,
+    /// Packets whose DSCP was rewritten by policy.
+    PolicyMarks = 12,
 }
 
 /// Number of slots in the stats array.
-pub const STAT_SLOTS: u32 = 8;
+pub const STAT_SLOTS: u32 = 13;
 
 /// Every statistic with its report name.
 pub const ALL_STATS: [(Stat, &str); STAT_SLOTS as usize] = [
@@ -60,6 +70,11 @@ pub const ALL_STATS: [(Stat, &str); STAT_SLOTS as usize] = [
     (Stat::FlowsCreated, "flows_created"),
     (Stat::FlowInsertFailed, "flow_insert_failed"),
     (Stat::FlowsLabelled, "flows_labelled"),
+    (Stat::SamplesSent, "samples_sent"),
+    (Stat::RingDrops, "ring_drops"),
+    (Stat::VerdictsApplied, "verdicts_applied"),
+    (Stat::PolicyDrops, "policy_drops"),
+    (Stat::PolicyMarks, "policy_marks"),
 ];
 
 #[cfg(feature = "user")]

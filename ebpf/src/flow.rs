@@ -4,16 +4,31 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, helpers::bpf_xdp_load_bytes,
-    macros::map, maps::LruHashMap, programs::XdpContext,
+    bindings::{BPF_NOEXIST, xdp_action},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_xdp_load_bytes},
+    macros::map,
+    maps::{LruHashMap, PerCpuArray},
+    programs::XdpContext,
 };
 use peerwarden_common::{
     Confidence, Direction, FlowKey, FlowValue, Label, Stat,
     fingerprint::{self, SAMPLE_LEN},
-    flow::{FLAG_FINAL, FLAG_UTP_DOWN, FLAG_UTP_UP, INSPECT_BUDGET, PROTO_TCP},
+    deep::DEEP_BUDGET,
+    flow::{FLAG_DEEP_PENDING, FLAG_FINAL, FLAG_USER_LABEL, FLAG_UTP_DOWN, FLAG_UTP_UP, INSPECT_BUDGET, PROTO_TCP},
 };
 
-use crate::{counters, parse::Packet};
+use crate::{counters, deep, parse::Packet, policy};
+
+/// The flow entry of a key, if any (for the TC egress program).
+#[inline(always)]
+pub fn get(key: &FlowKey) -> Option<&'static FlowValue> {
+    // SAFETY: a live map value, read only.
+    FLOWS.get_ptr(key).map(|p| unsafe { &*p })
+}
+
+/// The fingerprints' copy of a payload's first bytes.
+#[map]
+static SCRATCH: PerCpuArray<[u8; SAMPLE_LEN]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Sized by the daemon at load time (`flow_table_size`); this is the default.
 #[map]
@@ -21,36 +36,22 @@ static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1 <<
 
 const UNKNOWN: u16 = Label::Unknown as u16;
 
+/// Tracks, classifies and counts one packet; returns the XDP action the policy decides.
 #[inline(always)]
-pub fn track(ctx: &XdpContext, pkt: &Packet, dir: Direction, frame_len: u64) {
+pub fn track(ctx: &XdpContext, pkt: &Packet, dir: Direction, frame_len: u64) -> u32 {
     // The coarse clock (CLOCK_MONOTONIC read at the last tick, 4 ms at HZ=250; kernel 5.11+)
-    // is enough for first/last seen and idle expiry, and costs next to nothing, where
-    // bpf_ktime_get_ns was a fifth of an established flow's per-packet cost
-    // (docs/benchmarks.md, "XDP probe: per-packet cost").
+    // is enough for first/last seen, idle expiry and token buckets refilled per tick, and
+    // costs next to nothing, where bpf_ktime_get_ns was a fifth of an established flow's
+    // per-packet cost (docs/benchmarks.md, "XDP probe: per-packet cost").
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let Some(f) = lookup_or_create(&pkt.key, dir, now) else {
         counters::stat(Stat::FlowInsertFailed);
         counters::count(UNKNOWN, dir, frame_len);
-        return;
+        return xdp_action::XDP_PASS;
     };
-    if f.label == UNKNOWN && f.flags & FLAG_FINAL == 0 && pkt.payload_len > 0 {
-        match inspect(ctx, pkt, dir, f) {
-            Some(label) => {
-                let label = label as u16;
-                counters::relabel(UNKNOWN, label, &f.packets, &f.bytes);
-                f.label = label;
-                f.confidence = Confidence::Payload as u8;
-                counters::count_flow(label, dir);
-                counters::stat(Stat::FlowsLabelled);
-            }
-            None => {
-                f.inspected = f.inspected.saturating_add(1);
-                if f.inspected >= INSPECT_BUDGET {
-                    f.flags |= FLAG_FINAL;
-                }
-            }
-        }
+    if f.label == UNKNOWN && f.flags & FLAG_FINAL == 0 {
+        classify(ctx, pkt, dir, f, now);
     }
     let i = dir.index();
     // Packets of one flow can run on two CPUs at once: add atomically (BPF_XADD; the
@@ -62,9 +63,61 @@ pub fn track(ctx: &XdpContext, pkt: &Packet, dir: Direction, frame_len: u64) {
     }
     f.last_seen_ns = now;
     counters::count(f.label, dir, frame_len);
+    policy::enforce(ctx, pkt, dir, f, frame_len)
 }
 
+/// Labels an undecided flow: a verdict of the deep classifier if one came back, else the
+/// kernel's own fingerprints on this payload, else a sample for the deep classifier.
+/// Not inlined: as a BPF-to-BPF call the verifier walks it once per caller state instead of
+/// carrying its many outcomes through the policy code that follows.
+#[inline(never)]
+fn classify(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue, now: u64) {
+    if f.flags & FLAG_DEEP_PENDING != 0
+        && let Some(v) = deep::take_verdict(&pkt.key)
+    {
+        if v.label != UNKNOWN {
+            set_label(f, v.label, v.confidence, dir);
+            f.flags |= FLAG_USER_LABEL;
+            counters::stat(Stat::VerdictsApplied);
+            return;
+        }
+        if v.final_ != 0 {
+            f.flags |= FLAG_FINAL;
+            return;
+        }
+    }
+    if pkt.payload_len == 0 {
+        return;
+    }
+    if f.inspected < INSPECT_BUDGET {
+        match inspect(ctx, pkt, dir, f) {
+            Some(label) => {
+                set_label(f, label as u16, Confidence::Payload as u8, dir);
+                counters::stat(Stat::FlowsLabelled);
+                return;
+            }
+            None => f.inspected += 1,
+        }
+    }
+    deep::sample(ctx, pkt, dir, f, now);
+    // Final once both tiers have had their budget and nothing is pending.
+    if f.inspected >= INSPECT_BUDGET && f.samples >= DEEP_BUDGET && f.flags & FLAG_DEEP_PENDING == 0 {
+        f.flags |= FLAG_FINAL;
+    }
+}
+
+/// Gives an undecided flow its label, moving its earlier packets and bytes to the label.
 #[inline(always)]
+fn set_label(f: &mut FlowValue, label: u16, confidence: u8, dir: Direction) {
+    counters::relabel(UNKNOWN, label, &f.packets, &f.bytes);
+    f.label = label;
+    f.confidence = confidence;
+    counters::count_flow(label, dir);
+}
+
+// Not inlined: its new entry's 72 bytes stay off the caller's stack frame, which the
+// verifier adds to the deepest call chain's frames (512 bytes for all together).
+#[inline(never)]
 fn lookup_or_create(key: &FlowKey, dir: Direction, now: u64) -> Option<&'static mut FlowValue> {
     if let Some(p) = FLOWS.get_ptr_mut(key) {
         // SAFETY: a live map value; see `track` for concurrent updates.
@@ -85,9 +138,14 @@ fn lookup_or_create(key: &FlowKey, dir: Direction, now: u64) -> Option<&'static 
 }
 
 /// Runs the fixed-offset fingerprints on the first bytes of this packet's payload.
-#[inline(always)]
+// A BPF-to-BPF call, not inlined: the verifier walks the fingerprints' bounded searches
+// once per call rather than once per path through the rest of the program (with them
+// inlined, the policy code after them pushed it past its 1M-instruction limit).
+#[inline(never)]
 fn inspect(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue) -> Option<Label> {
-    let mut buf = [0u8; SAMPLE_LEN];
+    // A per-CPU scratch buffer: the 512-byte stack has no room for it beside the parse.
+    // SAFETY: a per-CPU slot, ours for this program run.
+    let buf = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
     let len = if pkt.payload_len < SAMPLE_LEN {
         pkt.payload_len
     } else {

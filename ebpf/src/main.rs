@@ -3,7 +3,9 @@
 //! Two entry points share one body: `xdp_downlink` sits on the interface towards the
 //! subscribers (packets going up), `xdp_uplink` on the interface towards the internet
 //! (packets coming down). Every packet is parsed, keyed to its flow, fingerprinted while the
-//! flow is undecided, and counted. Every packet passes: enforcement comes with policies.
+//! flow is undecided (samples go to the daemon's deep classifier), counted, and put through
+//! its subscriber's policy (pass, police, mark, block). `tc_uplink_egress` and
+//! `tc_downlink_egress` steer shaped flows into HTB classes.
 //! `xdp_pass` is a bare `XDP_PASS` program, the baseline of the per-packet benchmark.
 #![no_std]
 #![no_main]
@@ -12,8 +14,11 @@
 #![expect(internal_features, reason = "atomic_xadd is the only atomic add on bpf")]
 
 mod counters;
+mod deep;
 mod flow;
 mod parse;
+mod policy;
+mod shape;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use peerwarden_common::{Direction, Stat};
@@ -40,7 +45,7 @@ fn probe(ctx: &XdpContext, dir: Direction) -> u32 {
     let frame_len = (ctx.data_end() - ctx.data()) as u64;
     counters::stat(Stat::Packets);
     match parse::parse(ctx, dir) {
-        Parsed::Flow(pkt) => flow::track(ctx, &pkt, dir, frame_len),
+        Parsed::Flow(pkt) => return flow::track(ctx, &pkt, dir, frame_len),
         Parsed::NonIp => counters::stat(Stat::NonIp),
         Parsed::NonTcpUdp => counters::stat(Stat::NonTcpUdp),
         Parsed::Fragment => counters::stat(Stat::Fragments),

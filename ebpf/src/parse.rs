@@ -3,7 +3,7 @@
 //! each other and against the frame, and the payload ends where the IP packet ends (not at
 //! the frame's end, which may carry Ethernet padding).
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 use peerwarden_common::{
     Direction, FlowKey,
     flow::{FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP},
@@ -15,11 +15,44 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const ETH_HLEN: usize = 14;
 
-/// A TCP or UDP packet: its flow key, and where its payload lies in the frame.
+/// A frame in memory: XDP's and TC's contexts both give its bounds.
+pub trait Frame {
+    fn start(&self) -> usize;
+    fn end(&self) -> usize;
+}
+
+impl Frame for XdpContext {
+    #[inline(always)]
+    fn start(&self) -> usize {
+        self.data()
+    }
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.data_end()
+    }
+}
+
+impl Frame for TcContext {
+    #[inline(always)]
+    fn start(&self) -> usize {
+        self.data()
+    }
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.data_end()
+    }
+}
+
+/// A TCP or UDP packet: its flow key, and where its headers and payload lie in the frame.
 pub struct Packet {
     pub key: FlowKey,
+    /// Offset of the IP header (for DSCP rewrites).
+    pub ip_off: usize,
     pub payload_off: usize,
     pub payload_len: usize,
+    /// TCP flags and sequence number (0 for UDP), for the deep classifier's reassembly.
+    pub tcp_flags: u8,
+    pub tcp_seq: u32,
 }
 
 /// What a frame turned out to be.
@@ -33,9 +66,9 @@ pub enum Parsed {
 
 /// A pointer to a `T` at `off` in the frame, if the frame holds all of it.
 #[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*const T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
+pub fn ptr_at<T>(ctx: &impl Frame, off: usize) -> Option<*const T> {
+    let start = ctx.start();
+    let end = ctx.end();
     if start + off + core::mem::size_of::<T>() > end {
         return None;
     }
@@ -43,18 +76,18 @@ fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*const T> {
 }
 
 #[inline(always)]
-fn read<T: Copy>(ctx: &XdpContext, off: usize) -> Option<T> {
+fn read<T: Copy>(ctx: &impl Frame, off: usize) -> Option<T> {
     // SAFETY: ptr_at checked that the frame holds a whole T at off.
     ptr_at::<T>(ctx, off).map(|p| unsafe { p.read_unaligned() })
 }
 
 #[inline(always)]
-fn be16(ctx: &XdpContext, off: usize) -> Option<u16> {
+fn be16(ctx: &impl Frame, off: usize) -> Option<u16> {
     read::<[u8; 2]>(ctx, off).map(u16::from_be_bytes)
 }
 
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, dir: Direction) -> Parsed {
+pub fn parse(ctx: &impl Frame, dir: Direction) -> Parsed {
     match try_parse(ctx, dir) {
         Ok(p) => p,
         Err(()) => Parsed::Malformed,
@@ -62,7 +95,7 @@ pub fn parse(ctx: &XdpContext, dir: Direction) -> Parsed {
 }
 
 #[inline(always)]
-fn try_parse(ctx: &XdpContext, dir: Direction) -> Result<Parsed, ()> {
+fn try_parse(ctx: &impl Frame, dir: Direction) -> Result<Parsed, ()> {
     let mut off = ETH_HLEN;
     let mut ethertype = be16(ctx, 12).ok_or(())?;
     // Up to two VLAN tags (802.1Q, or QinQ with an 802.1ad outer tag).
@@ -75,7 +108,12 @@ fn try_parse(ctx: &XdpContext, dir: Direction) -> Result<Parsed, ()> {
         }
     }
     let mut key = FlowKey::default();
-    let (proto, l4, ip_end, src, dst) = match ethertype {
+    let ip_off = off;
+    let (mut tcp_flags, mut tcp_seq) = (0u8, 0u32);
+    // Addresses go straight into the key (source in `sub_addr`, swapped below for packets
+    // coming down): no copies on the stack, which the deep tier's and the policy's calls
+    // share with this frame.
+    let (proto, l4, ip_end) = match ethertype {
         ETH_P_IP => {
             let h: [u8; 20] = read(ctx, off).ok_or(())?;
             let ihl = ((h[0] & 0x0f) as usize) * 4;
@@ -84,38 +122,34 @@ fn try_parse(ctx: &XdpContext, dir: Direction) -> Result<Parsed, ()> {
                 return Err(());
             }
             let ip_end = off + total;
-            if ip_end > ctx.data_end() - ctx.data() {
+            if ip_end > ctx.end() - ctx.start() {
                 return Err(());
             }
             if u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
                 return Ok(Parsed::Fragment);
             }
             key.family = FAMILY_V4;
-            let mut src = [0u8; 16];
-            let mut dst = [0u8; 16];
-            src[..4].copy_from_slice(&h[12..16]);
-            dst[..4].copy_from_slice(&h[16..20]);
-            (h[9], off + ihl, ip_end, src, dst)
+            key.sub_addr[..4].copy_from_slice(&h[12..16]);
+            key.remote_addr[..4].copy_from_slice(&h[16..20]);
+            (h[9], off + ihl, ip_end)
         }
         ETH_P_IPV6 => {
-            let h: [u8; 40] = read(ctx, off).ok_or(())?;
+            let h: [u8; 8] = read(ctx, off).ok_or(())?;
             if h[0] >> 4 != 6 {
                 return Err(());
             }
             let ip_end = off + 40 + u16::from_be_bytes([h[4], h[5]]) as usize;
-            if ip_end > ctx.data_end() - ctx.data() {
+            if ip_end > ctx.end() - ctx.start() {
                 return Err(());
             }
             key.family = FAMILY_V6;
-            let mut src = [0u8; 16];
-            let mut dst = [0u8; 16];
-            src.copy_from_slice(&h[8..24]);
-            dst.copy_from_slice(&h[24..40]);
+            key.sub_addr = read(ctx, off + 8).ok_or(())?;
+            key.remote_addr = read(ctx, off + 24).ok_or(())?;
             let (next, l4) = match skip_ipv6_extensions(ctx, h[6], off + 40, ip_end)? {
                 Some(v) => v,
                 None => return Ok(Parsed::Fragment),
             };
-            (next, l4, ip_end, src, dst)
+            (next, l4, ip_end)
         }
         _ => return Ok(Parsed::NonIp),
     };
@@ -128,6 +162,8 @@ fn try_parse(ctx: &XdpContext, dir: Direction) -> Result<Parsed, ()> {
             }
             key.proto = PROTO_TCP;
             set_ports(&mut key, dir, &t);
+            tcp_flags = t[13];
+            tcp_seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
             (l4 + doff, ip_end)
         }
         PROTO_UDP => {
@@ -144,20 +180,16 @@ fn try_parse(ctx: &XdpContext, dir: Direction) -> Result<Parsed, ()> {
         }
         _ => return Ok(Parsed::NonTcpUdp),
     };
-    match dir {
-        Direction::Up => {
-            key.sub_addr = src;
-            key.remote_addr = dst;
-        }
-        Direction::Down => {
-            key.sub_addr = dst;
-            key.remote_addr = src;
-        }
+    if dir == Direction::Down {
+        core::mem::swap(&mut key.sub_addr, &mut key.remote_addr);
     }
     Ok(Parsed::Flow(Packet {
         key,
+        ip_off,
         payload_off,
         payload_len: payload_end - payload_off,
+        tcp_flags,
+        tcp_seq,
     }))
 }
 
@@ -187,7 +219,7 @@ const IPV6_MAX_EXTENSIONS: usize = 4;
 /// past the packet.
 #[inline(always)]
 fn skip_ipv6_extensions(
-    ctx: &XdpContext,
+    ctx: &impl Frame,
     mut next: u8,
     mut off: usize,
     ip_end: usize,

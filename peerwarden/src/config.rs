@@ -36,6 +36,10 @@ pub struct Config {
     /// Entries of the kernel's LRU flow table.
     #[serde(default = "default_flow_table_size")]
     pub flow_table_size: u32,
+    /// Subscribers the kernel's policy maps are sized for (token buckets and counters are
+    /// preallocated: about 0.6 KiB per subscriber and CPU).
+    #[serde(default = "default_max_subscribers")]
+    pub max_subscribers: u32,
     /// Seconds of per-second history kept in memory for `?window=` queries.
     #[serde(default = "default_history_seconds")]
     pub history_seconds: u32,
@@ -77,6 +81,10 @@ fn default_listen() -> SocketAddr {
 
 fn default_flow_table_size() -> u32 {
     DEFAULT_FLOW_TABLE_SIZE
+}
+
+fn default_max_subscribers() -> u32 {
+    peerwarden_common::policy::DEFAULT_MAX_SUBSCRIBERS
 }
 
 fn default_history_seconds() -> u32 {
@@ -142,6 +150,12 @@ impl Config {
             return Err(invalid(format!(
                 "flow_table_size: {} is out of range (1 to {MAX_FLOW_TABLE_SIZE})",
                 config.flow_table_size
+            )));
+        }
+        if config.max_subscribers == 0 || config.max_subscribers > 8_000_000 {
+            return Err(invalid(format!(
+                "max_subscribers: {} is out of range (1 to 8000000)",
+                config.max_subscribers
             )));
         }
         if config.history_seconds < 60 || config.history_seconds > 7 * 86400 {

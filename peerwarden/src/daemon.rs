@@ -17,9 +17,12 @@ use tracing::{error, info, warn};
 use crate::{
     api,
     config::Config,
+    deep::{self, DeepState},
+    enforce::Enforcer,
+    policy_store::{ApplyHook, PolicyStore, ReplaceError},
     preflight,
-    probe::{PROG_DOWNLINK, PROG_UPLINK, Probe},
-    policy_store::{PolicyStore, ReplaceError},
+    probe::{PROG_DOWNLINK, PROG_UPLINK, Probe, ProbeOptions},
+    schedule::PolicyClock,
     state::{Sample, State, StateOptions},
 };
 
@@ -53,7 +56,29 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     preflight::check_interface("downlink", &config.interfaces.downlink, ns)?;
     preflight::check_interface("uplink", &config.interfaces.uplink, ns)?;
 
-    let mut probe = Probe::load(config.flow_table_size).context("loading the kernel probe")?;
+    // The policy is validated before anything touches the kernel: an invalid one refuses
+    // the start with nothing attached.
+    let initial_policy = match &config.policy {
+        Some(path) => {
+            let source = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the policy {}", path.display()))?;
+            let origin = path.display().to_string();
+            if let Err(e) = peerwarden_policies::load_str(&source, &origin) {
+                let first = e.errors().first().map(|e| e.to_string()).unwrap_or_default();
+                let more = e.errors().len().saturating_sub(1);
+                let more = if more > 0 { format!(" (and {more} more; run peerwarden policy check)") } else { String::new() };
+                return Err(anyhow!("the policy is not valid: {first}{more}"));
+            }
+            Some((source, origin))
+        }
+        None => None,
+    };
+
+    let mut probe = Probe::load_with(ProbeOptions {
+        flow_table_size: config.flow_table_size,
+        max_subscribers: config.max_subscribers,
+    })
+    .context("loading the kernel probe")?;
     let attachments = vec![
         probe.attach(PROG_DOWNLINK, &config.interfaces.downlink)?,
         probe.attach(PROG_UPLINK, &config.interfaces.uplink)?,
@@ -61,22 +86,29 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     for a in &attachments {
         info!(interface = %a.interface, program = a.program, mode = a.mode, "attached");
     }
-    let store = PolicyStore::new(None);
-    if let Some(path) = &config.policy {
-        let source = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the policy {}", path.display()))?;
-        if let Err(e) = store.replace(source, &path.display().to_string()) {
-            return Err(anyhow!("the policy {} is not valid: {}", path.display(), replace_error_line(&e)));
-        }
+    let probe = Arc::new(probe);
+    let clock = Arc::new(PolicyClock::default());
+    let enforcer = Arc::new(Enforcer::new(probe.clone(), clock.clone()));
+    let hook: ApplyHook = {
+        let enforcer = enforcer.clone();
+        Box::new(move |policy| enforcer.apply(policy))
+    };
+    let store = PolicyStore::new(Some(hook));
+    if let Some((source, origin)) = initial_policy
+        && let Err(e) = store.replace(source, &origin)
+    {
+        return Err(anyhow!("the policy {origin} could not be installed: {}", replace_error_line(&e)));
     }
+    let deep = Arc::new(DeepState::default());
     let state = Arc::new(State::new(StateOptions {
         attachments,
         history_seconds: config.history_seconds,
         flow_table_size: config.flow_table_size,
         policy: store,
         api_token: config.api_token(),
+        deep: deep.clone(),
+        clock: clock.clone(),
     }));
-    let probe = Arc::new(probe);
     let stop = Arc::new(AtomicBool::new(false));
     let readers = [
         spawn_reader("counters", &stop, {
@@ -87,22 +119,73 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let (probe, state) = (probe.clone(), state.clone());
             move || read_flows(&probe, &state)
         })?,
+        spawn_reader("schedule", &stop, {
+            let (enforcer, state) = (enforcer.clone(), state.clone());
+            move || {
+                if let Some(active) = state.policy.active()
+                    && let Err(e) = enforcer.tick(&active.policy)
+                {
+                    warn!(error = %format!("{e:#}"), "re-installing the policy for its schedule");
+                }
+            }
+        })?,
+        spawn_reader("policy-file", &stop, {
+            let (state, path) = (state.clone(), config.policy.clone());
+            let mut seen = path.as_deref().and_then(modified);
+            move || {
+                let Some(path) = &path else { return };
+                let now = modified(path);
+                if now != seen {
+                    seen = now;
+                    reload_file(&state, path, "file change");
+                }
+            }
+        })?,
     ];
+    let deep_thread = match probe.take_samples() {
+        Some(ring) => {
+            let (probe, deep, stop) = (probe.clone(), deep.clone(), stop.clone());
+            Some(
+                thread::Builder::new()
+                    .name("deep".into())
+                    .spawn(move || deep::run(probe, ring, deep, stop, Vec::new()))
+                    .context("starting the deep classifier")?,
+            )
+        }
+        None => None,
+    };
 
-    let served = serve(listener, state);
+    let served = serve(listener, state, config.policy.clone());
     stop.store(true, Ordering::Relaxed);
-    for r in readers {
+    for r in readers.into_iter().chain(deep_thread) {
         if r.join().is_err() {
-            error!("a map reader panicked");
+            error!("a daemon thread panicked");
         }
     }
+    drop(enforcer);
     let mut probe = Arc::into_inner(probe).ok_or_else(|| anyhow!("probe still shared at shutdown"))?;
     probe.detach_all().context("detaching the probe")?;
     info!("detached from both interfaces");
     served
 }
 
-fn serve(listener: std::net::TcpListener, state: Arc<State>) -> anyhow::Result<()> {
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Re-reads the policy file; an invalid one is rejected whole and the running one stays.
+fn reload_file(state: &State, path: &std::path::Path, why: &str) {
+    match std::fs::read_to_string(path) {
+        Ok(source) => {
+            if state.policy.replace(source, &path.display().to_string()).is_ok() {
+                info!(path = %path.display(), why, "policy reloaded");
+            }
+        }
+        Err(e) => warn!(path = %path.display(), error = %e, "reading the policy; the running one stays"),
+    }
+}
+
+fn serve(listener: std::net::TcpListener, state: Arc<State>, policy_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -111,6 +194,17 @@ fn serve(listener: std::net::TcpListener, state: Arc<State>) -> anyhow::Result<(
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).context("API socket")?;
         info!(addr = %listener.local_addr()?, "API listening");
+        if let Some(path) = policy_path {
+            let state = state.clone();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+                while hup.recv().await.is_some() {
+                    let (state, path) = (state.clone(), path.clone());
+                    let _ = tokio::task::spawn_blocking(move || reload_file(&state, &path, "SIGHUP")).await;
+                }
+            });
+        }
         axum::serve(listener, api::app(state))
             .with_graceful_shutdown(shutdown_signal())
             .await

@@ -4,16 +4,25 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Mutex;
+
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray},
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, lpm_trie::{Key, LpmTrie}},
+    programs::{SchedClassifier, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use peerwarden_common::{
     CounterValue, Direction, FlowKey, FlowValue,
+    deep::Verdict,
     label::ALL_LABELS,
+    policy::{
+        DEFAULT_MAX_SUBSCRIBERS, MAX_PLANS, PlanSlots, PolicyControl, RULE_SLOTS, RULES_PER_SET,
+        Rule, SUB_COUNTER_SLOTS, SubCounter, SubscriberRef, sub_counter_index,
+    },
     stats::{ALL_STATS, STAT_SLOTS, counter_index},
 };
+
+use crate::enforce::Compiled;
 
 /// The compiled kernel programs (ebpf/, built by build.rs with aya-build).
 pub static PROBE_OBJECT: &[u8] =
@@ -25,10 +34,59 @@ pub const PROG_DOWNLINK: &str = "xdp_downlink";
 pub const PROG_UPLINK: &str = "xdp_uplink";
 /// A bare XDP_PASS program, the benchmark's baseline.
 pub const PROG_PASS: &str = "xdp_pass";
+/// TC egress on the uplink: steers shaped flows into HTB classes.
+pub const PROG_TC_UPLINK: &str = "tc_uplink_egress";
+/// TC egress on the downlink.
+pub const PROG_TC_DOWNLINK: &str = "tc_downlink_egress";
 
 const MAP_FLOWS: &str = "FLOWS";
 const MAP_COUNTERS: &str = "COUNTERS";
 const MAP_STATS: &str = "STATS";
+const MAP_SAMPLES: &str = "SAMPLES";
+const MAP_VERDICTS: &str = "VERDICTS";
+const MAP_CONTROL: &str = "CONTROL";
+const MAP_SUBS_V4: &str = "SUBS_V4";
+const MAP_SUBS_V6: &str = "SUBS_V6";
+const MAP_PLANS: &str = "PLANS";
+const MAP_RULES: &str = "RULES";
+const MAP_BUCKETS: &str = "BUCKETS";
+const MAP_SUB_COUNTERS: &str = "SUB_COUNTERS";
+
+/// How the probe's maps are sized.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeOptions {
+    /// Entries of the LRU flow table.
+    pub flow_table_size: u32,
+    /// Subscribers the policy maps hold (buckets and counters are preallocated for them).
+    pub max_subscribers: u32,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions { flow_table_size: 1 << 20, max_subscribers: DEFAULT_MAX_SUBSCRIBERS }
+    }
+}
+
+/// The policy maps, owned outside `Ebpf` so they can be written while readers share the
+/// probe. `installed[set]` remembers what each set holds, to clear it before reuse.
+struct PolicyMaps {
+    control: Array<MapData, PolicyControl>,
+    v4: LpmTrie<MapData, [u8; 5], SubscriberRef>,
+    v6: LpmTrie<MapData, [u8; 17], SubscriberRef>,
+    plans: Array<MapData, PlanSlots>,
+    rules: Array<MapData, Rule>,
+    installed: [Installed; 2],
+    generation: u32,
+    active: u32,
+}
+
+#[derive(Default)]
+struct Installed {
+    v4: Vec<Key<[u8; 5]>>,
+    v6: Vec<Key<[u8; 17]>>,
+    plans: usize,
+    rules: Vec<u32>,
+}
 
 /// What can go wrong between the object file and an attached program.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +128,19 @@ pub struct Attachment {
 pub struct Probe {
     ebpf: Ebpf,
     links: Vec<(&'static str, XdpLinkId)>,
+    samples: Mutex<Option<RingBuf<MapData>>>,
+    verdicts: Mutex<HashMap<MapData, FlowKey, Verdict>>,
+    policy: Mutex<PolicyMaps>,
+    sub_counters: PerCpuArray<MapData, SubCounter>,
+    options: ProbeOptions,
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> ProbeError {
+    move |source| ProbeError::Map { map, source }
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, ProbeError> {
+    ebpf.take_map(name).ok_or(ProbeError::Missing(name))
 }
 
 /// Per-label counters, summed over CPUs: `[up, down]` per label id.
@@ -79,8 +150,19 @@ impl Probe {
     /// Loads the object with a flow table of `flow_table_size` entries and loads (verifies)
     /// its programs without attaching them.
     pub fn load(flow_table_size: u32) -> Result<Probe, ProbeError> {
+        Probe::load_with(ProbeOptions { flow_table_size, ..ProbeOptions::default() })
+    }
+
+    /// Loads the object with maps sized by `options`.
+    pub fn load_with(options: ProbeOptions) -> Result<Probe, ProbeError> {
+        let subs = options.max_subscribers.max(1);
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_FLOWS, flow_table_size)
+            .map_max_entries(MAP_FLOWS, options.flow_table_size)
+            // Two sets, a few prefixes per subscriber.
+            .map_max_entries(MAP_SUBS_V4, subs.saturating_mul(4))
+            .map_max_entries(MAP_SUBS_V6, subs.saturating_mul(4))
+            .map_max_entries(MAP_BUCKETS, subs.saturating_mul(RULE_SLOTS * 2))
+            .map_max_entries(MAP_SUB_COUNTERS, subs.saturating_mul(SUB_COUNTER_SLOTS))
             .load(PROBE_OBJECT)?;
         for name in [PROG_DOWNLINK, PROG_UPLINK, PROG_PASS] {
             let prog: &mut Xdp = ebpf
@@ -91,7 +173,130 @@ impl Probe {
             prog.load()
                 .map_err(|source| ProbeError::Program { program: name, source })?;
         }
-        Ok(Probe { ebpf, links: Vec::new() })
+        for name in [PROG_TC_UPLINK, PROG_TC_DOWNLINK] {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or(ProbeError::Missing(name))?
+                .try_into()
+                .map_err(|source| ProbeError::Program { program: name, source })?;
+            prog.load()
+                .map_err(|source| ProbeError::Program { program: name, source })?;
+        }
+        let samples = RingBuf::try_from(take(&mut ebpf, MAP_SAMPLES)?).map_err(map_err(MAP_SAMPLES))?;
+        let verdicts = HashMap::try_from(take(&mut ebpf, MAP_VERDICTS)?).map_err(map_err(MAP_VERDICTS))?;
+        let policy = PolicyMaps {
+            control: Array::try_from(take(&mut ebpf, MAP_CONTROL)?).map_err(map_err(MAP_CONTROL))?,
+            v4: LpmTrie::try_from(take(&mut ebpf, MAP_SUBS_V4)?).map_err(map_err(MAP_SUBS_V4))?,
+            v6: LpmTrie::try_from(take(&mut ebpf, MAP_SUBS_V6)?).map_err(map_err(MAP_SUBS_V6))?,
+            plans: Array::try_from(take(&mut ebpf, MAP_PLANS)?).map_err(map_err(MAP_PLANS))?,
+            rules: Array::try_from(take(&mut ebpf, MAP_RULES)?).map_err(map_err(MAP_RULES))?,
+            installed: Default::default(),
+            generation: 0,
+            active: 0,
+        };
+        let sub_counters =
+            PerCpuArray::try_from(take(&mut ebpf, MAP_SUB_COUNTERS)?).map_err(map_err(MAP_SUB_COUNTERS))?;
+        Ok(Probe {
+            ebpf,
+            links: Vec::new(),
+            samples: Mutex::new(Some(samples)),
+            verdicts: Mutex::new(verdicts),
+            policy: Mutex::new(policy),
+            sub_counters,
+            options,
+        })
+    }
+
+    /// How the maps were sized.
+    pub fn options(&self) -> ProbeOptions {
+        self.options
+    }
+
+    /// The ring buffer of payload samples, for the deep classifier's thread (once).
+    pub fn take_samples(&self) -> Option<RingBuf<MapData>> {
+        self.samples.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Hands the deep classifier's verdict on a flow to the kernel, which applies it on the
+    /// flow's next packet.
+    pub fn put_verdict(&self, key: &FlowKey, verdict: Verdict) -> Result<(), ProbeError> {
+        self.verdicts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, verdict, 0)
+            .map_err(map_err(MAP_VERDICTS))
+    }
+
+    /// Installs a compiled policy: fills the idle set of maps, then makes it live with one
+    /// write of the control entry. Returns the new generation.
+    pub fn install_policy(&self, c: &Compiled) -> Result<u32, ProbeError> {
+        let mut m = self.policy.lock().unwrap_or_else(|p| p.into_inner());
+        let set = if m.generation == 0 { 0 } else { 1 - m.active };
+        let old = std::mem::take(&mut m.installed[set as usize]);
+        for k in &old.v4 {
+            let _ = m.v4.remove(k);
+        }
+        for k in &old.v6 {
+            let _ = m.v6.remove(k);
+        }
+        for i in &old.rules {
+            m.rules.set(set * RULES_PER_SET + i, Rule::default(), 0).map_err(map_err(MAP_RULES))?;
+        }
+        for p in 0..old.plans as u32 {
+            m.plans.set(set * MAX_PLANS + p, PlanSlots::default(), 0).map_err(map_err(MAP_PLANS))?;
+        }
+        let mut now = Installed::default();
+        for (p, slots) in c.plans.iter().enumerate() {
+            m.plans.set(set * MAX_PLANS + p as u32, slots, 0).map_err(map_err(MAP_PLANS))?;
+        }
+        now.plans = c.plans.len();
+        for (i, rule) in &c.rules {
+            m.rules.set(set * RULES_PER_SET + i, rule, 0).map_err(map_err(MAP_RULES))?;
+            now.rules.push(*i);
+        }
+        for (addr, len, r) in &c.v4 {
+            let k = Key::new(8 + u32::from(*len), [set as u8, addr[0], addr[1], addr[2], addr[3]]);
+            m.v4.insert(&k, r, 0).map_err(map_err(MAP_SUBS_V4))?;
+            now.v4.push(k);
+        }
+        for (addr, len, r) in &c.v6 {
+            let mut d = [0u8; 17];
+            d[0] = set as u8;
+            d[1..].copy_from_slice(addr);
+            let k = Key::new(8 + u32::from(*len), d);
+            m.v6.insert(&k, r, 0).map_err(map_err(MAP_SUBS_V6))?;
+            now.v6.push(k);
+        }
+        m.installed[set as usize] = now;
+        // The swap: one 16-byte write that the XDP program reads as a whole.
+        let generation = m.generation.wrapping_add(1).max(1);
+        m.control
+            .set(0, PolicyControl { generation, active_set: set, _reserved: 0 }, 0)
+            .map_err(map_err(MAP_CONTROL))?;
+        m.generation = generation;
+        m.active = set;
+        Ok(generation)
+    }
+
+    /// One subscriber's counters `[class][direction]`, summed over CPUs.
+    pub fn subscriber_counters(&self, index: u32) -> Result<[[SubCounter; 2]; 4], ProbeError> {
+        let mut out = [[SubCounter::default(); 2]; 4];
+        for (class, row) in out.iter_mut().enumerate() {
+            for (dir, slot) in row.iter_mut().enumerate() {
+                let per_cpu = self
+                    .sub_counters
+                    .get(&sub_counter_index(index, class as u32, dir as u32), 0)
+                    .map_err(map_err(MAP_SUB_COUNTERS))?;
+                for v in per_cpu.iter() {
+                    slot.packets += v.packets;
+                    slot.bytes += v.bytes;
+                    slot.dropped_packets += v.dropped_packets;
+                    slot.dropped_bytes += v.dropped_bytes;
+                    slot.marked_packets += v.marked_packets;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A loaded program, for attaching or `test_run`.

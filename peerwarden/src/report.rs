@@ -126,8 +126,8 @@ pub struct FlowRecord {
     pub dst: IpAddr,
     /// Internet-side port.
     pub dport: u16,
-    /// Label (DESIGN.md's label set).
-    pub label: &'static str,
+    /// Label (DESIGN.md's label set; `video.<service>` for video services).
+    pub label: String,
     /// Class of the label.
     pub class: &'static str,
     /// How the label was decided.
@@ -166,7 +166,7 @@ impl FlowRecord {
             sport: key.sub_port,
             dst: addr(key.family, &key.remote_addr),
             dport: key.remote_port,
-            label: label.name(),
+            label: label.name().to_string(),
             class: label.class().name(),
             confidence: Confidence::from_id(value.confidence).name(),
             subscriber: None,
@@ -199,5 +199,17 @@ pub fn flows(state: &State, filter: &FlowFilter) -> Vec<FlowRecord> {
         .collect();
     hits.sort_by(|a, b| b.1.last_seen_ns.cmp(&a.1.last_seen_ns));
     hits.truncate(filter.limit);
-    hits.iter().map(|(k, v)| FlowRecord::new(k, v)).collect()
+    let policy = state.policy.active();
+    hits.iter()
+        .map(|(k, v)| {
+            let mut r = FlowRecord::new(k, v);
+            r.subscriber = policy.as_ref().and_then(|p| p.policy.subscriber_for(r.src)).map(|s| s.id.clone());
+            if Label::from_id(v.label) == Label::VideoService
+                && let Some(service) = state.deep.services.get(k)
+            {
+                r.label = format!("video.{}", service.value());
+            }
+            r
+        })
+        .collect()
 }

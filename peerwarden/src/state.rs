@@ -11,8 +11,12 @@ use std::{
 use dashmap::DashMap;
 use peerwarden_common::{FlowKey, FlowValue};
 
+use std::sync::Arc;
+
 use crate::{
+    deep::DeepState,
     policy_store::PolicyStore,
+    schedule::PolicyClock,
     probe::{Attachment, LabelCounters},
 };
 
@@ -43,6 +47,10 @@ pub struct State {
     pub policy: PolicyStore,
     /// Bearer token for writes; `None` disables writes.
     pub api_token: Option<String>,
+    /// The deep tier's results (video service names).
+    pub deep: Arc<DeepState>,
+    /// The schedules' clock.
+    pub clock: Arc<PolicyClock>,
 }
 
 /// What a [`State`] is made from.
@@ -57,6 +65,10 @@ pub struct StateOptions {
     pub policy: PolicyStore,
     /// Bearer token for writes.
     pub api_token: Option<String>,
+    /// The deep tier's results.
+    pub deep: Arc<DeepState>,
+    /// The schedules' clock.
+    pub clock: Arc<PolicyClock>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -77,6 +89,8 @@ impl State {
             flow_table_size: o.flow_table_size,
             policy: o.policy,
             api_token: o.api_token,
+            deep: o.deep,
+            clock: o.clock,
         }
     }
 

@@ -42,6 +42,8 @@ fn state() -> Arc<State> {
         flow_table_size: 4096,
         policy: PolicyStore::new(None),
         api_token: Some(TOKEN.into()),
+        deep: Default::default(),
+        clock: Default::default(),
     });
     let t0 = Instant::now() - Duration::from_secs(120);
     s.push_sample(Sample { at: t0, counters: counters(1000, 2) });
@@ -125,6 +127,8 @@ async fn writes_are_refused_without_a_configured_token() {
         flow_table_size: 16,
         policy: PolicyStore::new(None),
         api_token: None,
+        deep: Default::default(),
+        clock: Default::default(),
     });
     let (status, v) = send(&app(Arc::new(s)), put_policy(GOOD_POLICY, Some(TOKEN))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

@@ -1,0 +1,151 @@
+//! Policy enforcement maps, filled by the daemon from a validated policy.
+//!
+//! A subscriber-side address finds its subscriber by longest-prefix match (`SubscriberRef`);
+//! the subscriber's plan maps each label to a rule slot; a rule per (plan, slot, direction)
+//! says what to do; token buckets live per (subscriber, slot, direction). The lookup maps
+//! hold two sets (0 and 1: a leading key byte in the tries, an offset of one set's size in
+//! the arrays), so the daemon fills a new policy in the idle set while the old one runs,
+//! then flips [`PolicyControl::active_set`] in one write: no packet sees half a policy.
+
+/// Rule slots per plan; slot 0 is the plan's total rate, slots 1.. its class/label rules.
+pub const RULE_SLOTS: u32 = 8;
+/// Plans a policy may define.
+pub const MAX_PLANS: u32 = 256;
+/// Rules in one set: per (plan, slot, direction).
+pub const RULES_PER_SET: u32 = MAX_PLANS * RULE_SLOTS * 2;
+/// Subscribers the kernel maps are sized for unless the config says otherwise.
+pub const DEFAULT_MAX_SUBSCRIBERS: u32 = 65_536;
+/// Per-subscriber counter slots: 4 classes × 2 directions.
+pub const SUB_COUNTER_SLOTS: u32 = 8;
+
+/// Rule actions.
+pub const ACTION_NONE: u8 = 0;
+/// Token bucket: drop what exceeds rate + burst.
+pub const ACTION_POLICE: u8 = 1;
+/// Steer into the subscriber's HTB class on egress (TC sets the class).
+pub const ACTION_SHAPE: u8 = 2;
+/// Rewrite DSCP.
+pub const ACTION_MARK: u8 = 3;
+/// Drop.
+pub const ACTION_BLOCK: u8 = 4;
+
+/// Value of the single-entry control array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyControl {
+    /// 0: no policy (everything passes); otherwise bumped on every swap.
+    pub generation: u32,
+    /// Which set of lookup maps is live: 0 = A, 1 = B.
+    pub active_set: u32,
+    /// Test hook: seconds added to the clock for schedules (kept in user space too).
+    pub _reserved: u64,
+}
+
+/// Value of the subscriber LPM tries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriberRef {
+    /// Stable index of the subscriber (bucket and counter slots), kept across reloads.
+    pub index: u32,
+    /// Plan index in this set.
+    pub plan: u32,
+}
+
+/// Per plan: which rule slot applies to each label (0 = slot 0 only, the plan total).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanSlots {
+    /// Indexed by label id.
+    pub slot_of_label: [u8; crate::label::MAX_LABELS as usize],
+}
+
+impl Default for PlanSlots {
+    fn default() -> Self {
+        PlanSlots { slot_of_label: [0; crate::label::MAX_LABELS as usize] }
+    }
+}
+
+/// One rule, per (plan, slot, direction): index [`rule_index`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rule {
+    /// Bytes per second for police (0: no limit).
+    pub rate_bytes_per_sec: u64,
+    /// Bucket depth in bytes.
+    pub burst_bytes: u64,
+    /// `ACTION_*`.
+    pub action: u8,
+    /// DSCP to write (with `ACTION_MARK`, or alongside police/shape when non-zero + `mark_too`).
+    pub dscp: u8,
+    /// Non-zero: also rewrite DSCP on packets that pass.
+    pub mark_too: u8,
+    /// Explicit padding.
+    pub _pad: u8,
+    /// Non-zero with `ACTION_SHAPE`: steer into the subscriber's HTB class for this slot,
+    /// minor `sub * RULE_SLOTS + slot + 1` under major 1.
+    pub htb_minor: u32,
+}
+
+/// A token bucket, per (subscriber, slot, direction): index [`bucket_index`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bucket {
+    /// Bytes available.
+    pub tokens: u64,
+    /// Last refill, `bpf_ktime_get_ns()`.
+    pub last_ns: u64,
+}
+
+/// Per-subscriber counters, per (subscriber, class, direction): index [`sub_counter_index`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubCounter {
+    /// Packets seen.
+    pub packets: u64,
+    /// Bytes seen.
+    pub bytes: u64,
+    /// Packets dropped by police or block.
+    pub dropped_packets: u64,
+    /// Bytes dropped.
+    pub dropped_bytes: u64,
+    /// Packets whose DSCP was rewritten.
+    pub marked_packets: u64,
+}
+
+/// Index of a rule.
+pub const fn rule_index(plan: u32, slot: u32, dir: u32) -> u32 {
+    (plan * RULE_SLOTS + slot) * 2 + dir
+}
+
+/// Index of a bucket.
+pub const fn bucket_index(sub: u32, slot: u32, dir: u32) -> u32 {
+    (sub * RULE_SLOTS + slot) * 2 + dir
+}
+
+/// Index of a subscriber counter.
+pub const fn sub_counter_index(sub: u32, class: u32, dir: u32) -> u32 {
+    (sub * 4 + class) * 2 + dir
+}
+
+const _: () = assert!(core::mem::size_of::<PolicyControl>() == 16);
+const _: () = assert!(core::mem::size_of::<SubscriberRef>() == 8);
+const _: () = assert!(core::mem::size_of::<PlanSlots>() == 64);
+const _: () = assert!(core::mem::size_of::<Rule>() == 24);
+const _: () = assert!(core::mem::size_of::<Bucket>() == 16);
+const _: () = assert!(core::mem::size_of::<SubCounter>() == 40);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: repr(C), sizes asserted, explicit padding, every bit pattern valid.
+    unsafe impl aya::Pod for super::PolicyControl {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SubscriberRef {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PlanSlots {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Rule {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Bucket {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SubCounter {}
+}

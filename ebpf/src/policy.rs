@@ -1,0 +1,247 @@
+//! Policy enforcement in the data path: the subscriber of a flow by longest-prefix match,
+//! then the rule for its plan, the flow's label and the direction: police (token bucket),
+//! mark (DSCP), block, or shape (left to the TC egress program). Two sets of lookup maps
+//! (A and B) are swapped by one write of `CONTROL`; see common/src/policy.rs.
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::bpf_ktime_get_coarse_ns,
+    macros::map,
+    maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
+    programs::XdpContext,
+};
+use peerwarden_common::{
+    Direction, FlowKey, FlowValue, Label, Stat,
+    flow::FAMILY_V4,
+    policy::{
+        ACTION_BLOCK, ACTION_MARK, ACTION_POLICE, Bucket, DEFAULT_MAX_SUBSCRIBERS, MAX_PLANS,
+        PlanSlots, PolicyControl, RULE_SLOTS, Rule, SUB_COUNTER_SLOTS, SubCounter,
+        RULES_PER_SET, SubscriberRef, bucket_index, rule_index, sub_counter_index,
+    },
+};
+
+use crate::{counters, parse::{Packet, ptr_at}};
+
+#[map]
+static CONTROL: Array<PolicyControl> = Array::with_max_entries(1, 0);
+
+// Both sets live in one map each, told apart by a leading set byte in the tries' keys
+// (prefix length + 8) and by an offset of one set's size in the arrays: one lookup per
+// packet whichever set is live, and no branch for the verifier to walk twice.
+#[map]
+static SUBS_V4: LpmTrie<[u8; 5], SubscriberRef> = LpmTrie::with_max_entries(DEFAULT_MAX_SUBSCRIBERS * 4, 1);
+#[map]
+static SUBS_V6: LpmTrie<[u8; 17], SubscriberRef> = LpmTrie::with_max_entries(DEFAULT_MAX_SUBSCRIBERS * 4, 1);
+#[map]
+static PLANS: Array<PlanSlots> = Array::with_max_entries(MAX_PLANS * 2, 0);
+#[map]
+static RULES: Array<Rule> = Array::with_max_entries(RULES_PER_SET * 2, 0);
+/// Per (subscriber, slot, direction); the subscriber index is stable across reloads.
+#[map]
+static BUCKETS: Array<Bucket> = Array::with_max_entries(DEFAULT_MAX_SUBSCRIBERS * RULE_SLOTS * 2, 0);
+/// Per (subscriber, class, direction).
+#[map]
+static SUB_COUNTERS: PerCpuArray<SubCounter> =
+    PerCpuArray::with_max_entries(DEFAULT_MAX_SUBSCRIBERS * SUB_COUNTER_SLOTS, 0);
+
+/// Applies the policy to one packet of flow `f`; returns the XDP action. Not inlined, like
+/// flow.rs's `classify`, so the verifier does not carry every classification outcome
+/// through it.
+#[inline(never)]
+pub fn enforce(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue, frame_len: u64) -> u32 {
+    let Some(ctl) = CONTROL.get(0) else { return xdp_action::XDP_PASS };
+    if ctl.generation == 0 {
+        return xdp_action::XDP_PASS;
+    }
+    let set = ctl.active_set;
+    if f.policy_gen != ctl.generation {
+        match subscriber(&pkt.key, set) {
+            Some(r) => {
+                f.sub_slot = r.index + 1;
+                f.plan = r.plan as u16;
+            }
+            None => f.sub_slot = 0,
+        }
+        f.policy_gen = ctl.generation;
+    }
+    if f.sub_slot == 0 {
+        return xdp_action::XDP_PASS;
+    }
+    let sub = f.sub_slot - 1;
+    let d = dir as u32;
+    // The coarse clock, as in flow.rs: buckets refill per tick (4 ms at HZ=250).
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let plan = f.plan as u32;
+    let class = Label::from_id(f.label).class() as u32;
+    let counter = SUB_COUNTERS.get_ptr_mut(sub_counter_index(sub, class, d));
+    if let Some(c) = counter {
+        // SAFETY: a per-CPU slot.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += frame_len;
+        }
+    }
+    let slots = PLANS.get(set * MAX_PLANS + plan);
+    let slot = slots.map_or(0, |s| s.slot_of_label[(f.label as usize) & 63] as u32) % RULE_SLOTS;
+    // The class or label rule first, then the plan's total (slot 0).
+    let mut dropped = false;
+    let mut marked = false;
+    for (s, wanted) in [(slot, slot != 0), (0, true)] {
+        if !wanted || dropped {
+            continue;
+        }
+        let Some(rule) = RULES.get(set * RULES_PER_SET + rule_index(plan, s, d)) else { continue };
+        match apply(ctx, pkt, rule, bucket_index(sub, s, d), frame_len, now) {
+            Applied::Drop => dropped = true,
+            Applied::Marked => marked = true,
+            Applied::Pass => {}
+        }
+    }
+    let action = if dropped { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS };
+    if let Some(c) = counter {
+        // SAFETY: a per-CPU slot.
+        unsafe {
+            if action == xdp_action::XDP_DROP {
+                (*c).dropped_packets += 1;
+                (*c).dropped_bytes += frame_len;
+            } else if marked {
+                (*c).marked_packets += 1;
+            }
+        }
+    }
+    if action == xdp_action::XDP_DROP {
+        counters::stat(Stat::PolicyDrops);
+    } else if marked {
+        counters::stat(Stat::PolicyMarks);
+    }
+    action
+}
+
+enum Applied {
+    Pass,
+    Marked,
+    Drop,
+}
+
+#[inline(always)]
+fn apply(ctx: &XdpContext, pkt: &Packet, rule: &Rule, bucket: u32, frame_len: u64, now: u64) -> Applied {
+    let passes = match rule.action {
+        ACTION_BLOCK => return Applied::Drop,
+        ACTION_POLICE => take_tokens(rule, bucket, frame_len, now),
+        ACTION_MARK => true,
+        // NONE, and SHAPE (the TC egress program sets the class).
+        _ => return Applied::Pass,
+    };
+    if !passes {
+        return Applied::Drop;
+    }
+    if (rule.action == ACTION_MARK || rule.mark_too != 0) && set_dscp(ctx, pkt, rule.dscp) {
+        return Applied::Marked;
+    }
+    Applied::Pass
+}
+
+/// A token bucket of `rule.burst_bytes`, refilled at `rule.rate_bytes_per_sec`. Updates
+/// from two CPUs at once may lose a refill or a take; flows of one subscriber usually hash
+/// to one receive queue, and the error is bounded by one packet per race.
+#[inline(always)]
+fn take_tokens(rule: &Rule, bucket: u32, frame_len: u64, now: u64) -> bool {
+    let Some(b) = BUCKETS.get_ptr_mut(bucket) else { return true };
+    // SAFETY: a live array slot.
+    let b = unsafe { &mut *b };
+    let elapsed = now.saturating_sub(b.last_ns);
+    // Cap the refill interval at a second: rate (< 2^31 B/s) × 1e9 stays below 2^64.
+    let refill = if elapsed >= 1_000_000_000 {
+        rule.rate_bytes_per_sec
+    } else {
+        elapsed * rule.rate_bytes_per_sec / 1_000_000_000
+    };
+    let tokens = b.tokens.saturating_add(refill);
+    let tokens = if tokens > rule.burst_bytes { rule.burst_bytes } else { tokens };
+    // Only advance the clock by what was turned into tokens, so slow refills accumulate.
+    if refill > 0 || b.last_ns == 0 {
+        b.last_ns = now;
+    }
+    if tokens >= frame_len {
+        b.tokens = tokens - frame_len;
+        true
+    } else {
+        b.tokens = tokens;
+        false
+    }
+}
+
+#[inline(always)]
+fn subscriber(key: &FlowKey, set: u32) -> Option<SubscriberRef> {
+    let set = set as u8;
+    if key.family == FAMILY_V4 {
+        let a = &key.sub_addr;
+        SUBS_V4.get(&Key::new(8 + 32, [set, a[0], a[1], a[2], a[3]])).copied()
+    } else {
+        let mut k = [0u8; 17];
+        k[0] = set;
+        k[1..].copy_from_slice(&key.sub_addr);
+        SUBS_V6.get(&Key::new(8 + 128, k)).copied()
+    }
+}
+
+/// Rewrites the DSCP of the packet's IP header, keeping ECN, with the IPv4 header checksum
+/// updated incrementally (RFC 1624). IPv6 has no header checksum; TCP/UDP checksums do not
+/// cover the traffic class.
+#[inline(always)]
+fn set_dscp(ctx: &XdpContext, pkt: &Packet, dscp: u8) -> bool {
+    let Some(p) = ptr_at::<[u8; 12]>(ctx, pkt.ip_off) else { return false };
+    let h = p as *mut [u8; 12];
+    // SAFETY: ptr_at checked the frame holds 12 bytes at ip_off; XDP frames are writable.
+    unsafe {
+        let b = &mut *h;
+        if pkt.key.family == FAMILY_V4 {
+            let old = u16::from_be_bytes([b[0], b[1]]);
+            let tos = (dscp << 2) | (b[1] & 0x03);
+            if tos == b[1] {
+                return true;
+            }
+            b[1] = tos;
+            let new = u16::from_be_bytes([b[0], b[1]]);
+            let csum = u16::from_be_bytes([b[10], b[11]]);
+            let mut sum = (!csum as u32) + (!old as u32) + (new as u32);
+            sum = (sum & 0xffff) + (sum >> 16);
+            sum = (sum & 0xffff) + (sum >> 16);
+            let csum = !(sum as u16);
+            b[10..12].copy_from_slice(&csum.to_be_bytes());
+        } else {
+            // Version (4 bits) | traffic class (8) | flow label (20): DSCP is the class's top 6.
+            let tc = ((b[0] & 0x0f) << 4) | (b[1] >> 4);
+            let tc = (dscp << 2) | (tc & 0x03);
+            b[0] = (b[0] & 0xf0) | (tc >> 4);
+            b[1] = (b[1] & 0x0f) | (tc << 4);
+        }
+    }
+    true
+}
+
+/// The HTB minor class for a shaped packet of flow `f` going `dir`, if its rule shapes:
+/// one class per (subscriber, slot), `sub * RULE_SLOTS + slot + 1`, which the daemon
+/// creates on the egress interface of that direction.
+#[inline(always)]
+pub fn shape_class(f: &FlowValue, dir: Direction) -> Option<u32> {
+    let ctl = CONTROL.get(0)?;
+    if ctl.generation == 0 || f.policy_gen != ctl.generation || f.sub_slot == 0 {
+        return None;
+    }
+    let plan = f.plan as u32;
+    let set = ctl.active_set;
+    let slots = PLANS.get(set * MAX_PLANS + plan)?;
+    let slot = slots.slot_of_label[(f.label as usize) & 63] as u32 % RULE_SLOTS;
+    for (s, wanted) in [(slot, slot != 0), (0, true)] {
+        if !wanted {
+            continue;
+        }
+        let rule = RULES.get(set * RULES_PER_SET + rule_index(plan, s, dir as u32))?;
+        if rule.action == peerwarden_common::policy::ACTION_SHAPE && rule.htb_minor != 0 {
+            return Some((f.sub_slot - 1) * RULE_SLOTS + s + 1);
+        }
+    }
+    None
+}

@@ -1,0 +1,109 @@
+//! The daemon's deep tier: reads payload samples of undecided flows from the kernel's ring
+//! buffer, runs the classifier engine on them, and hands verdicts back to the kernel (which
+//! applies them on the flow's next packet). Video services' names (`video.youtube`) stay
+//! here, keyed by flow, for the reports.
+
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use dashmap::DashMap;
+use peerwarden_classifier::{Engine, EngineConfig, PacketMeta};
+use peerwarden_common::{
+    Confidence, Direction, FlowKey, Label,
+    deep::{DEEP_BUDGET, Sample, Verdict},
+};
+
+use crate::probe::Probe;
+
+/// Deep-tier results the reports read.
+#[derive(Default)]
+pub struct DeepState {
+    /// Service names of flows labelled `video.<service>`.
+    pub services: DashMap<FlowKey, String>,
+}
+
+/// Payload samples seen per flow, to tell the kernel when the deep tier has given up.
+type Seen = std::collections::HashMap<FlowKey, u8>;
+
+/// Runs until `stop`: samples in, verdicts out.
+pub fn run(probe: Arc<Probe>, mut ring: RingBuf<MapData>, deep: Arc<DeepState>, stop: Arc<AtomicBool>, video_hosts: Vec<(String, String)>) {
+    let mut engine = Engine::new(EngineConfig { packet_budget: DEEP_BUDGET, ..EngineConfig::default() });
+    for (suffix, service) in &video_hosts {
+        engine.add_video_host(suffix, service);
+    }
+    let mut seen = Seen::new();
+    let fd = ring.as_fd().as_raw_fd();
+    let mut last_expiry = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd; a 100 ms timeout keeps `stop` responsive.
+        unsafe { libc::poll(&mut pfd, 1, 100) };
+        while let Some(item) = ring.next() {
+            if item.len() < std::mem::size_of::<Sample>() {
+                continue;
+            }
+            // SAFETY: the kernel wrote a whole Sample (size checked); read it unaligned.
+            let s: Sample = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            drop(item);
+            handle(&probe, &mut engine, &deep, &mut seen, &s);
+        }
+        if last_expiry.elapsed() > Duration::from_secs(30) {
+            last_expiry = std::time::Instant::now();
+            let now = crate::clock::monotonic_ns();
+            engine.expire(now, 300_000_000_000);
+            if seen.len() > 1_000_000 {
+                seen.clear();
+            }
+        }
+    }
+}
+
+fn handle(probe: &Probe, engine: &mut Engine, deep: &DeepState, seen: &mut Seen, s: &Sample) {
+    let captured = (s.captured as usize).min(s.data.len());
+    let meta = PacketMeta {
+        ts_ns: s.ts_ns,
+        key: peerwarden_classifier::FlowKey::from_kernel(&s.key),
+        dir: if s.dir == Direction::Up as u8 {
+            peerwarden_classifier::Direction::Up
+        } else {
+            peerwarden_classifier::Direction::Down
+        },
+        payload: &s.data[..captured],
+        tcp_flags: s.tcp_flags,
+        tcp_seq: s.tcp_seq,
+    };
+    let count = seen.entry(s.key).or_insert(0);
+    *count = count.saturating_add(1);
+    let verdict = engine.on_packet(&meta);
+    let out = match verdict {
+        Some(v) if v.label != Label::Unknown => {
+            if let Some(service) = &v.service {
+                deep.services.insert(s.key, service.clone());
+            }
+            Some(Verdict { label: v.label.id(), confidence: v.confidence as u8, final_: 1 })
+        }
+        // The deep tier's budget is spent: tell the kernel to stop looking.
+        _ if *count >= DEEP_BUDGET => {
+            let v = engine.finish(&meta.key, s.ts_ns);
+            Some(Verdict {
+                label: v.label.id(),
+                confidence: if v.label == Label::Unknown { Confidence::None as u8 } else { v.confidence as u8 },
+                final_: 1,
+            })
+        }
+        _ => None,
+    };
+    if let Some(v) = out {
+        seen.remove(&s.key);
+        if let Err(e) = probe.put_verdict(&s.key, v) {
+            tracing::warn!(error = %e, "handing a verdict to the kernel");
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! From a validated policy to kernel map entries: subscribers by prefix, each plan's label →
+//! rule slot table, and the rules per (plan, slot, direction), for the rules in force at a
+//! given local time (schedules). Pure: [`compile`] is tested without a kernel; the loader in
+//! `probe.rs` writes the result into the idle set of maps and flips the live set.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use peerwarden_common::{
+    Class, Label,
+    label::ALL_LABELS,
+    policy::{
+        ACTION_BLOCK, ACTION_MARK, ACTION_NONE, ACTION_POLICE, ACTION_SHAPE, MAX_PLANS, PlanSlots,
+        RULE_SLOTS, Rule, SubscriberRef, rule_index,
+    },
+};
+use peerwarden_policies::{Action, ClassRule, Policy, Target, Weekday};
+
+/// Token-bucket depth when a rule gives none: 50 ms at the rule's rate, at least 16 frames.
+pub fn default_burst(rate_bytes_per_sec: u64) -> u64 {
+    (rate_bytes_per_sec / 20).max(16 * 1514)
+}
+
+/// A policy compiled for the kernel.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    /// IPv4 prefixes: address, prefix length, subscriber.
+    pub v4: Vec<([u8; 4], u8, SubscriberRef)>,
+    /// IPv6 prefixes.
+    pub v6: Vec<([u8; 16], u8, SubscriberRef)>,
+    /// Per plan index.
+    pub plans: Vec<PlanSlots>,
+    /// Rules by index (within one set); indexes not listed hold no rule.
+    pub rules: Vec<(u32, Rule)>,
+    /// Subscriber id → stable index.
+    pub subscribers: Vec<(String, u32)>,
+    /// Shaped (subscriber index, slot, direction, rate in bytes/s) for the HTB classes.
+    pub shaped: Vec<(u32, u32, u32, u64)>,
+}
+
+/// Why a valid policy does not fit the kernel maps.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// More plans than the maps hold.
+    #[error("the policy has {0} plans; the kernel maps hold {MAX_PLANS}")]
+    TooManyPlans(usize),
+    /// A plan has more rules than slots.
+    #[error("plan {plan:?} has {rules} class rules in force; the kernel holds {} per plan", RULE_SLOTS - 1)]
+    TooManyRules { plan: String, rules: usize },
+    /// More subscribers than the maps were sized for.
+    #[error("the policy has more subscribers than max_subscribers ({0}) in the config")]
+    TooManySubscribers(u32),
+}
+
+/// Stable subscriber indexes across reloads: a subscriber keeps its token buckets and
+/// counters when the policy changes around it.
+#[derive(Debug, Default)]
+pub struct SubscriberIndex {
+    by_id: HashMap<String, u32>,
+    free: Vec<u32>,
+    next: u32,
+}
+
+impl SubscriberIndex {
+    /// The index of `id`, allocating one if it is new.
+    fn get(&mut self, id: &str, max: u32) -> Result<u32, CompileError> {
+        if let Some(i) = self.by_id.get(id) {
+            return Ok(*i);
+        }
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None if self.next < max => {
+                self.next += 1;
+                self.next - 1
+            }
+            None => return Err(CompileError::TooManySubscribers(max)),
+        };
+        self.by_id.insert(id.to_string(), i);
+        Ok(i)
+    }
+
+    /// Frees the indexes of subscribers no longer in `keep`.
+    fn retain(&mut self, keep: &[(String, u32)]) {
+        let live: std::collections::HashSet<&str> = keep.iter().map(|(id, _)| id.as_str()).collect();
+        let gone: Vec<String> = self.by_id.keys().filter(|id| !live.contains(id.as_str())).cloned().collect();
+        for id in gone {
+            if let Some(i) = self.by_id.remove(&id) {
+                self.free.push(i);
+            }
+        }
+    }
+
+    /// The id of an index, for reports.
+    pub fn id_of(&self, index: u32) -> Option<&str> {
+        self.by_id.iter().find(|(_, i)| **i == index).map(|(id, _)| id.as_str())
+    }
+}
+
+/// The labels a rule's target covers.
+fn labels_of(policy: &Policy, target: &Target) -> Vec<Label> {
+    match target {
+        Target::Class(c) => ALL_LABELS.iter().copied().filter(|l| l.class() == *c).collect(),
+        Target::Label(l) => vec![*l],
+        Target::User(name) => policy.class(name).map(|c| c.labels.clone()).unwrap_or_default(),
+    }
+}
+
+/// Precedence of a target: later wins (class, then user class, then label).
+fn rank(t: &Target) -> u8 {
+    match t {
+        Target::Class(_) => 0,
+        Target::User(_) => 1,
+        Target::Label(_) => 2,
+    }
+}
+
+fn kernel_rule(action: Action, rate: Option<u64>, burst: Option<u64>, dscp: Option<u8>) -> Rule {
+    let (action, rate) = match (action, rate) {
+        (Action::Block, _) => (ACTION_BLOCK, 0),
+        (Action::Police, Some(r)) => (ACTION_POLICE, r),
+        (Action::Shape, Some(r)) => (ACTION_SHAPE, r),
+        (Action::Mark, _) => (ACTION_MARK, 0),
+        // A rate limit on the other direction only: here, at most a mark.
+        (_, None) if dscp.is_some() => (ACTION_MARK, 0),
+        (_, None) => (ACTION_NONE, 0),
+    };
+    Rule {
+        rate_bytes_per_sec: rate,
+        burst_bytes: burst.unwrap_or_else(|| default_burst(rate)),
+        action,
+        dscp: dscp.unwrap_or(0),
+        mark_too: u8::from(dscp.is_some() && (action == ACTION_POLICE || action == ACTION_SHAPE)),
+        _pad: 0,
+        htb_minor: u32::from(action == ACTION_SHAPE),
+    }
+}
+
+/// Compiles `policy` as in force on `day` at `minute` (its own time zone's local time).
+pub fn compile(
+    policy: &Policy,
+    day: Weekday,
+    minute: u16,
+    index: &mut SubscriberIndex,
+    max_subscribers: u32,
+) -> Result<Compiled, CompileError> {
+    let plans = policy.plans();
+    if plans.len() > MAX_PLANS as usize {
+        return Err(CompileError::TooManyPlans(plans.len()));
+    }
+    let mut out = Compiled::default();
+    let mut plan_no = HashMap::new();
+    let mut shape_slots: Vec<Vec<(u32, u32, u64)>> = Vec::new();
+    for (p, plan) in plans.iter().enumerate() {
+        plan_no.insert(plan.name.as_str(), p as u32);
+        let mut rules: Vec<ClassRule> = plan.rules_at(day, minute);
+        if rules.len() >= RULE_SLOTS as usize {
+            return Err(CompileError::TooManyRules { plan: plan.name.clone(), rules: rules.len() });
+        }
+        rules.sort_by_key(|r| rank(&r.target));
+        let mut slots = PlanSlots::default();
+        let mut shaped = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            let slot = i as u32 + 1;
+            for l in labels_of(policy, &r.target) {
+                slots.slot_of_label[l.id() as usize] = slot as u8;
+            }
+            let dscp = r.dscp.map(|d| d.value());
+            for (dir, rate) in [(0u32, r.up), (1u32, r.down)] {
+                let rate = rate.map(|r| r.bytes_per_sec());
+                let rule = kernel_rule(r.action, rate, r.burst, dscp);
+                if rule.action == ACTION_SHAPE {
+                    shaped.push((slot, dir, rate.unwrap_or(0)));
+                }
+                if rule != Rule::default() {
+                    out.rules.push((rule_index(p as u32, slot, dir), rule));
+                }
+            }
+        }
+        // Slot 0: the plan's total rate, policed.
+        for (dir, rate) in [(0u32, plan.rate.up), (1u32, plan.rate.down)] {
+            let rule = kernel_rule(Action::Police, Some(rate.bytes_per_sec()), None, None);
+            out.rules.push((rule_index(p as u32, 0, dir), rule));
+        }
+        out.plans.push(slots);
+        shape_slots.push(shaped);
+    }
+    for s in policy.subscribers() {
+        let i = index.get(&s.id, max_subscribers)?;
+        let plan = plan_no.get(s.plan.as_str()).copied().unwrap_or(0);
+        let r = SubscriberRef { index: i, plan };
+        for prefix in &s.prefixes {
+            match prefix.addr() {
+                IpAddr::V4(a) => out.v4.push((a.octets(), prefix.prefix_len(), r)),
+                IpAddr::V6(a) => out.v6.push((a.octets(), prefix.prefix_len(), r)),
+            }
+        }
+        for &(slot, dir, rate) in &shape_slots[plan as usize] {
+            out.shaped.push((i, slot, dir, rate));
+        }
+        out.subscribers.push((s.id.clone(), i));
+    }
+    index.retain(&out.subscribers);
+    Ok(out)
+}
+
+/// The class slot counters use for a label's class.
+pub fn class_index(c: Class) -> u32 {
+    c as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+timezone: UTC
+plans:
+  home:
+    rate: { down: 50mbit, up: 10mbit }
+    classes:
+      p2p: { down: 5mbit, up: 1mbit, dscp: LE, action: police }
+      bittorrent.dht: { action: block }
+      video: { dscp: AF41 }
+    schedule:
+      - { days: [mon-fri], hours: "18:00-23:00", classes: { p2p: { down: 2mbit } } }
+subscribers:
+  - { id: alice, prefixes: [100.64.1.10/32, "2001:db8:1::/64"], plan: home }
+  - { id: bob, prefixes: [100.64.1.20/32] }
+default_plan: home
+"#;
+
+    fn policy() -> Policy {
+        peerwarden_policies::load_str(POLICY, "test.yaml").expect("valid policy")
+    }
+
+    fn rule(c: &Compiled, plan: u32, label: Label, dir: u32) -> Rule {
+        let slot = c.plans[plan as usize].slot_of_label[label.id() as usize] as u32;
+        c.rules.iter().find(|(i, _)| *i == rule_index(plan, slot, dir)).map(|(_, r)| *r).unwrap_or_default()
+    }
+
+    #[test]
+    fn rules_per_label_and_direction() {
+        let mut index = SubscriberIndex::default();
+        let c = compile(&policy(), Weekday::Sat, 20 * 60, &mut index, 16).expect("compiles");
+        let bt_down = rule(&c, 0, Label::Bittorrent, 1);
+        assert_eq!((bt_down.action, bt_down.rate_bytes_per_sec), (ACTION_POLICE, 5_000_000 / 8));
+        assert_eq!((bt_down.dscp, bt_down.mark_too), (1, 1), "LE is DSCP 1, marked on pass");
+        assert_eq!(rule(&c, 0, Label::Bittorrent, 0).rate_bytes_per_sec, 1_000_000 / 8);
+        // The label rule outranks its class's.
+        assert_eq!(rule(&c, 0, Label::BittorrentDht, 1).action, ACTION_BLOCK);
+        assert_eq!(rule(&c, 0, Label::Hls, 1).action, ACTION_MARK);
+        assert_eq!(rule(&c, 0, Label::Hls, 1).dscp, 34);
+        // Web traffic only meets the plan's total (slot 0).
+        assert_eq!(c.plans[0].slot_of_label[Label::Http.id() as usize], 0);
+        let total = c.rules.iter().find(|(i, _)| *i == rule_index(0, 0, 1)).expect("total").1;
+        assert_eq!(total.rate_bytes_per_sec, 50_000_000 / 8);
+        assert_eq!(c.v4.len(), 2);
+        assert_eq!(c.v6.len(), 1);
+        assert_eq!(c.v6[0].1, 64);
+    }
+
+    #[test]
+    fn schedules_change_the_compiled_rate() {
+        let mut index = SubscriberIndex::default();
+        let off_peak = compile(&policy(), Weekday::Mon, 12 * 60, &mut index, 16).expect("compiles");
+        let peak = compile(&policy(), Weekday::Mon, 19 * 60, &mut index, 16).expect("compiles");
+        assert_eq!(rule(&off_peak, 0, Label::Bittorrent, 1).rate_bytes_per_sec, 625_000);
+        assert_eq!(rule(&peak, 0, Label::Bittorrent, 1).rate_bytes_per_sec, 250_000);
+        assert_eq!(rule(&peak, 0, Label::Bittorrent, 0).rate_bytes_per_sec, 125_000, "up kept");
+    }
+
+    #[test]
+    fn subscriber_indexes_are_stable_and_bounded() {
+        let mut index = SubscriberIndex::default();
+        let a = compile(&policy(), Weekday::Mon, 0, &mut index, 16).expect("compiles");
+        let b = compile(&policy(), Weekday::Mon, 0, &mut index, 16).expect("compiles");
+        assert_eq!(a.subscribers, b.subscribers);
+        let mut small = SubscriberIndex::default();
+        assert!(matches!(compile(&policy(), Weekday::Mon, 0, &mut small, 1), Err(CompileError::TooManySubscribers(1))));
+    }
+}
+
+/// Keeps the kernel's policy maps in step with the active policy and the clock.
+pub struct Enforcer {
+    probe: std::sync::Arc<crate::probe::Probe>,
+    clock: std::sync::Arc<crate::schedule::PolicyClock>,
+    index: std::sync::Mutex<SubscriberIndex>,
+    /// The rules last installed, to re-install only when a schedule changes them.
+    last: std::sync::Mutex<Option<(Vec<(u32, Rule)>, Vec<PlanSlots>)>>,
+}
+
+impl Enforcer {
+    /// An enforcer writing into `probe`'s maps.
+    pub fn new(probe: std::sync::Arc<crate::probe::Probe>, clock: std::sync::Arc<crate::schedule::PolicyClock>) -> Enforcer {
+        Enforcer { probe, clock, index: Default::default(), last: Default::default() }
+    }
+
+    fn compile_now(&self, policy: &Policy) -> anyhow::Result<Compiled> {
+        let (day, minute) = self.clock.local(policy.timezone()).map_err(anyhow::Error::msg)?;
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(compile(policy, day, minute, &mut index, self.probe.options().max_subscribers)?)
+    }
+
+    /// Compiles `policy` for the current local time and installs it.
+    pub fn apply(&self, policy: &Policy) -> anyhow::Result<()> {
+        let c = self.compile_now(policy)?;
+        let generation = self.probe.install_policy(&c)?;
+        tracing::info!(generation, subscribers = c.subscribers.len(), rules = c.rules.len(), "policy installed in the kernel");
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((c.rules, c.plans));
+        Ok(())
+    }
+
+    /// Re-installs `policy` if the rules in force changed since the last install (a
+    /// schedule window opened or closed). Returns whether it did.
+    pub fn tick(&self, policy: &Policy) -> anyhow::Result<bool> {
+        let c = self.compile_now(policy)?;
+        let same = self
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|(rules, plans)| *rules == c.rules && *plans == c.plans);
+        if same {
+            return Ok(false);
+        }
+        let generation = self.probe.install_policy(&c)?;
+        tracing::info!(generation, "schedule changed the rules in force; policy re-installed");
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((c.rules, c.plans));
+        Ok(true)
+    }
+
+    /// The subscriber id of a stable index.
+    pub fn subscriber_id(&self, index: u32) -> Option<String> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner()).id_of(index).map(str::to_string)
+    }
+}
