@@ -74,9 +74,9 @@ pub struct FlowValue {
     pub packets: [u64; 2],
     /// Bytes on the wire (whole frames) `[up, down]`.
     pub bytes: [u64; 2],
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the first packet.
+    /// `bpf_ktime_get_coarse_ns()` (CLOCK_MONOTONIC at the last tick) of the first packet.
     pub first_seen_ns: u64,
-    /// `bpf_ktime_get_ns()` of the last packet.
+    /// `bpf_ktime_get_coarse_ns()` of the last packet.
     pub last_seen_ns: u64,
     /// [`crate::Label`] id.
     pub label: u16,

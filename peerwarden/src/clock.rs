@@ -1,7 +1,8 @@
 //! Kernel timestamps to wall-clock time.
 //!
-//! The probe stamps flows with `bpf_ktime_get_ns()`, which is CLOCK_MONOTONIC; reports
-//! print wall-clock time, so each stamp is shifted by the current offset between the two.
+//! The probe stamps flows with `bpf_ktime_get_coarse_ns()`, CLOCK_MONOTONIC as of the last
+//! timer tick (a few ms behind at most); reports print wall-clock time, so each stamp is
+//! shifted by the current offset between the two.
 
 use std::time::{Duration, SystemTime};
 
