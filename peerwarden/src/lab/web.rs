@@ -34,6 +34,7 @@ pub fn start_server(lab: &Lab) -> Result<Service, LabError> {
     if !file.is_file() {
         exec::write_file(&file, random_bytes(FILE_BYTES)?)?;
     }
+    write_hls(&www)?;
     let state = lab.state_dir().display();
     let conf = lab.path("nginx.conf");
     // One process in the foreground, everything under the state dir (pid, logs, temp
@@ -94,6 +95,34 @@ pub fn start_server(lab: &Lab) -> Result<Service, LabError> {
     Ok(nginx)
 }
 
+/// Segments of the lab's HLS stream, and their size (about 2 s at 2 Mbit/s).
+const HLS_SEGMENTS: usize = 6;
+const HLS_SEGMENT_BYTES: usize = 512 * 1024;
+
+/// An HLS stream for the viewer: a media playlist and MPEG-TS-sized segments (the bytes
+/// are random; what the gateway sees is the playlist and segment requests and answers).
+fn write_hls(www: &std::path::Path) -> Result<(), LabError> {
+    let live = www.join("live");
+    exec::create_dir(&live)?;
+    let mut playlist = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n");
+    for i in 0..HLS_SEGMENTS {
+        let seg = live.join(format!("seg{i}.ts"));
+        if !seg.is_file() {
+            exec::write_file(&seg, random_bytes(HLS_SEGMENT_BYTES)?)?;
+        }
+        playlist.push_str(&format!("#EXTINF:2.0,\nseg{i}.ts\n"));
+    }
+    exec::write_file(&live.join("index.m3u8"), playlist)
+}
+
+/// The viewer's requests in play order: the playlist, then each segment.
+fn hls_urls() -> Vec<String> {
+    let base = format!("http://{}/live", addr::WEB_V4);
+    std::iter::once(format!("{base}/index.m3u8"))
+        .chain((0..HLS_SEGMENTS).map(|i| format!("{base}/seg{i}.ts")))
+        .collect()
+}
+
 fn random_bytes(n: usize) -> Result<Vec<u8>, LabError> {
     use std::io::Read as _;
     let mut buf = vec![0u8; n];
@@ -135,9 +164,11 @@ impl Clients {
         let stop = Arc::new(AtomicBool::new(false));
         let v4 = format!("http://{}/{FILE}", addr::WEB_V4);
         let v6 = format!("http://[{}]/{FILE}", addr::WEB_V6);
-        let plan: [(&'static str, String, Vec<String>); 2] = [
+        // Bob also watches an HLS stream: a third loop fetching the playlist and segments.
+        let plan: [(&'static str, String, Vec<String>); 3] = [
             ("alice", lab.netns(Role::Alice), vec![v4.clone()]),
             ("bob", lab.netns(Role::Bob), vec![v6, v4]),
+            ("bob (hls)", lab.netns(Role::Bob), hls_urls()),
         ];
         let threads = plan
             .into_iter()
