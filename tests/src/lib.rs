@@ -19,3 +19,5 @@ pub mod packets;
 pub mod payloads;
 pub mod rng;
 pub mod xdp;
+/// Captures replayed through the probe, and lab captures scored against their ground truth.
+pub mod captures;
