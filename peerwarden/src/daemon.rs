@@ -23,6 +23,7 @@ use crate::{
     preflight,
     probe::{PROG_DOWNLINK, PROG_UPLINK, Probe, ProbeOptions},
     schedule::PolicyClock,
+    shaping::Shaper,
     state::{Sample, State, StateOptions},
 };
 
@@ -79,16 +80,29 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         max_subscribers: config.max_subscribers,
     })
     .context("loading the kernel probe")?;
-    let attachments = vec![
+    let mut attachments = vec![
         probe.attach(PROG_DOWNLINK, &config.interfaces.downlink)?,
         probe.attach(PROG_UPLINK, &config.interfaces.uplink)?,
     ];
+    // TC egress: steers flows of `shape` rules into the HTB classes the shaper keeps.
+    attachments.extend(
+        probe
+            .attach_tc_egress(&config.interfaces.uplink, &config.interfaces.downlink)
+            .context("attaching the TC egress programs")?,
+    );
     for a in &attachments {
         info!(interface = %a.interface, program = a.program, mode = a.mode, "attached");
     }
+    let shaper = Shaper::new(&config.interfaces.uplink, &config.interfaces.downlink).context("setting up shaping")?;
     let probe = Arc::new(probe);
     let clock = Arc::new(PolicyClock::default());
-    let enforcer = Arc::new(Enforcer::new(probe.clone(), clock.clone()));
+    let enforcer = Arc::new(Enforcer::new(probe.clone(), clock.clone()).with_shaper(shaper));
+    // PUT /api/v1/clock re-evaluates the schedules at once. Weak: the clock lives in the
+    // state, which must not keep the enforcer (and so the probe) alive at shutdown.
+    clock.set_reevaluate({
+        let enforcer = Arc::downgrade(&enforcer);
+        Box::new(move || enforcer.upgrade().map_or(Ok(false), |e| e.tick()))
+    });
     let hook: ApplyHook = {
         let enforcer = enforcer.clone();
         Box::new(move |policy| enforcer.apply(policy))
@@ -120,11 +134,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             move || read_flows(&probe, &state)
         })?,
         spawn_reader("schedule", &stop, {
-            let (enforcer, state) = (enforcer.clone(), state.clone());
+            let enforcer = enforcer.clone();
             move || {
-                if let Some(active) = state.policy.active()
-                    && let Err(e) = enforcer.tick(&active.policy)
-                {
+                if let Err(e) = enforcer.tick() {
                     warn!(error = %format!("{e:#}"), "re-installing the policy for its schedule");
                 }
             }
@@ -161,6 +173,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         if r.join().is_err() {
             error!("a daemon thread panicked");
         }
+    }
+    if let Err(e) = enforcer.remove_shaping() {
+        warn!(error = %format!("{e:#}"), "removing the shaping qdiscs");
     }
     drop(enforcer);
     let mut probe = Arc::into_inner(probe).ok_or_else(|| anyhow!("probe still shared at shutdown"))?;

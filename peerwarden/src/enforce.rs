@@ -279,19 +279,36 @@ default_plan: home
     }
 }
 
-/// Keeps the kernel's policy maps in step with the active policy and the clock.
+/// Keeps the kernel's policy maps (and the HTB classes of `shape` rules) in step with the
+/// active policy and the clock.
 pub struct Enforcer {
     probe: std::sync::Arc<crate::probe::Probe>,
     clock: std::sync::Arc<crate::schedule::PolicyClock>,
+    shaper: Option<std::sync::Mutex<crate::shaping::Shaper>>,
     index: std::sync::Mutex<SubscriberIndex>,
-    /// The rules last installed, to re-install only when a schedule changes them.
-    last: std::sync::Mutex<Option<(Vec<(u32, Rule)>, Vec<PlanSlots>)>>,
+    /// The policy last installed, and the rules it compiled to, to re-install only when a
+    /// schedule changes them. One lock around compile and install: a schedule tick never
+    /// installs a policy older than the one a reload just put in.
+    installed: std::sync::Mutex<Option<Installed>>,
+}
+
+struct Installed {
+    policy: std::sync::Arc<Policy>,
+    rules: Vec<(u32, Rule)>,
+    plans: Vec<PlanSlots>,
 }
 
 impl Enforcer {
     /// An enforcer writing into `probe`'s maps.
     pub fn new(probe: std::sync::Arc<crate::probe::Probe>, clock: std::sync::Arc<crate::schedule::PolicyClock>) -> Enforcer {
-        Enforcer { probe, clock, index: Default::default(), last: Default::default() }
+        Enforcer { probe, clock, shaper: None, index: Default::default(), installed: Default::default() }
+    }
+
+    /// Also keeps `shaper`'s HTB classes in step (the daemon; tests of the maps alone go
+    /// without).
+    pub fn with_shaper(mut self, shaper: crate::shaping::Shaper) -> Enforcer {
+        self.shaper = Some(std::sync::Mutex::new(shaper));
+        self
     }
 
     fn compile_now(&self, policy: &Policy) -> anyhow::Result<Compiled> {
@@ -300,32 +317,53 @@ impl Enforcer {
         Ok(compile(policy, day, minute, &mut index, self.probe.options().max_subscribers)?)
     }
 
+    /// HTB classes first, then the maps: a class exists before the kernel steers into it.
+    fn install(&self, c: &Compiled) -> anyhow::Result<u32> {
+        if let Some(shaper) = &self.shaper {
+            shaper.lock().unwrap_or_else(|p| p.into_inner()).sync(&c.shaped)?;
+        }
+        Ok(self.probe.install_policy(c)?)
+    }
+
     /// Compiles `policy` for the current local time and installs it.
     pub fn apply(&self, policy: &Policy) -> anyhow::Result<()> {
+        let mut installed = self.installed.lock().unwrap_or_else(|p| p.into_inner());
         let c = self.compile_now(policy)?;
-        let generation = self.probe.install_policy(&c)?;
-        tracing::info!(generation, subscribers = c.subscribers.len(), rules = c.rules.len(), "policy installed in the kernel");
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((c.rules, c.plans));
+        let generation = self.install(&c)?;
+        tracing::info!(
+            generation,
+            subscribers = c.subscribers.len(),
+            rules = c.rules.len(),
+            shaped = c.shaped.len(),
+            "policy installed in the kernel"
+        );
+        *installed = Some(Installed { policy: std::sync::Arc::new(policy.clone()), rules: c.rules, plans: c.plans });
         Ok(())
     }
 
-    /// Re-installs `policy` if the rules in force changed since the last install (a
-    /// schedule window opened or closed). Returns whether it did.
-    pub fn tick(&self, policy: &Policy) -> anyhow::Result<bool> {
-        let c = self.compile_now(policy)?;
-        let same = self
-            .last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|(rules, plans)| *rules == c.rules && *plans == c.plans);
-        if same {
+    /// Re-installs the last applied policy if the rules in force changed since it was
+    /// installed (a schedule window opened or closed, or the clock was moved). Returns
+    /// whether it did.
+    pub fn tick(&self) -> anyhow::Result<bool> {
+        let mut installed = self.installed.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(last) = installed.as_mut() else { return Ok(false) };
+        let c = self.compile_now(&last.policy)?;
+        if last.rules == c.rules && last.plans == c.plans {
             return Ok(false);
         }
-        let generation = self.probe.install_policy(&c)?;
+        let generation = self.install(&c)?;
         tracing::info!(generation, "schedule changed the rules in force; policy re-installed");
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((c.rules, c.plans));
+        last.rules = c.rules;
+        last.plans = c.plans;
         Ok(true)
+    }
+
+    /// Removes the HTB qdiscs (at shutdown; also done when the enforcer is dropped).
+    pub fn remove_shaping(&self) -> anyhow::Result<()> {
+        if let Some(shaper) = &self.shaper {
+            shaper.lock().unwrap_or_else(|p| p.into_inner()).remove()?;
+        }
+        Ok(())
     }
 
     /// The subscriber id of a stable index.

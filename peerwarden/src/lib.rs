@@ -16,4 +16,5 @@ pub mod preflight;
 pub mod probe;
 pub mod report;
 pub mod schedule;
+pub mod shaping;
 pub mod state;

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, lpm_trie::{Key, LpmTrie}},
-    programs::{SchedClassifier, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId},
 };
 use peerwarden_common::{
     CounterValue, Direction, FlowKey, FlowValue,
@@ -120,7 +120,7 @@ pub struct Attachment {
     pub interface: String,
     /// Program name.
     pub program: &'static str,
-    /// `native` (driver) or `generic` (skb).
+    /// XDP: `native` (driver) or `generic` (skb); TC: `tcx` or `clsact`.
     pub mode: &'static str,
 }
 
@@ -128,6 +128,7 @@ pub struct Attachment {
 pub struct Probe {
     ebpf: Ebpf,
     links: Vec<(&'static str, XdpLinkId)>,
+    tc_links: Vec<(&'static str, SchedClassifierLinkId)>,
     samples: Mutex<Option<RingBuf<MapData>>>,
     verdicts: Mutex<HashMap<MapData, FlowKey, Verdict>>,
     policy: Mutex<PolicyMaps>,
@@ -199,6 +200,7 @@ impl Probe {
         Ok(Probe {
             ebpf,
             links: Vec::new(),
+            tc_links: Vec::new(),
             samples: Mutex::new(Some(samples)),
             verdicts: Mutex::new(verdicts),
             policy: Mutex::new(policy),
@@ -335,10 +337,50 @@ impl Probe {
         Ok(Attachment { interface: interface.to_string(), program, mode })
     }
 
+    fn classifier(&mut self, name: &'static str) -> Result<&mut SchedClassifier, ProbeError> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or(ProbeError::Missing(name))?
+            .try_into()
+            .map_err(|source| ProbeError::Program { program: name, source })
+    }
+
+    /// Attaches the TC egress programs that steer shaped flows into HTB classes:
+    /// `tc_uplink_egress` on `uplink`, `tc_downlink_egress` on `downlink`. aya attaches
+    /// through TCX on kernels from 6.6 (no qdisc needed, `bpftool net` lists them under
+    /// `tc` as `tcx/egress`); older kernels get a clsact qdisc and a netlink filter. Both
+    /// are detached by [`Probe::detach_all`] and when the probe is dropped.
+    pub fn attach_tc_egress(&mut self, uplink: &str, downlink: &str) -> Result<Vec<Attachment>, ProbeError> {
+        let tcx = aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+        let mut out = Vec::new();
+        for (program, interface) in [(PROG_TC_UPLINK, uplink), (PROG_TC_DOWNLINK, downlink)] {
+            if !tcx {
+                // Already there (EEXIST) is fine; any other failure shows up in attach.
+                let _ = aya::programs::tc::qdisc_add_clsact(interface);
+            }
+            let link = self
+                .classifier(program)?
+                .attach(interface, TcAttachType::Egress)
+                .map_err(|source| ProbeError::Program { program, source })?;
+            self.tc_links.push((program, link));
+            out.push(Attachment {
+                interface: interface.to_string(),
+                program,
+                mode: if tcx { "tcx" } else { "clsact" },
+            });
+        }
+        Ok(out)
+    }
+
     /// Detaches every program this probe attached.
     pub fn detach_all(&mut self) -> Result<(), ProbeError> {
         for (program, link) in std::mem::take(&mut self.links) {
             self.program(program)?
+                .detach(link)
+                .map_err(|source| ProbeError::Program { program, source })?;
+        }
+        for (program, link) in std::mem::take(&mut self.tc_links) {
+            self.classifier(program)?
                 .detach(link)
                 .map_err(|source| ProbeError::Program { program, source })?;
         }

@@ -2,17 +2,44 @@
 //! offset operators (and tests) can set through the API to see a schedule switch without
 //! waiting for the hour.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{
+    OnceLock,
+    atomic::{AtomicI64, Ordering},
+};
 
 use peerwarden_policies::Weekday;
+
+/// Re-evaluates the schedules at once; returns whether the rules in force changed.
+pub type Reevaluate = Box<dyn Fn() -> anyhow::Result<bool> + Send + Sync>;
 
 /// Seconds added to the wall clock for schedules (0 in normal operation).
 #[derive(Default)]
 pub struct PolicyClock {
     offset_secs: AtomicI64,
+    reevaluate: OnceLock<Reevaluate>,
 }
 
 impl PolicyClock {
+    /// Sets what [`PolicyClock::reevaluate`] runs (the daemon: its enforcer's tick). Once.
+    pub fn set_reevaluate(&self, f: Reevaluate) {
+        if self.reevaluate.set(f).is_err() {
+            tracing::warn!("the schedule re-evaluation hook was already set");
+        }
+    }
+
+    /// Re-evaluates the schedules now (after the offset moved), rather than at the next
+    /// once-a-second tick. `Ok(None)` when nothing enforces policies (API tests).
+    pub fn reevaluate(&self) -> anyhow::Result<Option<bool>> {
+        self.reevaluate.get().map(|f| f()).transpose()
+    }
+
+    /// The time schedules see now: the wall clock plus the offset.
+    pub fn now(&self) -> Result<jiff::Timestamp, String> {
+        jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_secs(self.offset()))
+            .map_err(|e| format!("clock offset: {e}"))
+    }
+
     /// Shifts the schedule clock by `secs` from the real time.
     pub fn set_offset(&self, secs: i64) {
         self.offset_secs.store(secs, Ordering::Relaxed);
@@ -26,9 +53,7 @@ impl PolicyClock {
     /// Weekday and minute of the day (0..1440) now, in `tz` (an IANA name).
     pub fn local(&self, tz: &str) -> Result<(Weekday, u16), String> {
         let zone = jiff::tz::TimeZone::get(tz).map_err(|e| format!("time zone {tz:?}: {e}"))?;
-        let now = jiff::Timestamp::now()
-            .checked_add(jiff::SignedDuration::from_secs(self.offset()))
-            .map_err(|e| format!("clock offset: {e}"))?;
+        let now = self.now()?;
         let z = now.to_zoned(zone);
         let day = match z.weekday() {
             jiff::civil::Weekday::Monday => Weekday::Mon,

@@ -3,6 +3,7 @@
 //! is built in [`app`] so tests drive it without a socket.
 
 mod auth;
+mod clock;
 mod dashboard;
 mod error;
 mod flows;
@@ -45,6 +46,7 @@ pub fn router() -> (Router<Arc<State>>, utoipa::openapi::OpenApi) {
         .routes(routes!(status::get))
         .routes(routes!(policy::get, policy::put))
         .routes(routes!(policy::rejected))
+        .routes(routes!(clock::get, clock::put))
         .routes(routes!(dashboard::index))
         .routes(routes!(dashboard::asset))
         .split_for_parts()

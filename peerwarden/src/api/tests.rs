@@ -161,6 +161,7 @@ async fn every_documented_route_answers_and_every_route_is_documented() {
         "GET /api/v1/flows", "GET /api/v1/mix", "GET /api/v1/policy", "GET /api/v1/policy/rejected",
         "GET /api/v1/status", "GET /healthz", "GET /metrics", "PUT /api/v1/policy",
         "GET /api/v1/mix/series", "GET /", "GET /assets/{file}",
+        "GET /api/v1/clock", "PUT /api/v1/clock",
     ];
     served.sort();
     assert_eq!(documented, served);
@@ -325,4 +326,57 @@ async fn the_dashboard_and_its_assets_are_served_with_their_types() {
     let (status, v) = get("/assets/nothing.js").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(v["error"], "not_found");
+}
+
+fn put_clock(body: &str, token: Option<&str>) -> Request<Body> {
+    let mut r = Request::put("/api/v1/clock").header("content-type", "application/json");
+    if let Some(t) = token {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    r.body(Body::from(body.to_string())).expect("request")
+}
+
+#[tokio::test]
+async fn the_clock_moves_with_the_token_and_reevaluates() {
+    let s = state();
+    let hits = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    s.clock.set_reevaluate({
+        let hits = hits.clone();
+        Box::new(move || Ok(hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0))
+    });
+    let app = app(s.clone());
+    let (status, v) = send(&app, Request::get("/api/v1/clock").body(Body::empty()).expect("req")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["offset_seconds"], 0);
+    assert!(v.get("policy_local").is_none(), "no policy: {v}");
+
+    let (status, _) = send(&app, put_clock(r#"{"offset_seconds": 3600}"#, None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.clock.offset(), 0, "a refused write moves nothing");
+
+    let (status, v) = send(&app, put_clock(r#"{"offset_seconds": 3600}"#, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((v["offset_seconds"].as_i64(), v["rules_changed"].as_bool()), (Some(3600), Some(true)));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), 1, "re-evaluated once, at once");
+
+    // An absolute time: 2030-01-07 was a Monday; the policy's zone is UTC.
+    let (status, _) = send(&app, put_policy(GOOD_POLICY, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, v) = send(&app, put_clock(r#"{"now": "2030-01-07T19:30:00Z"}"#, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["rules_changed"], false);
+    let local = v["policy_local"].as_str().expect("a policy is loaded");
+    assert!(local.starts_with("mon 19:3") && local.ends_with("UTC"), "{local}");
+    let now: jiff::Timestamp = v["now"].as_str().expect("now").parse().expect("RFC 3339");
+    let want: jiff::Timestamp = "2030-01-07T19:30:00Z".parse().expect("time");
+    assert!((now.as_second() - want.as_second()).abs() <= 2, "{now}");
+
+    for bad in [r#"{}"#, r#"{"offset_seconds": 1, "now": "2030-01-07T19:30:00Z"}"#, r#"{"now": "tomorrow"}"#,
+                r#"{"offset_seconds": 99999999999}"#, r#"{"offset": 5}"#, "not json"] {
+        let (status, v) = send(&app, put_clock(bad, Some(TOKEN))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {v}");
+        assert_eq!(v["error"], "bad_request");
+    }
+    let (_, v) = send(&app, put_clock(r#"{"offset_seconds": 0}"#, Some(TOKEN))).await;
+    assert_eq!(v["offset_seconds"], 0);
 }

@@ -1,0 +1,723 @@
+//! HTB queues for `shape` rules, configured over rtnetlink.
+//!
+//! A `police` rule drops in XDP; a `shape` rule queues instead. The TC egress programs
+//! (ebpf/src/shape.rs) set a shaped packet's `skb->priority` to `1:minor`, with
+//! `minor = subscriber * RULE_SLOTS + slot + 1`; this module keeps an HTB root qdisc
+//! (handle `1:`) on each egress interface with one class per shaped (subscriber, slot),
+//! rate = ceil = the rule's rate. Up is shaped on the uplink's egress, down on the
+//! downlink's.
+//!
+//! The qdisc is made only while some rule shapes that direction, and removed when none
+//! does (and on shutdown): a gateway without `shape` rules keeps its own queueing.
+//! HTB's `default` is 0, a class that never exists, so packets without a matching class
+//! take HTB's direct queue and leave unshaped.
+//!
+//! The class minor is 16 bits, so subscriber indexes up to 8190 can be shaped on each
+//! interface (minor 65,535 is the last); a policy that would shape beyond that is refused.
+//!
+//! The messages are written by hand (RTM_NEWQDISC, RTM_NEWTCLASS, ...) as `tc(8)` sends
+//! them: the maintained netlink crates do not cover HTB's options. The netlink calls sit
+//! behind [`TcOps`] so the bookkeeping is tested without root.
+
+use std::{
+    collections::BTreeMap,
+    io,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+};
+
+use peerwarden_common::policy::RULE_SLOTS;
+
+/// Major number of the HTB root qdisc (the TC programs use the same, see shape.rs).
+pub const HTB_MAJOR: u32 = 1;
+/// The qdisc's handle, `1:`.
+pub const HTB_HANDLE: u32 = HTB_MAJOR << 16;
+/// Largest subscriber index that can own an HTB class on every slot: minors are 16 bits.
+pub const MAX_SHAPED_SUBSCRIBER: u32 = (0xffff - RULE_SLOTS) / RULE_SLOTS;
+
+/// The HTB class minor of a subscriber's slot, as the TC program computes it.
+pub const fn class_minor(sub: u32, slot: u32) -> u32 {
+    sub * RULE_SLOTS + slot + 1
+}
+
+/// Why shaping could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ShapeError {
+    /// The interface does not exist (in the daemon's namespace).
+    #[error("interface {0:?} does not exist")]
+    NoInterface(String),
+    /// A netlink request failed.
+    #[error("{op} on {iface}: {source}")]
+    Netlink {
+        /// What was asked, e.g. `creating the HTB qdisc`.
+        op: &'static str,
+        /// The interface.
+        iface: String,
+        /// The kernel's answer.
+        #[source]
+        source: io::Error,
+    },
+    /// A subscriber's class would not fit HTB's 16-bit minor.
+    #[error(
+        "subscriber index {sub} cannot be shaped: HTB class minors are 16 bits, which holds \
+         subscriber indexes 0 to {MAX_SHAPED_SUBSCRIBER} (use police for larger plans)"
+    )]
+    TooManyShaped {
+        /// The subscriber's stable index.
+        sub: u32,
+    },
+}
+
+/// The traffic-control operations shaping needs (netlink in the daemon, a fake in tests).
+pub trait TcOps: Send {
+    /// Creates the HTB root qdisc `1:` on `ifindex` (fails if the interface has a root
+    /// qdisc of its own).
+    fn create_htb(&mut self, ifindex: u32) -> io::Result<()>;
+    /// Deletes the root qdisc of `ifindex` if it is HTB `1:`; `Ok(false)` if it is not.
+    fn delete_htb(&mut self, ifindex: u32) -> io::Result<bool>;
+    /// Creates or changes class `1:minor` with rate = ceil = `rate` bytes/s.
+    fn set_class(&mut self, ifindex: u32, minor: u32, rate: u64) -> io::Result<()>;
+    /// Deletes class `1:minor` (absent is fine).
+    fn delete_class(&mut self, ifindex: u32, minor: u32) -> io::Result<()>;
+}
+
+/// One egress interface and what is installed on it.
+struct Egress {
+    name: String,
+    ifindex: u32,
+    qdisc: bool,
+    /// minor → rate in bytes/s.
+    classes: BTreeMap<u32, u64>,
+}
+
+/// Keeps the HTB qdiscs and classes of both egress interfaces in step with the policy.
+pub struct Shaper<T: TcOps = Netlink> {
+    ops: T,
+    /// Indexed by direction: 0 = up (uplink egress), 1 = down (downlink egress).
+    egress: [Egress; 2],
+}
+
+impl Shaper<Netlink> {
+    /// Shaping on `uplink` (up) and `downlink` (down) in the current network namespace,
+    /// after removing an HTB `1:` a crashed run left behind.
+    pub fn new(uplink: &str, downlink: &str) -> Result<Shaper<Netlink>, ShapeError> {
+        let ops = Netlink::open().map_err(|source| ShapeError::Netlink {
+            op: "opening a netlink socket",
+            iface: uplink.to_string(),
+            source,
+        })?;
+        let index =
+            |name: &str| ifindex(name).ok_or_else(|| ShapeError::NoInterface(name.to_string()));
+        Shaper::with_ops(
+            ops,
+            [(uplink, index(uplink)?), (downlink, index(downlink)?)],
+        )
+    }
+}
+
+impl<T: TcOps> Shaper<T> {
+    /// Shaping through `ops` on `[(uplink, ifindex), (downlink, ifindex)]`.
+    pub fn with_ops(mut ops: T, ifaces: [(&str, u32); 2]) -> Result<Shaper<T>, ShapeError> {
+        for (name, ifindex) in ifaces {
+            let removed = ops
+                .delete_htb(ifindex)
+                .map_err(|source| ShapeError::Netlink {
+                    op: "removing a stale HTB qdisc",
+                    iface: name.to_string(),
+                    source,
+                })?;
+            if removed {
+                tracing::info!(interface = name, "removed the HTB qdisc of an earlier run");
+            }
+        }
+        let egress = ifaces.map(|(name, ifindex)| Egress {
+            name: name.to_string(),
+            ifindex,
+            qdisc: false,
+            classes: BTreeMap::new(),
+        });
+        Ok(Shaper { ops, egress })
+    }
+
+    /// Makes the classes match `shaped` (subscriber index, slot, direction, bytes/s, as
+    /// [`crate::enforce::Compiled::shaped`]): new classes are created, changed rates
+    /// updated, classes no longer shaped deleted; the qdisc of a direction exists exactly
+    /// while it has classes. Called before the kernel maps are swapped, so a class exists
+    /// before the TC program steers into it.
+    pub fn sync(&mut self, shaped: &[(u32, u32, u32, u64)]) -> Result<(), ShapeError> {
+        let mut want: [BTreeMap<u32, u64>; 2] = Default::default();
+        for &(sub, slot, dir, rate) in shaped {
+            if sub > MAX_SHAPED_SUBSCRIBER {
+                return Err(ShapeError::TooManyShaped { sub });
+            }
+            want[(dir & 1) as usize].insert(class_minor(sub, slot), rate.max(1));
+        }
+        for (e, want) in self.egress.iter_mut().zip(want) {
+            let name = e.name.clone();
+            let err = |op: &'static str| {
+                let iface = name.clone();
+                move |source| ShapeError::Netlink { op, iface, source }
+            };
+            if want.is_empty() {
+                if e.qdisc {
+                    self.ops
+                        .delete_htb(e.ifindex)
+                        .map_err(err("removing the HTB qdisc"))?;
+                    e.qdisc = false;
+                    e.classes.clear();
+                    tracing::info!(interface = %e.name, "no shape rules left: HTB qdisc removed");
+                }
+                continue;
+            }
+            if !e.qdisc {
+                self.ops
+                    .create_htb(e.ifindex)
+                    .map_err(err("creating the HTB qdisc"))?;
+                e.qdisc = true;
+                tracing::info!(interface = %e.name, "HTB qdisc 1: created for shape rules");
+            }
+            for (&minor, &rate) in &want {
+                if e.classes.get(&minor) != Some(&rate) {
+                    self.ops
+                        .set_class(e.ifindex, minor, rate)
+                        .map_err(err("setting an HTB class"))?;
+                    e.classes.insert(minor, rate);
+                }
+            }
+            let gone: Vec<u32> = e
+                .classes
+                .keys()
+                .filter(|m| !want.contains_key(m))
+                .copied()
+                .collect();
+            for minor in gone {
+                self.ops
+                    .delete_class(e.ifindex, minor)
+                    .map_err(err("deleting an HTB class"))?;
+                e.classes.remove(&minor);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes both qdiscs (with their classes). Also done on drop, where errors are only
+    /// logged.
+    pub fn remove(&mut self) -> Result<(), ShapeError> {
+        for e in &mut self.egress {
+            if e.qdisc {
+                self.ops
+                    .delete_htb(e.ifindex)
+                    .map_err(|source| ShapeError::Netlink {
+                        op: "removing the HTB qdisc",
+                        iface: e.name.clone(),
+                        source,
+                    })?;
+                e.qdisc = false;
+                e.classes.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Classes installed per direction (minor → bytes/s), for status and tests.
+    pub fn classes(&self, dir: usize) -> &BTreeMap<u32, u64> {
+        &self.egress[dir & 1].classes
+    }
+}
+
+impl<T: TcOps> Drop for Shaper<T> {
+    fn drop(&mut self) {
+        if let Err(e) = self.remove() {
+            tracing::warn!(error = %e, "removing the shaping qdiscs");
+        }
+    }
+}
+
+fn ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: c is a valid C string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+// rtnetlink constants (linux/rtnetlink.h, linux/pkt_sched.h) that the libc crate lacks.
+const RTM_NEWQDISC: u16 = 36;
+const RTM_DELQDISC: u16 = 37;
+const RTM_NEWTCLASS: u16 = 40;
+const RTM_DELTCLASS: u16 = 41;
+const TCA_KIND: u16 = 1;
+const TCA_OPTIONS: u16 = 2;
+const TCA_HTB_PARMS: u16 = 1;
+const TCA_HTB_INIT: u16 = 2;
+const TCA_HTB_RATE64: u16 = 6;
+const TCA_HTB_CEIL64: u16 = 7;
+const TC_H_ROOT: u32 = 0xffff_ffff;
+const TC_LINKLAYER_ETHERNET: u8 = 1;
+/// `TC_HTB_PROTOVER`: the version iproute2 sends.
+const HTB_PROTOVER: u32 = 3;
+/// HTB's psched tick is 64 ns (`PSCHED_SHIFT` 6): buffers are given in ticks.
+const PSCHED_SHIFT: u32 = 6;
+const NLMSGERR_ATTR_MSG: u16 = 1;
+
+/// How long a class may send at line rate after idling, as time at its own rate: 10 ms,
+/// at least two full frames. tc's default is one timer tick plus an MTU (about 1 ms), which
+/// undershoots the rate on a busy two-core host whose timers fire late.
+const BURST_NS: u64 = 10_000_000;
+const MIN_BURST_BYTES: u64 = 2 * 1514;
+
+/// An rtnetlink message under construction: header, `struct tcmsg`, attributes.
+struct Msg {
+    buf: Vec<u8>,
+}
+
+impl Msg {
+    fn new(kind: u16, flags: u16, ifindex: u32, handle: u32, parent: u32) -> Msg {
+        let mut buf = Vec::with_capacity(128);
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_len, set in finish()
+        buf.extend_from_slice(&kind.to_ne_bytes());
+        buf.extend_from_slice(
+            &(flags | libc::NLM_F_REQUEST as u16 | libc::NLM_F_ACK as u16).to_ne_bytes(),
+        );
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // seq, set in finish()
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
+        // struct tcmsg: family, 3 bytes of padding, ifindex, handle, parent, info.
+        buf.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+        buf.extend_from_slice(&(ifindex as i32).to_ne_bytes());
+        buf.extend_from_slice(&handle.to_ne_bytes());
+        buf.extend_from_slice(&parent.to_ne_bytes());
+        buf.extend_from_slice(&0u32.to_ne_bytes());
+        Msg { buf }
+    }
+
+    fn attr(&mut self, kind: u16, data: &[u8]) {
+        self.buf
+            .extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        self.buf.extend_from_slice(data);
+        self.pad();
+    }
+
+    /// Starts a nested attribute; returns where its length goes.
+    fn nest(&mut self, kind: u16) -> usize {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&0u16.to_ne_bytes());
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        at
+    }
+
+    fn end_nest(&mut self, at: usize) {
+        let len = (self.buf.len() - at) as u16;
+        self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    fn pad(&mut self) {
+        while !self.buf.len().is_multiple_of(4) {
+            self.buf.push(0);
+        }
+    }
+
+    fn finish(mut self, seq: u32) -> Vec<u8> {
+        let len = self.buf.len() as u32;
+        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
+        self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
+        self.buf
+    }
+}
+
+/// `struct tc_htb_glob`: version, rate2quantum, defcls, debug, direct_pkts.
+fn htb_glob() -> Vec<u8> {
+    [HTB_PROTOVER, 10, 0, 0, 0]
+        .iter()
+        .flat_map(|v| v.to_ne_bytes())
+        .collect()
+}
+
+/// `struct tc_ratespec` for `rate` bytes/s (saturated to 32 bits; TCA_HTB_RATE64 carries more).
+fn ratespec(rate: u64) -> [u8; 12] {
+    let mut r = [0u8; 12];
+    // cell_log 0, linklayer ethernet (so the kernel needs no rate table), overhead 0,
+    // cell_align 0, mpu 0.
+    r[1] = TC_LINKLAYER_ETHERNET;
+    r[8..12].copy_from_slice(&(rate.min(u64::from(u32::MAX)) as u32).to_ne_bytes());
+    r
+}
+
+/// The HTB class parameters for `rate` bytes/s: `struct tc_htb_opt` (rate, ceil, buffer,
+/// cbuffer, quantum, level, prio).
+fn htb_opt(rate: u64) -> Vec<u8> {
+    let burst = (rate.saturating_mul(BURST_NS) / 1_000_000_000).max(MIN_BURST_BYTES);
+    let buffer_ns = burst.saturating_mul(1_000_000_000) / rate.max(1);
+    let ticks = (buffer_ns >> PSCHED_SHIFT).min(u64::from(u32::MAX)) as u32;
+    // Every class sits directly under the root with rate = ceil, so the quantum (the share
+    // when siblings borrow) never comes into play; set it in HTB's advised range to keep
+    // the kernel from warning.
+    let quantum = (rate / 10).clamp(1514, 200_000) as u32;
+    let mut o = Vec::with_capacity(44);
+    o.extend_from_slice(&ratespec(rate));
+    o.extend_from_slice(&ratespec(rate));
+    for v in [ticks, ticks, quantum, 0, 0] {
+        o.extend_from_slice(&v.to_ne_bytes());
+    }
+    o
+}
+
+/// A netlink error: the errno and the kernel's extended-ack message, if any.
+fn nl_error(errno: i32, message: Option<String>) -> io::Error {
+    let os = io::Error::from_raw_os_error(errno);
+    match message {
+        Some(m) => io::Error::new(os.kind(), format!("{os}: {m}")),
+        None => os,
+    }
+}
+
+/// An NETLINK_ROUTE socket in the namespace it was opened in.
+pub struct Netlink {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+impl Netlink {
+    /// Opens the socket (with extended acks, so errors carry the kernel's reason).
+    pub fn open() -> io::Result<Netlink> {
+        // SAFETY: plain socket(2).
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let one: libc::c_int = 1;
+        for opt in [libc::NETLINK_EXT_ACK, libc::NETLINK_CAP_ACK] {
+            // SAFETY: setsockopt with a c_int of the right size. Failure only loses detail.
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_NETLINK,
+                    opt,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+        }
+        // SAFETY: zeroed sockaddr_nl is valid; bind with pid 0 lets the kernel choose.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: addr is a sockaddr_nl of the given size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Netlink { fd, seq: 0 })
+    }
+
+    /// Sends `msg` and waits for its acknowledgement.
+    fn request(&mut self, msg: Msg) -> io::Result<()> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let buf = msg.finish(seq);
+        // SAFETY: buf is a complete netlink message; the kernel is the destination.
+        let sent = unsafe { libc::send(self.fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut rx = vec![0u8; 8192];
+        loop {
+            // SAFETY: rx is writable for its length.
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), rx.as_mut_ptr().cast(), rx.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if let Some(result) = parse_ack(&rx[..n as usize], seq) {
+                return result;
+            }
+        }
+    }
+}
+
+fn u16_at(b: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
+}
+
+/// The outcome carried by the NLMSG_ERROR answering `seq` in `datagram`, if there is one.
+fn parse_ack(datagram: &[u8], seq: u32) -> Option<io::Result<()>> {
+    let mut off = 0;
+    while off + 16 <= datagram.len() {
+        let len = u32_at(datagram, off)? as usize;
+        let kind = u16_at(datagram, off + 4)?;
+        let flags = u16_at(datagram, off + 6)?;
+        let this_seq = u32_at(datagram, off + 8)?;
+        if len < 16 || off + len > datagram.len() {
+            return Some(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "truncated netlink answer",
+            )));
+        }
+        if kind == libc::NLMSG_ERROR as u16 && this_seq == seq {
+            let errno = u32_at(datagram, off + 16)? as i32;
+            if errno == 0 {
+                return Some(Ok(()));
+            }
+            // struct nlmsgerr: error, then the request's header (capped: no payload),
+            // then the extended-ack attributes.
+            let mut a = off + 16 + 4 + 16;
+            if flags & libc::NLM_F_CAPPED as u16 == 0 {
+                a = off + 16 + 4 + u32_at(datagram, off + 20).unwrap_or(16) as usize;
+            }
+            let mut message = None;
+            while a + 4 <= off + len {
+                let alen = u16_at(datagram, a)? as usize;
+                let akind = u16_at(datagram, a + 2)?;
+                if alen < 4 {
+                    break;
+                }
+                if akind == NLMSGERR_ATTR_MSG {
+                    let text = datagram.get(a + 4..a + alen)?;
+                    let text = text.split(|b| *b == 0).next().unwrap_or(text);
+                    message = Some(String::from_utf8_lossy(text).into_owned());
+                }
+                a += alen.next_multiple_of(4);
+            }
+            return Some(Err(nl_error(-errno, message)));
+        }
+        off += len.next_multiple_of(4);
+    }
+    None
+}
+
+impl TcOps for Netlink {
+    fn create_htb(&mut self, ifindex: u32) -> io::Result<()> {
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+        let mut m = Msg::new(RTM_NEWQDISC, flags, ifindex, HTB_HANDLE, TC_H_ROOT);
+        m.attr(TCA_KIND, b"htb\0");
+        let opts = m.nest(TCA_OPTIONS);
+        m.attr(TCA_HTB_INIT, &htb_glob());
+        m.end_nest(opts);
+        self.request(m)
+    }
+
+    fn delete_htb(&mut self, ifindex: u32) -> io::Result<bool> {
+        // The kernel deletes only if the root is HTB with handle 1: (EINVAL for another
+        // root, ENOENT for the device's default, which has handle 0).
+        let mut m = Msg::new(RTM_DELQDISC, 0, ifindex, HTB_HANDLE, TC_H_ROOT);
+        m.attr(TCA_KIND, b"htb\0");
+        match self.request(m) {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) => Ok(false),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.kind() == io::ErrorKind::InvalidInput =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn set_class(&mut self, ifindex: u32, minor: u32, rate: u64) -> io::Result<()> {
+        // `tc class replace`: create, or change the existing class in place.
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
+        let mut m = Msg::new(
+            RTM_NEWTCLASS,
+            flags,
+            ifindex,
+            HTB_HANDLE | minor,
+            HTB_HANDLE,
+        );
+        m.attr(TCA_KIND, b"htb\0");
+        let opts = m.nest(TCA_OPTIONS);
+        m.attr(TCA_HTB_PARMS, &htb_opt(rate));
+        if rate > u64::from(u32::MAX) {
+            m.attr(TCA_HTB_RATE64, &rate.to_ne_bytes());
+            m.attr(TCA_HTB_CEIL64, &rate.to_ne_bytes());
+        }
+        m.end_nest(opts);
+        self.request(m)
+    }
+
+    fn delete_class(&mut self, ifindex: u32, minor: u32) -> io::Result<()> {
+        let m = Msg::new(RTM_DELTCLASS, 0, ifindex, HTB_HANDLE | minor, HTB_HANDLE);
+        match self.request(m) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records calls and keeps a model of the interfaces' qdiscs and classes.
+    #[derive(Default)]
+    struct Fake {
+        calls: Vec<String>,
+        qdisc: BTreeMap<u32, BTreeMap<u32, u64>>,
+    }
+
+    impl TcOps for Fake {
+        fn create_htb(&mut self, ifindex: u32) -> io::Result<()> {
+            self.calls.push(format!("create {ifindex}"));
+            if self.qdisc.insert(ifindex, BTreeMap::new()).is_some() {
+                return Err(io::Error::from_raw_os_error(libc::EEXIST));
+            }
+            Ok(())
+        }
+        fn delete_htb(&mut self, ifindex: u32) -> io::Result<bool> {
+            self.calls.push(format!("delete {ifindex}"));
+            Ok(self.qdisc.remove(&ifindex).is_some())
+        }
+        fn set_class(&mut self, ifindex: u32, minor: u32, rate: u64) -> io::Result<()> {
+            self.calls
+                .push(format!("class {ifindex} 1:{minor:x} {rate}"));
+            let q = self
+                .qdisc
+                .get_mut(&ifindex)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+            q.insert(minor, rate);
+            Ok(())
+        }
+        fn delete_class(&mut self, ifindex: u32, minor: u32) -> io::Result<()> {
+            self.calls.push(format!("declass {ifindex} 1:{minor:x}"));
+            self.qdisc.get_mut(&ifindex).map(|q| q.remove(&minor));
+            Ok(())
+        }
+    }
+
+    fn shaper(fake: Fake) -> Shaper<Fake> {
+        Shaper::with_ops(fake, [("uplink", 3), ("downlink", 2)]).expect("fake never fails")
+    }
+
+    #[test]
+    fn stale_qdisc_is_removed_and_qdiscs_follow_the_rules() {
+        let mut stale = Fake::default();
+        stale.qdisc.insert(3, BTreeMap::from([(9, 1)]));
+        let mut s = shaper(stale);
+        assert!(s.ops.qdisc.is_empty(), "the crashed run's HTB is gone");
+        s.ops.calls.clear();
+        // Alice (index 0) shaped down on slot 1, bob (index 5) up and down on slot 2.
+        s.sync(&[(0, 1, 1, 2_500_000), (5, 2, 0, 125_000), (5, 2, 1, 250_000)])
+            .expect("sync");
+        assert_eq!(
+            s.ops.qdisc[&2],
+            BTreeMap::from([(2, 2_500_000), (43, 250_000)])
+        );
+        assert_eq!(s.ops.qdisc[&3], BTreeMap::from([(43, 125_000)]));
+        // Reload: alice's rate changes, bob's up rule is gone, so the uplink loses its qdisc.
+        s.ops.calls.clear();
+        s.sync(&[(0, 1, 1, 1_250_000), (5, 2, 1, 250_000)])
+            .expect("sync");
+        assert_eq!(s.ops.calls, ["delete 3", "class 2 1:2 1250000"]);
+        assert!(!s.ops.qdisc.contains_key(&3));
+        // The same again: nothing to do.
+        s.ops.calls.clear();
+        s.sync(&[(0, 1, 1, 1_250_000), (5, 2, 1, 250_000)])
+            .expect("sync");
+        assert!(s.ops.calls.is_empty(), "{:?}", s.ops.calls);
+        s.sync(&[(0, 1, 1, 1_250_000)]).expect("sync");
+        assert_eq!(s.ops.qdisc[&2], BTreeMap::from([(2, 1_250_000)]));
+        drop(s);
+    }
+
+    #[test]
+    fn drop_removes_the_qdiscs() {
+        let mut s = shaper(Fake::default());
+        s.sync(&[(0, 1, 0, 1000), (0, 1, 1, 1000)]).expect("sync");
+        s.remove().expect("remove");
+        assert!(s.ops.qdisc.is_empty());
+    }
+
+    #[test]
+    fn minors_are_16_bits() {
+        assert_eq!(MAX_SHAPED_SUBSCRIBER, 8190);
+        assert_eq!(class_minor(MAX_SHAPED_SUBSCRIBER, RULE_SLOTS - 1), 0xfff8);
+        let mut s = shaper(Fake::default());
+        assert!(matches!(
+            s.sync(&[(8191, 1, 0, 1000)]),
+            Err(ShapeError::TooManyShaped { sub: 8191 })
+        ));
+        assert!(s.ops.qdisc.is_empty(), "refused before touching anything");
+    }
+
+    #[test]
+    fn class_message_layout() {
+        let mut m = Msg::new(RTM_NEWTCLASS, 0, 7, HTB_HANDLE | 2, HTB_HANDLE);
+        m.attr(TCA_KIND, b"htb\0");
+        let opts = m.nest(TCA_OPTIONS);
+        m.attr(TCA_HTB_PARMS, &htb_opt(2_500_000));
+        m.end_nest(opts);
+        let b = m.finish(42);
+        assert_eq!(u32_at(&b, 0), Some(b.len() as u32));
+        assert_eq!(u32_at(&b, 8), Some(42));
+        // tcmsg: ifindex 7, handle 1:2, parent 1:.
+        assert_eq!(
+            (u32_at(&b, 20), u32_at(&b, 24), u32_at(&b, 28)),
+            (Some(7), Some(0x10002), Some(0x10000))
+        );
+        // TCA_KIND (8 bytes), then TCA_OPTIONS holding TCA_HTB_PARMS of 44 bytes.
+        assert_eq!((u16_at(&b, 36), u16_at(&b, 38)), (Some(8), Some(TCA_KIND)));
+        assert_eq!(
+            (u16_at(&b, 44), u16_at(&b, 46)),
+            (Some(4 + 4 + 44), Some(TCA_OPTIONS))
+        );
+        assert_eq!(
+            (u16_at(&b, 48), u16_at(&b, 50)),
+            (Some(48), Some(TCA_HTB_PARMS))
+        );
+        let opt = &b[52..96];
+        assert_eq!(u32_at(opt, 8), Some(2_500_000), "rate");
+        assert_eq!(u32_at(opt, 20), Some(2_500_000), "ceil");
+        // 10 ms in 64 ns ticks.
+        assert_eq!(u32_at(opt, 24), Some(10_000_000 >> 6));
+        assert_eq!(u32_at(opt, 32), Some(200_000), "quantum clamped");
+    }
+
+    #[test]
+    fn acks_and_errors_are_parsed() {
+        let ack = |seq: u32, errno: i32, extra: &[u8]| {
+            let mut b = Vec::new();
+            let len = 16 + 4 + 16 + extra.len();
+            b.extend_from_slice(&(len as u32).to_ne_bytes());
+            b.extend_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
+            b.extend_from_slice(&(libc::NLM_F_CAPPED as u16).to_ne_bytes());
+            b.extend_from_slice(&seq.to_ne_bytes());
+            b.extend_from_slice(&0u32.to_ne_bytes());
+            b.extend_from_slice(&errno.to_ne_bytes());
+            b.extend_from_slice(&[0u8; 16]);
+            b.extend_from_slice(extra);
+            b
+        };
+        assert!(matches!(parse_ack(&ack(3, 0, &[]), 3), Some(Ok(()))));
+        assert!(
+            parse_ack(&ack(2, 0, &[]), 3).is_none(),
+            "another request's answer"
+        );
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&14u16.to_ne_bytes());
+        msg.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
+        msg.extend_from_slice(b"Exclusive\0\0\0");
+        let e = parse_ack(&ack(3, -libc::EEXIST, &msg), 3)
+            .expect("answer")
+            .expect_err("an error");
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert!(e.to_string().ends_with(": Exclusive"), "{e}");
+    }
+}
