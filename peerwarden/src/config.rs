@@ -4,8 +4,10 @@
 //! interfaces: { downlink: eth1, uplink: eth0 }   # towards subscribers / towards the internet
 //! netns: gw                                      # optional: interfaces live in this namespace
 //! policy: /etc/peerwarden/policy.yaml            # optional
-//! api: { listen: "127.0.0.1:9440" }
+//! api: { listen: "127.0.0.1:9440" }                # optional tls: { cert: PATH, key: PATH }
 //! flow_table_size: 1048576
+//! history: { path: /var/lib/peerwarden/history.db, minute_retention_days: 7, hour_retention_days: 90 }
+//! metrics: { subscriber_series_limit: 1000 }
 //! ```
 
 use std::{net::SocketAddr, path::{Path, PathBuf}};
@@ -43,6 +45,63 @@ pub struct Config {
     /// Seconds of per-second history kept in memory for `?window=` queries.
     #[serde(default = "default_history_seconds")]
     pub history_seconds: u32,
+    /// The history store on disk.
+    #[serde(default)]
+    pub history: HistoryConfig,
+    /// Prometheus exposition.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// The history store: per-minute counters, rolled up into hours, then dropped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// The SQLite file (its directory is created if missing).
+    #[serde(default = "default_history_path")]
+    pub path: PathBuf,
+    /// Days of per-minute rows; older minutes are summed into hours.
+    #[serde(default = "default_minute_retention_days")]
+    pub minute_retention_days: u32,
+    /// Days of per-hour rows; older hours are deleted.
+    #[serde(default = "default_hour_retention_days")]
+    pub hour_retention_days: u32,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            path: default_history_path(),
+            minute_retention_days: default_minute_retention_days(),
+            hour_retention_days: default_hour_retention_days(),
+        }
+    }
+}
+
+/// Prometheus exposition settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Per-subscriber series for at most this many subscribers (the top ones by bytes);
+    /// 0 turns them off. Each subscriber costs 40 series.
+    #[serde(default = "default_subscriber_series_limit")]
+    pub subscriber_series_limit: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { subscriber_series_limit: default_subscriber_series_limit() }
+    }
+}
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// The gateway's interfaces.
@@ -67,11 +126,14 @@ pub struct Api {
     /// Without either, writes are refused.
     #[serde(default)]
     pub token: Option<String>,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for Api {
     fn default() -> Self {
-        Api { listen: default_listen(), token: None }
+        Api { listen: default_listen(), token: None, tls: None }
     }
 }
 
@@ -89,6 +151,22 @@ fn default_max_subscribers() -> u32 {
 
 fn default_history_seconds() -> u32 {
     3600
+}
+
+fn default_history_path() -> PathBuf {
+    PathBuf::from("/var/lib/peerwarden/history.db")
+}
+
+fn default_minute_retention_days() -> u32 {
+    7
+}
+
+fn default_hour_retention_days() -> u32 {
+    90
+}
+
+fn default_subscriber_series_limit() -> usize {
+    1000
 }
 
 /// Why a configuration was refused.
@@ -164,6 +242,28 @@ impl Config {
                 config.history_seconds
             )));
         }
+        let h = &config.history;
+        if h.path.as_os_str().is_empty() || h.path.is_dir() {
+            return Err(invalid(format!("history.path: {:?} is not a file path", h.path)));
+        }
+        if h.minute_retention_days == 0 || h.minute_retention_days > 366 {
+            return Err(invalid(format!(
+                "history.minute_retention_days: {} is out of range (1 to 366)",
+                h.minute_retention_days
+            )));
+        }
+        if h.hour_retention_days < h.minute_retention_days || h.hour_retention_days > 3660 {
+            return Err(invalid(format!(
+                "history.hour_retention_days: {} is out of range ({} to 3660: at least the minute retention)",
+                h.hour_retention_days, h.minute_retention_days
+            )));
+        }
+        if config.metrics.subscriber_series_limit > 100_000 {
+            return Err(invalid(format!(
+                "metrics.subscriber_series_limit: {} is out of range (0 to 100000)",
+                config.metrics.subscriber_series_limit
+            )));
+        }
         if config.api.token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err(invalid("api.token: use at least 16 characters".into()));
         }
@@ -190,6 +290,35 @@ mod tests {
         assert_eq!(c.flow_table_size, 1_048_576);
         assert_eq!(c.api.listen.to_string(), "127.0.0.1:9440");
         assert!(c.netns.is_none() && c.policy.is_none());
+        assert_eq!(c.history.path, Path::new("/var/lib/peerwarden/history.db"));
+        assert_eq!((c.history.minute_retention_days, c.history.hour_retention_days), (7, 90));
+        assert_eq!(c.metrics.subscriber_series_limit, 1000);
+        assert!(c.api.tls.is_none());
+    }
+
+    #[test]
+    fn history_metrics_and_tls_sections() {
+        let c = parse(
+            "interfaces: { downlink: a, uplink: b }\n\
+             api: { tls: { cert: /etc/pw/cert.pem, key: /etc/pw/key.pem } }\n\
+             history: { path: /tmp/h.db, minute_retention_days: 2 }\n\
+             metrics: { subscriber_series_limit: 0 }\n",
+        )
+        .expect("valid");
+        assert_eq!(c.api.tls.as_ref().map(|t| t.key.clone()), Some(PathBuf::from("/etc/pw/key.pem")));
+        assert_eq!((c.history.minute_retention_days, c.history.hour_retention_days), (2, 90));
+        assert_eq!(c.metrics.subscriber_series_limit, 0);
+        for (extra, needle) in [
+            ("history: { minute_retention_days: 0 }", "minute_retention_days"),
+            ("history: { minute_retention_days: 30, hour_retention_days: 10 }", "hour_retention_days"),
+            ("history: { path: / }", "history.path"),
+            ("history: { keep: 1 }", "keep"),
+            ("metrics: { subscriber_series_limit: 1000000 }", "subscriber_series_limit"),
+            ("api: { tls: { cert: /c.pem } }", "key"),
+        ] {
+            let e = parse(&format!("interfaces: {{ downlink: a, uplink: b }}\n{extra}\n")).unwrap_err();
+            assert!(e.to_string().contains(needle), "{extra}: {e}");
+        }
     }
 
     #[test]

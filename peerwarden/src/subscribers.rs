@@ -1,0 +1,382 @@
+//! Per-subscriber readings: the kernel's per-subscriber counters (per class and direction:
+//! packets, bytes, policy drops and marks) read every second, turned into totals per
+//! subscriber id for this run of the daemon, and the last seconds of them for rates.
+//!
+//! The kernel keeps counters per subscriber *index*; the enforcer gives every subscriber
+//! id of the policy an index that stays across reloads. When a subscriber leaves the
+//! policy its index may go to a newcomer, whose counters then continue from the old
+//! owner's: the newcomer's totals start from the reading at which it was first seen
+//! owning the index (the second around the change is not attributed to either).
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use peerwarden::subscribers::{ClassCounters, Readings};
+//!
+//! let r = Readings::default();
+//! let mut kernel: ClassCounters = Default::default();
+//! let t0 = Instant::now();
+//! r.update(t0, &[("alice".into(), 0)], |_| Ok::<_, String>(kernel));
+//! kernel[0][1].bytes = 1_250_000; // p2p down
+//! r.update(t0 + Duration::from_secs(1), &[("alice".into(), 0)], |_| Ok::<_, String>(kernel));
+//! let recent = r.recent("alice").expect("alice is known");
+//! assert_eq!(recent.delta[0][1].bytes * 8 / recent.seconds as u64, 10_000_000);
+//! ```
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    fmt::Display,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use peerwarden_common::policy::SubCounter;
+use peerwarden_policies::Policy;
+
+/// Counters per class (p2p, video, web, other) and direction (up, down).
+pub type ClassCounters = [[SubCounter; 2]; 4];
+
+/// The span current rates and drops are measured over.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// What happened in the last [`RATE_WINDOW`] (or since the first reading, if later).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Recent {
+    /// Seconds between the two readings compared (0 before the second reading).
+    pub seconds: f64,
+    /// The counters' growth over those seconds.
+    pub delta: ClassCounters,
+}
+
+/// One subscriber id's readings.
+#[derive(Default)]
+struct Sub {
+    /// The kernel index it owns, if it is in the active policy.
+    index: Option<u32>,
+    /// The last kernel reading of that index.
+    kernel: ClassCounters,
+    /// Accumulated over this run.
+    total: ClassCounters,
+    /// `(when, total)` for the last [`RATE_WINDOW`] and one reading before it.
+    recent: VecDeque<(Instant, ClassCounters)>,
+}
+
+#[derive(Default)]
+struct Inner {
+    subs: HashMap<String, Sub>,
+    owners: Vec<(String, u32)>,
+    /// Indexes owned by some id during this run (the kernel's counters of the others are
+    /// still zero: the maps are new).
+    ever_owned: HashSet<u32>,
+    /// Every subscriber's growth this run, summed (stays when a subscriber leaves).
+    totals: ClassCounters,
+    /// Kernel reads that failed.
+    read_errors: u64,
+}
+
+/// The per-subscriber readings, shared between the counter reader and the API.
+#[derive(Default)]
+pub struct Readings {
+    inner: Mutex<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn add(a: &mut SubCounter, b: &SubCounter) {
+    a.packets += b.packets;
+    a.bytes += b.bytes;
+    a.dropped_packets += b.dropped_packets;
+    a.dropped_bytes += b.dropped_bytes;
+    a.marked_packets += b.marked_packets;
+}
+
+/// `now - then`, field by field, `None` if any field went down (not the same counter).
+fn growth(now: &SubCounter, then: &SubCounter) -> Option<SubCounter> {
+    Some(SubCounter {
+        packets: now.packets.checked_sub(then.packets)?,
+        bytes: now.bytes.checked_sub(then.bytes)?,
+        dropped_packets: now.dropped_packets.checked_sub(then.dropped_packets)?,
+        dropped_bytes: now.dropped_bytes.checked_sub(then.dropped_bytes)?,
+        marked_packets: now.marked_packets.checked_sub(then.marked_packets)?,
+    })
+}
+
+/// Field-by-field difference of two class tables (saturating: totals never go down).
+pub fn minus(now: &ClassCounters, then: &ClassCounters) -> ClassCounters {
+    let mut out = ClassCounters::default();
+    for c in 0..4 {
+        for d in 0..2 {
+            out[c][d] = growth(&now[c][d], &then[c][d]).unwrap_or_default();
+        }
+    }
+    out
+}
+
+/// Bytes of every class and direction.
+pub fn bytes(c: &ClassCounters) -> u64 {
+    c.iter().flatten().map(|s| s.bytes).sum()
+}
+
+impl Readings {
+    /// Reads every owner's counters with `read(index)` (one reading taken at `at`) and
+    /// returns the totals of this run of the owners read, for the history store.
+    pub fn update<E: Display>(
+        &self,
+        at: Instant,
+        owners: &[(String, u32)],
+        mut read: impl FnMut(u32) -> Result<ClassCounters, E>,
+    ) -> Vec<(String, ClassCounters)> {
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        let live: HashSet<&str> = owners.iter().map(|(id, _)| id.as_str()).collect();
+        for (id, sub) in inner.subs.iter_mut() {
+            if !live.contains(id.as_str()) {
+                sub.index = None;
+                sub.recent.clear();
+            }
+        }
+        let mut out = Vec::with_capacity(owners.len());
+        for (id, index) in owners {
+            let reading = match read(*index) {
+                Ok(r) => r,
+                Err(e) => {
+                    inner.read_errors += 1;
+                    if inner.read_errors.is_power_of_two() {
+                        tracing::warn!(subscriber = %id, index, error = %e, errors = inner.read_errors, "reading subscriber counters");
+                    }
+                    continue;
+                }
+            };
+            let sub = inner.subs.entry(id.clone()).or_default();
+            if sub.index != Some(*index) {
+                // Newly owned: an index nobody had this run still counts from zero; one that
+                // changed hands counts from now.
+                sub.kernel = if inner.ever_owned.contains(index) {
+                    reading
+                } else {
+                    ClassCounters::default()
+                };
+                sub.index = Some(*index);
+                sub.recent.clear();
+                inner.ever_owned.insert(*index);
+            }
+            for c in 0..4 {
+                for d in 0..2 {
+                    // A counter below the last reading cannot happen within one load of the
+                    // probe; if it does, start again from this reading.
+                    let g = growth(&reading[c][d], &sub.kernel[c][d]).unwrap_or_default();
+                    add(&mut sub.total[c][d], &g);
+                    add(&mut inner.totals[c][d], &g);
+                }
+            }
+            sub.kernel = reading;
+            sub.recent.push_back((at, sub.total));
+            // Keep one reading at least RATE_WINDOW old, for the base of the rates.
+            while sub.recent.len() > 2
+                && sub
+                    .recent
+                    .get(1)
+                    .is_some_and(|(t, _)| at.duration_since(*t) >= RATE_WINDOW)
+            {
+                sub.recent.pop_front();
+            }
+            out.push((id.clone(), sub.total));
+        }
+        inner.owners = owners.to_vec();
+        out
+    }
+
+    /// The owners of the last update.
+    pub fn owners(&self) -> Vec<(String, u32)> {
+        lock(&self.inner).owners.clone()
+    }
+
+    /// One subscriber's totals this run.
+    pub fn total(&self, id: &str) -> Option<ClassCounters> {
+        lock(&self.inner).subs.get(id).map(|s| s.total)
+    }
+
+    /// One subscriber's growth over the last [`RATE_WINDOW`].
+    pub fn recent(&self, id: &str) -> Option<Recent> {
+        let g = lock(&self.inner);
+        let sub = g.subs.get(id)?;
+        let Some((last_at, last)) = sub.recent.back() else {
+            return Some(Recent::default());
+        };
+        // The newest reading at least RATE_WINDOW old, else the oldest.
+        let (base_at, base) = sub
+            .recent
+            .iter()
+            .rev()
+            .find(|(t, _)| last_at.duration_since(*t) >= RATE_WINDOW)
+            .or(sub.recent.front())
+            .copied()
+            .unwrap_or((*last_at, *last));
+        Some(Recent {
+            seconds: last_at.duration_since(base_at).as_secs_f64(),
+            delta: minus(last, &base),
+        })
+    }
+
+    /// Every subscriber seen this run with its totals.
+    pub fn all(&self) -> Vec<(String, ClassCounters)> {
+        lock(&self.inner)
+            .subs
+            .iter()
+            .map(|(id, s)| (id.clone(), s.total))
+            .collect()
+    }
+
+    /// Every subscriber's growth this run, summed.
+    pub fn totals(&self) -> ClassCounters {
+        lock(&self.inner).totals
+    }
+
+    /// Kernel reads that failed this run.
+    pub fn read_errors(&self) -> u64 {
+        lock(&self.inner).read_errors
+    }
+}
+
+/// The active policy's subscriber ids with their kernel indexes, worked out again only
+/// when the active policy changes (a schedule re-install keeps the indexes).
+#[derive(Default)]
+pub struct Owners {
+    policy: Option<Arc<Policy>>,
+    owners: Vec<(String, u32)>,
+}
+
+impl Owners {
+    /// The owners under `active`; `id_of(index)` is the enforcer's index table, asked for
+    /// indexes from 0 up until every subscriber of the policy is found (or `max`).
+    pub fn current(
+        &mut self,
+        active: Option<Arc<Policy>>,
+        max: u32,
+        id_of: impl Fn(u32) -> Option<String>,
+    ) -> &[(String, u32)] {
+        let same = match (&self.policy, &active) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            self.owners.clear();
+            if let Some(p) = &active {
+                let wanted = p.subscribers().len();
+                // Indexes are handed out from 0 and reused when freed, so they stay
+                // below the number of subscribers ever installed.
+                for i in 0..max {
+                    if self.owners.len() == wanted {
+                        break;
+                    }
+                    if let Some(id) = id_of(i) {
+                        self.owners.push((id, i));
+                    }
+                }
+            }
+            self.policy = active;
+        }
+        &self.owners
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(p2p_down: u64, dropped: u64) -> ClassCounters {
+        let mut c = ClassCounters::default();
+        c[0][1] = SubCounter {
+            packets: p2p_down / 1000,
+            bytes: p2p_down,
+            dropped_packets: dropped,
+            dropped_bytes: dropped * 1500,
+            marked_packets: 0,
+        };
+        c
+    }
+
+    #[test]
+    fn totals_grow_by_the_kernel_differences_and_rates_span_ten_seconds() {
+        let r = Readings::default();
+        let t0 = Instant::now();
+        let owners = vec![("alice".to_string(), 0u32)];
+        for s in 0..=20u64 {
+            let out = r.update(t0 + Duration::from_secs(s), &owners, |_| {
+                Ok::<_, String>(reading(1000 * (s + 1), s / 2))
+            });
+            assert_eq!(
+                out[0].1[0][1].bytes,
+                1000 * (s + 1),
+                "the first reading counts whole: new maps start at zero"
+            );
+        }
+        let recent = r.recent("alice").expect("known");
+        assert_eq!(recent.seconds, 10.0);
+        assert_eq!(recent.delta[0][1].bytes, 10_000);
+        assert_eq!(recent.delta[0][1].dropped_packets, 5);
+        assert_eq!(r.totals()[0][1].bytes, 21_000);
+        assert!(r.recent("nobody").is_none());
+    }
+
+    #[test]
+    fn an_index_that_changes_hands_starts_the_newcomer_from_its_reading() {
+        let r = Readings::default();
+        let t0 = Instant::now();
+        r.update(t0, &[("alice".into(), 0)], |_| {
+            Ok::<_, String>(reading(5000, 0))
+        });
+        // Alice leaves, bob gets index 0: the kernel keeps counting where alice stopped.
+        r.update(t0 + Duration::from_secs(1), &[("bob".into(), 0)], |_| {
+            Ok::<_, String>(reading(6000, 0))
+        });
+        r.update(t0 + Duration::from_secs(2), &[("bob".into(), 0)], |_| {
+            Ok::<_, String>(reading(6500, 0))
+        });
+        assert_eq!(r.total("alice").map(|c| c[0][1].bytes), Some(5000));
+        assert_eq!(r.total("bob").map(|c| c[0][1].bytes), Some(500));
+        assert_eq!(
+            r.totals()[0][1].bytes,
+            5500,
+            "the second of the change is nobody's"
+        );
+        assert_eq!(r.owners(), vec![("bob".to_string(), 0)]);
+        // A failed read skips the subscriber, counted.
+        let out = r.update(t0 + Duration::from_secs(3), &[("bob".into(), 0)], |_| {
+            Err("gone")
+        });
+        assert!(out.is_empty());
+        assert_eq!(r.read_errors(), 1);
+    }
+
+    #[test]
+    fn owners_are_looked_up_once_per_policy() {
+        let policy = Arc::new(
+            peerwarden_policies::load_str(
+                "plans: { p: { rate: { down: 10mbit, up: 1mbit } } }\ndefault_plan: p\nsubscribers:\n  - { id: a, prefixes: [100.64.0.1/32] }\n  - { id: b, prefixes: [100.64.0.2/32] }\n",
+                "t.yaml",
+            )
+            .expect("valid"),
+        );
+        let asked = std::cell::Cell::new(0);
+        let id_of = |i: u32| {
+            asked.set(asked.get() + 1);
+            match i {
+                3 => Some("a".to_string()),
+                5 => Some("b".to_string()),
+                _ => None,
+            }
+        };
+        let mut o = Owners::default();
+        assert_eq!(
+            o.current(Some(policy.clone()), 100, id_of),
+            &[("a".to_string(), 3), ("b".to_string(), 5)]
+        );
+        assert_eq!(asked.get(), 6, "stops once both are found");
+        o.current(Some(policy.clone()), 100, id_of);
+        assert_eq!(asked.get(), 6, "same policy: not asked again");
+        assert!(o.current(None, 100, id_of).is_empty());
+    }
+}
