@@ -8,7 +8,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context as _, anyhow};
@@ -19,12 +19,14 @@ use crate::{
     config::Config,
     deep::{self, DeepState},
     enforce::Enforcer,
+    history::{History, Retention},
     policy_store::{ApplyHook, PolicyStore, ReplaceError},
     preflight,
     probe::{PROG_DOWNLINK, PROG_UPLINK, Probe, ProbeOptions},
     schedule::PolicyClock,
     shaping::Shaper,
     state::{Sample, State, StateOptions},
+    subscribers::Owners,
 };
 
 /// One line for a refused policy: the first error with its position, and how many more.
@@ -50,6 +52,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(config.api.listen)
         .with_context(|| format!("binding the API to {}", config.api.listen))?;
     listener.set_nonblocking(true).context("configuring the API socket")?;
+    // The certificate is checked before anything touches the kernel.
+    let tls = config.api.tls.as_ref().map(api::tls::server_config).transpose()?;
     if let Some(ns) = &config.netns {
         preflight::enter_netns(ns)?;
     }
@@ -75,6 +79,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
 
+    // So is the history store: a start it cannot record refuses with nothing attached.
+    let history = History::open(
+        &config.history.path,
+        &crate::history::instance_name(),
+        Retention { minute_days: config.history.minute_retention_days, hour_days: config.history.hour_retention_days },
+    )
+    .context("opening the history store")?;
     let mut probe = Probe::load_with(ProbeOptions {
         flow_table_size: config.flow_table_size,
         max_subscribers: config.max_subscribers,
@@ -123,11 +134,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         deep: deep.clone(),
         clock: clock.clone(),
     }));
+    let _ = state.history_store.set(Arc::new(history));
+    state.subscriber_series_limit.store(config.metrics.subscriber_series_limit, Ordering::Relaxed);
     let stop = Arc::new(AtomicBool::new(false));
     let readers = [
         spawn_reader("counters", &stop, {
-            let (probe, state) = (probe.clone(), state.clone());
-            move || read_counters(&probe, &state)
+            let (probe, state, enforcer) = (probe.clone(), state.clone(), enforcer.clone());
+            let mut owners = Owners::default();
+            move || read_counters(&probe, &state, &mut owners, &enforcer)
         })?,
         spawn_reader("flows", &stop, {
             let (probe, state) = (probe.clone(), state.clone());
@@ -167,7 +181,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
 
-    let served = serve(listener, state, config.policy.clone());
+    let served = serve(listener, tls, state.clone(), config.policy.clone());
     stop.store(true, Ordering::Relaxed);
     for r in readers.into_iter().chain(deep_thread) {
         if r.join().is_err() {
@@ -179,7 +193,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     drop(enforcer);
     let mut probe = Arc::into_inner(probe).ok_or_else(|| anyhow!("probe still shared at shutdown"))?;
-    probe.detach_all().context("detaching the probe")?;
+    let detached = probe.detach_all().context("detaching the probe");
+    // A last reading once nothing counts any more: the store gets every byte counted.
+    record(&probe, &state, &state.subscribers.owners(), probe.counters().ok(), Instant::now(), SystemTime::now());
+    if let Some(h) = state.history_store.get()
+        && let Err(e) = h.flush()
+    {
+        error!(error = %e, "writing the last of the history");
+    }
+    detached?;
     info!("detached from both interfaces");
     served
 }
@@ -200,7 +222,12 @@ fn reload_file(state: &State, path: &std::path::Path, why: &str) {
     }
 }
 
-fn serve(listener: std::net::TcpListener, state: Arc<State>, policy_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+fn serve(
+    listener: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    state: Arc<State>,
+    policy_path: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -220,10 +247,16 @@ fn serve(listener: std::net::TcpListener, state: Arc<State>, policy_path: Option
                 }
             });
         }
-        axum::serve(listener, api::app(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving the API")
+        let app = api::app(state).into_make_service_with_connect_info::<api::tls::Peer>();
+        match tls {
+            Some(config) => {
+                info!("API over TLS");
+                let listener = api::tls::TlsListener::new(listener, config).context("API socket")?;
+                axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+            }
+            None => axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await,
+        }
+        .context("serving the API")
     })
 }
 
@@ -261,11 +294,21 @@ fn spawn_reader(
         .with_context(|| format!("starting the {name} reader"))
 }
 
-fn read_counters(probe: &Probe, state: &State) {
-    match probe.counters() {
-        Ok(counters) => state.push_sample(Sample { at: Instant::now(), counters }),
-        Err(e) => warn!(error = %e, "reading counters"),
-    }
+fn read_counters(probe: &Probe, state: &State, owners: &mut Owners, enforcer: &Enforcer) {
+    let (at, wall) = (Instant::now(), SystemTime::now());
+    let counters = match probe.counters() {
+        Ok(counters) => {
+            state.push_sample(Sample { at, counters: counters.clone() });
+            Some(counters)
+        }
+        Err(e) => {
+            warn!(error = %e, "reading counters");
+            None
+        }
+    };
+    let active = state.policy.active().map(|a| a.policy);
+    let owners = owners.current(active, probe.options().max_subscribers, |i| enforcer.subscriber_id(i));
+    record(probe, state, owners, counters, at, wall);
     match probe.stats() {
         Ok(stats) => state.set_stats(stats),
         Err(e) => warn!(error = %e, "reading probe statistics"),
@@ -276,5 +319,20 @@ fn read_flows(probe: &Probe, state: &State) {
     match probe.flows() {
         Ok(flows) => state.set_flows(flows),
         Err(e) => warn!(error = %e, "walking the flow table"),
+    }
+}
+
+/// Per-subscriber readings and the history store, from one reading of the label counters.
+fn record(
+    probe: &Probe,
+    state: &State,
+    owners: &[(String, u32)],
+    counters: Option<crate::probe::LabelCounters>,
+    at: Instant,
+    wall: SystemTime,
+) {
+    let totals = state.subscribers.update(at, owners, |i| probe.subscriber_counters(i));
+    if let (Some(h), Some(c)) = (state.history_store.get(), counters) {
+        h.record(wall, &c, &totals);
     }
 }

@@ -225,6 +225,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A name for this load of the kernel counters: the boot, this process and when it
+/// started. The daemon loads new maps at every start (they are not pinned), so readings
+/// recorded under another name are never the base for its counters.
+pub fn instance_name() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}/{}/{nanos}", boot.trim(), std::process::id())
+}
+
 /// Seconds since the epoch (negative before it, for completeness).
 pub fn unix(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {

@@ -46,6 +46,21 @@ pub struct Mix {
     pub labels: BTreeMap<&'static str, Usage>,
     /// The probe's own statistics since start.
     pub probe: BTreeMap<&'static str, u64>,
+    /// Answers from the history store: the range covered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<Span>,
+}
+
+/// A range served from the history store, rounded out to whole minutes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Span {
+    /// Start (RFC 3339), included.
+    pub from: String,
+    /// End (RFC 3339), excluded.
+    pub to: String,
+    /// `store`: per-minute rows (per-hour rows past the minute retention, each counted
+    /// in full if its hour starts in the range).
+    pub source: &'static str,
 }
 
 /// A counter difference; a reading below its base (a flow's bytes moved to its label
@@ -108,6 +123,7 @@ pub fn mix(state: &State, window_secs: Option<u64>) -> Mix {
         classes,
         labels,
         probe: state.stats(),
+        range: None,
     }
 }
 
@@ -183,24 +199,58 @@ impl FlowRecord {
 pub struct FlowFilter {
     pub label: Option<Label>,
     pub class: Option<Class>,
+    /// Only flows of this subscriber (by the active policy's prefixes).
+    pub subscriber: Option<String>,
+    /// Only flows with this address on either side.
+    pub address: Option<IpAddr>,
+    /// Only flows after this one in the listing's order: `(last_seen_ns, key)` of the
+    /// last flow of the previous page.
+    pub after: Option<(u64, FlowKey)>,
     pub limit: usize,
 }
 
-/// Flows matching `filter`, newest (most recently seen) first.
-pub fn flows(state: &State, filter: &FlowFilter) -> Vec<FlowRecord> {
+/// The listing's order, newest first; ties (same last packet time) by key.
+fn order(a: &(FlowKey, FlowValue), b: &(FlowKey, FlowValue)) -> std::cmp::Ordering {
+    b.1.last_seen_ns.cmp(&a.1.last_seen_ns).then_with(|| key_order(&a.0).cmp(&key_order(&b.0)))
+}
+
+fn key_order(k: &FlowKey) -> (u8, u8, [u8; 16], u16, [u8; 16], u16) {
+    (k.family, k.proto, k.sub_addr, k.sub_port, k.remote_addr, k.remote_port)
+}
+
+/// Flows matching `filter`, newest (most recently seen) first, and the position after
+/// the last one when more follow.
+pub fn flows(state: &State, filter: &FlowFilter) -> (Vec<FlowRecord>, Option<(u64, FlowKey)>) {
+    let policy = state.policy.active();
     let mut hits: Vec<(FlowKey, FlowValue)> = state
         .flows
         .iter()
         .filter(|e| {
-            let label = Label::from_id(e.value().label);
-            filter.label.is_none_or(|l| l == label) && filter.class.is_none_or(|c| c == label.class())
+            let (k, v) = (e.key(), e.value());
+            let label = Label::from_id(v.label);
+            let src = addr(k.family, &k.sub_addr);
+            filter.label.is_none_or(|l| l == label)
+                && filter.class.is_none_or(|c| c == label.class())
+                && filter.address.is_none_or(|a| a == src || a == addr(k.family, &k.remote_addr))
+                && filter.after.is_none_or(|(ns, key)| {
+                    v.last_seen_ns < ns || (v.last_seen_ns == ns && key_order(k) > key_order(&key))
+                })
+                && filter.subscriber.as_deref().is_none_or(|id| {
+                    policy.as_ref().and_then(|p| p.policy.subscriber_for(src)).is_some_and(|s| s.id == id)
+                })
         })
         .map(|e| (*e.key(), *e.value()))
         .collect();
-    hits.sort_by(|a, b| b.1.last_seen_ns.cmp(&a.1.last_seen_ns));
+    // Only the first `limit + 1` need sorting (one more tells whether a page follows).
+    if hits.len() > filter.limit + 1 {
+        hits.select_nth_unstable_by(filter.limit, order);
+        hits.truncate(filter.limit + 1);
+    }
+    hits.sort_by(order);
+    let more = hits.len() > filter.limit;
     hits.truncate(filter.limit);
-    let policy = state.policy.active();
-    hits.iter()
+    let next = if more { hits.last().map(|(k, v)| (v.last_seen_ns, *k)) } else { None };
+    let records = hits.iter()
         .map(|(k, v)| {
             let mut r = FlowRecord::new(k, v);
             r.subscriber = policy.as_ref().and_then(|p| p.policy.subscriber_for(r.src)).map(|s| s.id.clone());
@@ -211,5 +261,6 @@ pub fn flows(state: &State, filter: &FlowFilter) -> Vec<FlowRecord> {
             }
             r
         })
-        .collect()
+        .collect();
+    (records, next)
 }

@@ -51,6 +51,12 @@ pub struct State {
     pub deep: Arc<DeepState>,
     /// The schedules' clock.
     pub clock: Arc<PolicyClock>,
+    /// The history store, set once when the daemon has opened it (none in API tests).
+    pub history_store: std::sync::OnceLock<Arc<crate::history::History>>,
+    /// Per-subscriber readings of the kernel's counters.
+    pub subscribers: crate::subscribers::Readings,
+    /// `/metrics` lists per-subscriber series for at most this many subscribers.
+    pub subscriber_series_limit: std::sync::atomic::AtomicUsize,
 }
 
 /// What a [`State`] is made from.
@@ -91,6 +97,9 @@ impl State {
             api_token: o.api_token,
             deep: o.deep,
             clock: o.clock,
+            history_store: Default::default(),
+            subscribers: Default::default(),
+            subscriber_series_limit: 1000.into(),
         }
     }
 

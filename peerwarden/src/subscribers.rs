@@ -105,10 +105,13 @@ fn growth(now: &SubCounter, then: &SubCounter) -> Option<SubCounter> {
 /// Field-by-field difference of two class tables (saturating: totals never go down).
 pub fn minus(now: &ClassCounters, then: &ClassCounters) -> ClassCounters {
     let mut out = ClassCounters::default();
-    for c in 0..4 {
-        for d in 0..2 {
-            out[c][d] = growth(&now[c][d], &then[c][d]).unwrap_or_default();
-        }
+    for ((o, n), t) in out
+        .iter_mut()
+        .flatten()
+        .zip(now.iter().flatten())
+        .zip(then.iter().flatten())
+    {
+        *o = growth(n, t).unwrap_or_default();
     }
     out
 }
@@ -161,13 +164,13 @@ impl Readings {
                 sub.recent.clear();
                 inner.ever_owned.insert(*index);
             }
-            for c in 0..4 {
-                for d in 0..2 {
-                    // A counter below the last reading cannot happen within one load of the
-                    // probe; if it does, start again from this reading.
-                    let g = growth(&reading[c][d], &sub.kernel[c][d]).unwrap_or_default();
-                    add(&mut sub.total[c][d], &g);
-                    add(&mut inner.totals[c][d], &g);
+            // A counter below the last reading cannot happen within one load of the probe;
+            // if it does, start again from this reading.
+            let g = minus(&reading, &sub.kernel);
+            for (c, row) in g.iter().enumerate() {
+                for (d, g) in row.iter().enumerate() {
+                    add(&mut sub.total[c][d], g);
+                    add(&mut inner.totals[c][d], g);
                 }
             }
             sub.kernel = reading;

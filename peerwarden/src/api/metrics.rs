@@ -3,12 +3,15 @@
 //! Names follow Prometheus conventions: counters end in `_total`, byte counts say `_bytes`,
 //! labels are `class`, `label` and `direction` (`up` is from the subscriber).
 
-use std::{fmt::Write as _, sync::Arc};
+use std::{
+    fmt::Write as _,
+    sync::{Arc, atomic::Ordering},
+};
 
 use axum::{extract::State as Ext, http::header, response::IntoResponse};
-use peerwarden_common::label::ALL_LABELS;
+use peerwarden_common::{label::ALL_LABELS, policy::SubCounter};
 
-use crate::state::State;
+use crate::{history::CLASS_NAMES, state::State, subscribers::bytes};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -72,5 +75,78 @@ pub fn render(state: &State) -> String {
     let name = "peerwarden_uptime_seconds";
     let up = state.started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let _ = writeln!(out, "# HELP {name} Seconds since the daemon started.\n# TYPE {name} gauge\n{name} {up:.3}");
+    render_policy_and_subscribers(state, &mut out);
     out
+}
+
+/// A label value with `\`, `"` and newlines escaped, as the text format wants.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Policy drops and marks, reloads, ring-buffer drops, the history store, and the
+/// per-subscriber series of the top subscribers (at most `subscriber_series_limit`).
+fn render_policy_and_subscribers(state: &State, out: &mut String) {
+    const DIRS: [&str; 2] = ["up", "down"];
+    type Pick = fn(&SubCounter) -> u64;
+    let policy_counters: [(&str, &str, Pick); 3] = [
+        ("peerwarden_policy_dropped_packets_total", "Packets dropped by the policy (police or block), by class and direction, all subscribers.", |c| c.dropped_packets),
+        ("peerwarden_policy_dropped_bytes_total", "Bytes dropped by the policy, by class and direction, all subscribers.", |c| c.dropped_bytes),
+        ("peerwarden_policy_marked_packets_total", "Packets whose DSCP the policy rewrote, by class and direction, all subscribers.", |c| c.marked_packets),
+    ];
+    let totals = state.subscribers.totals();
+    for (name, help, pick) in policy_counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (ci, class) in CLASS_NAMES.iter().enumerate() {
+            for (d, dir) in DIRS.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{class=\"{class}\",direction=\"{dir}\"}} {}", pick(&totals[ci][d]));
+            }
+        }
+    }
+    let stats = state.stats();
+    for (name, help, v) in [
+        ("peerwarden_policy_reloads_total", "Policies accepted (file, SIGHUP or API).", state.policy.reloads.load(Ordering::Relaxed)),
+        ("peerwarden_policy_reload_failures_total", "Policies refused (invalid, or the data path could not take them).", state.policy.failures.load(Ordering::Relaxed)),
+        ("peerwarden_deep_samples_dropped_total", "Payload samples the kernel could not hand to the deep classifier (ring buffer full).", stats.get("ring_drops").copied().unwrap_or(0)),
+        ("peerwarden_history_flushes_total", "Writes of the history store.", state.history_store.get().map_or(0, |h| h.flushes.load(Ordering::Relaxed))),
+        ("peerwarden_history_flush_failures_total", "Writes of the history store that failed (retried with the next).", state.history_store.get().map_or(0, |h| h.flush_failures.load(Ordering::Relaxed))),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    }
+
+    let mut subs = state.subscribers.all();
+    let known = subs.len();
+    let limit = state.subscriber_series_limit.load(Ordering::Relaxed);
+    if subs.len() > limit {
+        // The top `limit` by bytes; only those are sorted.
+        subs.select_nth_unstable_by(limit, |a, b| bytes(&b.1).cmp(&bytes(&a.1)).then_with(|| a.0.cmp(&b.0)));
+        subs.truncate(limit);
+    }
+    subs.sort_by(|a, b| bytes(&b.1).cmp(&bytes(&a.1)).then_with(|| a.0.cmp(&b.0)));
+    let name = "peerwarden_subscribers_known";
+    let _ = writeln!(out, "# HELP {name} Subscribers with counters since the daemon started.\n# TYPE {name} gauge\n{name} {known}");
+    let name = "peerwarden_subscriber_series_subscribers";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Subscribers with per-subscriber series here (the top ones by bytes, at most metrics.subscriber_series_limit).\n# TYPE {name} gauge\n{name} {}",
+        subs.len()
+    );
+    let per_subscriber: [(&str, &str, Pick); 5] = [
+        ("peerwarden_subscriber_bytes_total", "Bytes of a subscriber by class and direction, since the daemon started.", |c| c.bytes),
+        ("peerwarden_subscriber_packets_total", "Packets of a subscriber by class and direction.", |c| c.packets),
+        ("peerwarden_subscriber_dropped_packets_total", "Packets of a subscriber dropped by the policy.", |c| c.dropped_packets),
+        ("peerwarden_subscriber_dropped_bytes_total", "Bytes of a subscriber dropped by the policy.", |c| c.dropped_bytes),
+        ("peerwarden_subscriber_marked_packets_total", "Packets of a subscriber whose DSCP the policy rewrote.", |c| c.marked_packets),
+    ];
+    for (name, help, pick) in per_subscriber {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (id, c) in &subs {
+            let id = escape(id);
+            for (ci, class) in CLASS_NAMES.iter().enumerate() {
+                for (d, dir) in DIRS.iter().enumerate() {
+                    let _ = writeln!(out, "{name}{{subscriber=\"{id}\",class=\"{class}\",direction=\"{dir}\"}} {}", pick(&c[ci][d]));
+                }
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! handlers at `/api/v1/openapi.json`, Prometheus text at `/metrics`, `/healthz`. The router
 //! is built in [`app`] so tests drive it without a socket.
 
+mod access_log;
 mod auth;
 mod clock;
 mod dashboard;
@@ -11,8 +12,11 @@ mod health;
 mod metrics;
 mod mix;
 mod policy;
+mod range;
 mod series;
 mod status;
+mod subscribers;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -47,6 +51,8 @@ pub fn router() -> (Router<Arc<State>>, utoipa::openapi::OpenApi) {
         .routes(routes!(policy::get, policy::put))
         .routes(routes!(policy::rejected))
         .routes(routes!(clock::get, clock::put))
+        .routes(routes!(subscribers::top))
+        .routes(routes!(subscribers::one))
         .routes(routes!(dashboard::index))
         .routes(routes!(dashboard::asset))
         .split_for_parts()
@@ -64,6 +70,7 @@ pub fn app(state: Arc<State>) -> Router {
         )
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(access_log::log))
         .with_state(state)
 }
 

@@ -1,5 +1,7 @@
 //! `GET /api/v1/mix/series?window=10m&step=10s`: the traffic mix as a time series, one point
-//! per step, from the daemon's per-second history (what the dashboard's chart draws).
+//! per step, from the daemon's per-second history (what the dashboard's chart draws);
+//! `?from=RFC3339&to=RFC3339&step=5m` (or a window longer than that history) from the
+//! history store, in whole minutes.
 
 use std::{
     collections::BTreeMap,
@@ -11,7 +13,7 @@ use axum::{Json, extract::State as Ext, http::Uri};
 use peerwarden_common::label::{ALL_CLASSES, ALL_LABELS};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, error::query, mix::parse_window};
+use super::{ApiError, error::query, mix::parse_window, range};
 use crate::{
     clock,
     state::{Sample, State},
@@ -35,8 +37,13 @@ struct Params {
     /// history kept; default 10 minutes or the history kept, whichever is shorter).
     window: Option<String>,
     /// The span of one point: `1s`, `10s`, `1m` (at least 1 s, at most the window, and at
-    /// most 1,000 points per window; default 10 s).
+    /// most 1,000 points per window; default 10 s). Over the history store: whole
+    /// minutes (default: the shortest giving at most 1,000 points).
     step: Option<String>,
+    /// Start of a range (RFC 3339), served from the history store.
+    from: Option<String>,
+    /// End of the range (RFC 3339; default now).
+    to: Option<String>,
 }
 
 /// Bytes and packets of one class or label over one step, each `[up, down]`.
@@ -71,6 +78,9 @@ pub struct Series {
     pub points: Vec<Point>,
     /// The class of every label, so a client can colour labels without its own table.
     pub label_classes: BTreeMap<&'static str, &'static str>,
+    /// Answers from the history store: the range covered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<crate::report::Span>,
 }
 
 /// The traffic mix as a time series: one point per step over the window.
@@ -79,6 +89,33 @@ pub struct Series {
 pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Series>, ApiError> {
     let p: Params = query(uri.query())?;
     let history = state.history_seconds();
+    let now = SystemTime::now();
+    let stored = match range::parse(p.from.as_deref(), p.to.as_deref(), now)? {
+        Some(_) if p.window.is_some() => {
+            return Err(ApiError::BadRequest("window: give either window or from/to".into()));
+        }
+        Some(r) => Some(r),
+        None => match p.window.as_deref().map(parse_window).transpose()? {
+            Some(w) if w > history && state.history_store.get().is_some() => Some(range::Range::last(w, now)),
+            _ => None,
+        },
+    };
+    if let Some(r) = stored {
+        let step = match p.step.as_deref() {
+            Some(s) => parse_window(s).map_err(|_| {
+                ApiError::BadRequest(format!("step: {s:?} is not a duration like 1m, 5m or 1h"))
+            })?,
+            None => r.seconds().div_ceil(MAX_POINTS).div_ceil(60).max(1) * 60,
+        };
+        let points = range::series(&state, r, step).await?;
+        return Ok(Json(Series {
+            window_seconds: r.seconds(),
+            step_seconds: step,
+            points,
+            label_classes: ALL_LABELS.iter().map(|l| (l.name(), l.class().name())).collect(),
+            range: Some(r.span()),
+        }));
+    }
     let window = match p.window.as_deref() {
         Some(w) => {
             let w = parse_window(w)?;
@@ -126,6 +163,7 @@ pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Series>, 
         step_seconds: step,
         points,
         label_classes,
+        range: None,
     }))
 }
 

@@ -162,6 +162,7 @@ async fn every_documented_route_answers_and_every_route_is_documented() {
         "GET /api/v1/status", "GET /healthz", "GET /metrics", "PUT /api/v1/policy",
         "GET /api/v1/mix/series", "GET /", "GET /assets/{file}",
         "GET /api/v1/clock", "PUT /api/v1/clock",
+        "GET /api/v1/subscribers/top", "GET /api/v1/subscribers/{id}",
     ];
     served.sort();
     assert_eq!(documented, served);
@@ -379,4 +380,329 @@ async fn the_clock_moves_with_the_token_and_reevaluates() {
     }
     let (_, v) = send(&app, put_clock(r#"{"offset_seconds": 0}"#, Some(TOKEN))).await;
     assert_eq!(v["offset_seconds"], 0);
+}
+
+// ---- history store, subscribers, flows paging, metrics, request log -----------------------
+
+/// A state like [`state`] with a history store in a fresh directory (removed on drop), the
+/// policy below, and per-subscriber readings 10 s apart: alice's p2p down grew by
+/// 12,500,000 bytes (10 Mbit/s) with 100 drops, bob's web down by 1,000,000 bytes.
+struct Stored {
+    state: Arc<State>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Stored {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const POLICED: &str = "timezone: UTC
+plans:
+  home:
+    rate: { down: 100mbit, up: 20mbit }
+    classes:
+      p2p: { down: 5mbit, up: 1mbit, action: police }
+      bittorrent.dht: { action: block }
+      video: { dscp: AF41 }
+subscribers:
+  - { id: alice, prefixes: [100.64.1.10/32] }
+  - { id: bob, prefixes: [100.64.1.20/32] }
+default_plan: home
+";
+
+fn sub_reading(p2p_down: u64, p2p_dropped: u64, web_down: u64) -> crate::subscribers::ClassCounters {
+    use peerwarden_common::policy::SubCounter;
+    let mut c = crate::subscribers::ClassCounters::default();
+    c[0][1] = SubCounter { packets: p2p_down / 1250, bytes: p2p_down, dropped_packets: p2p_dropped, dropped_bytes: p2p_dropped * 1500, marked_packets: 0 };
+    c[2][1] = SubCounter { packets: web_down / 1000, bytes: web_down, ..Default::default() };
+    c
+}
+
+fn stored(name: &str) -> Stored {
+    use std::time::SystemTime;
+    let dir = std::env::temp_dir().join(format!("peerwarden-api-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = state();
+    let h = crate::history::History::open(&dir.join("history.db"), "test", Default::default()).expect("store");
+    assert!(state.history_store.set(Arc::new(h)).is_ok());
+    assert!(state.policy.replace(POLICED.to_string(), "test").is_ok());
+    let owners = vec![("alice".to_string(), 0u32), ("bob".to_string(), 1u32)];
+    let h = state.history_store.get().expect("store");
+    let now = SystemTime::now();
+    let t0 = Instant::now() - Duration::from_secs(10);
+    let readings = [(sub_reading(0, 0, 0), sub_reading(0, 0, 0)), (sub_reading(12_500_000, 100, 0), sub_reading(0, 0, 1_000_000))];
+    for (i, (alice, bob)) in readings.iter().enumerate() {
+        let totals = state.subscribers.update(t0 + Duration::from_secs(10 * i as u64), &owners, |index| {
+            Ok::<_, String>(if index == 0 { *alice } else { *bob })
+        });
+        // Label counters: 50, 40 and 5 minutes ago (bittorrent up 1000, 4000, 10000).
+        let _ = totals;
+    }
+    for (mins, bt) in [(50u64, 1000), (40, 4000), (5, 10_000)] {
+        h.record(now - Duration::from_secs(mins * 60), &counters(bt, 0), &[]);
+    }
+    // The subscribers' totals, recorded now.
+    let totals: Vec<_> = state.subscribers.all();
+    h.record(now, &counters(10_000, 0), &totals);
+    Stored { state, dir }
+}
+
+async fn get_on(state: &Arc<State>, uri: &str) -> (StatusCode, Value) {
+    send(&app(state.clone()), Request::get(uri).body(Body::empty()).expect("request")).await
+}
+
+fn ago(mins: u64) -> String {
+    clock::rfc3339(std::time::SystemTime::now() - Duration::from_secs(mins * 60))
+}
+
+#[tokio::test]
+async fn mix_over_a_range_comes_from_the_store() {
+    let s = stored("mix");
+    let (status, v) = get_on(&s.state, &format!("/api/v1/mix?from={}", ago(120))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // Three readings: 1000 whole (the counters were new), then +3000 and +6000.
+    assert_eq!(v["labels"]["bittorrent"]["bytes"], serde_json::json!([10_000, 20_000]), "{v}");
+    assert_eq!(v["classes"]["p2p"]["bytes"], serde_json::json!([10_000, 20_000]));
+    assert_eq!(v["range"]["source"], "store");
+    assert!(v["range"]["from"].as_str().is_some_and(|f| f.ends_with(":00.000Z")), "{v}");
+    let (_, v) = get_on(&s.state, &format!("/api/v1/mix?from={}&to={}", ago(45), ago(2))).await;
+    assert_eq!(v["labels"]["bittorrent"]["bytes"], serde_json::json!([9000, 18_000]), "{v}");
+    // Longer than the in-memory hour: the store answers a window too.
+    let (status, v) = get_on(&s.state, "/api/v1/mix?window=2h").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["range"]["source"], "store");
+    assert_eq!(v["labels"]["bittorrent"]["bytes"], serde_json::json!([10_000, 20_000]));
+    // Within it: memory, as before.
+    let (_, v) = get_on(&s.state, "/api/v1/mix?window=60s").await;
+    assert!(v.get("range").is_none(), "{v}");
+    for uri in [
+        format!("/api/v1/mix?to={}", ago(1)),
+        format!("/api/v1/mix?from={}&to={}", ago(1), ago(2)),
+        format!("/api/v1/mix?from={}&window=1h", ago(5)),
+        "/api/v1/mix?from=noon".to_string(),
+    ] {
+        let (status, v) = get_on(&s.state, &uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
+        assert_eq!(v["error"], "bad_request");
+    }
+    // Without a store, ranges are refused with a reason.
+    let (status, v) = get(&format!("/api/v1/mix?from={}", ago(10))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["detail"].as_str().is_some_and(|d| d.contains("history store")), "{v}");
+}
+
+#[tokio::test]
+async fn mix_series_over_a_range_comes_from_the_store_in_minutes() {
+    let s = stored("series");
+    let (status, v) = get_on(&s.state, &format!("/api/v1/mix/series?from={}&step=10m", ago(60))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["step_seconds"], 600);
+    let points = v["points"].as_array().expect("points");
+    assert!((6..=7).contains(&points.len()), "{}", points.len());
+    let up: u64 = points.iter().filter_map(|p| p["classes"]["p2p"]["bytes"][0].as_u64()).sum();
+    assert_eq!(up, 10_000, "every byte in exactly one step: {v}");
+    // Default step: whole minutes, at most 1,000 points.
+    let (_, v) = get_on(&s.state, &format!("/api/v1/mix/series?from={}", ago(3 * 24 * 60))).await;
+    assert_eq!(v["step_seconds"], 300, "3 days in 1,000 points or fewer: {}", v["step_seconds"]);
+    for uri in [
+        format!("/api/v1/mix/series?from={}&step=30s", ago(60)),
+        format!("/api/v1/mix/series?from={}&step=1m", ago(2 * 24 * 60)),
+        format!("/api/v1/mix/series?from={}&window=1h", ago(60)),
+    ] {
+        let (status, v) = get_on(&s.state, &uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn top_subscribers_by_class_label_and_window() {
+    let s = stored("top");
+    let (status, v) = get_on(&s.state, "/api/v1/subscribers/top").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((v["by"].as_str(), v["basis"].as_str()), (Some("class"), Some("counters")));
+    let subs = v["subscribers"].as_array().expect("list");
+    assert_eq!(subs.len(), 2);
+    assert_eq!(subs[0]["id"], "alice");
+    assert_eq!(subs[0]["plan"], "home");
+    assert_eq!(subs[0]["bytes"], serde_json::json!([0, 12_500_000]));
+    assert_eq!(subs[0]["classes"]["p2p"]["bytes"], serde_json::json!([0, 12_500_000]));
+    let (_, v) = get_on(&s.state, "/api/v1/subscribers/top?by=class&name=web&limit=5").await;
+    let subs = v["subscribers"].as_array().expect("list");
+    assert_eq!(subs.len(), 1, "alice has no web traffic: {v}");
+    assert_eq!(subs[0]["id"], "bob");
+    let (status, v) = get_on(&s.state, "/api/v1/subscribers/top?name=p2p&window=1h").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["basis"], "store");
+    assert_eq!(v["subscribers"][0]["bytes"], serde_json::json!([0, 12_500_000]), "{v}");
+    // Per label, from the flow table: alice's bittorrent flow.
+    let (_, v) = get_on(&s.state, "/api/v1/subscribers/top?by=label&name=bittorrent").await;
+    assert_eq!(v["basis"], "flows");
+    assert_eq!(v["subscribers"][0]["id"], "alice", "{v}");
+    assert_eq!(v["subscribers"][0]["bytes"], serde_json::json!([500, 600]));
+    for uri in [
+        "/api/v1/subscribers/top?by=label",
+        "/api/v1/subscribers/top?by=plan",
+        "/api/v1/subscribers/top?name=warez",
+        "/api/v1/subscribers/top?limit=0",
+        "/api/v1/subscribers/top?window=forever",
+    ] {
+        let (status, v) = get_on(&s.state, uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
+    }
+    // Without a store: since start only.
+    let (status, _) = get("/api/v1/subscribers/top?window=1h").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn one_subscriber_shows_plan_rates_usage_and_limiting() {
+    let s = stored("one");
+    let (status, v) = get_on(&s.state, "/api/v1/subscribers/alice").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["in_policy"], true);
+    assert_eq!(v["prefixes"], serde_json::json!(["100.64.1.10/32"]));
+    assert_eq!(v["plan"]["name"], "home");
+    assert_eq!(v["plan"]["rate_bits_per_second"], serde_json::json!([20_000_000, 100_000_000]));
+    assert_eq!(v["rates"]["seconds"], 10.0);
+    assert_eq!(v["rates"]["classes"]["p2p"]["bits_per_second"], serde_json::json!([0, 10_000_000]), "{v}");
+    assert_eq!(v["usage"]["basis"], "store");
+    assert_eq!(v["usage"]["classes"]["p2p"]["bytes"], serde_json::json!([0, 12_500_000]), "{v}");
+    assert_eq!(v["usage"]["classes"]["p2p"]["dropped_packets"], serde_json::json!([0, 100]));
+    let l = &v["limiting"];
+    assert_eq!((l["dropping"].as_bool(), l["marking"].as_bool()), (Some(true), Some(false)), "{l}");
+    let entry = &l["classes"][0];
+    assert_eq!((entry["class"].as_str(), entry["direction"].as_str()), (Some("p2p"), Some("down")));
+    assert_eq!(entry["dropped_packets"], 100);
+    assert_eq!(entry["plan_rate_bits_per_second"], 100_000_000);
+    // The rules in force that cover p2p: the class rule and the DHT label's block.
+    let rules = entry["rules"].as_array().expect("rules");
+    let police = rules.iter().find(|r| r["target"] == "p2p").expect("p2p rule");
+    assert_eq!(police["action"], "police");
+    assert_eq!(police["rate_bits_per_second"], serde_json::json!([null, 5_000_000]));
+    assert!(rules.iter().any(|r| r["target"] == "bittorrent.dht" && r["action"] == "block"), "{rules:?}");
+    let (_, v) = get_on(&s.state, "/api/v1/subscribers/bob").await;
+    assert_eq!(v["limiting"]["dropping"], false);
+    assert_eq!(v["limiting"]["classes"], serde_json::json!([]));
+    assert_eq!(v["rates"]["classes"]["web"]["bits_per_second"], serde_json::json!([0, 800_000]));
+    let (status, v) = get_on(&s.state, "/api/v1/subscribers/mallory").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    let (status, _) = get_on(&s.state, "/api/v1/subscribers/alice?window=0s").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn flows_filter_by_subscriber_and_address_and_page_with_a_cursor() {
+    let s = stored("flows");
+    let (_, v) = get_on(&s.state, "/api/v1/flows?subscriber=alice").await;
+    let flows = v["flows"].as_array().expect("flows");
+    assert_eq!(flows.len(), 1, "{v}");
+    assert_eq!((flows[0]["src"].as_str(), flows[0]["subscriber"].as_str()), (Some("100.64.1.10"), Some("alice")));
+    let (_, v) = get_on(&s.state, "/api/v1/flows?address=198.51.100.7").await;
+    assert_eq!(v["flows"].as_array().map(Vec::len), Some(3), "either side: the remote one");
+    let (_, v) = get_on(&s.state, "/api/v1/flows?address=100.64.1.20").await;
+    assert_eq!(v["flows"].as_array().map(Vec::len), Some(1));
+    assert_eq!(v["next_cursor"], Value::Null);
+    // Pages of one: every flow once, newest first, then no cursor.
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/flows?limit=1".to_string();
+    loop {
+        let (status, v) = get_on(&s.state, &uri).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        seen.extend(v["flows"].as_array().expect("flows").iter().map(|f| f["src"].as_str().unwrap_or("").to_string()));
+        match v["next_cursor"].as_str() {
+            Some(c) => uri = format!("/api/v1/flows?limit=1&cursor={c}"),
+            None => break,
+        }
+        assert!(seen.len() <= 3, "{seen:?}");
+    }
+    assert_eq!(seen, ["100.64.1.10", "100.64.1.20", "100.64.1.30"]);
+    for (uri, want) in [
+        ("/api/v1/flows?subscriber=mallory", StatusCode::NOT_FOUND),
+        ("/api/v1/flows?address=100.64.1", StatusCode::BAD_REQUEST),
+        ("/api/v1/flows?cursor=abc", StatusCode::BAD_REQUEST),
+        ("/api/v1/flows?cursor=zz000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000", StatusCode::BAD_REQUEST),
+    ] {
+        let (status, v) = get_on(&s.state, uri).await;
+        assert_eq!(status, want, "{uri}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_have_policy_drops_reloads_and_capped_subscriber_series() {
+    let s = stored("metrics");
+    s.state.subscriber_series_limit.store(1, std::sync::atomic::Ordering::Relaxed);
+    let resp = app(s.state.clone()).oneshot(Request::get("/metrics").body(Body::empty()).expect("request")).await.expect("response");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8(body.to_vec()).expect("utf-8");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
+    let value = |metric: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    let p2p_down = [("class", "p2p"), ("direction", "down")];
+    assert_eq!(value("peerwarden_policy_dropped_packets_total", &p2p_down), Some(100.0));
+    assert_eq!(value("peerwarden_policy_dropped_bytes_total", &p2p_down), Some(150_000.0));
+    assert_eq!(value("peerwarden_policy_marked_packets_total", &p2p_down), Some(0.0));
+    assert_eq!(value("peerwarden_policy_reloads_total", &[]), Some(1.0));
+    assert_eq!(value("peerwarden_policy_reload_failures_total", &[]), Some(0.0));
+    assert_eq!(value("peerwarden_deep_samples_dropped_total", &[]), Some(0.0));
+    assert_eq!(value("peerwarden_subscribers_known", &[]), Some(2.0));
+    assert_eq!(value("peerwarden_subscriber_series_subscribers", &[]), Some(1.0));
+    // The cap keeps the top subscriber by bytes: alice, not bob.
+    assert_eq!(value("peerwarden_subscriber_bytes_total", &[("subscriber", "alice"), ("class", "p2p"), ("direction", "down")]), Some(12_500_000.0));
+    assert!(value("peerwarden_subscriber_bytes_total", &[("subscriber", "bob")]).is_none());
+    let per_sub = scrape.samples.iter().filter(|s| s.metric.starts_with("peerwarden_subscriber_") && s.metric.ends_with("_total")).count();
+    assert_eq!(per_sub, 40, "5 metrics x 4 classes x 2 directions for one subscriber");
+    s.state.subscriber_series_limit.store(0, std::sync::atomic::Ordering::Relaxed);
+    let text = super::metrics::render(&s.state);
+    assert!(!text.contains("subscriber=\""), "limit 0: no per-subscriber series");
+}
+
+/// Collects what `tracing` writes while a test runs on this thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn requests_are_logged_without_secrets() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = app(state());
+    let secret = "Bearer wrong-but-secret-0123456789";
+    let req = Request::put("/api/v1/policy?token=query-secret-42")
+        .header("authorization", secret)
+        .body(Body::from("body-secret: 1\n"))
+        .expect("request");
+    let (status, _) = send(&app, req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = send(&app, Request::get("/api/v1/mix").body(Body::empty()).expect("request")).await;
+    assert_eq!(status, StatusCode::OK);
+    let log = String::from_utf8(captured.0.lock().unwrap_or_else(|p| p.into_inner()).clone()).expect("utf-8");
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("peerwarden::access")).collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(lines[0].contains("method=PUT") && lines[0].contains("path=/api/v1/policy") && lines[0].contains("status=401"), "{}", lines[0]);
+    assert!(lines[0].contains("latency_ms="), "{}", lines[0]);
+    assert!(lines[1].contains("method=GET") && lines[1].contains("status=200"), "{}", lines[1]);
+    for secret in ["wrong-but-secret", "query-secret", "body-secret", "Bearer"] {
+        assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
+    }
 }

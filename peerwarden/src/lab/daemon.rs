@@ -55,8 +55,10 @@ pub fn config_text(lab: &Lab, opts: &UpOptions, policy: Option<&Path>) -> String
          interfaces: {{ downlink: downlink, uplink: uplink }}\n\
          netns: {netns}\n\
          api: {{ listen: \"127.0.0.1:{port}\" }}\n\
-         flow_table_size: {size}\n",
+         flow_table_size: {size}\n\
+         history: {{ path: {history} }}\n",
         prefix = lab.prefix(),
+        history = lab.path("history.db").display(),
         netns = lab.netns(Role::Gateway),
         port = opts.api_port,
         size = opts.flow_table_size,
@@ -176,6 +178,7 @@ mod tests {
         assert!(text.contains("netns: pwt1-gw\n"));
         assert!(text.contains("api: { listen: \"127.0.0.1:19441\" }\n"));
         assert!(text.contains("flow_table_size: 65536\n"));
+        assert!(text.contains("history: { path: /run/peerwarden-lab/pwt1/history.db }\n"));
         assert!(text.ends_with("policy: /run/peerwarden-lab/pwt1/policy.yaml\n"));
         assert!(!config_text(&lab, &opts, None).contains("policy"));
     }
