@@ -192,11 +192,22 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         warn!(error = %format!("{e:#}"), "removing the shaping qdiscs");
     }
     drop(enforcer);
+    // The state holds the policy store, whose hook holds the enforcer and so the probe:
+    // keep what the last reading needs, and let the rest go.
+    let (readings, history) = (state.subscribers.clone(), state.history_store.get().cloned());
+    drop(state);
     let mut probe = Arc::into_inner(probe).ok_or_else(|| anyhow!("probe still shared at shutdown"))?;
     let detached = probe.detach_all().context("detaching the probe");
     // A last reading once nothing counts any more: the store gets every byte counted.
-    record(&probe, &state, &state.subscribers.owners(), probe.counters().ok(), Instant::now(), SystemTime::now());
-    if let Some(h) = state.history_store.get()
+    let owners = readings.owners();
+    let counters = probe.counters().ok();
+    if let Some(c) = &counters {
+        let (bytes, packets) =
+            c.iter().flatten().fold((0u64, 0u64), |(b, p), v| (b.wrapping_add(v.bytes), p.wrapping_add(v.packets)));
+        info!(bytes, packets, "last reading, after detaching: totals since start");
+    }
+    record(&probe, &readings, history.as_deref(), &owners, counters, Instant::now(), SystemTime::now());
+    if let Some(h) = &history
         && let Err(e) = h.flush()
     {
         error!(error = %e, "writing the last of the history");
@@ -308,7 +319,7 @@ fn read_counters(probe: &Probe, state: &State, owners: &mut Owners, enforcer: &E
     };
     let active = state.policy.active().map(|a| a.policy);
     let owners = owners.current(active, probe.options().max_subscribers, |i| enforcer.subscriber_id(i));
-    record(probe, state, owners, counters, at, wall);
+    record(probe, &state.subscribers, state.history_store.get().map(|h| &**h), owners, counters, at, wall);
     match probe.stats() {
         Ok(stats) => state.set_stats(stats),
         Err(e) => warn!(error = %e, "reading probe statistics"),
@@ -325,14 +336,15 @@ fn read_flows(probe: &Probe, state: &State) {
 /// Per-subscriber readings and the history store, from one reading of the label counters.
 fn record(
     probe: &Probe,
-    state: &State,
+    readings: &crate::subscribers::Readings,
+    history: Option<&History>,
     owners: &[(String, u32)],
     counters: Option<crate::probe::LabelCounters>,
     at: Instant,
     wall: SystemTime,
 ) {
-    let totals = state.subscribers.update(at, owners, |i| probe.subscriber_counters(i));
-    if let (Some(h), Some(c)) = (state.history_store.get(), counters) {
+    let totals = readings.update(at, owners, |i| probe.subscriber_counters(i));
+    if let (Some(h), Some(c)) = (history, counters) {
         h.record(wall, &c, &totals);
     }
 }

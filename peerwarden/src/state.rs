@@ -53,8 +53,9 @@ pub struct State {
     pub clock: Arc<PolicyClock>,
     /// The history store, set once when the daemon has opened it (none in API tests).
     pub history_store: std::sync::OnceLock<Arc<crate::history::History>>,
-    /// Per-subscriber readings of the kernel's counters.
-    pub subscribers: crate::subscribers::Readings,
+    /// Per-subscriber readings of the kernel's counters (shared: the daemon's last reading
+    /// at shutdown happens after the state is gone).
+    pub subscribers: Arc<crate::subscribers::Readings>,
     /// `/metrics` lists per-subscriber series for at most this many subscribers.
     pub subscriber_series_limit: std::sync::atomic::AtomicUsize,
 }

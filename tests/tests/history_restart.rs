@@ -1,0 +1,317 @@
+//! The history store across daemon restarts: nothing lost, nothing counted twice.
+//!
+//! One lab, one store, three runs of the daemon:
+//!
+//! 1. traffic, then quiet; the daemon's own since-start counters (in memory) are read once
+//!    they stop moving, then SIGTERM;
+//! 2. a new daemon on the same store: the store's total equals run 1's counters; more
+//!    traffic, quiet again; the store's total equals run 1 + run 2 (bytes and packets,
+//!    per class and direction; per subscriber too);
+//! 3. a third daemon, stopped with SIGTERM *while traffic flows*: what the store gained is
+//!    at least the last in-memory reading before the signal, and exceeds it by no more than
+//!    the traffic rate times the time from that reading to the exit (the daemon reads the
+//!    counters once more after detaching: the tail is kept, not lost). A fourth start
+//!    without traffic adds nothing.
+//!
+//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test history_restart`.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant, SystemTime},
+};
+
+use peerwarden_tests::lab::{Daemon, Lab, TempDir, kill, peerwarden_bin, peerwarden_ok};
+use serde_json::Value;
+
+const PREFIX: &str = "pwhr";
+const PORT: u16 = 9462;
+
+/// Per class: bytes `[up, down]` and packets `[up, down]`.
+type Classes = BTreeMap<String, [u64; 4]>;
+
+fn classes(mix: &Value) -> Classes {
+    let mut out = Classes::new();
+    for (name, u) in mix["classes"].as_object().expect("classes") {
+        let n = |k: &str, i: usize| u[k][i].as_u64().expect("a count");
+        out.insert(
+            name.clone(),
+            [
+                n("bytes", 0),
+                n("bytes", 1),
+                n("packets", 0),
+                n("packets", 1),
+            ],
+        );
+    }
+    out
+}
+
+fn add(a: &Classes, b: &Classes) -> Classes {
+    let mut out = a.clone();
+    for (k, v) in b {
+        let e = out.entry(k.clone()).or_default();
+        for i in 0..4 {
+            e[i] += v[i];
+        }
+    }
+    out
+}
+
+fn all_bytes(c: &Classes) -> u64 {
+    c.values().map(|v| v[0] + v[1]).sum()
+}
+
+/// Per subscriber: bytes `[up, down]`, from `/api/v1/subscribers/top`.
+fn subscribers(top: &Value) -> BTreeMap<String, [u64; 2]> {
+    top["subscribers"]
+        .as_array()
+        .expect("subscribers")
+        .iter()
+        .map(|s| {
+            let b = |i: usize| s["bytes"][i].as_u64().expect("bytes");
+            (s["id"].as_str().expect("id").to_string(), [b(0), b(1)])
+        })
+        .collect()
+}
+
+/// The daemon's since-start counters once they have not moved for three seconds.
+fn settled(lab: &Lab) -> (Classes, BTreeMap<String, [u64; 2]>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (
+        classes(&lab.api("/api/v1/mix")),
+        subscribers(&lab.api("/api/v1/subscribers/top?limit=100")),
+    );
+    let mut still = Instant::now();
+    loop {
+        thread::sleep(Duration::from_millis(500));
+        let now = (
+            classes(&lab.api("/api/v1/mix")),
+            subscribers(&lab.api("/api/v1/subscribers/top?limit=100")),
+        );
+        if now != last {
+            last = now;
+            still = Instant::now();
+        } else if still.elapsed() >= Duration::from_secs(3) {
+            return last;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the counters never settled: {last:?}"
+        );
+    }
+}
+
+fn stored(lab: &Lab, from: &str) -> Classes {
+    let mix = lab.api(&format!("/api/v1/mix?from={from}"));
+    assert_eq!(mix["range"]["source"], "store", "{mix}");
+    classes(&mix)
+}
+
+fn stored_subscribers(lab: &Lab) -> BTreeMap<String, [u64; 2]> {
+    let top = lab.api("/api/v1/subscribers/top?window=1h&limit=100");
+    assert_eq!(top["basis"], "store", "{top}");
+    subscribers(&top)
+}
+
+/// `lab traffic` for `seconds`, bounded; returns when every client and server stopped.
+fn traffic(lab: &Lab, seconds: u64) {
+    let secs = seconds.to_string();
+    peerwarden_ok(
+        &[
+            "lab",
+            "traffic",
+            "--prefix",
+            &lab.prefix,
+            "--loop",
+            "--seconds",
+            &secs,
+        ],
+        Duration::from_secs(seconds + 60),
+    );
+}
+
+/// A `lab traffic` child, stopped with SIGTERM (then killed) on drop.
+struct Background(Option<Child>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            kill(child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start(lab: &Lab, dir: &Path, run: u32) -> Daemon {
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples/lab.yaml");
+    let config = dir.join(format!("run{run}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "interfaces: {{ downlink: downlink, uplink: uplink }}\n\
+             netns: {netns}\n\
+             api: {{ listen: \"127.0.0.1:{PORT}\" }}\n\
+             flow_table_size: 65536\n\
+             policy: {policy}\n\
+             history: {{ path: {store} }}\n",
+            netns = lab.netns("gw"),
+            policy = policy.display(),
+            store = dir.join("history.db").display(),
+        ),
+    )
+    .expect("writing the config");
+    Daemon::start(&config, &dir.join(format!("run{run}.log")), lab.api_addr())
+}
+
+fn stop(daemon: Daemon, run: u32) {
+    let log = daemon.log.clone();
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "run {run}: exit {status}:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+#[test]
+fn a_restart_loses_nothing_and_counts_nothing_twice() {
+    let tmp = TempDir::new("history-restart");
+    let lab = Lab::up(PREFIX, PORT, &["--no-daemon"]);
+    // Every row of this store is newer than this.
+    let from = peerwarden::clock::rfc3339(SystemTime::now() - Duration::from_secs(120));
+
+    // Run 1: traffic, quiet, the daemon's own totals, SIGTERM.
+    let d = start(&lab, &tmp.0, 1);
+    traffic(&lab, 15);
+    let (run1, subs1) = settled(&lab);
+    assert!(
+        all_bytes(&run1) > 1_000_000,
+        "run 1 carried traffic: {run1:?}"
+    );
+    stop(d, 1);
+
+    // Run 2: the store holds run 1 exactly.
+    let d = start(&lab, &tmp.0, 2);
+    let after1 = stored(&lab, &from);
+    eprintln!(
+        "run 1: {} bytes in memory before SIGTERM, {} in the store",
+        all_bytes(&run1),
+        all_bytes(&after1)
+    );
+    assert_eq!(
+        after1, run1,
+        "the store after run 1 = run 1's counters (per class: bytes up/down, packets up/down)"
+    );
+    assert_eq!(stored_subscribers(&lab), subs1, "per subscriber too");
+    traffic(&lab, 15);
+    let (run2, subs2) = settled(&lab);
+    let both = stored(&lab, &from);
+    assert_eq!(
+        both,
+        add(&run1, &run2),
+        "run 1 + run 2, neither lost nor doubled"
+    );
+    let mut subs_both = subs1.clone();
+    for (id, b) in &subs2 {
+        let e = subs_both.entry(id.clone()).or_default();
+        e[0] += b[0];
+        e[1] += b[1];
+    }
+    assert_eq!(stored_subscribers(&lab), subs_both);
+    stop(d, 2);
+
+    // Run 3: SIGTERM while traffic flows.
+    let d = start(&lab, &tmp.0, 3);
+    let log = std::fs::File::create(tmp.0.join("traffic3.log")).expect("log");
+    let bg = Background(Some(
+        Command::new(peerwarden_bin())
+            .args([
+                "lab",
+                "traffic",
+                "--prefix",
+                &lab.prefix,
+                "--loop",
+                "--seconds",
+                "60",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("lab traffic"),
+    ));
+    let busy_deadline = Instant::now() + Duration::from_secs(60);
+    while all_bytes(&classes(&lab.api("/api/v1/mix"))) < 5_000_000 {
+        assert!(Instant::now() < busy_deadline, "no traffic in run 3");
+        thread::sleep(Duration::from_millis(200));
+    }
+    // Readings a second apart before the signal, for the rate at the end.
+    let mut readings = Vec::new();
+    for _ in 0..5 {
+        readings.push(all_bytes(&classes(&lab.api("/api/v1/mix"))));
+        thread::sleep(Duration::from_secs(1));
+    }
+    let last = all_bytes(&classes(&lab.api("/api/v1/mix")));
+    let read_at = Instant::now();
+    readings.push(last);
+    let peak = readings.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let log3 = d.log.clone();
+    stop(d, 3);
+    let to_exit = read_at.elapsed();
+    drop(bg);
+    // The daemon's own last reading, taken after it detached (nothing counted after it).
+    let final_bytes: u64 = std::fs::read_to_string(&log3)
+        .expect("run 3 log")
+        .lines()
+        .find(|l| l.contains("last reading, after detaching"))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("bytes=")))
+        .and_then(|b| b.parse().ok())
+        .expect("the daemon logs its last reading");
+
+    let d = start(&lab, &tmp.0, 4);
+    let run3 = all_bytes(&stored(&lab, &from)) - all_bytes(&both);
+    eprintln!(
+        "run 3: last API reading {last} bytes, {:.2} s before the exit; peak {peak} B/s; \
+         the daemon's last reading after detaching {final_bytes}; the store gained {run3}",
+        to_exit.as_secs_f64()
+    );
+    assert_eq!(
+        run3, final_bytes,
+        "the store holds run 3 up to its last reading, after the probe was detached"
+    );
+    assert!(
+        final_bytes >= last,
+        "counters never go back: {final_bytes} < {last}"
+    );
+    // The tail after the last API reading is what a second or two of traffic can carry,
+    // far from a second copy of the run (which would double it).
+    assert!(
+        final_bytes - last <= peak.saturating_mul(3) + 1_000_000 && final_bytes < 2 * last,
+        "{} bytes after the last reading; peak rate {peak} B/s",
+        final_bytes - last
+    );
+    // Runs 4 and 5, no traffic: a restart adds nothing but what the idle runs counted.
+    let (idle4, _) = settled(&lab);
+    let before = stored(&lab, &from);
+    assert_eq!(
+        all_bytes(&before),
+        all_bytes(&both) + run3 + all_bytes(&idle4)
+    );
+    stop(d, 4);
+    let d = start(&lab, &tmp.0, 5);
+    let (idle5, _) = settled(&lab);
+    assert_eq!(
+        stored(&lab, &from),
+        add(&before, &idle5),
+        "a restart without traffic adds nothing"
+    );
+    stop(d, 5);
+}
