@@ -657,15 +657,41 @@ fn mark_sets_dscp_on_the_marked_class_only_with_valid_checksums() {
     for (name, dir) in [("up.pcap", "up"), ("down.pcap", "down")] {
         let frames = tcp_tos(&pcap_frames(&tmp.join(name)));
         let mut counts = std::collections::BTreeMap::new();
+        // Per web flow: how many frames it had when its last AF41 one went by. A flow's
+        // first packets, before its payload names it `http`, are class other and get
+        // other's mark; nothing after.
+        let mut web_frames: std::collections::BTreeMap<(u16, u16, bool), (u64, u64)> =
+            Default::default();
         for (dscp, (sport, dport), csum_ok, v4) in &frames {
-            let iperf = *sport == IPERF_PORT || *dport == IPERF_PORT;
-            let want = if iperf { 34 } else { 0 };
-            assert_eq!(*dscp, want, "{dir}: DSCP of a frame {sport} -> {dport}");
             assert!(
                 *csum_ok,
                 "{dir}: bad IPv4 header checksum on {sport} -> {dport}"
             );
+            let iperf = *sport == IPERF_PORT || *dport == IPERF_PORT;
+            if iperf {
+                assert_eq!(
+                    *dscp, 34,
+                    "{dir}: DSCP of an iperf3 frame {sport} -> {dport}"
+                );
+            } else {
+                assert!(
+                    *dscp == 0 || *dscp == 34,
+                    "{dir}: DSCP {dscp} on a web frame"
+                );
+                let seen = web_frames.entry((*sport, *dport, *v4)).or_default();
+                seen.0 += 1;
+                if *dscp == 34 {
+                    seen.1 = seen.0;
+                }
+            }
             *counts.entry((iperf, *v4)).or_insert(0u64) += 1;
+        }
+        eprintln!("{dir}: per web flow (frames, last marked frame): {web_frames:?}");
+        for (flow, (total, last_marked)) in &web_frames {
+            assert!(
+                *last_marked <= 3 && *total > 10,
+                "{dir}: web flow {flow:?}: frame {last_marked} of {total} marked"
+            );
         }
         eprintln!("{dir}: frames by (iperf, ipv4): {counts:?}");
         for key in [(true, true), (true, false), (false, true), (false, false)] {
@@ -818,8 +844,8 @@ fn reload_under_traffic_keeps_labels_and_counters_and_a_bad_file_changes_nothing
     ];
     let (r, snapshots) = thread::scope(|s| {
         let iperf = s.spawn(|| lab.iperf(addr::WEB_V4, 15, 0, 4, true, &[]));
-        // A slow web download beside it: 32 MiB at 2 MB/s outlasts the transfer.
-        let web = s.spawn(|| lab.download(addr::WEB_V4, Some("2M")));
+        // A slow web download beside it: 32 MiB at 1.5 MiB/s outlasts the transfer.
+        let web = s.spawn(|| lab.download(addr::WEB_V4, Some("1500K")));
         let t0 = Instant::now();
         thread::sleep(Duration::from_millis(1500));
         let mut last = lab.api("/api/v1/policy");
@@ -885,19 +911,20 @@ fn reload_under_traffic_keeps_labels_and_counters_and_a_bad_file_changes_nothing
     });
     let per_second = r.intervals();
     eprintln!("per second (Mbit/s): {per_second:.1?}");
-    // Each rate holds from two seconds after its step to the next step (coarse: one or
-    // two one-second intervals of a policed TCP transfer, hence ±25%).
+    // Each rate holds in the seconds between its step and the next, the first second after
+    // a step left out (the file watcher polls once a second); coarse, one to three
+    // one-second intervals of a policed TCP transfer, hence ±25%.
     let windows = [
         (1usize, 2usize, 10u64),
-        (4, 5, 20),
-        (7, 8, 50),
-        (10, 11, 10),
-        (13, 15, 10),
+        (3, 5, 20),
+        (6, 8, 50),
+        (9, 11, 10),
+        (12, 15, 10),
     ];
     for (from, to, mbit) in windows {
         let got = mean(&per_second, from, to);
         assert_near(
-            &format!("seconds {from}..{to}: goodput, Mbit/s"),
+            &format!("seconds {from}..{}: goodput, Mbit/s", to - 1),
             got,
             mbit as f64 * PAYLOAD_SHARE,
             0.25,
@@ -928,8 +955,10 @@ fn reload_under_traffic_keeps_labels_and_counters_and_a_bad_file_changes_nothing
                     (label, first),
                     "{b_step}: flow {sport} -> {port} changed label or entry"
                 );
+                // iperf3's control connection idles during the transfer.
+                let busy = *bytes > 100_000;
                 assert!(
-                    later.2 > *bytes,
+                    !busy || later.2 > *bytes,
                     "{b_step}: flow {sport} -> {port} stopped counting ({bytes} then {})",
                     later.2
                 );
