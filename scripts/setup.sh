@@ -20,7 +20,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(rustc-web cargo-web rust-web-src llvm-22-dev libpolly-22-dev libzstd-dev bpftool
       python3-libtorrent opentracker aria2 nginx-light curl iperf3 tcpdump ethtool iproute2
-      libpcap-dev libndpi-bin chromium ffmpeg libnginx-mod-rtmp dnsmasq-base bind9-dnsutils)
+      libpcap-dev libndpi-bin chromium ffmpeg libnginx-mod-rtmp dnsmasq-base bind9-dnsutils wrk)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -231,6 +231,46 @@ impl Readings {
             .collect()
     }
 
+    /// The `limit` subscribers with the largest `key` of their totals this run, largest
+    /// first (ties by id), without copying the others.
+    pub fn top(
+        &self,
+        limit: usize,
+        key: impl Fn(&ClassCounters) -> u64,
+    ) -> Vec<(String, ClassCounters)> {
+        let g = lock(&self.inner);
+        let mut ranked: Vec<(u64, &String, &ClassCounters)> = g
+            .subs
+            .iter()
+            .map(|(id, s)| (key(&s.total), id, &s.total))
+            .collect();
+        let order = |a: &(u64, &String, &ClassCounters), b: &(u64, &String, &ClassCounters)| {
+            b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1))
+        };
+        if ranked.len() > limit {
+            if limit == 0 {
+                return Vec::new();
+            }
+            ranked.select_nth_unstable_by(limit - 1, order);
+            ranked.truncate(limit);
+        }
+        ranked.sort_by(order);
+        ranked
+            .into_iter()
+            .map(|(_, id, c)| (id.clone(), *c))
+            .collect()
+    }
+
+    /// Subscribers seen this run.
+    pub fn len(&self) -> usize {
+        lock(&self.inner).subs.len()
+    }
+
+    /// Whether no subscriber has been seen this run.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Every subscriber's growth this run, summed.
     pub fn totals(&self) -> ClassCounters {
         lock(&self.inner).totals

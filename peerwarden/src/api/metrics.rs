@@ -114,15 +114,10 @@ fn render_policy_and_subscribers(state: &State, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
     }
 
-    let mut subs = state.subscribers.all();
-    let known = subs.len();
+    let known = state.subscribers.len();
     let limit = state.subscriber_series_limit.load(Ordering::Relaxed);
-    if subs.len() > limit {
-        // The top `limit` by bytes; only those are sorted.
-        subs.select_nth_unstable_by(limit, |a, b| bytes(&b.1).cmp(&bytes(&a.1)).then_with(|| a.0.cmp(&b.0)));
-        subs.truncate(limit);
-    }
-    subs.sort_by(|a, b| bytes(&b.1).cmp(&bytes(&a.1)).then_with(|| a.0.cmp(&b.0)));
+    // The top `limit` by bytes; the others are not even copied.
+    let subs = state.subscribers.top(limit, bytes);
     let name = "peerwarden_subscribers_known";
     let _ = writeln!(out, "# HELP {name} Subscribers with counters since the daemon started.\n# TYPE {name} gauge\n{name} {known}");
     let name = "peerwarden_subscriber_series_subscribers";

@@ -30,12 +30,13 @@ pub struct Range {
 }
 
 impl Range {
-    /// The last `secs` seconds up to `now`, rounded out to minutes.
+    /// The last `secs` seconds up to `now`, rounded out to minutes (the current minute
+    /// included, even when `now` is its first second).
     pub fn last(secs: u64, now: SystemTime) -> Range {
         let end = unix(now);
         Range {
             from: minute_of(end.saturating_sub(secs as i64)),
-            to: ceil_minute(end),
+            to: minute_of(end) + 60,
         }
     }
 
@@ -93,21 +94,25 @@ pub fn parse(
         }
         (Some(f), _) => time("from", f)?,
     };
-    let now_s = unix(now);
+    // The end of the current minute: rows of this minute start before it.
+    let current_end = minute_of(unix(now)) + 60;
     let to = match to {
-        Some(t) => time("to", t)?,
-        None => now_s,
+        Some(t) => {
+            let to = time("to", t)?;
+            if to <= from {
+                return Err(ApiError::BadRequest(format!(
+                    "to: {} is not after from ({})",
+                    rfc3339(to),
+                    rfc3339(from)
+                )));
+            }
+            ceil_minute(to).min(current_end)
+        }
+        None => current_end,
     };
-    if to <= from {
-        return Err(ApiError::BadRequest(format!(
-            "to: {} is not after from ({})",
-            rfc3339(to),
-            rfc3339(from)
-        )));
-    }
     Ok(Some(Range {
         from: minute_of(from),
-        to: ceil_minute(to.min(now_s)).max(minute_of(from) + 60),
+        to: to.max(minute_of(from) + 60),
     }))
 }
 
@@ -331,6 +336,11 @@ mod tests {
         }
         let r = Range::last(3600, now);
         assert_eq!(r.seconds(), 3660, "61 minutes: the current one is partial");
-        assert_eq!(Range::last(60, now - Duration::from_secs(33)).seconds(), 60);
+        // On a minute's first second, that minute is in (its rows start then).
+        let r = Range::last(60, now - Duration::from_secs(33));
+        assert_eq!(
+            (r.span().from.as_str(), r.span().to.as_str()),
+            ("2026-11-26T20:42:00.000Z", "2026-11-26T20:44:00.000Z")
+        );
     }
 }

@@ -138,7 +138,13 @@ pub async fn top(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Top>, Api
         "class" => {
             let class = p.name.as_deref().map(class_named).transpose()?;
             let (rows, basis, range) = match window {
-                None => (state.subscribers.all(), "counters", None),
+                None => {
+                    let key = |c: &ClassCounters| match class {
+                        Some(k) => c[k as usize][0].bytes + c[k as usize][1].bytes,
+                        None => crate::subscribers::bytes(c),
+                    };
+                    (state.subscribers.top(limit, key), "counters", None)
+                }
                 Some(w) => {
                     let r = Range::last(w, SystemTime::now());
                     (stored_totals(&state, r).await?, "store", Some(r))

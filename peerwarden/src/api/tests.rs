@@ -680,26 +680,41 @@ impl std::io::Write for Captured {
     }
 }
 
+/// Everything `tracing` writes in this test binary: a global subscriber, set once (a
+/// scoped one races with the callsite cache while other tests log on other threads).
+fn global_log() -> &'static Captured {
+    static LOG: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        captured
+    })
+}
+
 #[tokio::test]
 async fn requests_are_logged_without_secrets() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = global_log();
     let app = app(state());
+    // A peer address no other test uses, to pick this test's lines out of the log.
+    let peer = axum::extract::ConnectInfo(super::tls::Peer(std::net::SocketAddr::from(([192, 0, 2, 77], 4242))));
     let secret = "Bearer wrong-but-secret-0123456789";
-    let req = Request::put("/api/v1/policy?token=query-secret-42")
+    let mut req = Request::put("/api/v1/policy?token=query-secret-42")
         .header("authorization", secret)
         .body(Body::from("body-secret: 1\n"))
         .expect("request");
+    req.extensions_mut().insert(peer);
     let (status, _) = send(&app, req).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = send(&app, Request::get("/api/v1/mix").body(Body::empty()).expect("request")).await;
+    let mut req = Request::get("/api/v1/mix").body(Body::empty()).expect("request");
+    req.extensions_mut().insert(peer);
+    let (status, _) = send(&app, req).await;
     assert_eq!(status, StatusCode::OK);
     let log = String::from_utf8(captured.0.lock().unwrap_or_else(|p| p.into_inner()).clone()).expect("utf-8");
-    let lines: Vec<&str> = log.lines().filter(|l| l.contains("peerwarden::access")).collect();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("peerwarden::access") && l.contains("peer=192.0.2.77:4242")).collect();
     assert_eq!(lines.len(), 2, "{log}");
-    assert!(lines[0].contains("method=PUT") && lines[0].contains("path=/api/v1/policy") && lines[0].contains("status=401"), "{}", lines[0]);
+    assert!(lines[0].contains("method=PUT") && lines[0].contains("path=/api/v1/policy ") && lines[0].contains("status=401"), "{}", lines[0]);
     assert!(lines[0].contains("latency_ms="), "{}", lines[0]);
     assert!(lines[1].contains("method=GET") && lines[1].contains("status=200"), "{}", lines[1]);
     for secret in ["wrong-but-secret", "query-secret", "body-secret", "Bearer"] {
