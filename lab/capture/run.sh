@@ -76,6 +76,7 @@ TRUTH="$OUT/$SCENARIO.truth.csv"
 PIDS=()
 PLAYERS=()
 TCPDUMP_PID=
+MADE_NETNS=0
 
 cleanup() {
   local rc=$?
@@ -89,9 +90,12 @@ cleanup() {
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
   done
   wait 2>/dev/null
-  ip netns del "$NS_SUB" 2>/dev/null
-  ip netns del "$NS_NET" 2>/dev/null
-  rm -rf "/etc/netns/$NS_SUB"
+  # Only what this run made: namespaces of the same name may be another run's.
+  if [ "$MADE_NETNS" = 1 ]; then
+    ip netns del "$NS_SUB" 2>/dev/null
+    ip netns del "$NS_NET" 2>/dev/null
+    rm -rf "/etc/netns/$NS_SUB"
+  fi
   if [ "${PWC_KEEP:-0}" = 1 ]; then log "work directory kept: $W"; else rm -rf "$W"; fi
   exit "$rc"
 }
@@ -136,10 +140,15 @@ wait_listen() {
 truth() { printf '%s\n' "$*" >>"$TRUTH"; }
 
 topology() {
+  local ns
+  for ns in "$NS_SUB" "$NS_NET"; do
+    [ ! -e "/run/netns/$ns" ] ||
+      die "namespace $ns exists: another run with PWC_PREFIX=$P, or a leftover to remove"
+  done
+  MADE_NETNS=1
   ip netns add "$NS_SUB"
   ip netns add "$NS_NET"
   ip link add "$IF_SUB" netns "$NS_SUB" type veth peer name "$IF_NET" netns "$NS_NET"
-  local ns
   for ns in "$NS_SUB" "$NS_NET"; do
     ip -n "$ns" link set lo up
   done
@@ -395,6 +404,7 @@ hls() {
   truth "tcp,$HLS,80,video,hls"
   background_clients &
   local bg=$!
+  PIDS+=($bg)
   # Two players keep one connection, two open one per segment.
   player "http://$HLS/hls/index.m3u8"
   player "http://$HLS/hls/index.m3u8"
@@ -413,6 +423,7 @@ dash() {
   truth "tcp,$DASH,80,video,dash"
   background_clients &
   local bg=$!
+  PIDS+=($bg)
   local i
   for i in 1 2 3 4; do player "http://$DASH/dash/manifest.mpd"; done
   players_wait
@@ -425,6 +436,7 @@ rtmp() {
   truth "tcp,$RTMP,1935,video,rtmp"
   background_clients &
   local bg=$!
+  PIDS+=($bg)
   # A streamer publishes from the subscriber side; five viewers play it back.
   ip netns exec "$NS_SUB" timeout 30 ffmpeg -nostdin -loglevel error -re -i "$W/clip.mp4" \
     -c copy -f flv "rtmp://$RTMP/live/lab" 2>>"$W/players.log" &

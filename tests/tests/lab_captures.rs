@@ -6,8 +6,15 @@
 //! background of each), each in namespaces it makes and removes itself, then classifies
 //! each fresh capture with the library and scores it against the ground truth the script
 //! wrote, with the thresholds `classifier/tests/lab_score.rs` applies to the committed
-//! fixtures: p2p recall at least 0.99, video recall at least 0.95, false positives at most
-//! 0.1 %, encrypted BitTorrent at least 95 % p2p, and no flow the scenario did not plan.
+//! fixtures, over all the scenarios' flows together as the corpus is scored: p2p recall at
+//! least 0.99, video recall at least 0.95, false positives at most 0.1 %, encrypted
+//! BitTorrent at least 95 % p2p; and in each capture, no flow its scenario did not plan.
+//!
+//! Known weakness this can trip over: the classifier leaves about 2 % of MSE connections
+//! unknown at random (`bittorrent::structured_start` rejects a Diffie-Hellman key with a
+//! 0x04 at offset 0 or 2, or four alphanumeric first bytes; see `REVIEWED_MISSES` in
+//! `lab_score.rs`). With 25 or so encrypted flows among about 165 p2p flows, two such
+//! misses in one run (about one run in eight) put p2p recall under 0.99.
 //!
 //! It also checks that `lab/capture/trim.py`, which cuts captures down to the committed
 //! fixtures, changes no flow's verdict.
@@ -202,8 +209,12 @@ fn real_client_captures_meet_the_corpus_thresholds() {
                 for w in &score.wrong {
                     println!("    wrong: {w}");
                 }
-                for f in score.failures() {
-                    problems.push(format!("{}: {f}", o.scenario));
+                if !score.unexplained.is_empty() {
+                    problems.push(format!(
+                        "{}: flows the scenario did not plan: {}",
+                        o.scenario,
+                        score.unexplained.join("; ")
+                    ));
                 }
                 if !changes.is_empty() {
                     problems.push(format!(
