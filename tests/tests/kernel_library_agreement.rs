@@ -1,5 +1,6 @@
 //! The kernel tier and the library agree (issue 3): every TCP/UDP packet of the reference
-//! corpus (`../shared/corpus/ndpi/pcap`, 431 captures) goes through the XDP probe with
+//! corpus (`../shared/corpus/ndpi/pcap`, 431 captures) and of the lab's seven real-client
+//! captures (`classifier/tests/fixtures/lab`) goes through the XDP probe with
 //! `BPF_PROG_TEST_RUN` and through the library's engine with `kernel_only` set (the same
 //! fingerprints from `common/src/fingerprint.rs` and the same uTP id pairing, no deep
 //! detectors, no fallbacks), and the two must give every flow the same label.
@@ -16,7 +17,7 @@
 //! them pending; nothing consumes them here, so the only labels in the flow table are the
 //! probe's own (confidence `payload`). Those are what is compared with the library's.
 //!
-//! All captures run: about 3 s in a debug build on the lab machine (2 s of it loading the
+//! All captures run: about 4 s in a debug build on the lab machine (2 s of it loading the
 //! probe), well inside the two-minute bound, so no subset is needed.
 
 use std::{
@@ -48,14 +49,22 @@ fn corpus() -> PathBuf {
     dir
 }
 
-fn corpus_captures() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus())
-        .expect("corpus readable")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
+/// The corpus's captures, then the lab's real-client fixtures
+/// (`classifier/tests/fixtures/lab`): the corpus has one uTP flow and no forced-encryption
+/// swarm, the lab captures have dozens of uTP, DHT and MSE flows from libtorrent.
+fn captures_to_compare() -> Vec<PathBuf> {
+    let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../classifier/tests/fixtures/lab");
+    let mut all = Vec::new();
+    for (dir, pcaps_only) in [(corpus(), false), (lab, true)] {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && (!pcaps_only || p.extension().is_some_and(|e| e == "pcap")))
+            .collect();
+        v.sort();
+        all.extend(v);
+    }
+    all
 }
 
 /// The probe's flow table opened a second time, by the id the loaded program names, so
@@ -120,7 +129,7 @@ fn kernel_tier_and_library_agree_on_every_corpus_flow() {
     let (mut library_time, mut kernel_time) = (0f64, 0f64);
     let mut rebuilt = Vec::new();
     let mut miscounted = Vec::new();
-    for path in corpus_captures() {
+    for path in captures_to_compare() {
         let name = path
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
