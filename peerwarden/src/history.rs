@@ -197,6 +197,9 @@ struct Writer {
     conn: Connection,
     /// The last reading of every row, cumulative for this instance of the counters.
     last: HashMap<Key, Values>,
+    /// The same for subscriber rows, per id, class and direction: looked up by `&str`
+    /// every second for every subscriber, without building a key.
+    last_subs: HashMap<String, [[Values; 2]; 4]>,
     /// Keys whose reading changed since the last flush.
     dirty: Vec<Key>,
     /// Subscriber ids to their integer keys in the store.
@@ -352,6 +355,7 @@ impl History {
             }
         }
         let mut last = HashMap::new();
+        let mut last_subs: HashMap<String, [[Values; 2]; 4]> = HashMap::new();
         let same_instance = meta("instance")
             .map_err(sql("reading the instance"))?
             .as_deref()
@@ -377,7 +381,13 @@ impl History {
                 .map_err(sql("reading the last readings"))?;
             for row in rows {
                 let (k, v) = row.map_err(sql("reading the last readings"))?;
-                last.insert(k, v);
+                if k.subscriber == ALL {
+                    last.insert(k, v);
+                } else if let Some(c) = CLASS_NAMES.iter().position(|n| *n == k.name) {
+                    last_subs
+                        .entry(k.subscriber)
+                        .or_insert_with(Default::default)[c][usize::from(k.dir.min(1))] = v;
+                }
             }
         } else {
             // New counters: the old readings are no base for them.
@@ -399,6 +409,7 @@ impl History {
             writer: Mutex::new(Writer {
                 conn,
                 last,
+                last_subs,
                 dirty: Vec::new(),
                 ids,
                 last_flush: Instant::now(),
@@ -435,9 +446,15 @@ impl History {
         labels: &LabelCounters,
         subscribers: &[(String, [[SubCounter; 2]; 4])],
     ) {
+        self.record_labels(at, labels);
+        self.record_subscribers(at, subscribers);
+    }
+
+    /// Records the kernel's per-label counters read at `at`.
+    pub fn record_labels(&self, at: SystemTime, labels: &LabelCounters) {
         let minute = minute_of(unix(at));
         let mut w = lock(&self.writer);
-        let mut changes: Vec<(Key, Values)> = Vec::new();
+        let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
         for label in ALL_LABELS {
             let Some(c) = labels.get(label.id() as usize) else {
                 continue;
@@ -456,40 +473,75 @@ impl History {
                     name: label.name().into(),
                     dir: d as u8,
                 };
-                changes.push((key, now));
-            }
-        }
-        for (id, classes) in subscribers {
-            for (class, dirs) in classes.iter().enumerate() {
-                for (d, c) in dirs.iter().enumerate() {
-                    let key = Key {
-                        subscriber: id.clone(),
-                        name: CLASS_NAMES[class].into(),
-                        dir: d as u8,
-                    };
-                    changes.push((key, Values::of_sub(c)));
+                let before = w.last.get(&key).copied();
+                if before == Some(now) {
+                    continue;
                 }
+                let delta = difference(&key, &before.unwrap_or_default(), &now);
+                if !delta.is_zero() {
+                    pending
+                        .entry((minute, key.clone()))
+                        .or_default()
+                        .add(&delta);
+                }
+                w.last.insert(key.clone(), now);
+                w.dirty.push(key);
             }
-        }
-        let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
-        for (key, now) in changes {
-            let before = w.last.get(&key).copied().unwrap_or_default();
-            let delta = difference(&key, &before, &now);
-            if delta.is_zero() && w.last.contains_key(&key) {
-                continue;
-            }
-            if !delta.is_zero() {
-                pending
-                    .entry((minute, key.clone()))
-                    .or_default()
-                    .add(&delta);
-            }
-            w.last.insert(key.clone(), now);
-            w.dirty.push(key);
         }
         drop(pending);
+        self.flush_if_due(&mut w);
+    }
+
+    /// Records per-subscriber counters read at `at`: per id, its per-class counters
+    /// accumulated over this instance (see `subscribers.rs`).
+    pub fn record_subscribers(
+        &self,
+        at: SystemTime,
+        subscribers: &[(String, [[SubCounter; 2]; 4])],
+    ) {
+        let minute = minute_of(unix(at));
+        let mut w = lock(&self.writer);
+        let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
+        let Writer {
+            last_subs, dirty, ..
+        } = &mut *w;
+        for (id, classes) in subscribers {
+            let known = last_subs.contains_key(id.as_str());
+            let before = last_subs.get(id.as_str()).copied().unwrap_or_default();
+            let mut after = before;
+            for (c, dirs) in classes.iter().enumerate() {
+                for (d, counter) in dirs.iter().enumerate() {
+                    let now = Values::of_sub(counter);
+                    if known && before[c][d] == now {
+                        continue;
+                    }
+                    let key = Key {
+                        subscriber: id.clone(),
+                        name: CLASS_NAMES[c].into(),
+                        dir: d as u8,
+                    };
+                    let delta = difference(&key, &before[c][d], &now);
+                    if !delta.is_zero() {
+                        pending
+                            .entry((minute, key.clone()))
+                            .or_default()
+                            .add(&delta);
+                    }
+                    after[c][d] = now;
+                    dirty.push(key);
+                }
+            }
+            if !known || after != before {
+                last_subs.insert(id.clone(), after);
+            }
+        }
+        drop(pending);
+        self.flush_if_due(&mut w);
+    }
+
+    fn flush_if_due(&self, w: &mut Writer) {
         if w.last_flush.elapsed() >= FLUSH_EVERY {
-            self.flush_locked(&mut w);
+            self.flush_locked(w);
         }
     }
 
@@ -522,6 +574,7 @@ impl History {
         let Writer {
             conn,
             last,
+            last_subs,
             dirty,
             ids,
             ..
@@ -578,7 +631,17 @@ impl History {
             dirty.sort();
             dirty.dedup();
             for key in dirty.iter() {
-                let Some(v) = last.get(key) else { continue };
+                let v = if key.subscriber == ALL {
+                    last.get(key).copied()
+                } else {
+                    let c = CLASS_NAMES.iter().position(|n| *n == key.name);
+                    c.and_then(|c| {
+                        last_subs
+                            .get(key.subscriber.as_str())
+                            .map(|s| s[c][usize::from(key.dir.min(1))])
+                    })
+                };
+                let Some(v) = v else { continue };
                 let sub = sub_of(&key.subscriber)?;
                 put.execute(params![
                     sub,
