@@ -6,7 +6,8 @@
 #
 # Environment: PREFIX (lab namespace prefix, default pwh), PORT (API port, default 9461),
 # DURATION (seconds per wrk run, default 10, at most 15), RATE (requests/s of the paced
-# runs, default 2000).
+# runs, default 2000); PEERWARDEN_LOG reaches the lab's daemon (e.g.
+# `info,peerwarden::access=warn` to measure without the request log).
 #
 # Runs, per path: (1) saturating: 2 threads, 16 connections, as fast as the API answers;
 # (2) paced at RATE: Debian's wrk 4.1 has no -R, so a Lua `delay()` hands out send times
@@ -102,7 +103,7 @@ run() { # label, extra wrk args..., url
 
 echo "host: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r)"
 echo "wrk: $(wrk -v 2>&1 | head -1)"
-echo "daemon: $BIN (release), lab $PREFIX, API $BASE, request log on (info)"
+echo "daemon: $BIN (release), lab $PREFIX, API $BASE, PEERWARDEN_LOG=${PEERWARDEN_LOG:-info} (the request log is on at info)"
 for path in /api/v1/mix /metrics; do
   run "$path saturating (${THREADS} threads, ${CONNECTIONS} connections, ${DURATION} s)" "$BASE$path"
   run "$path paced at ${RATE} req/s (${THREADS} threads, ${CONNECTIONS} connections, ${DURATION} s)" -s "$WORK/paced.lua" "$BASE$path"
