@@ -684,9 +684,7 @@ impl History {
         let minute_cut =
             (now - i64::from(self.retention.minute_days) * 86_400).div_euclid(3600) * 3600;
         let hour_cut = (now - i64::from(self.retention.hour_days) * 86_400).div_euclid(3600) * 3600;
-        // Queries hold the pending lock while they read: they see the rows before or
-        // after the move, never half of it.
-        let _pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
+        // Readers see the rows before or after the move (a snapshot), never half of it.
         let tx = w
             .conn
             .transaction()
@@ -715,14 +713,14 @@ impl History {
         let step = step.filter(|s| *s > 0);
         let bucket = |t: i64| step.map_or(0, |s| (t - from).div_euclid(s));
         let mut out: BTreeMap<(i64, Key), Values> = BTreeMap::new();
-        // Held across the read: a flush cannot move rows from memory to the table under us.
-        let pending = self.pending.read().unwrap_or_else(|p| p.into_inner());
-        for ((t, key), v) in pending.iter() {
-            if *t >= from && *t < to && which.matches(&key.subscriber) {
-                out.entry((bucket(*t), key.clone())).or_default().add(v);
+        let mut conn = lock(&self.reader);
+        let tx = self.snapshot(&mut conn, |pending| {
+            for ((t, key), v) in pending.iter() {
+                if *t >= from && *t < to && which.matches(&key.subscriber) {
+                    out.entry((bucket(*t), key.clone())).or_default().add(v);
+                }
             }
-        }
-        let conn = lock(&self.reader);
+        })?;
         let (filter, arg) = match which {
             Which::Labels => ("m.sub = 0", None),
             Which::Subscriber(id) => ("s.id = ?3", Some(id)),
@@ -743,7 +741,7 @@ impl History {
                 "m.sub, m.name, m.dir"
             },
         );
-        let mut stmt = conn.prepare_cached(&query).map_err(self.sql("querying"))?;
+        let mut stmt = tx.prepare_cached(&query).map_err(self.sql("querying"))?;
         let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, Key, Values)> {
             Ok((
                 r.get(1)?,
@@ -764,6 +762,8 @@ impl History {
             let (t, key, v) = row.map_err(self.sql("querying"))?;
             out.entry((bucket(t), key)).or_default().add(&v);
         }
+        drop(stmt);
+        drop(tx);
         Ok(out
             .into_iter()
             .map(|((bucket, key), values)| Row {
@@ -774,14 +774,35 @@ impl History {
             .collect())
     }
 
+    /// A read transaction on the reader whose snapshot matches the pending differences
+    /// `read` is shown: both are taken under the pending lock, which a flush holds until
+    /// it commits. The (possibly long) query then runs on the snapshot without the lock,
+    /// so it never holds up the recording, and a flush meanwhile is not seen twice.
+    fn snapshot<'c>(
+        &self,
+        conn: &'c mut Connection,
+        read: impl FnOnce(&Pending),
+    ) -> Result<rusqlite::Transaction<'c>, HistoryError> {
+        let pending = self.pending.read().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction().map_err(self.sql("starting a read"))?;
+        // SQLite fixes a WAL reader's snapshot at its first read, not at BEGIN.
+        tx.query_row("SELECT COUNT(*) FROM meta", [], |r| r.get::<_, i64>(0))
+            .map_err(self.sql("starting a read"))?;
+        read(&pending);
+        Ok(tx)
+    }
+
     /// The start of the oldest row, written or pending (seconds since the epoch).
     pub fn first(&self) -> Result<Option<i64>, HistoryError> {
-        let pending = self.pending.read().unwrap_or_else(|p| p.into_inner());
-        let conn = lock(&self.reader);
-        let stored: Option<i64> = conn
+        let mut conn = lock(&self.reader);
+        let mut mem = None;
+        let tx = self.snapshot(&mut conn, |pending| {
+            mem = pending.keys().map(|(t, _)| *t).min()
+        })?;
+        let stored: Option<i64> = tx
             .query_row("SELECT MIN(t) FROM (SELECT MIN(t) AS t FROM minute UNION ALL SELECT MIN(t) FROM hour)", [], |r| r.get(0))
             .map_err(self.sql("finding the oldest row"))?;
-        let mem = pending.keys().map(|(t, _)| *t).min();
+        drop(tx);
         Ok(match (stored, mem) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1080,6 +1101,41 @@ mod tests {
         )
         .bytes;
         assert_eq!(bob, 10 * expected_readings);
+    }
+
+    #[test]
+    fn queries_during_flushes_see_every_difference_once() {
+        let dir = Dir::new("concurrent");
+        let h =
+            std::sync::Arc::new(History::open(&dir.db(), "i", Retention::default()).expect("open"));
+        // Cumulative readings whose differences all differ: a difference counted twice or
+        // missed gives a total that is no reading at all.
+        let readings: Vec<u64> = (1..=300u64).map(|i| 7 * i * (i + 1) / 2).collect();
+        let writer = {
+            let (h, readings) = (h.clone(), readings.clone());
+            std::thread::spawn(move || {
+                for (i, r) in readings.iter().enumerate() {
+                    h.record(at(T0 + i as i64), &labels(*r, 0), &[]);
+                    if i % 3 == 0 {
+                        h.flush().expect("flush");
+                    }
+                }
+            })
+        };
+        let mut seen = 0;
+        while !writer.is_finished() {
+            let rows = h.sum(i64::MIN, i64::MAX, None, Which::Labels).expect("sum");
+            let t = total(&rows, "bittorrent", 1).bytes as u64;
+            assert!(
+                t == 0 || readings.contains(&t),
+                "a total that was never read: {t}"
+            );
+            seen += 1;
+        }
+        writer.join().expect("writer");
+        assert!(seen > 10, "the reader ran alongside ({seen} queries)");
+        let rows = h.sum(i64::MIN, i64::MAX, None, Which::Labels).expect("sum");
+        assert_eq!(total(&rows, "bittorrent", 1).bytes as u64, readings[299]);
     }
 
     #[test]
