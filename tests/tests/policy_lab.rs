@@ -1030,3 +1030,205 @@ fn shaping_qdisc_survives_a_crash_and_goes_at_shutdown() {
         );
     }
 }
+
+/// Peer-wire over TCP only (libtorrent, lab/bt_peer.py as `lab traffic` runs it, with the
+/// leecher's uTP session left out): a 10 mbit police on p2p holds the download.
+#[test]
+fn police_p2p_at_10_mbit_holds_a_tcp_bittorrent_download() {
+    let p2p = format!("      p2p: {{ {}, action: police }}\n", down_with_burst(10));
+    let mut lab = PolicyLab::up(7, &policy(&p2p, ""));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab/bt_peer.py");
+    let script = script.to_string_lossy().into_owned();
+    let (seed, leech, tracker) = (
+        lab.tmp.0.join("seed"),
+        lab.tmp.0.join("leech"),
+        lab.tmp.0.join("tracker"),
+    );
+    for d in [&seed, &leech, &tracker] {
+        std::fs::create_dir_all(d).expect("swarm dirs");
+    }
+    let announce = format!(
+        "http://{}:{}/announce",
+        addr::TRACKER_V4,
+        addr::TRACKER_PORT
+    );
+    // 24 MB: more than 14 s at the police rate, so the download is still running when
+    // the measurement ends.
+    let out = run_bounded(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ns("net"),
+                "/usr/bin/python3",
+                &script,
+                "make",
+                "--out",
+            ])
+            .arg(&seed)
+            .args([
+                "--name",
+                "pwp.bin",
+                "--size-mb",
+                "24",
+                "--tracker",
+                &announce,
+            ]),
+        Duration::from_secs(60),
+    );
+    let made: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "made")
+        .unwrap_or_else(|| panic!("bt_peer.py make: {}", String::from_utf8_lossy(&out.stderr)));
+    let torrent = made["torrent"].as_str().expect("torrent path").to_string();
+    std::fs::write(
+        tracker.join("whitelist"),
+        format!("{}\n", made["infohash"].as_str().expect("infohash")),
+    )
+    .expect("whitelist");
+    let port = addr::TRACKER_PORT.to_string();
+    let tracker = tracker.to_string_lossy().into_owned();
+    lab.serve(
+        "net",
+        &[
+            "opentracker",
+            "-i",
+            addr::TRACKER_V4,
+            "-p",
+            &port,
+            "-P",
+            &port,
+            "-d",
+            &tracker,
+            "-u",
+            "nobody",
+            "-w",
+            "/whitelist",
+        ],
+    );
+    lab.wait_listening("net", addr::TRACKER_PORT);
+    let seed = seed.to_string_lossy().into_owned();
+    let peer_port = addr::SEEDER_PORT.to_string();
+    lab.serve(
+        "net",
+        &[
+            "/usr/bin/python3",
+            &script,
+            "seed",
+            "--torrent",
+            &torrent,
+            "--dir",
+            &seed,
+            "--bind",
+            addr::SEEDER_V4,
+            "--port",
+            &peer_port,
+        ],
+    );
+    lab.wait_listening("net", addr::SEEDER_PORT);
+    // The leecher, TCP only; its status lines (payload bytes so far, once a second) are
+    // timed as they arrive.
+    let mut leecher = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("alice"),
+            "/usr/bin/python3",
+            &script,
+            "leech",
+            "--torrent",
+            &torrent,
+            "--dir",
+        ])
+        .arg(&leech)
+        .args([
+            "--bind",
+            addr::ALICE_V4,
+            "--port",
+            &peer_port,
+            "--transport",
+            "tcp",
+            "--block",
+            "100.64.0.0/10",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the leecher");
+    let stdout = leecher.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut samples: Vec<(Instant, u64)> = Vec::new();
+    while Instant::now() < deadline {
+        let Ok((at, line)) = rx.recv_timeout(Duration::from_millis(500)) else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if v["event"] == "status" && v["transport"] == "tcp" {
+            let got = v["downloaded"].as_u64().unwrap_or(0);
+            if got > 0 || !samples.is_empty() {
+                samples.push((at, got));
+            }
+        }
+        assert!(
+            v["event"] != "finished",
+            "the download finished early: {line}"
+        );
+        // 14 s of transfer after the first bytes.
+        if samples
+            .first()
+            .is_some_and(|(t0, _)| at.duration_since(*t0) >= Duration::from_secs(14))
+        {
+            break;
+        }
+    }
+    let _ = leecher.kill();
+    let _ = leecher.wait();
+    assert!(
+        samples.len() >= 10,
+        "too few status lines from the leecher: {samples:?}"
+    );
+    // From 3 s in (past the bucket's first burst and libtorrent's start) to the end.
+    let (t0, b0) = samples[3];
+    let (t1, b1) = *samples.last().expect("samples");
+    let mbit = (b1 - b0) as f64 * 8.0 / t1.duration_since(t0).as_secs_f64() / 1e6;
+    let per_second: Vec<f64> = samples
+        .windows(2)
+        .map(|w| (w[1].1 - w[0].1) as f64 * 8e-6)
+        .collect();
+    eprintln!("leecher payload per status interval (Mbit): {per_second:.1?}");
+    assert_near(
+        "police p2p 10 mbit: BitTorrent (TCP) goodput, Mbit/s",
+        mbit,
+        10.0 * PAYLOAD_SHARE,
+        0.10,
+    );
+    // The flow the policy acted on is peer-wire, class p2p.
+    let flows = lab.api("/api/v1/flows?class=p2p&limit=100");
+    let peer_wire = flows["flows"].as_array().expect("flows").iter().any(|f| {
+        f["label"] == "bittorrent"
+            && f["src"] == addr::ALICE_V4
+            && f["dst"] == addr::SEEDER_V4
+            && f["proto"] == "tcp"
+    });
+    assert!(peer_wire, "no bittorrent flow alice -> seeder: {flows}");
+    let mix = lab.api("/api/v1/mix");
+    assert!(
+        mix["probe"]["policy_drops"].as_u64().unwrap_or(0) > 0,
+        "nothing policed: {}",
+        mix["probe"]
+    );
+}
