@@ -4,14 +4,15 @@
 //!
 //! iperf3 flows are labelled `unknown` (class other), so the policies here police, shape
 //! or mark `other`; an HTTP download from the lab's web address is `http` (class web) and
-//! must stay unaffected. Rates in a policy count whole Ethernet frames, iperf3 counts TCP
+//! must stay unaffected. One case polices `p2p` on a TCP-only libtorrent download. Rates in a policy count whole Ethernet frames, iperf3 counts TCP
 //! payload: a full frame carries 1448 payload bytes in 1514 (TCP timestamps on), so the
 //! goodput to expect is [`PAYLOAD_SHARE`] of the rate, and the tolerances are taken around
 //! that.
 //!
 //! Each test makes its own lab (prefix `pwpN`, API port 949N) and removes it when it ends,
 //! also on failure; processes it starts in the namespaces are stopped by pid on drop.
-//! Transfers are bounded (iperf3 -t ≤ 14, curl --max-time). Run as root, one at a time
+//! Transfers are bounded (iperf3 -t ≤ 15, curl --max-time 30, the BitTorrent leecher
+//! stopped 14 s after its first bytes). Run as root, one at a time
 //! (the machine has two cores, and the rates are measured):
 //! `cargo test -p peerwarden-tests --test policy_lab -- --test-threads=1`.
 
