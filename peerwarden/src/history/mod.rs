@@ -1,0 +1,473 @@
+//! The history store: the daemon's counters per minute in SQLite, rolled up into hours
+//! after `minute_retention_days` and dropped after `hour_retention_days`.
+//!
+//! Two kinds of rows share one table per resolution, keyed by (subscriber, time, name,
+//! direction):
+//!
+//! - subscriber `*`, name a **label**: the kernel's per-label counters (every packet the
+//!   probe saw, whether or not a subscriber owns its address);
+//! - subscriber `<id>`, name a **class**: the kernel's per-subscriber counters, which it
+//!   keeps per class only (p2p, video, web, other), with policy drops and marks.
+//!
+//! So a per-subscriber, per-label breakdown is not in the store; flows give that detail
+//! while they live in the flow table.
+//!
+//! Only differences are stored. The writer keeps the last kernel readings it recorded
+//! (in memory, and in the `reading` table with every flush, in the same transaction as
+//! the differences) and adds `now - last` to the current minute. The kernel's counters
+//! belong to one load of the probe: [`History::open`] takes an `instance` naming it, and
+//! the readings stored under another instance are not used as a base: a restarted daemon
+//! has new maps whose counters start at zero, so its first reading counts whole. Totals
+//! before and after a restart add up, and nothing is counted twice.
+//!
+//! Differences are kept in memory for up to [`FLUSH_EVERY`] and then written in one
+//! transaction; queries read the table and the unwritten part together. A clean stop
+//! ([`History::flush`]) loses nothing; a crash loses at most the unwritten seconds.
+//!
+//! ```no_run
+//! use std::{path::Path, time::SystemTime};
+//! use peerwarden::history::{History, Retention, Which};
+//! # fn main() -> Result<(), peerwarden::history::HistoryError> {
+//! let h = History::open(Path::new("/tmp/history.db"), "boot-1:pid-42", Retention::default())?;
+//! let now = SystemTime::now();
+//! let since_the_epoch = h.sum(0, i64::MAX, None, Which::Labels)?;
+//! # let _ = (now, since_the_epoch);
+//! # Ok(()) }
+//! ```
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard, RwLock, atomic::AtomicU64},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use peerwarden_common::policy::SubCounter;
+use rusqlite::{Connection, OptionalExtension as _};
+
+mod query;
+mod write;
+
+/// The subscriber id of the per-label rows.
+pub const ALL: &str = "*";
+/// How long differences wait in memory before they are written.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(10);
+/// How often old minutes are rolled up into hours.
+const ROLLUP_EVERY: Duration = Duration::from_secs(3600);
+/// Class names by the kernel's class index (`Class as u32`).
+pub const CLASS_NAMES: [&str; 4] = ["p2p", "video", "web", "other"];
+/// Schema version in `meta`; a store written by another version is refused, not guessed at.
+const SCHEMA_VERSION: &str = "1";
+
+/// The counters of one row. Signed: a label's counter goes down when a flow's earlier
+/// bytes move to the label it finally receives (ebpf/src/counters.rs), so a minute of
+/// `unknown` can be negative; sums over the whole history are exact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Values {
+    /// Bytes on the wire.
+    pub bytes: i64,
+    /// Packets.
+    pub packets: i64,
+    /// Label rows: flows that received the label (`unknown`: flows created).
+    pub flows: i64,
+    /// Subscriber rows: packets dropped by the policy.
+    pub dropped_packets: i64,
+    /// Subscriber rows: bytes dropped by the policy.
+    pub dropped_bytes: i64,
+    /// Subscriber rows: packets whose DSCP the policy rewrote.
+    pub marked_packets: i64,
+}
+
+impl Values {
+    /// Adds `o` field by field.
+    pub fn add(&mut self, o: &Values) {
+        self.bytes += o.bytes;
+        self.packets += o.packets;
+        self.flows += o.flows;
+        self.dropped_packets += o.dropped_packets;
+        self.dropped_bytes += o.dropped_bytes;
+        self.marked_packets += o.marked_packets;
+    }
+
+    fn is_zero(&self) -> bool {
+        *self == Values::default()
+    }
+
+    /// One kernel subscriber counter as values.
+    pub fn of_sub(c: &SubCounter) -> Values {
+        Values {
+            bytes: c.bytes as i64,
+            packets: c.packets as i64,
+            flows: 0,
+            dropped_packets: c.dropped_packets as i64,
+            dropped_bytes: c.dropped_bytes as i64,
+            marked_packets: c.marked_packets as i64,
+        }
+    }
+}
+
+/// A row's identity apart from time.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    /// [`ALL`] or a subscriber id.
+    pub subscriber: String,
+    /// A label name (subscriber `*`) or a class name.
+    pub name: String,
+    /// 0 up (from the subscriber), 1 down.
+    pub dir: u8,
+}
+
+/// Which rows a query sums.
+#[derive(Clone, Copy, Debug)]
+pub enum Which<'a> {
+    /// The per-label rows (subscriber `*`).
+    Labels,
+    /// One subscriber's per-class rows.
+    Subscriber(&'a str),
+    /// Every subscriber's per-class rows.
+    Subscribers,
+}
+
+impl Which<'_> {
+    fn matches(&self, subscriber: &str) -> bool {
+        match self {
+            Which::Labels => subscriber == ALL,
+            Which::Subscriber(id) => subscriber == *id,
+            Which::Subscribers => subscriber != ALL,
+        }
+    }
+}
+
+/// One summed row of a query: `bucket` is the step index for series, 0 otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// The step the row falls in (0 without steps).
+    pub bucket: i64,
+    /// The row's identity.
+    pub key: Key,
+    /// Summed values.
+    pub values: Values,
+}
+
+/// How long rows are kept.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Days of minutes.
+    pub minute_days: u32,
+    /// Days of hours.
+    pub hour_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            minute_days: 7,
+            hour_days: 90,
+        }
+    }
+}
+
+/// What can go wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The store's directory could not be made.
+    #[error("creating the directory of the history store {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite refused an operation.
+    #[error("history store {path}: {op}: {source}")]
+    Sql {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file was written by another schema version.
+    #[error("history store {path}: schema version {found}, this daemon writes {SCHEMA_VERSION}")]
+    Schema { path: PathBuf, found: String },
+}
+
+/// The writer's side: the connection it writes with and the last readings.
+struct Writer {
+    conn: Connection,
+    /// The last reading of every row, cumulative for this instance of the counters.
+    last: HashMap<Key, Values>,
+    /// The same for subscriber rows, per id, class and direction: looked up by `&str`
+    /// every second for every subscriber, without building a key.
+    last_subs: HashMap<String, [[Values; 2]; 4]>,
+    /// Keys whose reading changed since the last flush.
+    dirty: Vec<Key>,
+    /// Subscriber ids to their integer keys in the store.
+    ids: HashMap<String, i64>,
+    last_flush: Instant,
+    last_rollup: Option<Instant>,
+}
+
+/// Differences not yet written, by (minute start, key).
+type Pending = BTreeMap<(i64, Key), Values>;
+
+/// The store. Shared between the counter reader (writes) and the API (reads).
+pub struct History {
+    path: PathBuf,
+    retention: Retention,
+    writer: Mutex<Writer>,
+    reader: Mutex<Connection>,
+    pending: RwLock<Pending>,
+    /// Flushes written.
+    pub flushes: AtomicU64,
+    /// Flushes that failed (their differences stay in memory for the next try).
+    pub flush_failures: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A name for this load of the kernel counters: the boot, this process and when it
+/// started. The daemon loads new maps at every start (they are not pinned), so readings
+/// recorded under another name are never the base for its counters.
+pub fn instance_name() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}/{}/{nanos}", boot.trim(), std::process::id())
+}
+
+/// Seconds since the epoch (negative before it, for completeness).
+pub fn unix(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+/// The start of the minute holding `secs`.
+pub fn minute_of(secs: i64) -> i64 {
+    secs.div_euclid(60) * 60
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subscriber (sub INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+INSERT OR IGNORE INTO subscriber (sub, id) VALUES (0, '*');
+CREATE TABLE IF NOT EXISTS minute (
+    sub INTEGER NOT NULL, t INTEGER NOT NULL, name TEXT NOT NULL, dir INTEGER NOT NULL,
+    bytes INTEGER NOT NULL, packets INTEGER NOT NULL, flows INTEGER NOT NULL,
+    dropped_packets INTEGER NOT NULL, dropped_bytes INTEGER NOT NULL, marked_packets INTEGER NOT NULL,
+    PRIMARY KEY (sub, t, name, dir)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS minute_by_time ON minute (t);
+CREATE TABLE IF NOT EXISTS hour (
+    sub INTEGER NOT NULL, t INTEGER NOT NULL, name TEXT NOT NULL, dir INTEGER NOT NULL,
+    bytes INTEGER NOT NULL, packets INTEGER NOT NULL, flows INTEGER NOT NULL,
+    dropped_packets INTEGER NOT NULL, dropped_bytes INTEGER NOT NULL, marked_packets INTEGER NOT NULL,
+    PRIMARY KEY (sub, t, name, dir)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS hour_by_time ON hour (t);
+CREATE TABLE IF NOT EXISTS reading (
+    sub INTEGER NOT NULL, name TEXT NOT NULL, dir INTEGER NOT NULL,
+    bytes INTEGER NOT NULL, packets INTEGER NOT NULL, flows INTEGER NOT NULL,
+    dropped_packets INTEGER NOT NULL, dropped_bytes INTEGER NOT NULL, marked_packets INTEGER NOT NULL,
+    PRIMARY KEY (sub, name, dir)) WITHOUT ROWID;
+";
+
+impl History {
+    /// Opens (or creates) the store at `path` for the counters of `instance`: the stored
+    /// readings are the base for differences only if they were recorded for the same
+    /// instance; otherwise the counters are new and start from zero.
+    pub fn open(
+        path: &Path,
+        instance: &str,
+        retention: Retention,
+    ) -> Result<History, HistoryError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| HistoryError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let sql = |op: &'static str| {
+            move |source| HistoryError::Sql {
+                path: path.to_path_buf(),
+                op,
+                source,
+            }
+        };
+        let conn = Connection::open(path).map_err(sql("opening"))?;
+        // WAL: the API reads while the reader writes. NORMAL: a power cut may lose the
+        // last flush, never corrupt the file.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql("setting WAL mode"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql("setting synchronous"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(sql("setting the busy timeout"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(sql("creating the schema"))?;
+        let meta = |key: &str| -> Result<Option<String>, rusqlite::Error> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+        };
+        match meta("schema").map_err(sql("reading the schema version"))? {
+            Some(v) if v != SCHEMA_VERSION => {
+                return Err(HistoryError::Schema {
+                    path: path.to_path_buf(),
+                    found: v,
+                });
+            }
+            Some(_) => {}
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(sql("writing the schema version"))?;
+            }
+        }
+        let mut ids = HashMap::new();
+        {
+            let mut stmt = conn
+                .prepare("SELECT sub, id FROM subscriber")
+                .map_err(sql("reading subscribers"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .map_err(sql("reading subscribers"))?;
+            for row in rows {
+                let (sub, id) = row.map_err(sql("reading subscribers"))?;
+                ids.insert(id, sub);
+            }
+        }
+        let mut last = HashMap::new();
+        let mut last_subs: HashMap<String, [[Values; 2]; 4]> = HashMap::new();
+        let same_instance = meta("instance")
+            .map_err(sql("reading the instance"))?
+            .as_deref()
+            == Some(instance);
+        if same_instance {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT s.id, r.name, r.dir, r.bytes, r.packets, r.flows, r.dropped_packets, r.dropped_bytes, r.marked_packets
+                     FROM reading r JOIN subscriber s ON s.sub = r.sub",
+                )
+                .map_err(sql("reading the last readings"))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        Key {
+                            subscriber: r.get(0)?,
+                            name: r.get(1)?,
+                            dir: r.get(2)?,
+                        },
+                        values_at(r, 3)?,
+                    ))
+                })
+                .map_err(sql("reading the last readings"))?;
+            for row in rows {
+                let (k, v) = row.map_err(sql("reading the last readings"))?;
+                if k.subscriber == ALL {
+                    last.insert(k, v);
+                } else if let Some(c) = CLASS_NAMES.iter().position(|n| *n == k.name) {
+                    last_subs
+                        .entry(k.subscriber)
+                        .or_default()[c][usize::from(k.dir.min(1))] = v;
+                }
+            }
+        } else {
+            // New counters: the old readings are no base for them.
+            conn.execute_batch("DELETE FROM reading")
+                .map_err(sql("clearing old readings"))?;
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('instance', ?1)",
+                [instance],
+            )
+            .map_err(sql("writing the instance"))?;
+        }
+        let reader = Connection::open(path).map_err(sql("opening a reader"))?;
+        reader
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(sql("setting the busy timeout"))?;
+        let h = History {
+            path: path.to_path_buf(),
+            retention,
+            writer: Mutex::new(Writer {
+                conn,
+                last,
+                last_subs,
+                dirty: Vec::new(),
+                ids,
+                last_flush: Instant::now(),
+                last_rollup: None,
+            }),
+            reader: Mutex::new(reader),
+            pending: RwLock::new(Pending::new()),
+            flushes: AtomicU64::new(0),
+            flush_failures: AtomicU64::new(0),
+        };
+        h.rollup(unix(SystemTime::now()))?;
+        Ok(h)
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> HistoryError + '_ {
+        move |source| HistoryError::Sql {
+            path: self.path.clone(),
+            op,
+            source,
+        }
+    }
+}
+
+/// Reads the six value columns starting at `i`.
+fn values_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Values> {
+    Ok(Values {
+        bytes: r.get(i)?,
+        packets: r.get(i + 1)?,
+        flows: r.get(i + 2)?,
+        dropped_packets: r.get(i + 3)?,
+        dropped_bytes: r.get(i + 4)?,
+        marked_packets: r.get(i + 5)?,
+    })
+}
+
+/// `now - before` for one row. Label counters are wrapping sums that may go down (a
+/// relabel moves bytes between labels): the signed difference. Subscriber counters only
+/// grow within one instance; a reading below the last one is a new start (an id that came
+/// back after leaving the policy) and counts whole.
+fn difference(key: &Key, before: &Values, now: &Values) -> Values {
+    if key.subscriber == ALL {
+        return Values {
+            bytes: now.bytes.wrapping_sub(before.bytes),
+            packets: now.packets.wrapping_sub(before.packets),
+            flows: now.flows.wrapping_sub(before.flows),
+            ..Values::default()
+        };
+    }
+    let went_down = now.bytes < before.bytes
+        || now.packets < before.packets
+        || now.dropped_packets < before.dropped_packets
+        || now.dropped_bytes < before.dropped_bytes
+        || now.marked_packets < before.marked_packets;
+    let base = if went_down {
+        Values::default()
+    } else {
+        *before
+    };
+    Values {
+        bytes: now.bytes - base.bytes,
+        packets: now.packets - base.packets,
+        flows: 0,
+        dropped_packets: now.dropped_packets - base.dropped_packets,
+        dropped_bytes: now.dropped_bytes - base.dropped_bytes,
+        marked_packets: now.marked_packets - base.marked_packets,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+//! Reading the store: sums over a time range, per step or whole, of the written rows and
+//! the pending differences together.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, params};
+
+use super::{History, HistoryError, Key, Pending, Row, Values, Which, lock, values_at};
+
+impl History {
+    /// Sums the rows of `which` with a start time in `[from, to)` (seconds since the
+    /// epoch; minute rows and hour rows alike, each counted by its start), written or
+    /// pending. With `step`, rows are summed per step: bucket `(t - from) / step`.
+    pub fn sum(
+        &self,
+        from: i64,
+        to: i64,
+        step: Option<i64>,
+        which: Which<'_>,
+    ) -> Result<Vec<Row>, HistoryError> {
+        let step = step.filter(|s| *s > 0);
+        let bucket = |t: i64| step.map_or(0, |s| (t - from).div_euclid(s));
+        let mut out: BTreeMap<(i64, Key), Values> = BTreeMap::new();
+        let mut conn = lock(&self.reader);
+        let tx = self.snapshot(&mut conn, |pending| {
+            for ((t, key), v) in pending.iter() {
+                if *t >= from && *t < to && which.matches(&key.subscriber) {
+                    out.entry((bucket(*t), key.clone())).or_default().add(v);
+                }
+            }
+        })?;
+        let (filter, arg) = match which {
+            Which::Labels => ("m.sub = 0", None),
+            Which::Subscriber(id) => ("s.id = ?3", Some(id)),
+            Which::Subscribers => ("m.sub <> 0", None),
+        };
+        let query = format!(
+            "SELECT s.id, m.t, m.name, m.dir, SUM(m.bytes), SUM(m.packets), SUM(m.flows),
+                    SUM(m.dropped_packets), SUM(m.dropped_bytes), SUM(m.marked_packets)
+             FROM (SELECT * FROM minute WHERE t >= ?1 AND t < ?2
+                   UNION ALL SELECT * FROM hour WHERE t >= ?1 AND t < ?2) m
+             JOIN subscriber s ON s.sub = m.sub
+             WHERE {filter}
+             GROUP BY {group}",
+            // Without steps the time is not a group (the bare `m.t` is any row's, unused).
+            group = if step.is_some() {
+                "m.sub, m.t, m.name, m.dir"
+            } else {
+                "m.sub, m.name, m.dir"
+            },
+        );
+        let mut stmt = tx.prepare_cached(&query).map_err(self.sql("querying"))?;
+        let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, Key, Values)> {
+            Ok((
+                r.get(1)?,
+                Key {
+                    subscriber: r.get(0)?,
+                    name: r.get(2)?,
+                    dir: r.get(3)?,
+                },
+                values_at(r, 4)?,
+            ))
+        };
+        let rows = match arg {
+            Some(id) => stmt.query_map(params![from, to, id], map),
+            None => stmt.query_map(params![from, to], map),
+        }
+        .map_err(self.sql("querying"))?;
+        for row in rows {
+            let (t, key, v) = row.map_err(self.sql("querying"))?;
+            out.entry((bucket(t), key)).or_default().add(&v);
+        }
+        drop(stmt);
+        drop(tx);
+        Ok(out
+            .into_iter()
+            .map(|((bucket, key), values)| Row {
+                bucket,
+                key,
+                values,
+            })
+            .collect())
+    }
+
+    /// A read transaction on the reader whose snapshot matches the pending differences
+    /// `read` is shown: both are taken under the pending lock, which a flush holds until
+    /// it commits. The (possibly long) query then runs on the snapshot without the lock,
+    /// so it never holds up the recording, and a flush meanwhile is not seen twice.
+    fn snapshot<'c>(
+        &self,
+        conn: &'c mut Connection,
+        read: impl FnOnce(&Pending),
+    ) -> Result<rusqlite::Transaction<'c>, HistoryError> {
+        let pending = self.pending.read().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction().map_err(self.sql("starting a read"))?;
+        // SQLite fixes a WAL reader's snapshot at its first read, not at BEGIN.
+        tx.query_row("SELECT COUNT(*) FROM meta", [], |r| r.get::<_, i64>(0))
+            .map_err(self.sql("starting a read"))?;
+        read(&pending);
+        Ok(tx)
+    }
+
+    /// The start of the oldest row, written or pending (seconds since the epoch).
+    pub fn first(&self) -> Result<Option<i64>, HistoryError> {
+        let mut conn = lock(&self.reader);
+        let mut mem = None;
+        let tx = self.snapshot(&mut conn, |pending| {
+            mem = pending.keys().map(|(t, _)| *t).min()
+        })?;
+        let stored: Option<i64> = tx
+            .query_row("SELECT MIN(t) FROM (SELECT MIN(t) AS t FROM minute UNION ALL SELECT MIN(t) FROM hour)", [], |r| r.get(0))
+            .map_err(self.sql("finding the oldest row"))?;
+        drop(tx);
+        Ok(match (stored, mem) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+}

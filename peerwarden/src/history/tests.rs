@@ -1,0 +1,312 @@
+//! The store's unit tests: restarts, ranges and steps, roll-ups, schema, concurrent reads.
+
+use peerwarden_common::{CounterValue, Label, label::ALL_LABELS};
+
+use super::*;
+use crate::probe::LabelCounters;
+
+/// A fresh directory for one test's store, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let p =
+            std::env::temp_dir().join(format!("peerwarden-history-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        Dir(p)
+    }
+    fn db(&self) -> PathBuf {
+        self.0.join("nested").join("history.db")
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn labels(bt: u64, unknown: u64) -> LabelCounters {
+    let mut c = vec![[CounterValue::default(); 2]; ALL_LABELS.len()];
+    c[Label::Bittorrent.id() as usize][1] = CounterValue {
+        packets: bt / 1000,
+        bytes: bt,
+        flows: 1,
+    };
+    c[Label::Unknown.id() as usize][0] = CounterValue {
+        packets: 1,
+        bytes: unknown,
+        flows: 2,
+    };
+    c
+}
+
+fn sub(p2p_down: u64, dropped: u64) -> [[SubCounter; 2]; 4] {
+    let mut c = [[SubCounter::default(); 2]; 4];
+    c[0][1] = SubCounter {
+        packets: p2p_down / 1000,
+        bytes: p2p_down,
+        dropped_packets: dropped,
+        dropped_bytes: dropped * 1000,
+        marked_packets: 0,
+    };
+    c
+}
+
+fn at(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs as u64)
+}
+
+fn total(rows: &[Row], name: &str, dir: u8) -> Values {
+    let mut v = Values::default();
+    for r in rows
+        .iter()
+        .filter(|r| r.key.name == name && r.key.dir == dir)
+    {
+        v.add(&r.values);
+    }
+    v
+}
+
+const T0: i64 = 1_800_000_000;
+
+#[test]
+fn differences_add_up_over_a_restart_and_nothing_is_counted_twice() {
+    let dir = Dir::new("restart");
+    {
+        let h = History::open(&dir.db(), "run-1", Retention::default()).expect("open");
+        h.record(at(T0), &labels(1000, 50), &[("alice".into(), sub(800, 0))]);
+        h.record(
+            at(T0 + 30),
+            &labels(5000, 80),
+            &[("alice".into(), sub(4000, 2))],
+        );
+        // A flow's bytes moved from unknown to bittorrent: unknown goes down.
+        h.record(
+            at(T0 + 90),
+            &labels(9000, 20),
+            &[("alice".into(), sub(7000, 3))],
+        );
+        h.flush().expect("flush");
+    }
+    {
+        // A restart: new kernel maps, counting from zero again.
+        let h = History::open(&dir.db(), "run-2", Retention::default()).expect("reopen");
+        let before = h.sum(0, i64::MAX, None, Which::Labels).expect("sum");
+        assert_eq!(
+            total(&before, "bittorrent", 1).bytes,
+            9000,
+            "the first run whole"
+        );
+        assert_eq!(total(&before, "unknown", 0).bytes, 20);
+        h.record(
+            at(T0 + 200),
+            &labels(300, 5),
+            &[("alice".into(), sub(250, 1))],
+        );
+        // Not flushed yet: queries see the pending part too.
+        let rows = h.sum(0, i64::MAX, None, Which::Labels).expect("sum");
+        assert_eq!(total(&rows, "bittorrent", 1).bytes, 9300);
+        assert_eq!(total(&rows, "unknown", 0).bytes, 25);
+        assert_eq!(total(&rows, "unknown", 0).flows, 4);
+        let alice = h
+            .sum(0, i64::MAX, None, Which::Subscriber("alice"))
+            .expect("sum");
+        assert_eq!(total(&alice, "p2p", 1).bytes, 7250);
+        assert_eq!(total(&alice, "p2p", 1).dropped_packets, 4);
+        assert_eq!(total(&alice, "p2p", 1).dropped_bytes, 4000);
+        h.flush().expect("flush");
+    }
+    {
+        // The same instance again (pinned maps would do this): the stored readings are
+        // the base, so the same reading adds nothing.
+        let h = History::open(&dir.db(), "run-2", Retention::default()).expect("reopen");
+        h.record(
+            at(T0 + 260),
+            &labels(300, 5),
+            &[("alice".into(), sub(250, 1))],
+        );
+        h.record(
+            at(T0 + 270),
+            &labels(400, 5),
+            &[("alice".into(), sub(350, 1))],
+        );
+        let rows = h.sum(0, i64::MAX, None, Which::Labels).expect("sum");
+        assert_eq!(total(&rows, "bittorrent", 1).bytes, 9400);
+        let alice = h.sum(0, i64::MAX, None, Which::Subscribers).expect("sum");
+        assert_eq!(total(&alice, "p2p", 1).bytes, 7350);
+    }
+}
+
+#[test]
+fn ranges_and_steps_split_by_minute() {
+    let dir = Dir::new("steps");
+    let h = History::open(&dir.db(), "i", Retention::default()).expect("open");
+    let base = minute_of(T0);
+    for m in 0..10 {
+        // 1000 bytes of bittorrent per minute, read mid-minute.
+        h.record(
+            at(base + m * 60 + 30),
+            &labels(1000 * (m as u64 + 1), 0),
+            &[],
+        );
+        if m == 4 {
+            h.flush().expect("flush");
+        }
+    }
+    let rows = h
+        .sum(base + 120, base + 300, None, Which::Labels)
+        .expect("sum");
+    assert_eq!(total(&rows, "bittorrent", 1).bytes, 3000, "minutes 2, 3, 4");
+    let rows = h
+        .sum(base, base + 600, Some(120), Which::Labels)
+        .expect("sum");
+    let mut per_step = [0i64; 5];
+    for r in rows.iter().filter(|r| r.key.name == "bittorrent") {
+        per_step[r.bucket as usize] += r.values.bytes;
+    }
+    assert_eq!(per_step, [2000; 5]);
+    assert_eq!(h.first().expect("first"), Some(base));
+    assert!(
+        h.sum(base, base + 600, None, Which::Subscribers)
+            .expect("sum")
+            .is_empty()
+    );
+}
+
+#[test]
+fn old_minutes_roll_up_into_hours_and_old_hours_go() {
+    let dir = Dir::new("rollup");
+    let retention = Retention {
+        minute_days: 1,
+        hour_days: 3,
+    };
+    let h = History::open(&dir.db(), "i", retention).expect("open");
+    let day = 86_400;
+    let start = T0.div_euclid(3600) * 3600;
+    // One reading per 20 minutes over five days: 100 bytes each.
+    let mut n = 0u64;
+    let mut t = start;
+    while t < start + 5 * day {
+        n += 1;
+        h.record(
+            at(t),
+            &labels(100 * n, 0),
+            &[("bob".into(), sub(10 * n, 0))],
+        );
+        t += 1200;
+    }
+    h.flush().expect("flush");
+    let all = |h: &History| {
+        total(
+            &h.sum(i64::MIN, i64::MAX, None, Which::Labels).expect("sum"),
+            "bittorrent",
+            1,
+        )
+        .bytes
+    };
+    assert_eq!(all(&h), 100 * n as i64);
+    let now = start + 5 * day;
+    h.rollup(now).expect("rollup");
+    let conn = lock(&h.reader);
+    let count = |sql: &str| {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .expect("count")
+    };
+    let oldest_minute = count("SELECT MIN(t) FROM minute");
+    assert!(
+        oldest_minute >= now - day - 3600 && oldest_minute % 3600 == 0,
+        "{oldest_minute}"
+    );
+    assert!(count("SELECT MIN(t) FROM hour") >= now - 3 * day - 3600);
+    assert!(
+        count("SELECT MAX(t) FROM hour") < oldest_minute,
+        "no hour in both tables"
+    );
+    drop(conn);
+    // Nothing was lost in the move: what remains is exactly the last three days.
+    let kept = total(
+        &h.sum(now - 3 * day - 3600, i64::MAX, None, Which::Labels)
+            .expect("sum"),
+        "bittorrent",
+        1,
+    )
+    .bytes;
+    let expected_readings = (start..start + 5 * day)
+        .step_by(1200)
+        .filter(|t| *t >= (now - 3 * day).div_euclid(3600) * 3600)
+        .count() as i64;
+    assert_eq!(kept, 100 * expected_readings);
+    let bob = total(
+        &h.sum(i64::MIN, i64::MAX, None, Which::Subscriber("bob"))
+            .expect("sum"),
+        "p2p",
+        1,
+    )
+    .bytes;
+    assert_eq!(bob, 10 * expected_readings);
+}
+
+#[test]
+fn queries_during_flushes_see_every_difference_once() {
+    let dir = Dir::new("concurrent");
+    let h = std::sync::Arc::new(History::open(&dir.db(), "i", Retention::default()).expect("open"));
+    // Cumulative readings whose differences all differ: a difference counted twice or
+    // missed gives a total that is no reading at all.
+    let readings: Vec<u64> = (1..=300u64).map(|i| 7 * i * (i + 1) / 2).collect();
+    let writer = {
+        let (h, readings) = (h.clone(), readings.clone());
+        std::thread::spawn(move || {
+            for (i, r) in readings.iter().enumerate() {
+                h.record(at(T0 + i as i64), &labels(*r, 0), &[]);
+                if i % 3 == 0 {
+                    h.flush().expect("flush");
+                }
+            }
+        })
+    };
+    let mut seen = 0;
+    while !writer.is_finished() {
+        let rows = h.sum(i64::MIN, i64::MAX, None, Which::Labels).expect("sum");
+        let t = total(&rows, "bittorrent", 1).bytes as u64;
+        assert!(
+            t == 0 || readings.contains(&t),
+            "a total that was never read: {t}"
+        );
+        seen += 1;
+    }
+    writer.join().expect("writer");
+    assert!(seen > 10, "the reader ran alongside ({seen} queries)");
+    let rows = h.sum(i64::MIN, i64::MAX, None, Which::Labels).expect("sum");
+    assert_eq!(total(&rows, "bittorrent", 1).bytes as u64, readings[299]);
+}
+
+#[test]
+fn a_store_of_another_schema_is_refused() {
+    let dir = Dir::new("schema");
+    drop(History::open(&dir.db(), "i", Retention::default()).expect("open"));
+    let conn = Connection::open(dir.db()).expect("sqlite");
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema'", [])
+        .expect("update");
+    drop(conn);
+    let e = History::open(&dir.db(), "i", Retention::default())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("schema version 99"), "{e}");
+}
+
+#[test]
+fn label_differences_are_signed_and_subscriber_restarts_count_whole() {
+    let k = |s: &str| Key {
+        subscriber: s.into(),
+        name: "x".into(),
+        dir: 0,
+    };
+    let v = |bytes| Values {
+        bytes,
+        ..Values::default()
+    };
+    assert_eq!(difference(&k(ALL), &v(100), &v(40)).bytes, -60);
+    assert_eq!(difference(&k("alice"), &v(100), &v(140)).bytes, 40);
+    assert_eq!(difference(&k("alice"), &v(100), &v(40)).bytes, 40);
+}

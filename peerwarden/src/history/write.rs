@@ -1,0 +1,294 @@
+//! Recording readings: their differences into the pending minutes, written every
+//! [`FLUSH_EVERY`](super::FLUSH_EVERY) in one transaction with the readings, and old
+//! minutes rolled up into hours.
+
+use std::{
+    sync::atomic::Ordering,
+    time::{Instant, SystemTime},
+};
+
+use peerwarden_common::{label::ALL_LABELS, policy::SubCounter};
+use rusqlite::params;
+
+use super::{
+    ALL, CLASS_NAMES, FLUSH_EVERY, History, HistoryError, Key, ROLLUP_EVERY, Values, Writer,
+    difference, lock, minute_of, unix,
+};
+use crate::probe::LabelCounters;
+
+/// Adds a row's values to what a table holds for its key.
+const UPSERT_ROLLUP: &str = "
+INSERT INTO hour (sub, t, name, dir, bytes, packets, flows, dropped_packets, dropped_bytes, marked_packets)
+SELECT sub, (t / 3600) * 3600, name, dir, SUM(bytes), SUM(packets), SUM(flows),
+       SUM(dropped_packets), SUM(dropped_bytes), SUM(marked_packets)
+FROM minute WHERE t < ?1 GROUP BY sub, (t / 3600) * 3600, name, dir
+ON CONFLICT (sub, t, name, dir) DO UPDATE SET
+    bytes = bytes + excluded.bytes, packets = packets + excluded.packets, flows = flows + excluded.flows,
+    dropped_packets = dropped_packets + excluded.dropped_packets,
+    dropped_bytes = dropped_bytes + excluded.dropped_bytes,
+    marked_packets = marked_packets + excluded.marked_packets";
+
+impl History {
+    /// Records one reading taken at `at`: the kernel's per-label counters and, per
+    /// subscriber, its per-class counters accumulated over this instance (see
+    /// `subscribers.rs`). Writes when [`FLUSH_EVERY`] has passed since the last write.
+    pub fn record(
+        &self,
+        at: SystemTime,
+        labels: &LabelCounters,
+        subscribers: &[(String, [[SubCounter; 2]; 4])],
+    ) {
+        self.record_labels(at, labels);
+        self.record_subscribers(at, subscribers);
+    }
+
+    /// Records the kernel's per-label counters read at `at`.
+    pub fn record_labels(&self, at: SystemTime, labels: &LabelCounters) {
+        let minute = minute_of(unix(at));
+        let mut w = lock(&self.writer);
+        let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
+        for label in ALL_LABELS {
+            let Some(c) = labels.get(label.id() as usize) else {
+                continue;
+            };
+            for (d, c) in c.iter().enumerate() {
+                let now = Values {
+                    // The kernel sums per-CPU counters with wrapping arithmetic; the
+                    // reading is a two's-complement value of the true (non-negative) sum.
+                    bytes: c.bytes as i64,
+                    packets: c.packets as i64,
+                    flows: c.flows as i64,
+                    ..Values::default()
+                };
+                let key = Key {
+                    subscriber: ALL.into(),
+                    name: label.name().into(),
+                    dir: d as u8,
+                };
+                let before = w.last.get(&key).copied();
+                if before == Some(now) {
+                    continue;
+                }
+                let delta = difference(&key, &before.unwrap_or_default(), &now);
+                if !delta.is_zero() {
+                    pending
+                        .entry((minute, key.clone()))
+                        .or_default()
+                        .add(&delta);
+                }
+                w.last.insert(key.clone(), now);
+                w.dirty.push(key);
+            }
+        }
+        drop(pending);
+        self.flush_if_due(&mut w);
+    }
+
+    /// Records per-subscriber counters read at `at`: per id, its per-class counters
+    /// accumulated over this instance (see `subscribers.rs`).
+    pub fn record_subscribers(
+        &self,
+        at: SystemTime,
+        subscribers: &[(String, [[SubCounter; 2]; 4])],
+    ) {
+        let minute = minute_of(unix(at));
+        let mut w = lock(&self.writer);
+        let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
+        let Writer {
+            last_subs, dirty, ..
+        } = &mut *w;
+        for (id, classes) in subscribers {
+            let known = last_subs.contains_key(id.as_str());
+            let before = last_subs.get(id.as_str()).copied().unwrap_or_default();
+            let mut after = before;
+            for (c, dirs) in classes.iter().enumerate() {
+                for (d, counter) in dirs.iter().enumerate() {
+                    let now = Values::of_sub(counter);
+                    if known && before[c][d] == now {
+                        continue;
+                    }
+                    let key = Key {
+                        subscriber: id.clone(),
+                        name: CLASS_NAMES[c].into(),
+                        dir: d as u8,
+                    };
+                    let delta = difference(&key, &before[c][d], &now);
+                    if !delta.is_zero() {
+                        pending
+                            .entry((minute, key.clone()))
+                            .or_default()
+                            .add(&delta);
+                    }
+                    after[c][d] = now;
+                    dirty.push(key);
+                }
+            }
+            if !known || after != before {
+                last_subs.insert(id.clone(), after);
+            }
+        }
+        drop(pending);
+        self.flush_if_due(&mut w);
+    }
+
+    fn flush_if_due(&self, w: &mut Writer) {
+        if w.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush_locked(w);
+        }
+    }
+
+    /// Writes what is pending now (at shutdown, or in tests).
+    pub fn flush(&self) -> Result<(), HistoryError> {
+        let mut w = lock(&self.writer);
+        self.write(&mut w)
+    }
+
+    fn flush_locked(&self, w: &mut Writer) {
+        if let Err(e) = self.write(w) {
+            self.flush_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "writing the history; the differences stay in memory for the next try");
+        }
+        w.last_flush = Instant::now();
+        if w.last_rollup.is_none_or(|t| t.elapsed() >= ROLLUP_EVERY)
+            && let Err(e) = self.rollup_locked(w, unix(SystemTime::now()))
+        {
+            tracing::warn!(error = %e, "rolling up old history");
+        }
+    }
+
+    /// One transaction: the pending differences added to their minutes, and the readings
+    /// they bring the store up to. The pending map is cleared only once it commits.
+    fn write(&self, w: &mut Writer) -> Result<(), HistoryError> {
+        let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
+        if pending.is_empty() && w.dirty.is_empty() {
+            return Ok(());
+        }
+        let Writer {
+            conn,
+            last,
+            last_subs,
+            dirty,
+            ids,
+            ..
+        } = w;
+        let tx = conn.transaction().map_err(self.sql("starting a write"))?;
+        {
+            let mut new_id = tx
+                .prepare_cached("INSERT INTO subscriber (id) VALUES (?1)")
+                .map_err(self.sql("adding a subscriber"))?;
+            let mut sub_of = |id: &str| -> Result<i64, HistoryError> {
+                if let Some(s) = ids.get(id) {
+                    return Ok(*s);
+                }
+                new_id
+                    .execute([id])
+                    .map_err(self.sql("adding a subscriber"))?;
+                let s = tx.last_insert_rowid();
+                ids.insert(id.to_string(), s);
+                Ok(s)
+            };
+            let mut add = tx
+                .prepare_cached(
+                    "INSERT INTO minute (sub, t, name, dir, bytes, packets, flows, dropped_packets, dropped_bytes, marked_packets)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (sub, t, name, dir) DO UPDATE SET
+                        bytes = bytes + excluded.bytes, packets = packets + excluded.packets, flows = flows + excluded.flows,
+                        dropped_packets = dropped_packets + excluded.dropped_packets,
+                        dropped_bytes = dropped_bytes + excluded.dropped_bytes,
+                        marked_packets = marked_packets + excluded.marked_packets",
+                )
+                .map_err(self.sql("adding to a minute"))?;
+            for ((t, key), v) in pending.iter() {
+                let sub = sub_of(&key.subscriber)?;
+                add.execute(params![
+                    sub,
+                    t,
+                    key.name,
+                    key.dir,
+                    v.bytes,
+                    v.packets,
+                    v.flows,
+                    v.dropped_packets,
+                    v.dropped_bytes,
+                    v.marked_packets
+                ])
+                .map_err(self.sql("adding to a minute"))?;
+            }
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO reading (sub, name, dir, bytes, packets, flows, dropped_packets, dropped_bytes, marked_packets)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(self.sql("saving a reading"))?;
+            dirty.sort();
+            dirty.dedup();
+            for key in dirty.iter() {
+                let v = if key.subscriber == ALL {
+                    last.get(key).copied()
+                } else {
+                    let c = CLASS_NAMES.iter().position(|n| *n == key.name);
+                    c.and_then(|c| {
+                        last_subs
+                            .get(key.subscriber.as_str())
+                            .map(|s| s[c][usize::from(key.dir.min(1))])
+                    })
+                };
+                let Some(v) = v else { continue };
+                let sub = sub_of(&key.subscriber)?;
+                put.execute(params![
+                    sub,
+                    key.name,
+                    key.dir,
+                    v.bytes,
+                    v.packets,
+                    v.flows,
+                    v.dropped_packets,
+                    v.dropped_bytes,
+                    v.marked_packets
+                ])
+                .map_err(self.sql("saving a reading"))?;
+            }
+        }
+        if let Err(source) = tx.commit() {
+            // The transaction rolled back: subscriber ids it added are not in the file.
+            ids.clear();
+            return Err(HistoryError::Sql {
+                path: self.path.clone(),
+                op: "committing a write",
+                source,
+            });
+        }
+        pending.clear();
+        dirty.clear();
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Rolls minutes older than the minute retention into hours and drops hours older
+    /// than the hour retention, as of `now` (seconds since the epoch).
+    pub fn rollup(&self, now: i64) -> Result<(), HistoryError> {
+        let mut w = lock(&self.writer);
+        self.rollup_locked(&mut w, now)
+    }
+
+    fn rollup_locked(&self, w: &mut Writer, now: i64) -> Result<(), HistoryError> {
+        // Whole hours only, so no hour is split between the two tables.
+        let minute_cut =
+            (now - i64::from(self.retention.minute_days) * 86_400).div_euclid(3600) * 3600;
+        let hour_cut = (now - i64::from(self.retention.hour_days) * 86_400).div_euclid(3600) * 3600;
+        // Readers see the rows before or after the move (a snapshot), never half of it.
+        let tx = w
+            .conn
+            .transaction()
+            .map_err(self.sql("starting a roll-up"))?;
+        tx.execute(UPSERT_ROLLUP, [minute_cut])
+            .map_err(self.sql("rolling minutes into hours"))?;
+        tx.execute("DELETE FROM minute WHERE t < ?1", [minute_cut])
+            .map_err(self.sql("deleting rolled-up minutes"))?;
+        tx.execute("DELETE FROM hour WHERE t < ?1", [hour_cut])
+            .map_err(self.sql("deleting expired hours"))?;
+        tx.commit().map_err(self.sql("committing a roll-up"))?;
+        w.last_rollup = Some(Instant::now());
+        Ok(())
+    }
+}
