@@ -207,78 +207,6 @@ pub fn class_index(c: Class) -> u32 {
     c as u32
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const POLICY: &str = r#"
-timezone: UTC
-plans:
-  home:
-    rate: { down: 50mbit, up: 10mbit }
-    classes:
-      p2p: { down: 5mbit, up: 1mbit, dscp: LE, action: police }
-      bittorrent.dht: { action: block }
-      video: { dscp: AF41 }
-    schedule:
-      - { days: [mon-fri], hours: "18:00-23:00", classes: { p2p: { down: 2mbit } } }
-subscribers:
-  - { id: alice, prefixes: [100.64.1.10/32, "2001:db8:1::/64"], plan: home }
-  - { id: bob, prefixes: [100.64.1.20/32] }
-default_plan: home
-"#;
-
-    fn policy() -> Policy {
-        peerwarden_policies::load_str(POLICY, "test.yaml").expect("valid policy")
-    }
-
-    fn rule(c: &Compiled, plan: u32, label: Label, dir: u32) -> Rule {
-        let slot = c.plans[plan as usize].slot_of_label[label.id() as usize] as u32;
-        c.rules.iter().find(|(i, _)| *i == rule_index(plan, slot, dir)).map(|(_, r)| *r).unwrap_or_default()
-    }
-
-    #[test]
-    fn rules_per_label_and_direction() {
-        let mut index = SubscriberIndex::default();
-        let c = compile(&policy(), Weekday::Sat, 20 * 60, &mut index, 16).expect("compiles");
-        let bt_down = rule(&c, 0, Label::Bittorrent, 1);
-        assert_eq!((bt_down.action, bt_down.rate_bytes_per_sec), (ACTION_POLICE, 5_000_000 / 8));
-        assert_eq!((bt_down.dscp, bt_down.mark_too), (1, 1), "LE is DSCP 1, marked on pass");
-        assert_eq!(rule(&c, 0, Label::Bittorrent, 0).rate_bytes_per_sec, 1_000_000 / 8);
-        // The label rule outranks its class's.
-        assert_eq!(rule(&c, 0, Label::BittorrentDht, 1).action, ACTION_BLOCK);
-        assert_eq!(rule(&c, 0, Label::Hls, 1).action, ACTION_MARK);
-        assert_eq!(rule(&c, 0, Label::Hls, 1).dscp, 34);
-        // Web traffic only meets the plan's total (slot 0).
-        assert_eq!(c.plans[0].slot_of_label[Label::Http.id() as usize], 0);
-        let total = c.rules.iter().find(|(i, _)| *i == rule_index(0, 0, 1)).expect("total").1;
-        assert_eq!(total.rate_bytes_per_sec, 50_000_000 / 8);
-        assert_eq!(c.v4.len(), 2);
-        assert_eq!(c.v6.len(), 1);
-        assert_eq!(c.v6[0].1, 64);
-    }
-
-    #[test]
-    fn schedules_change_the_compiled_rate() {
-        let mut index = SubscriberIndex::default();
-        let off_peak = compile(&policy(), Weekday::Mon, 12 * 60, &mut index, 16).expect("compiles");
-        let peak = compile(&policy(), Weekday::Mon, 19 * 60, &mut index, 16).expect("compiles");
-        assert_eq!(rule(&off_peak, 0, Label::Bittorrent, 1).rate_bytes_per_sec, 625_000);
-        assert_eq!(rule(&peak, 0, Label::Bittorrent, 1).rate_bytes_per_sec, 250_000);
-        assert_eq!(rule(&peak, 0, Label::Bittorrent, 0).rate_bytes_per_sec, 125_000, "up kept");
-    }
-
-    #[test]
-    fn subscriber_indexes_are_stable_and_bounded() {
-        let mut index = SubscriberIndex::default();
-        let a = compile(&policy(), Weekday::Mon, 0, &mut index, 16).expect("compiles");
-        let b = compile(&policy(), Weekday::Mon, 0, &mut index, 16).expect("compiles");
-        assert_eq!(a.subscribers, b.subscribers);
-        let mut small = SubscriberIndex::default();
-        assert!(matches!(compile(&policy(), Weekday::Mon, 0, &mut small, 1), Err(CompileError::TooManySubscribers(1))));
-    }
-}
-
 /// Keeps the kernel's policy maps (and the HTB classes of `shape` rules) in step with the
 /// active policy and the clock.
 pub struct Enforcer {
@@ -369,5 +297,77 @@ impl Enforcer {
     /// The subscriber id of a stable index.
     pub fn subscriber_id(&self, index: u32) -> Option<String> {
         self.index.lock().unwrap_or_else(|p| p.into_inner()).id_of(index).map(str::to_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+timezone: UTC
+plans:
+  home:
+    rate: { down: 50mbit, up: 10mbit }
+    classes:
+      p2p: { down: 5mbit, up: 1mbit, dscp: LE, action: police }
+      bittorrent.dht: { action: block }
+      video: { dscp: AF41 }
+    schedule:
+      - { days: [mon-fri], hours: "18:00-23:00", classes: { p2p: { down: 2mbit } } }
+subscribers:
+  - { id: alice, prefixes: [100.64.1.10/32, "2001:db8:1::/64"], plan: home }
+  - { id: bob, prefixes: [100.64.1.20/32] }
+default_plan: home
+"#;
+
+    fn policy() -> Policy {
+        peerwarden_policies::load_str(POLICY, "test.yaml").expect("valid policy")
+    }
+
+    fn rule(c: &Compiled, plan: u32, label: Label, dir: u32) -> Rule {
+        let slot = c.plans[plan as usize].slot_of_label[label.id() as usize] as u32;
+        c.rules.iter().find(|(i, _)| *i == rule_index(plan, slot, dir)).map(|(_, r)| *r).unwrap_or_default()
+    }
+
+    #[test]
+    fn rules_per_label_and_direction() {
+        let mut index = SubscriberIndex::default();
+        let c = compile(&policy(), Weekday::Sat, 20 * 60, &mut index, 16).expect("compiles");
+        let bt_down = rule(&c, 0, Label::Bittorrent, 1);
+        assert_eq!((bt_down.action, bt_down.rate_bytes_per_sec), (ACTION_POLICE, 5_000_000 / 8));
+        assert_eq!((bt_down.dscp, bt_down.mark_too), (1, 1), "LE is DSCP 1, marked on pass");
+        assert_eq!(rule(&c, 0, Label::Bittorrent, 0).rate_bytes_per_sec, 1_000_000 / 8);
+        // The label rule outranks its class's.
+        assert_eq!(rule(&c, 0, Label::BittorrentDht, 1).action, ACTION_BLOCK);
+        assert_eq!(rule(&c, 0, Label::Hls, 1).action, ACTION_MARK);
+        assert_eq!(rule(&c, 0, Label::Hls, 1).dscp, 34);
+        // Web traffic only meets the plan's total (slot 0).
+        assert_eq!(c.plans[0].slot_of_label[Label::Http.id() as usize], 0);
+        let total = c.rules.iter().find(|(i, _)| *i == rule_index(0, 0, 1)).expect("total").1;
+        assert_eq!(total.rate_bytes_per_sec, 50_000_000 / 8);
+        assert_eq!(c.v4.len(), 2);
+        assert_eq!(c.v6.len(), 1);
+        assert_eq!(c.v6[0].1, 64);
+    }
+
+    #[test]
+    fn schedules_change_the_compiled_rate() {
+        let mut index = SubscriberIndex::default();
+        let off_peak = compile(&policy(), Weekday::Mon, 12 * 60, &mut index, 16).expect("compiles");
+        let peak = compile(&policy(), Weekday::Mon, 19 * 60, &mut index, 16).expect("compiles");
+        assert_eq!(rule(&off_peak, 0, Label::Bittorrent, 1).rate_bytes_per_sec, 625_000);
+        assert_eq!(rule(&peak, 0, Label::Bittorrent, 1).rate_bytes_per_sec, 250_000);
+        assert_eq!(rule(&peak, 0, Label::Bittorrent, 0).rate_bytes_per_sec, 125_000, "up kept");
+    }
+
+    #[test]
+    fn subscriber_indexes_are_stable_and_bounded() {
+        let mut index = SubscriberIndex::default();
+        let a = compile(&policy(), Weekday::Mon, 0, &mut index, 16).expect("compiles");
+        let b = compile(&policy(), Weekday::Mon, 0, &mut index, 16).expect("compiles");
+        assert_eq!(a.subscribers, b.subscribers);
+        let mut small = SubscriberIndex::default();
+        assert!(matches!(compile(&policy(), Weekday::Mon, 0, &mut small, 1), Err(CompileError::TooManySubscribers(1))));
     }
 }

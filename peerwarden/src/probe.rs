@@ -239,9 +239,8 @@ impl Probe {
         // one: entries the new policy has again are overwritten in place, and only the
         // others deleted, which halves the map writes of a reload (a 100,000-subscriber
         // policy: 200,000 prefixes; see docs/benchmarks.md).
-        let mut now = Installed::default();
-        now.v4 = c.v4.iter().map(|(a, len, _)| Key::new(8 + u32::from(*len), [set as u8, a[0], a[1], a[2], a[3]])).collect();
-        now.v6 = c
+        let v4: Vec<Key<[u8; 5]>> = c.v4.iter().map(|(a, len, _)| Key::new(8 + u32::from(*len), [set as u8, a[0], a[1], a[2], a[3]])).collect();
+        let v6: Vec<Key<[u8; 17]>> = c
             .v6
             .iter()
             .map(|(a, len, _)| {
@@ -251,8 +250,8 @@ impl Probe {
                 Key::new(8 + u32::from(*len), d)
             })
             .collect();
-        now.rules = c.rules.iter().map(|(i, _)| *i).collect();
-        now.plans = c.plans.len();
+        let rules = c.rules.iter().map(|(i, _)| *i).collect();
+        let now = Installed { v4, v6, plans: c.plans.len(), rules };
         let keep_v4: HashSet<(u32, [u8; 5])> = now.v4.iter().map(|k| (k.prefix_len(), k.data())).collect();
         for k in old.v4.iter().filter(|k| !keep_v4.contains(&(k.prefix_len(), k.data()))) {
             let _ = m.v4.remove(k);
