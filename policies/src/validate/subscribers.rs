@@ -25,8 +25,10 @@ pub(crate) fn check(
 ) -> Option<Vec<Subscriber>> {
     let mut ok = true;
     let mut out = Vec::new();
-    // (id, position) of every subscriber, for duplicates and for overlap messages.
+    // (id, position) of every subscriber, for duplicates and for overlap messages, and the
+    // first position of each id (a map: a list search made 100,000 subscribers quadratic).
     let mut ids: Vec<(String, Pos)> = Vec::new();
+    let mut first_at: std::collections::HashMap<String, Pos> = std::collections::HashMap::new();
     let mut placed = Vec::new();
 
     for (owner, s) in doc.iter().flat_map(|d| &d.value).enumerate() {
@@ -55,7 +57,7 @@ pub(crate) fn check(
             }
             Some(id) => {
                 let pos: Pos = id.referenced.into();
-                if let Some((_, first)) = ids.iter().find(|(i, _)| *i == id.value) {
+                if let Some(first) = first_at.get(&id.value) {
                     ok = false;
                     ck.err(
                         pos,
@@ -66,6 +68,7 @@ pub(crate) fn check(
                         "ids must be unique; merge the two entries or rename one",
                     );
                 }
+                first_at.entry(id.value.clone()).or_insert(pos);
                 ids.push((id.value.clone(), pos));
                 Some(id.value.clone())
             }
