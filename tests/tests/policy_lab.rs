@@ -956,8 +956,11 @@ fn reload_under_traffic_keeps_labels_and_counters_and_a_bad_file_changes_nothing
                     (label, first),
                     "{b_step}: flow {sport} -> {port} changed label or entry"
                 );
-                // iperf3's control connection idles during the transfer.
-                let busy = *bytes > 100_000;
+                // iperf3's control connection idles during the transfer, and a web
+                // download may complete between two snapshots (curl then opens a new
+                // flow): per-flow growth is asserted for iperf3's data flows; the web
+                // class as a whole must keep growing (below).
+                let busy = port == IPERF_PORT && *bytes > 100_000;
                 assert!(
                     !busy || later.2 > *bytes,
                     "{b_step}: flow {sport} -> {port} stopped counting ({bytes} then {})",
