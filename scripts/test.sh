@@ -7,4 +7,5 @@ bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 # The lab tests run the peerwarden binary: build it before the tests that use it.
 cargo build --locked -p peerwarden
-cargo test --locked --workspace --exclude peerwarden-ebpf -- --test-threads=1
+# --no-fail-fast: one failing test binary does not hide the others' results.
+cargo test --locked --no-fail-fast --workspace --exclude peerwarden-ebpf -- --test-threads=1
