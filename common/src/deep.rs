@@ -50,7 +50,8 @@ pub struct Verdict {
     pub final_: u8,
 }
 
-const _: () = assert!(core::mem::size_of::<Sample>() == 40 + 8 + 4 + 2 + 2 + 1 + 1 + 6 + SAMPLE_BYTES);
+const _: () =
+    assert!(core::mem::size_of::<Sample>() == 40 + 8 + 4 + 2 + 2 + 1 + 1 + 6 + SAMPLE_BYTES);
 const _: () = assert!(core::mem::size_of::<Verdict>() == 4);
 
 #[cfg(feature = "user")]

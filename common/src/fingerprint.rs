@@ -86,7 +86,11 @@ pub fn http_tracker(p: &[u8]) -> bool {
     } else {
         return false;
     };
-    let query = if at(p, query, b".php") { query + 4 } else { query };
+    let query = if at(p, query, b".php") {
+        query + 4
+    } else {
+        query
+    };
     at(p, query, b"?info_hash=")
 }
 
@@ -184,7 +188,11 @@ mod tests {
     #[test]
     fn handshake_and_look_alikes() {
         assert_eq!(tcp(&handshake()), Some(Label::Bittorrent));
-        assert_eq!(tcp(&handshake()[..19]), None, "cut before the protocol string ends");
+        assert_eq!(
+            tcp(&handshake()[..19]),
+            None,
+            "cut before the protocol string ends"
+        );
         assert_eq!(tcp(b"\x13BitTorrent protocoX"), None);
         assert_eq!(tcp(b"GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n"), None);
         assert_eq!(tcp(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), None);
@@ -193,14 +201,18 @@ mod tests {
 
     #[test]
     fn http_tracker_needs_info_hash() {
-        let ann = b"GET /announce?info_hash=%12%34&peer_id=-LT2080-abcdefghijkl&port=6881 HTTP/1.1\r\n";
+        let ann =
+            b"GET /announce?info_hash=%12%34&peer_id=-LT2080-abcdefghijkl&port=6881 HTTP/1.1\r\n";
         assert_eq!(tcp(ann), Some(Label::BittorrentTracker));
         let scrape = b"GET /scrape?info_hash=%aa%bb HTTP/1.1\r\n";
         assert_eq!(tcp(scrape), Some(Label::BittorrentTracker));
         let php = b"GET /announce.php?info_hash=%aa%bb HTTP/1.1\r\n";
         assert_eq!(tcp(php), Some(Label::BittorrentTracker));
         // Left to the deep classifier: info_hash later in the query.
-        assert_eq!(tcp(b"GET /announce?peer_id=x&info_hash=%aa HTTP/1.1\r\n"), None);
+        assert_eq!(
+            tcp(b"GET /announce?peer_id=x&info_hash=%aa HTTP/1.1\r\n"),
+            None
+        );
         assert_eq!(tcp(b"GET /announce?foo=bar HTTP/1.1\r\n"), None);
         assert_eq!(tcp(b"POST /announce?info_hash=1 HTTP/1.1\r\n"), None);
     }
@@ -255,9 +267,16 @@ mod tests {
         r.extend_from_slice(&[9u8; 20]);
         r.extend_from_slice(b"e1:t2:aa1:y1:re");
         assert_eq!(udp(&r), Some(Label::BittorrentDht));
-        assert_eq!(udp(b"d1:eli201e23:A Generic Error Ocurrede1:t2:aa1:y1:ee"), Some(Label::BittorrentDht));
+        assert_eq!(
+            udp(b"d1:eli201e23:A Generic Error Ocurrede1:t2:aa1:y1:ee"),
+            Some(Label::BittorrentDht)
+        );
         assert_eq!(udp(b"d1:elie"), None);
-        assert_eq!(udp(b"d4:spaml1:a1:bee"), None, "a bencoded dict that is not KRPC");
+        assert_eq!(
+            udp(b"d4:spaml1:a1:bee"),
+            None,
+            "a bencoded dict that is not KRPC"
+        );
     }
 
     #[test]
@@ -270,7 +289,11 @@ mod tests {
         assert_eq!(utp_header(&syn), Some(0x1234));
         let mut syn_with_diff = syn;
         syn_with_diff[9] = 1;
-        assert_eq!(udp(&syn_with_diff), None, "a SYN has no timestamp difference yet");
+        assert_eq!(
+            udp(&syn_with_diff),
+            None,
+            "a SYN has no timestamp difference yet"
+        );
         let mut data = [0u8; 40];
         data[0] = 0x01;
         data[2..4].copy_from_slice(&0x1235u16.to_be_bytes());

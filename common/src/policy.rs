@@ -61,7 +61,9 @@ pub struct PlanSlots {
 
 impl Default for PlanSlots {
     fn default() -> Self {
-        PlanSlots { slot_of_label: [0; crate::label::MAX_LABELS as usize] }
+        PlanSlots {
+            slot_of_label: [0; crate::label::MAX_LABELS as usize],
+        }
     }
 }
 

@@ -23,7 +23,9 @@ pub fn stat(s: Stat) {
 #[inline(always)]
 fn slot(label: u16, dir: Direction) -> Option<&'static mut CounterValue> {
     // SAFETY: as in `stat`.
-    COUNTERS.get_ptr_mut(counter_index(label, dir)).map(|p| unsafe { &mut *p })
+    COUNTERS
+        .get_ptr_mut(counter_index(label, dir))
+        .map(|p| unsafe { &mut *p })
 }
 
 /// Counts one packet of `bytes` under `label` going `dir`.

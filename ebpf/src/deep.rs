@@ -33,7 +33,11 @@ pub fn sample(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue,
         counters::stat(Stat::RingDrops);
         return;
     };
-    let len = if pkt.payload_len < SAMPLE_BYTES { pkt.payload_len } else { SAMPLE_BYTES };
+    let len = if pkt.payload_len < SAMPLE_BYTES {
+        pkt.payload_len
+    } else {
+        SAMPLE_BYTES
+    };
     let s = entry.as_mut_ptr();
     // SAFETY: `s` points at a reserved, exclusively ours ring-buffer record of one Sample;
     // 0 < len <= SAMPLE_BYTES (payload_len > 0 checked above).
@@ -46,7 +50,12 @@ pub fn sample(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue,
         (*s).dir = dir as u8;
         (*s).tcp_flags = pkt.tcp_flags;
         (*s)._pad = [0; 6];
-        bpf_xdp_load_bytes(ctx.ctx, pkt.payload_off as u32, (*s).data.as_mut_ptr().cast(), len as u32)
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            pkt.payload_off as u32,
+            (*s).data.as_mut_ptr().cast(),
+            len as u32,
+        )
     };
     if rc != 0 {
         entry.discard(0);

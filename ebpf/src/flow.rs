@@ -12,9 +12,12 @@ use aya_ebpf::{
 };
 use peerwarden_common::{
     Confidence, Direction, FlowKey, FlowValue, Label, Stat,
-    fingerprint::{self, SAMPLE_LEN},
     deep::DEEP_BUDGET,
-    flow::{FLAG_DEEP_PENDING, FLAG_FINAL, FLAG_USER_LABEL, FLAG_UTP_DOWN, FLAG_UTP_UP, INSPECT_BUDGET, PROTO_TCP},
+    fingerprint::{self, SAMPLE_LEN},
+    flow::{
+        FLAG_DEEP_PENDING, FLAG_FINAL, FLAG_USER_LABEL, FLAG_UTP_DOWN, FLAG_UTP_UP, INSPECT_BUDGET,
+        PROTO_TCP,
+    },
 };
 
 use crate::{counters, deep, parse::Packet, policy};
@@ -101,7 +104,8 @@ fn classify(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue, n
     }
     deep::sample(ctx, pkt, dir, f, now);
     // Final once both tiers have had their budget and nothing is pending.
-    if f.inspected >= INSPECT_BUDGET && f.samples >= DEEP_BUDGET && f.flags & FLAG_DEEP_PENDING == 0 {
+    if f.inspected >= INSPECT_BUDGET && f.samples >= DEEP_BUDGET && f.flags & FLAG_DEEP_PENDING == 0
+    {
         f.flags |= FLAG_FINAL;
     }
 }

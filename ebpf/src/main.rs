@@ -11,7 +11,10 @@
 #![no_main]
 // Atomic adds on map values (see flow.rs); the kernel crate is built with RUSTC_BOOTSTRAP.
 #![feature(core_intrinsics)]
-#![expect(internal_features, reason = "atomic_xadd is the only atomic add on bpf")]
+#![expect(
+    internal_features,
+    reason = "atomic_xadd is the only atomic add on bpf"
+)]
 
 mod counters;
 mod deep;

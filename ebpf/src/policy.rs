@@ -15,12 +15,15 @@ use peerwarden_common::{
     flow::FAMILY_V4,
     policy::{
         ACTION_BLOCK, ACTION_MARK, ACTION_POLICE, Bucket, DEFAULT_MAX_SUBSCRIBERS, MAX_PLANS,
-        PlanSlots, PolicyControl, RULE_SLOTS, Rule, SUB_COUNTER_SLOTS, SubCounter,
-        RULES_PER_SET, SubscriberRef, bucket_index, rule_index, sub_counter_index,
+        PlanSlots, PolicyControl, RULE_SLOTS, RULES_PER_SET, Rule, SUB_COUNTER_SLOTS, SubCounter,
+        SubscriberRef, bucket_index, rule_index, sub_counter_index,
     },
 };
 
-use crate::{counters, parse::{Packet, ptr_at}};
+use crate::{
+    counters,
+    parse::{Packet, ptr_at},
+};
 
 #[map]
 static CONTROL: Array<PolicyControl> = Array::with_max_entries(1, 0);
@@ -29,16 +32,19 @@ static CONTROL: Array<PolicyControl> = Array::with_max_entries(1, 0);
 // (prefix length + 8) and by an offset of one set's size in the arrays: one lookup per
 // packet whichever set is live, and no branch for the verifier to walk twice.
 #[map]
-static SUBS_V4: LpmTrie<[u8; 5], SubscriberRef> = LpmTrie::with_max_entries(DEFAULT_MAX_SUBSCRIBERS * 4, 1);
+static SUBS_V4: LpmTrie<[u8; 5], SubscriberRef> =
+    LpmTrie::with_max_entries(DEFAULT_MAX_SUBSCRIBERS * 4, 1);
 #[map]
-static SUBS_V6: LpmTrie<[u8; 17], SubscriberRef> = LpmTrie::with_max_entries(DEFAULT_MAX_SUBSCRIBERS * 4, 1);
+static SUBS_V6: LpmTrie<[u8; 17], SubscriberRef> =
+    LpmTrie::with_max_entries(DEFAULT_MAX_SUBSCRIBERS * 4, 1);
 #[map]
 static PLANS: Array<PlanSlots> = Array::with_max_entries(MAX_PLANS * 2, 0);
 #[map]
 static RULES: Array<Rule> = Array::with_max_entries(RULES_PER_SET * 2, 0);
 /// Per (subscriber, slot, direction); the subscriber index is stable across reloads.
 #[map]
-static BUCKETS: Array<Bucket> = Array::with_max_entries(DEFAULT_MAX_SUBSCRIBERS * RULE_SLOTS * 2, 0);
+static BUCKETS: Array<Bucket> =
+    Array::with_max_entries(DEFAULT_MAX_SUBSCRIBERS * RULE_SLOTS * 2, 0);
 /// Per (subscriber, class, direction).
 #[map]
 static SUB_COUNTERS: PerCpuArray<SubCounter> =
@@ -48,8 +54,16 @@ static SUB_COUNTERS: PerCpuArray<SubCounter> =
 /// flow.rs's `classify`, so the verifier does not carry every classification outcome
 /// through it.
 #[inline(never)]
-pub fn enforce(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue, frame_len: u64) -> u32 {
-    let Some(ctl) = CONTROL.get(0) else { return xdp_action::XDP_PASS };
+pub fn enforce(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    dir: Direction,
+    f: &mut FlowValue,
+    frame_len: u64,
+) -> u32 {
+    let Some(ctl) = CONTROL.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
     if ctl.generation == 0 {
         return xdp_action::XDP_PASS;
     }
@@ -91,14 +105,20 @@ pub fn enforce(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue
         if !wanted || dropped {
             continue;
         }
-        let Some(rule) = RULES.get(set * RULES_PER_SET + rule_index(plan, s, d)) else { continue };
+        let Some(rule) = RULES.get(set * RULES_PER_SET + rule_index(plan, s, d)) else {
+            continue;
+        };
         match apply(ctx, pkt, rule, bucket_index(sub, s, d), frame_len, now) {
             Applied::Drop => dropped = true,
             Applied::Marked => marked = true,
             Applied::Pass => {}
         }
     }
-    let action = if dropped { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS };
+    let action = if dropped {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    };
     if let Some(c) = counter {
         // SAFETY: a per-CPU slot.
         unsafe {
@@ -125,7 +145,14 @@ enum Applied {
 }
 
 #[inline(always)]
-fn apply(ctx: &XdpContext, pkt: &Packet, rule: &Rule, bucket: u32, frame_len: u64, now: u64) -> Applied {
+fn apply(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    rule: &Rule,
+    bucket: u32,
+    frame_len: u64,
+    now: u64,
+) -> Applied {
     let passes = match rule.action {
         ACTION_BLOCK => return Applied::Drop,
         ACTION_POLICE => take_tokens(rule, bucket, frame_len, now),
@@ -147,7 +174,9 @@ fn apply(ctx: &XdpContext, pkt: &Packet, rule: &Rule, bucket: u32, frame_len: u6
 /// to one receive queue, and the error is bounded by one packet per race.
 #[inline(always)]
 fn take_tokens(rule: &Rule, bucket: u32, frame_len: u64, now: u64) -> bool {
-    let Some(b) = BUCKETS.get_ptr_mut(bucket) else { return true };
+    let Some(b) = BUCKETS.get_ptr_mut(bucket) else {
+        return true;
+    };
     // SAFETY: a live array slot.
     let b = unsafe { &mut *b };
     let elapsed = now.saturating_sub(b.last_ns);
@@ -158,7 +187,11 @@ fn take_tokens(rule: &Rule, bucket: u32, frame_len: u64, now: u64) -> bool {
         elapsed * rule.rate_bytes_per_sec / 1_000_000_000
     };
     let tokens = b.tokens.saturating_add(refill);
-    let tokens = if tokens > rule.burst_bytes { rule.burst_bytes } else { tokens };
+    let tokens = if tokens > rule.burst_bytes {
+        rule.burst_bytes
+    } else {
+        tokens
+    };
     // Only advance the clock by what was turned into tokens, so slow refills accumulate.
     if refill > 0 || b.last_ns == 0 {
         b.last_ns = now;
@@ -177,7 +210,9 @@ fn subscriber(key: &FlowKey, set: u32) -> Option<SubscriberRef> {
     let set = set as u8;
     if key.family == FAMILY_V4 {
         let a = &key.sub_addr;
-        SUBS_V4.get(&Key::new(8 + 32, [set, a[0], a[1], a[2], a[3]])).copied()
+        SUBS_V4
+            .get(&Key::new(8 + 32, [set, a[0], a[1], a[2], a[3]]))
+            .copied()
     } else {
         let mut k = [0u8; 17];
         k[0] = set;
@@ -191,7 +226,9 @@ fn subscriber(key: &FlowKey, set: u32) -> Option<SubscriberRef> {
 /// cover the traffic class.
 #[inline(always)]
 fn set_dscp(ctx: &XdpContext, pkt: &Packet, dscp: u8) -> bool {
-    let Some(p) = ptr_at::<[u8; 12]>(ctx, pkt.ip_off) else { return false };
+    let Some(p) = ptr_at::<[u8; 12]>(ctx, pkt.ip_off) else {
+        return false;
+    };
     let h = p as *mut [u8; 12];
     // SAFETY: ptr_at checked the frame holds 12 bytes at ip_off; XDP frames are writable.
     unsafe {

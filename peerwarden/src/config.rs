@@ -10,7 +10,10 @@
 //! metrics: { subscriber_series_limit: 1000 }
 //! ```
 
-use std::{net::SocketAddr, path::{Path, PathBuf}};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use serde::Deserialize;
 
@@ -90,7 +93,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { subscriber_series_limit: default_subscriber_series_limit() }
+        MetricsConfig {
+            subscriber_series_limit: default_subscriber_series_limit(),
+        }
     }
 }
 
@@ -133,7 +138,11 @@ pub struct Api {
 
 impl Default for Api {
     fn default() -> Self {
-        Api { listen: default_listen(), token: None, tls: None }
+        Api {
+            listen: default_listen(),
+            token: None,
+            tls: None,
+        }
     }
 }
 
@@ -190,13 +199,18 @@ pub enum ConfigError {
 impl Config {
     /// The bearer token for writes: the environment's, else the config's.
     pub fn api_token(&self) -> Option<String> {
-        std::env::var("PEERWARDEN_API_TOKEN").ok().or_else(|| self.api.token.clone()).filter(|t| !t.is_empty())
+        std::env::var("PEERWARDEN_API_TOKEN")
+            .ok()
+            .or_else(|| self.api.token.clone())
+            .filter(|t| !t.is_empty())
     }
 
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::parse(&text, path)
     }
 
@@ -205,17 +219,27 @@ impl Config {
         let config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
             // The parser's message may span lines (a source excerpt); keep it to one.
-            message: e.to_string().lines().map(str::trim).filter(|l| !l.is_empty())
-                .collect::<Vec<_>>().join(" "),
+            message: e
+                .to_string()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
         })?;
-        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
         for (key, name) in [
             ("interfaces.downlink", &config.interfaces.downlink),
             ("interfaces.uplink", &config.interfaces.uplink),
         ] {
             // IFNAMSIZ is 16 with the terminating NUL.
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
-                return Err(invalid(format!("{key}: {name:?} is not a valid interface name")));
+                return Err(invalid(format!(
+                    "{key}: {name:?} is not a valid interface name"
+                )));
             }
         }
         if config.interfaces.downlink == config.interfaces.uplink {
@@ -244,7 +268,10 @@ impl Config {
         }
         let h = &config.history;
         if h.path.as_os_str().is_empty() || h.path.is_dir() {
-            return Err(invalid(format!("history.path: {:?} is not a file path", h.path)));
+            return Err(invalid(format!(
+                "history.path: {:?} is not a file path",
+                h.path
+            )));
         }
         if h.minute_retention_days == 0 || h.minute_retention_days > 366 {
             return Err(invalid(format!(
@@ -291,7 +318,13 @@ mod tests {
         assert_eq!(c.api.listen.to_string(), "127.0.0.1:9440");
         assert!(c.netns.is_none() && c.policy.is_none());
         assert_eq!(c.history.path, Path::new("/var/lib/peerwarden/history.db"));
-        assert_eq!((c.history.minute_retention_days, c.history.hour_retention_days), (7, 90));
+        assert_eq!(
+            (
+                c.history.minute_retention_days,
+                c.history.hour_retention_days
+            ),
+            (7, 90)
+        );
         assert_eq!(c.metrics.subscriber_series_limit, 1000);
         assert!(c.api.tls.is_none());
     }
@@ -305,18 +338,39 @@ mod tests {
              metrics: { subscriber_series_limit: 0 }\n",
         )
         .expect("valid");
-        assert_eq!(c.api.tls.as_ref().map(|t| t.key.clone()), Some(PathBuf::from("/etc/pw/key.pem")));
-        assert_eq!((c.history.minute_retention_days, c.history.hour_retention_days), (2, 90));
+        assert_eq!(
+            c.api.tls.as_ref().map(|t| t.key.clone()),
+            Some(PathBuf::from("/etc/pw/key.pem"))
+        );
+        assert_eq!(
+            (
+                c.history.minute_retention_days,
+                c.history.hour_retention_days
+            ),
+            (2, 90)
+        );
         assert_eq!(c.metrics.subscriber_series_limit, 0);
         for (extra, needle) in [
-            ("history: { minute_retention_days: 0 }", "minute_retention_days"),
-            ("history: { minute_retention_days: 30, hour_retention_days: 10 }", "hour_retention_days"),
+            (
+                "history: { minute_retention_days: 0 }",
+                "minute_retention_days",
+            ),
+            (
+                "history: { minute_retention_days: 30, hour_retention_days: 10 }",
+                "hour_retention_days",
+            ),
             ("history: { path: / }", "history.path"),
             ("history: { keep: 1 }", "keep"),
-            ("metrics: { subscriber_series_limit: 1000000 }", "subscriber_series_limit"),
+            (
+                "metrics: { subscriber_series_limit: 1000000 }",
+                "subscriber_series_limit",
+            ),
             ("api: { tls: { cert: /c.pem } }", "key"),
         ] {
-            let e = parse(&format!("interfaces: {{ downlink: a, uplink: b }}\n{extra}\n")).unwrap_err();
+            let e = parse(&format!(
+                "interfaces: {{ downlink: a, uplink: b }}\n{extra}\n"
+            ))
+            .unwrap_err();
             assert!(e.to_string().contains(needle), "{extra}: {e}");
         }
     }
@@ -330,7 +384,8 @@ mod tests {
         assert!(e.to_string().contains("two interfaces"), "{e}");
         let e = parse("interfaces: { downlink: a, uplink: b }\nflow_table_size: 0\n").unwrap_err();
         assert!(e.to_string().contains("flow_table_size"), "{e}");
-        let e = parse("interfaces: { downlink: a, uplink: b }\napi: { listen: nowhere }\n").unwrap_err();
+        let e = parse("interfaces: { downlink: a, uplink: b }\napi: { listen: nowhere }\n")
+            .unwrap_err();
         assert!(e.to_string().starts_with("test.yaml: "), "{e}");
         let e = parse("interfaces: [").unwrap_err();
         assert!(e.to_string().starts_with("test.yaml: "), "{e}");

@@ -34,8 +34,15 @@ fn replace_error_line(e: &ReplaceError) -> String {
     match e {
         ReplaceError::Invalid(errors) => {
             let more = errors.len().saturating_sub(1);
-            let first = errors.first().map(|e| format!("{}:{}: {}", e.line, e.column, e.message)).unwrap_or_default();
-            if more > 0 { format!("{first} (and {more} more; run peerwarden policy check)") } else { first }
+            let first = errors
+                .first()
+                .map(|e| format!("{}:{}: {}", e.line, e.column, e.message))
+                .unwrap_or_default();
+            if more > 0 {
+                format!("{first} (and {more} more; run peerwarden policy check)")
+            } else {
+                first
+            }
         }
         ReplaceError::Apply(msg) => msg.clone(),
     }
@@ -51,9 +58,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // namespace they started the daemon in.
     let listener = std::net::TcpListener::bind(config.api.listen)
         .with_context(|| format!("binding the API to {}", config.api.listen))?;
-    listener.set_nonblocking(true).context("configuring the API socket")?;
+    listener
+        .set_nonblocking(true)
+        .context("configuring the API socket")?;
     // The certificate is checked before anything touches the kernel.
-    let tls = config.api.tls.as_ref().map(api::tls::server_config).transpose()?;
+    let tls = config
+        .api
+        .tls
+        .as_ref()
+        .map(api::tls::server_config)
+        .transpose()?;
     if let Some(ns) = &config.netns {
         preflight::enter_netns(ns)?;
     }
@@ -69,9 +83,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .with_context(|| format!("reading the policy {}", path.display()))?;
             let origin = path.display().to_string();
             if let Err(e) = peerwarden_policies::load_str(&source, &origin) {
-                let first = e.errors().first().map(|e| e.to_string()).unwrap_or_default();
+                let first = e
+                    .errors()
+                    .first()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
                 let more = e.errors().len().saturating_sub(1);
-                let more = if more > 0 { format!(" (and {more} more; run peerwarden policy check)") } else { String::new() };
+                let more = if more > 0 {
+                    format!(" (and {more} more; run peerwarden policy check)")
+                } else {
+                    String::new()
+                };
                 return Err(anyhow!("the policy is not valid: {first}{more}"));
             }
             Some((source, origin))
@@ -83,7 +105,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let history = History::open(
         &config.history.path,
         &crate::history::instance_name(),
-        Retention { minute_days: config.history.minute_retention_days, hour_days: config.history.hour_retention_days },
+        Retention {
+            minute_days: config.history.minute_retention_days,
+            hour_days: config.history.hour_retention_days,
+        },
     )
     .context("opening the history store")?;
     let mut probe = Probe::load_with(ProbeOptions {
@@ -104,7 +129,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     for a in &attachments {
         info!(interface = %a.interface, program = a.program, mode = a.mode, "attached");
     }
-    let shaper = Shaper::new(&config.interfaces.uplink, &config.interfaces.downlink).context("setting up shaping")?;
+    let shaper = Shaper::new(&config.interfaces.uplink, &config.interfaces.downlink)
+        .context("setting up shaping")?;
     let probe = Arc::new(probe);
     let clock = Arc::new(PolicyClock::default());
     let enforcer = Arc::new(Enforcer::new(probe.clone(), clock.clone()).with_shaper(shaper));
@@ -122,7 +148,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if let Some((source, origin)) = initial_policy
         && let Err(e) = store.replace(source, &origin)
     {
-        return Err(anyhow!("the policy {origin} could not be installed: {}", replace_error_line(&e)));
+        return Err(anyhow!(
+            "the policy {origin} could not be installed: {}",
+            replace_error_line(&e)
+        ));
     }
     let deep = Arc::new(DeepState::default());
     let state = Arc::new(State::new(StateOptions {
@@ -135,7 +164,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         clock: clock.clone(),
     }));
     let _ = state.history_store.set(Arc::new(history));
-    state.subscriber_series_limit.store(config.metrics.subscriber_series_limit, Ordering::Relaxed);
+    state
+        .subscriber_series_limit
+        .store(config.metrics.subscriber_series_limit, Ordering::Relaxed);
     let stop = Arc::new(AtomicBool::new(false));
     let readers = [
         spawn_reader("counters", &stop, {
@@ -149,8 +180,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let mut owners = Owners::default();
             move || {
                 let active = state.policy.active().map(|a| a.policy);
-                let owners = owners.current(active, probe.options().max_subscribers, |i| enforcer.subscriber_id(i));
-                read_subscribers(&probe, &state.subscribers, state.history_store.get().map(|h| &**h), owners);
+                let owners = owners.current(active, probe.options().max_subscribers, |i| {
+                    enforcer.subscriber_id(i)
+                });
+                read_subscribers(
+                    &probe,
+                    &state.subscribers,
+                    state.history_store.get().map(|h| &**h),
+                    owners,
+                );
             }
         })?,
         spawn_reader("flows", &stop, {
@@ -204,15 +242,23 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     drop(enforcer);
     // The state holds the policy store, whose hook holds the enforcer and so the probe:
     // keep what the last reading needs, and let the rest go.
-    let (readings, history) = (state.subscribers.clone(), state.history_store.get().cloned());
+    let (readings, history) = (
+        state.subscribers.clone(),
+        state.history_store.get().cloned(),
+    );
     drop(state);
-    let mut probe = Arc::into_inner(probe).ok_or_else(|| anyhow!("probe still shared at shutdown"))?;
+    let mut probe =
+        Arc::into_inner(probe).ok_or_else(|| anyhow!("probe still shared at shutdown"))?;
     let detached = probe.detach_all().context("detaching the probe");
     // A last reading once nothing counts any more: the store gets every byte counted.
     if let Ok(c) = probe.counters() {
-        let (bytes, packets) =
-            c.iter().flatten().fold((0u64, 0u64), |(b, p), v| (b.wrapping_add(v.bytes), p.wrapping_add(v.packets)));
-        info!(bytes, packets, "last reading, after detaching: totals since start");
+        let (bytes, packets) = c.iter().flatten().fold((0u64, 0u64), |(b, p), v| {
+            (b.wrapping_add(v.bytes), p.wrapping_add(v.packets))
+        });
+        info!(
+            bytes,
+            packets, "last reading, after detaching: totals since start"
+        );
         if let Some(h) = &history {
             h.record_labels(SystemTime::now(), &c);
         }
@@ -236,11 +282,17 @@ fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
 fn reload_file(state: &State, path: &std::path::Path, why: &str) {
     match std::fs::read_to_string(path) {
         Ok(source) => {
-            if state.policy.replace(source, &path.display().to_string()).is_ok() {
+            if state
+                .policy
+                .replace(source, &path.display().to_string())
+                .is_ok()
+            {
                 info!(path = %path.display(), why, "policy reloaded");
             }
         }
-        Err(e) => warn!(path = %path.display(), error = %e, "reading the policy; the running one stays"),
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "reading the policy; the running one stays")
+        }
     }
 }
 
@@ -262,10 +314,14 @@ fn serve(
             let state = state.clone();
             tokio::spawn(async move {
                 use tokio::signal::unix::{SignalKind, signal};
-                let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+                let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                    return;
+                };
                 while hup.recv().await.is_some() {
                     let (state, path) = (state.clone(), path.clone());
-                    let _ = tokio::task::spawn_blocking(move || reload_file(&state, &path, "SIGHUP")).await;
+                    let _ =
+                        tokio::task::spawn_blocking(move || reload_file(&state, &path, "SIGHUP"))
+                            .await;
                 }
             });
         }
@@ -273,10 +329,17 @@ fn serve(
         match tls {
             Some(config) => {
                 info!("API over TLS");
-                let listener = api::tls::TlsListener::new(listener, config).context("API socket")?;
-                axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+                let listener =
+                    api::tls::TlsListener::new(listener, config).context("API socket")?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
             }
-            None => axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await,
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            }
         }
         .context("serving the API")
     })
@@ -284,8 +347,13 @@ fn serve(
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        error!("cannot install signal handlers; stop with SIGKILL (programs detach when the process exits)");
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        error!(
+            "cannot install signal handlers; stop with SIGKILL (programs detach when the process exits)"
+        );
         return std::future::pending().await;
     };
     tokio::select! {
@@ -341,7 +409,12 @@ fn read_flows(probe: &Probe, state: &State) {
 }
 
 /// Reads every owner's per-subscriber counters into `readings` and the history store.
-fn read_subscribers(probe: &Probe, readings: &crate::subscribers::Readings, history: Option<&History>, owners: &[(String, u32)]) {
+fn read_subscribers(
+    probe: &Probe,
+    readings: &crate::subscribers::Readings,
+    history: Option<&History>,
+    owners: &[(String, u32)],
+) {
     let (at, wall) = (Instant::now(), SystemTime::now());
     let totals = readings.update(at, owners, |i| probe.subscriber_counters(i));
     if let Some(h) = history {

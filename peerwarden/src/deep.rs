@@ -33,8 +33,17 @@ pub struct DeepState {
 type Seen = std::collections::HashMap<FlowKey, u8>;
 
 /// Runs until `stop`: samples in, verdicts out.
-pub fn run(probe: Arc<Probe>, mut ring: RingBuf<MapData>, deep: Arc<DeepState>, stop: Arc<AtomicBool>, video_hosts: Vec<(String, String)>) {
-    let mut engine = Engine::new(EngineConfig { packet_budget: DEEP_BUDGET, ..EngineConfig::default() });
+pub fn run(
+    probe: Arc<Probe>,
+    mut ring: RingBuf<MapData>,
+    deep: Arc<DeepState>,
+    stop: Arc<AtomicBool>,
+    video_hosts: Vec<(String, String)>,
+) {
+    let mut engine = Engine::new(EngineConfig {
+        packet_budget: DEEP_BUDGET,
+        ..EngineConfig::default()
+    });
     for (suffix, service) in &video_hosts {
         engine.add_video_host(suffix, service);
     }
@@ -42,7 +51,11 @@ pub fn run(probe: Arc<Probe>, mut ring: RingBuf<MapData>, deep: Arc<DeepState>, 
     let fd = ring.as_fd().as_raw_fd();
     let mut last_expiry = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd; a 100 ms timeout keeps `stop` responsive.
         unsafe { libc::poll(&mut pfd, 1, 100) };
         while let Some(item) = ring.next() {
@@ -87,14 +100,22 @@ fn handle(probe: &Probe, engine: &mut Engine, deep: &DeepState, seen: &mut Seen,
             if let Some(service) = &v.service {
                 deep.services.insert(s.key, service.clone());
             }
-            Some(Verdict { label: v.label.id(), confidence: v.confidence as u8, final_: 1 })
+            Some(Verdict {
+                label: v.label.id(),
+                confidence: v.confidence as u8,
+                final_: 1,
+            })
         }
         // The deep tier's budget is spent: tell the kernel to stop looking.
         _ if *count >= DEEP_BUDGET => {
             let v = engine.finish(&meta.key, s.ts_ns);
             Some(Verdict {
                 label: v.label.id(),
-                confidence: if v.label == Label::Unknown { Confidence::None as u8 } else { v.confidence as u8 },
+                confidence: if v.label == Label::Unknown {
+                    Confidence::None as u8
+                } else {
+                    v.confidence as u8
+                },
                 final_: 1,
             })
         }

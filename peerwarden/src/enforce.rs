@@ -83,8 +83,14 @@ impl SubscriberIndex {
 
     /// Frees the indexes of subscribers no longer in `keep`.
     fn retain(&mut self, keep: &[(String, u32)]) {
-        let live: std::collections::HashSet<&str> = keep.iter().map(|(id, _)| id.as_str()).collect();
-        let gone: Vec<String> = self.by_id.keys().filter(|id| !live.contains(id.as_str())).cloned().collect();
+        let live: std::collections::HashSet<&str> =
+            keep.iter().map(|(id, _)| id.as_str()).collect();
+        let gone: Vec<String> = self
+            .by_id
+            .keys()
+            .filter(|id| !live.contains(id.as_str()))
+            .cloned()
+            .collect();
         for id in gone {
             if let Some(i) = self.by_id.remove(&id) {
                 self.free.push(i);
@@ -94,16 +100,26 @@ impl SubscriberIndex {
 
     /// The id of an index, for reports.
     pub fn id_of(&self, index: u32) -> Option<&str> {
-        self.by_id.iter().find(|(_, i)| **i == index).map(|(id, _)| id.as_str())
+        self.by_id
+            .iter()
+            .find(|(_, i)| **i == index)
+            .map(|(id, _)| id.as_str())
     }
 }
 
 /// The labels a rule's target covers.
 fn labels_of(policy: &Policy, target: &Target) -> Vec<Label> {
     match target {
-        Target::Class(c) => ALL_LABELS.iter().copied().filter(|l| l.class() == *c).collect(),
+        Target::Class(c) => ALL_LABELS
+            .iter()
+            .copied()
+            .filter(|l| l.class() == *c)
+            .collect(),
         Target::Label(l) => vec![*l],
-        Target::User(name) => policy.class(name).map(|c| c.labels.clone()).unwrap_or_default(),
+        Target::User(name) => policy
+            .class(name)
+            .map(|c| c.labels.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -156,7 +172,10 @@ pub fn compile(
         plan_no.insert(plan.name.as_str(), p as u32);
         let mut rules: Vec<ClassRule> = plan.rules_at(day, minute);
         if rules.len() >= RULE_SLOTS as usize {
-            return Err(CompileError::TooManyRules { plan: plan.name.clone(), rules: rules.len() });
+            return Err(CompileError::TooManyRules {
+                plan: plan.name.clone(),
+                rules: rules.len(),
+            });
         }
         rules.sort_by_key(|r| rank(&r.target));
         let mut slots = PlanSlots::default();
@@ -231,8 +250,17 @@ struct Installed {
 
 impl Enforcer {
     /// An enforcer writing into `probe`'s maps.
-    pub fn new(probe: std::sync::Arc<crate::probe::Probe>, clock: std::sync::Arc<crate::schedule::PolicyClock>) -> Enforcer {
-        Enforcer { probe, clock, shaper: None, index: Default::default(), installed: Default::default() }
+    pub fn new(
+        probe: std::sync::Arc<crate::probe::Probe>,
+        clock: std::sync::Arc<crate::schedule::PolicyClock>,
+    ) -> Enforcer {
+        Enforcer {
+            probe,
+            clock,
+            shaper: None,
+            index: Default::default(),
+            installed: Default::default(),
+        }
     }
 
     /// Also keeps `shaper`'s HTB classes in step (the daemon; tests of the maps alone go
@@ -243,15 +271,27 @@ impl Enforcer {
     }
 
     fn compile_now(&self, policy: &Policy) -> anyhow::Result<Compiled> {
-        let (day, minute) = self.clock.local(policy.timezone()).map_err(anyhow::Error::msg)?;
+        let (day, minute) = self
+            .clock
+            .local(policy.timezone())
+            .map_err(anyhow::Error::msg)?;
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(compile(policy, day, minute, &mut index, self.probe.options().max_subscribers)?)
+        Ok(compile(
+            policy,
+            day,
+            minute,
+            &mut index,
+            self.probe.options().max_subscribers,
+        )?)
     }
 
     /// HTB classes first, then the maps: a class exists before the kernel steers into it.
     fn install(&self, c: &Compiled) -> anyhow::Result<u32> {
         if let Some(shaper) = &self.shaper {
-            shaper.lock().unwrap_or_else(|p| p.into_inner()).sync(&c.shaped)?;
+            shaper
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .sync(&c.shaped)?;
         }
         Ok(self.probe.install_policy(c)?)
     }
@@ -268,7 +308,11 @@ impl Enforcer {
             shaped = c.shaped.len(),
             "policy installed in the kernel"
         );
-        *installed = Some(Installed { policy: std::sync::Arc::new(policy.clone()), rules: c.rules, plans: c.plans });
+        *installed = Some(Installed {
+            policy: std::sync::Arc::new(policy.clone()),
+            rules: c.rules,
+            plans: c.plans,
+        });
         Ok(())
     }
 
@@ -277,13 +321,18 @@ impl Enforcer {
     /// whether it did.
     pub fn tick(&self) -> anyhow::Result<bool> {
         let mut installed = self.installed.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(last) = installed.as_mut() else { return Ok(false) };
+        let Some(last) = installed.as_mut() else {
+            return Ok(false);
+        };
         let c = self.compile_now(&last.policy)?;
         if last.rules == c.rules && last.plans == c.plans {
             return Ok(false);
         }
         let generation = self.install(&c)?;
-        tracing::info!(generation, "schedule changed the rules in force; policy re-installed");
+        tracing::info!(
+            generation,
+            "schedule changed the rules in force; policy re-installed"
+        );
         last.rules = c.rules;
         last.plans = c.plans;
         Ok(true)
@@ -299,7 +348,11 @@ impl Enforcer {
 
     /// The subscriber id of a stable index.
     pub fn subscriber_id(&self, index: u32) -> Option<String> {
-        self.index.lock().unwrap_or_else(|p| p.into_inner()).id_of(index).map(str::to_string)
+        self.index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .id_of(index)
+            .map(str::to_string)
     }
 }
 
@@ -330,7 +383,11 @@ default_plan: home
 
     fn rule(c: &Compiled, plan: u32, label: Label, dir: u32) -> Rule {
         let slot = c.plans[plan as usize].slot_of_label[label.id() as usize] as u32;
-        c.rules.iter().find(|(i, _)| *i == rule_index(plan, slot, dir)).map(|(_, r)| *r).unwrap_or_default()
+        c.rules
+            .iter()
+            .find(|(i, _)| *i == rule_index(plan, slot, dir))
+            .map(|(_, r)| *r)
+            .unwrap_or_default()
     }
 
     #[test]
@@ -338,16 +395,31 @@ default_plan: home
         let mut index = SubscriberIndex::default();
         let c = compile(&policy(), Weekday::Sat, 20 * 60, &mut index, 16).expect("compiles");
         let bt_down = rule(&c, 0, Label::Bittorrent, 1);
-        assert_eq!((bt_down.action, bt_down.rate_bytes_per_sec), (ACTION_POLICE, 5_000_000 / 8));
-        assert_eq!((bt_down.dscp, bt_down.mark_too), (1, 1), "LE is DSCP 1, marked on pass");
-        assert_eq!(rule(&c, 0, Label::Bittorrent, 0).rate_bytes_per_sec, 1_000_000 / 8);
+        assert_eq!(
+            (bt_down.action, bt_down.rate_bytes_per_sec),
+            (ACTION_POLICE, 5_000_000 / 8)
+        );
+        assert_eq!(
+            (bt_down.dscp, bt_down.mark_too),
+            (1, 1),
+            "LE is DSCP 1, marked on pass"
+        );
+        assert_eq!(
+            rule(&c, 0, Label::Bittorrent, 0).rate_bytes_per_sec,
+            1_000_000 / 8
+        );
         // The label rule outranks its class's.
         assert_eq!(rule(&c, 0, Label::BittorrentDht, 1).action, ACTION_BLOCK);
         assert_eq!(rule(&c, 0, Label::Hls, 1).action, ACTION_MARK);
         assert_eq!(rule(&c, 0, Label::Hls, 1).dscp, 34);
         // Web traffic only meets the plan's total (slot 0).
         assert_eq!(c.plans[0].slot_of_label[Label::Http.id() as usize], 0);
-        let total = c.rules.iter().find(|(i, _)| *i == rule_index(0, 0, 1)).expect("total").1;
+        let total = c
+            .rules
+            .iter()
+            .find(|(i, _)| *i == rule_index(0, 0, 1))
+            .expect("total")
+            .1;
         assert_eq!(total.rate_bytes_per_sec, 50_000_000 / 8);
         assert_eq!(c.v4.len(), 2);
         assert_eq!(c.v6.len(), 1);
@@ -359,9 +431,19 @@ default_plan: home
         let mut index = SubscriberIndex::default();
         let off_peak = compile(&policy(), Weekday::Mon, 12 * 60, &mut index, 16).expect("compiles");
         let peak = compile(&policy(), Weekday::Mon, 19 * 60, &mut index, 16).expect("compiles");
-        assert_eq!(rule(&off_peak, 0, Label::Bittorrent, 1).rate_bytes_per_sec, 625_000);
-        assert_eq!(rule(&peak, 0, Label::Bittorrent, 1).rate_bytes_per_sec, 250_000);
-        assert_eq!(rule(&peak, 0, Label::Bittorrent, 0).rate_bytes_per_sec, 125_000, "up kept");
+        assert_eq!(
+            rule(&off_peak, 0, Label::Bittorrent, 1).rate_bytes_per_sec,
+            625_000
+        );
+        assert_eq!(
+            rule(&peak, 0, Label::Bittorrent, 1).rate_bytes_per_sec,
+            250_000
+        );
+        assert_eq!(
+            rule(&peak, 0, Label::Bittorrent, 0).rate_bytes_per_sec,
+            125_000,
+            "up kept"
+        );
     }
 
     #[test]
@@ -371,6 +453,9 @@ default_plan: home
         let b = compile(&policy(), Weekday::Mon, 0, &mut index, 16).expect("compiles");
         assert_eq!(a.subscribers, b.subscribers);
         let mut small = SubscriberIndex::default();
-        assert!(matches!(compile(&policy(), Weekday::Mon, 0, &mut small, 1), Err(CompileError::TooManySubscribers(1))));
+        assert!(matches!(
+            compile(&policy(), Weekday::Mon, 0, &mut small, 1),
+            Err(CompileError::TooManySubscribers(1))
+        ));
     }
 }

@@ -105,12 +105,18 @@ impl PolicyStore {
 
     /// The policy in force, if any.
     pub fn active(&self) -> Option<Active> {
-        self.active.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.active
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The last refused policy, if any.
     pub fn rejected(&self) -> Option<Rejected> {
-        self.rejected.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Validates `source` and, if it is valid and the data path takes it, makes it active.
@@ -138,10 +144,21 @@ impl PolicyStore {
             Err(e) => {
                 let errors = match &e {
                     ReplaceError::Invalid(errors) => errors.clone(),
-                    ReplaceError::Apply(msg) => vec![ErrorAt { line: 0, column: 0, message: msg.clone(), hint: None }],
+                    ReplaceError::Apply(msg) => vec![ErrorAt {
+                        line: 0,
+                        column: 0,
+                        message: msg.clone(),
+                        hint: None,
+                    }],
                 };
                 for err in &errors {
-                    tracing::warn!(origin, line = err.line, column = err.column, "policy rejected: {}", err.message);
+                    tracing::warn!(
+                        origin,
+                        line = err.line,
+                        column = err.column,
+                        "policy rejected: {}",
+                        err.message
+                    );
                 }
                 *self.rejected.lock().unwrap_or_else(|p| p.into_inner()) = Some(Rejected {
                     origin: origin.to_string(),

@@ -18,7 +18,9 @@ pub fn check_host() -> anyhow::Result<()> {
         bail!("must run as root: it loads and attaches eBPF programs");
     }
     if !Path::new(VMLINUX_BTF).exists() {
-        bail!("this kernel has no BTF ({VMLINUX_BTF} is missing); a kernel built with CONFIG_DEBUG_INFO_BTF=y is needed");
+        bail!(
+            "this kernel has no BTF ({VMLINUX_BTF} is missing); a kernel built with CONFIG_DEBUG_INFO_BTF=y is needed"
+        );
     }
     if !is_bpffs(BPFFS) {
         bail!("bpffs is not mounted on {BPFFS}; mount it with: mount -t bpf bpf {BPFFS}");
@@ -27,7 +29,9 @@ pub fn check_host() -> anyhow::Result<()> {
 }
 
 fn is_bpffs(path: &str) -> bool {
-    let Ok(c) = CString::new(path) else { return false };
+    let Ok(c) = CString::new(path) else {
+        return false;
+    };
     // SAFETY: statfs fills the zeroed struct; c is a valid C string.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
@@ -37,8 +41,12 @@ fn is_bpffs(path: &str) -> bool {
 /// Threads started afterwards inherit it; sockets opened before stay where they were.
 pub fn enter_netns(name: &str) -> anyhow::Result<()> {
     let path = Path::new("/run/netns").join(name);
-    let ns = File::open(&path)
-        .with_context(|| format!("network namespace {name:?} does not exist ({} missing)", path.display()))?;
+    let ns = File::open(&path).with_context(|| {
+        format!(
+            "network namespace {name:?} does not exist ({} missing)",
+            path.display()
+        )
+    })?;
     // SAFETY: setns on a namespace fd we own; affects only this thread.
     if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
         return Err(std::io::Error::last_os_error())
@@ -54,7 +62,9 @@ pub fn check_interface(role: &str, iface: &str, netns: Option<&str>) -> anyhow::
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if index == 0 {
         match netns {
-            Some(ns) => bail!("{role} interface {iface:?} does not exist in network namespace {ns:?}"),
+            Some(ns) => {
+                bail!("{role} interface {iface:?} does not exist in network namespace {ns:?}")
+            }
             None => bail!("{role} interface {iface:?} does not exist"),
         }
     }

@@ -8,8 +8,13 @@ use std::sync::Mutex;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, lpm_trie::{Key, LpmTrie}},
-    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId},
+    maps::{
+        Array, HashMap, MapData, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
+    programs::{
+        SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
+    },
 };
 use peerwarden_common::{
     CounterValue, Direction, FlowKey, FlowValue,
@@ -63,7 +68,10 @@ pub struct ProbeOptions {
 
 impl Default for ProbeOptions {
     fn default() -> Self {
-        ProbeOptions { flow_table_size: 1 << 20, max_subscribers: DEFAULT_MAX_SUBSCRIBERS }
+        ProbeOptions {
+            flow_table_size: 1 << 20,
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+        }
     }
 }
 
@@ -151,7 +159,10 @@ impl Probe {
     /// Loads the object with a flow table of `flow_table_size` entries and loads (verifies)
     /// its programs without attaching them.
     pub fn load(flow_table_size: u32) -> Result<Probe, ProbeError> {
-        Probe::load_with(ProbeOptions { flow_table_size, ..ProbeOptions::default() })
+        Probe::load_with(ProbeOptions {
+            flow_table_size,
+            ..ProbeOptions::default()
+        })
     }
 
     /// Loads the object with maps sized by `options`.
@@ -170,23 +181,36 @@ impl Probe {
                 .program_mut(name)
                 .ok_or(ProbeError::Missing(name))?
                 .try_into()
-                .map_err(|source| ProbeError::Program { program: name, source })?;
-            prog.load()
-                .map_err(|source| ProbeError::Program { program: name, source })?;
+                .map_err(|source| ProbeError::Program {
+                    program: name,
+                    source,
+                })?;
+            prog.load().map_err(|source| ProbeError::Program {
+                program: name,
+                source,
+            })?;
         }
         for name in [PROG_TC_UPLINK, PROG_TC_DOWNLINK] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or(ProbeError::Missing(name))?
                 .try_into()
-                .map_err(|source| ProbeError::Program { program: name, source })?;
-            prog.load()
-                .map_err(|source| ProbeError::Program { program: name, source })?;
+                .map_err(|source| ProbeError::Program {
+                    program: name,
+                    source,
+                })?;
+            prog.load().map_err(|source| ProbeError::Program {
+                program: name,
+                source,
+            })?;
         }
-        let samples = RingBuf::try_from(take(&mut ebpf, MAP_SAMPLES)?).map_err(map_err(MAP_SAMPLES))?;
-        let verdicts = HashMap::try_from(take(&mut ebpf, MAP_VERDICTS)?).map_err(map_err(MAP_VERDICTS))?;
+        let samples =
+            RingBuf::try_from(take(&mut ebpf, MAP_SAMPLES)?).map_err(map_err(MAP_SAMPLES))?;
+        let verdicts =
+            HashMap::try_from(take(&mut ebpf, MAP_VERDICTS)?).map_err(map_err(MAP_VERDICTS))?;
         let policy = PolicyMaps {
-            control: Array::try_from(take(&mut ebpf, MAP_CONTROL)?).map_err(map_err(MAP_CONTROL))?,
+            control: Array::try_from(take(&mut ebpf, MAP_CONTROL)?)
+                .map_err(map_err(MAP_CONTROL))?,
             v4: LpmTrie::try_from(take(&mut ebpf, MAP_SUBS_V4)?).map_err(map_err(MAP_SUBS_V4))?,
             v6: LpmTrie::try_from(take(&mut ebpf, MAP_SUBS_V6)?).map_err(map_err(MAP_SUBS_V6))?,
             plans: Array::try_from(take(&mut ebpf, MAP_PLANS)?).map_err(map_err(MAP_PLANS))?,
@@ -195,8 +219,8 @@ impl Probe {
             generation: 0,
             active: 0,
         };
-        let sub_counters =
-            PerCpuArray::try_from(take(&mut ebpf, MAP_SUB_COUNTERS)?).map_err(map_err(MAP_SUB_COUNTERS))?;
+        let sub_counters = PerCpuArray::try_from(take(&mut ebpf, MAP_SUB_COUNTERS)?)
+            .map_err(map_err(MAP_SUB_COUNTERS))?;
         Ok(Probe {
             ebpf,
             links: Vec::new(),
@@ -216,7 +240,10 @@ impl Probe {
 
     /// The ring buffer of payload samples, for the deep classifier's thread (once).
     pub fn take_samples(&self) -> Option<RingBuf<MapData>> {
-        self.samples.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Hands the deep classifier's verdict on a flow to the kernel, which applies it on the
@@ -239,39 +266,65 @@ impl Probe {
         // one: entries the new policy has again are overwritten in place, and only the
         // others deleted, which halves the map writes of a reload (a 100,000-subscriber
         // policy: 200,000 prefixes; see docs/benchmarks.md).
-        let v4: Vec<Key<[u8; 5]>> = c.v4.iter().map(|(a, len, _)| Key::new(8 + u32::from(*len), [set as u8, a[0], a[1], a[2], a[3]])).collect();
-        let v6: Vec<Key<[u8; 17]>> = c
-            .v6
+        let v4: Vec<Key<[u8; 5]>> = c
+            .v4
             .iter()
-            .map(|(a, len, _)| {
-                let mut d = [0u8; 17];
-                d[0] = set as u8;
-                d[1..].copy_from_slice(a);
-                Key::new(8 + u32::from(*len), d)
-            })
+            .map(|(a, len, _)| Key::new(8 + u32::from(*len), [set as u8, a[0], a[1], a[2], a[3]]))
             .collect();
+        let v6: Vec<Key<[u8; 17]>> =
+            c.v6.iter()
+                .map(|(a, len, _)| {
+                    let mut d = [0u8; 17];
+                    d[0] = set as u8;
+                    d[1..].copy_from_slice(a);
+                    Key::new(8 + u32::from(*len), d)
+                })
+                .collect();
         let rules = c.rules.iter().map(|(i, _)| *i).collect();
-        let now = Installed { v4, v6, plans: c.plans.len(), rules };
-        let keep_v4: HashSet<(u32, [u8; 5])> = now.v4.iter().map(|k| (k.prefix_len(), k.data())).collect();
-        for k in old.v4.iter().filter(|k| !keep_v4.contains(&(k.prefix_len(), k.data()))) {
+        let now = Installed {
+            v4,
+            v6,
+            plans: c.plans.len(),
+            rules,
+        };
+        let keep_v4: HashSet<(u32, [u8; 5])> =
+            now.v4.iter().map(|k| (k.prefix_len(), k.data())).collect();
+        for k in old
+            .v4
+            .iter()
+            .filter(|k| !keep_v4.contains(&(k.prefix_len(), k.data())))
+        {
             let _ = m.v4.remove(k);
         }
-        let keep_v6: HashSet<(u32, [u8; 17])> = now.v6.iter().map(|k| (k.prefix_len(), k.data())).collect();
-        for k in old.v6.iter().filter(|k| !keep_v6.contains(&(k.prefix_len(), k.data()))) {
+        let keep_v6: HashSet<(u32, [u8; 17])> =
+            now.v6.iter().map(|k| (k.prefix_len(), k.data())).collect();
+        for k in old
+            .v6
+            .iter()
+            .filter(|k| !keep_v6.contains(&(k.prefix_len(), k.data())))
+        {
             let _ = m.v6.remove(k);
         }
         let keep_rules: HashSet<u32> = now.rules.iter().copied().collect();
         for i in old.rules.iter().filter(|i| !keep_rules.contains(i)) {
-            m.rules.set(set * RULES_PER_SET + i, Rule::default(), 0).map_err(map_err(MAP_RULES))?;
+            m.rules
+                .set(set * RULES_PER_SET + i, Rule::default(), 0)
+                .map_err(map_err(MAP_RULES))?;
         }
         for p in c.plans.len() as u32..old.plans as u32 {
-            m.plans.set(set * MAX_PLANS + p, PlanSlots::default(), 0).map_err(map_err(MAP_PLANS))?;
+            m.plans
+                .set(set * MAX_PLANS + p, PlanSlots::default(), 0)
+                .map_err(map_err(MAP_PLANS))?;
         }
         for (p, slots) in c.plans.iter().enumerate() {
-            m.plans.set(set * MAX_PLANS + p as u32, slots, 0).map_err(map_err(MAP_PLANS))?;
+            m.plans
+                .set(set * MAX_PLANS + p as u32, slots, 0)
+                .map_err(map_err(MAP_PLANS))?;
         }
         for (i, rule) in &c.rules {
-            m.rules.set(set * RULES_PER_SET + i, rule, 0).map_err(map_err(MAP_RULES))?;
+            m.rules
+                .set(set * RULES_PER_SET + i, rule, 0)
+                .map_err(map_err(MAP_RULES))?;
         }
         for (k, (_, _, r)) in now.v4.iter().zip(&c.v4) {
             m.v4.insert(k, r, 0).map_err(map_err(MAP_SUBS_V4))?;
@@ -283,7 +336,15 @@ impl Probe {
         // The swap: one 16-byte write that the XDP program reads as a whole.
         let generation = m.generation.wrapping_add(1).max(1);
         m.control
-            .set(0, PolicyControl { generation, active_set: set, _reserved: 0 }, 0)
+            .set(
+                0,
+                PolicyControl {
+                    generation,
+                    active_set: set,
+                    _reserved: 0,
+                },
+                0,
+            )
             .map_err(map_err(MAP_CONTROL))?;
         m.generation = generation;
         m.active = set;
@@ -317,7 +378,10 @@ impl Probe {
             .program_mut(name)
             .ok_or(ProbeError::Missing(name))?
             .try_into()
-            .map_err(|source| ProbeError::Program { program: name, source })
+            .map_err(|source| ProbeError::Program {
+                program: name,
+                source,
+            })
     }
 
     /// Attaches `program` to `interface` in native (driver) mode, falling back to generic
@@ -344,7 +408,11 @@ impl Probe {
             }
         };
         self.links.push((program, link));
-        Ok(Attachment { interface: interface.to_string(), program, mode })
+        Ok(Attachment {
+            interface: interface.to_string(),
+            program,
+            mode,
+        })
     }
 
     fn classifier(&mut self, name: &'static str) -> Result<&mut SchedClassifier, ProbeError> {
@@ -352,7 +420,10 @@ impl Probe {
             .program_mut(name)
             .ok_or(ProbeError::Missing(name))?
             .try_into()
-            .map_err(|source| ProbeError::Program { program: name, source })
+            .map_err(|source| ProbeError::Program {
+                program: name,
+                source,
+            })
     }
 
     /// Attaches the TC egress programs that steer shaped flows into HTB classes:
@@ -360,8 +431,13 @@ impl Probe {
     /// through TCX on kernels from 6.6 (no qdisc needed, `bpftool net` lists them under
     /// `tc` as `tcx/egress`); older kernels get a clsact qdisc and a netlink filter. Both
     /// are detached by [`Probe::detach_all`] and when the probe is dropped.
-    pub fn attach_tc_egress(&mut self, uplink: &str, downlink: &str) -> Result<Vec<Attachment>, ProbeError> {
-        let tcx = aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+    pub fn attach_tc_egress(
+        &mut self,
+        uplink: &str,
+        downlink: &str,
+    ) -> Result<Vec<Attachment>, ProbeError> {
+        let tcx = aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
         let mut out = Vec::new();
         for (program, interface) in [(PROG_TC_UPLINK, uplink), (PROG_TC_DOWNLINK, downlink)] {
             if !tcx {
@@ -401,15 +477,23 @@ impl Probe {
     /// bytes move between labels on one CPU when it is labelled; see ebpf/src/counters.rs).
     pub fn counters(&self) -> Result<LabelCounters, ProbeError> {
         let map: PerCpuArray<&MapData, CounterValue> = PerCpuArray::try_from(
-            self.ebpf.map(MAP_COUNTERS).ok_or(ProbeError::Missing(MAP_COUNTERS))?,
+            self.ebpf
+                .map(MAP_COUNTERS)
+                .ok_or(ProbeError::Missing(MAP_COUNTERS))?,
         )
-        .map_err(|source| ProbeError::Map { map: MAP_COUNTERS, source })?;
+        .map_err(|source| ProbeError::Map {
+            map: MAP_COUNTERS,
+            source,
+        })?;
         let mut out = vec![[CounterValue::default(); 2]; ALL_LABELS.len()];
         for label in ALL_LABELS {
             for dir in [Direction::Up, Direction::Down] {
                 let per_cpu = map
                     .get(&counter_index(label.id(), dir), 0)
-                    .map_err(|source| ProbeError::Map { map: MAP_COUNTERS, source })?;
+                    .map_err(|source| ProbeError::Map {
+                        map: MAP_COUNTERS,
+                        source,
+                    })?;
                 let slot = &mut out[label.id() as usize][dir.index()];
                 for v in per_cpu.iter() {
                     slot.packets = slot.packets.wrapping_add(v.packets);
@@ -423,15 +507,24 @@ impl Probe {
 
     /// The probe's own statistics by name, summed over CPUs.
     pub fn stats(&self) -> Result<BTreeMap<&'static str, u64>, ProbeError> {
-        let map: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.ebpf.map(MAP_STATS).ok_or(ProbeError::Missing(MAP_STATS))?)
-                .map_err(|source| ProbeError::Map { map: MAP_STATS, source })?;
+        let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+            self.ebpf
+                .map(MAP_STATS)
+                .ok_or(ProbeError::Missing(MAP_STATS))?,
+        )
+        .map_err(|source| ProbeError::Map {
+            map: MAP_STATS,
+            source,
+        })?;
         let mut out = BTreeMap::new();
         for (stat, name) in ALL_STATS {
             debug_assert!((stat as u32) < STAT_SLOTS);
             let per_cpu = map
                 .get(&(stat as u32), 0)
-                .map_err(|source| ProbeError::Map { map: MAP_STATS, source })?;
+                .map_err(|source| ProbeError::Map {
+                    map: MAP_STATS,
+                    source,
+                })?;
             out.insert(name, per_cpu.iter().fold(0u64, |a, v| a.wrapping_add(*v)));
         }
         Ok(out)
@@ -440,9 +533,15 @@ impl Probe {
     /// Every entry of the flow table. Entries that vanish while the table is walked (LRU
     /// eviction) are skipped.
     pub fn flows(&self) -> Result<Vec<(FlowKey, FlowValue)>, ProbeError> {
-        let map: HashMap<&MapData, FlowKey, FlowValue> =
-            HashMap::try_from(self.ebpf.map(MAP_FLOWS).ok_or(ProbeError::Missing(MAP_FLOWS))?)
-                .map_err(|source| ProbeError::Map { map: MAP_FLOWS, source })?;
+        let map: HashMap<&MapData, FlowKey, FlowValue> = HashMap::try_from(
+            self.ebpf
+                .map(MAP_FLOWS)
+                .ok_or(ProbeError::Missing(MAP_FLOWS))?,
+        )
+        .map_err(|source| ProbeError::Map {
+            map: MAP_FLOWS,
+            source,
+        })?;
         Ok(map.iter().filter_map(Result::ok).collect())
     }
 }

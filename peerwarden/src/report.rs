@@ -77,7 +77,9 @@ pub fn mix(state: &State, window_secs: Option<u64>) -> Mix {
     if let Some((latest, base)) = state.samples(window_secs) {
         let zero: LabelCounters = vec![Default::default(); latest.counters.len()];
         let base_counters = base.as_ref().map_or(&zero, |b| &b.counters);
-        covered = base.as_ref().map(|b| latest.at.duration_since(b.at).as_secs());
+        covered = base
+            .as_ref()
+            .map(|b| latest.at.duration_since(b.at).as_secs());
         for label in ALL_LABELS {
             let id = label.id() as usize;
             let mut u = Usage::default();
@@ -109,10 +111,15 @@ pub fn mix(state: &State, window_secs: Option<u64>) -> Mix {
             }
         }
     }
-    let mut classes: BTreeMap<&'static str, Usage> =
-        ALL_CLASSES.iter().map(|c| (c.name(), Usage::default())).collect();
+    let mut classes: BTreeMap<&'static str, Usage> = ALL_CLASSES
+        .iter()
+        .map(|c| (c.name(), Usage::default()))
+        .collect();
     for label in ALL_LABELS {
-        if let (Some(u), Some(c)) = (labels.get(label.name()), classes.get_mut(label.class().name())) {
+        if let (Some(u), Some(c)) = (
+            labels.get(label.name()),
+            classes.get_mut(label.class().name()),
+        ) {
             c.add(u);
         }
     }
@@ -211,11 +218,20 @@ pub struct FlowFilter {
 
 /// The listing's order, newest first; ties (same last packet time) by key.
 fn order(a: &(FlowKey, FlowValue), b: &(FlowKey, FlowValue)) -> std::cmp::Ordering {
-    b.1.last_seen_ns.cmp(&a.1.last_seen_ns).then_with(|| key_order(&a.0).cmp(&key_order(&b.0)))
+    b.1.last_seen_ns
+        .cmp(&a.1.last_seen_ns)
+        .then_with(|| key_order(&a.0).cmp(&key_order(&b.0)))
 }
 
 fn key_order(k: &FlowKey) -> (u8, u8, [u8; 16], u16, [u8; 16], u16) {
-    (k.family, k.proto, k.sub_addr, k.sub_port, k.remote_addr, k.remote_port)
+    (
+        k.family,
+        k.proto,
+        k.sub_addr,
+        k.sub_port,
+        k.remote_addr,
+        k.remote_port,
+    )
 }
 
 /// Flows matching `filter`, newest (most recently seen) first, and the position after
@@ -231,12 +247,17 @@ pub fn flows(state: &State, filter: &FlowFilter) -> (Vec<FlowRecord>, Option<(u6
             let src = addr(k.family, &k.sub_addr);
             filter.label.is_none_or(|l| l == label)
                 && filter.class.is_none_or(|c| c == label.class())
-                && filter.address.is_none_or(|a| a == src || a == addr(k.family, &k.remote_addr))
+                && filter
+                    .address
+                    .is_none_or(|a| a == src || a == addr(k.family, &k.remote_addr))
                 && filter.after.is_none_or(|(ns, key)| {
                     v.last_seen_ns < ns || (v.last_seen_ns == ns && key_order(k) > key_order(&key))
                 })
                 && filter.subscriber.as_deref().is_none_or(|id| {
-                    policy.as_ref().and_then(|p| p.policy.subscriber_for(src)).is_some_and(|s| s.id == id)
+                    policy
+                        .as_ref()
+                        .and_then(|p| p.policy.subscriber_for(src))
+                        .is_some_and(|s| s.id == id)
                 })
         })
         .map(|e| (*e.key(), *e.value()))
@@ -249,11 +270,19 @@ pub fn flows(state: &State, filter: &FlowFilter) -> (Vec<FlowRecord>, Option<(u6
     hits.sort_by(order);
     let more = hits.len() > filter.limit;
     hits.truncate(filter.limit);
-    let next = if more { hits.last().map(|(k, v)| (v.last_seen_ns, *k)) } else { None };
-    let records = hits.iter()
+    let next = if more {
+        hits.last().map(|(k, v)| (v.last_seen_ns, *k))
+    } else {
+        None
+    };
+    let records = hits
+        .iter()
         .map(|(k, v)| {
             let mut r = FlowRecord::new(k, v);
-            r.subscriber = policy.as_ref().and_then(|p| p.policy.subscriber_for(r.src)).map(|s| s.id.clone());
+            r.subscriber = policy
+                .as_ref()
+                .and_then(|p| p.policy.subscriber_for(r.src))
+                .map(|s| s.id.clone());
             if Label::from_id(v.label) == Label::VideoService
                 && let Some(service) = state.deep.services.get(k)
             {

@@ -78,7 +78,10 @@ mod tests {
         let (_, m0) = c.local("UTC").expect("UTC");
         c.set_offset(3600);
         let (_, m1) = c.local("UTC").expect("UTC");
-        assert!(m1 == (m0 + 60) % 1440 || m1 == (m0 + 61) % 1440, "an hour later: {m0} then {m1}");
+        assert!(
+            m1 == (m0 + 60) % 1440 || m1 == (m0 + 61) % 1440,
+            "an hour later: {m0} then {m1}"
+        );
         assert!(c.local("Mars/Olympus").is_err());
     }
 }

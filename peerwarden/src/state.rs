@@ -16,8 +16,8 @@ use std::sync::Arc;
 use crate::{
     deep::DeepState,
     policy_store::PolicyStore,
-    schedule::PolicyClock,
     probe::{Attachment, LabelCounters},
+    schedule::PolicyClock,
 };
 
 /// One reading of the counters.

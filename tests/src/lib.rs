@@ -14,10 +14,10 @@
 //! assert_eq!(probe.flow(&c.key(PROTO_UDP)).map(|f| f.label), Some(Label::BittorrentDht.id()));
 //! ```
 
+/// Captures replayed through the probe, and lab captures scored against their ground truth.
+pub mod captures;
 pub mod lab;
 pub mod packets;
 pub mod payloads;
 pub mod rng;
 pub mod xdp;
-/// Captures replayed through the probe, and lab captures scored against their ground truth.
-pub mod captures;

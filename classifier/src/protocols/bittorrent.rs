@@ -174,7 +174,10 @@ pub fn structured_start(p: &[u8]) -> bool {
         || be32(2) + 2 == n
         || be32(2) == n
         || zeros >= 2
-        || (p[..4].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) && p[4] <= 0x05)
+        || (p[..4]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            && p[4] <= 0x05)
         || (p[0] == 0x04 && (n == 307 || n == 210))
 }
 

@@ -208,9 +208,18 @@ pub fn request_label(r: &Request<'_>) -> Option<Label> {
     // decided by their Content-Type (`video/mp2t`).
     if ends_with_ci(path, b".ts") {
         let lower = path.to_ascii_lowercase();
-        if [&b"hls"[..], b"seg", b"chunk", b"frag", b"live", b"media", b"video", b"stream"]
-            .iter()
-            .any(|w| find(&lower, w).is_some())
+        if [
+            &b"hls"[..],
+            b"seg",
+            b"chunk",
+            b"frag",
+            b"live",
+            b"media",
+            b"video",
+            b"stream",
+        ]
+        .iter()
+        .any(|w| find(&lower, w).is_some())
         {
             return Some(Label::Hls);
         }
@@ -286,9 +295,16 @@ mod tests {
             Some(Label::Hls)
         );
         let ts = b"GET /hls/720p/segment00042.ts HTTP/1.1\r\nHost: a\r\n\r\n";
-        assert_eq!(request(ts).as_ref().and_then(request_label), Some(Label::Hls));
+        assert_eq!(
+            request(ts).as_ref().and_then(request_label),
+            Some(Label::Hls)
+        );
         let code = b"GET /src/app/main.ts HTTP/1.1\r\nHost: a\r\n\r\n";
-        assert_eq!(request(code).as_ref().and_then(request_label), None, "TypeScript");
+        assert_eq!(
+            request(code).as_ref().and_then(request_label),
+            None,
+            "TypeScript"
+        );
         let seg = b"GET /v/V2400/206598098.m4s HTTP/1.1\r\nHost: a\r\n\r\n";
         assert_eq!(
             request(seg).as_ref().and_then(request_label),

@@ -24,7 +24,9 @@ pub fn require_writer(state: &State, headers: &HeaderMap) -> Result<(), ApiError
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
-        Err(ApiError::Unauthorized("the bearer token is not valid".into()))
+        Err(ApiError::Unauthorized(
+            "the bearer token is not valid".into(),
+        ))
     }
 }
 
@@ -34,6 +36,9 @@ pub struct BearerScheme;
 impl utoipa::Modify for BearerScheme {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }

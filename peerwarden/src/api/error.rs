@@ -42,7 +42,12 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad_request", d),
             ApiError::Unauthorized(d) => {
                 let body = json!({ "error": "unauthorized", "detail": d });
-                return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], Json(body)).into_response();
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    Json(body),
+                )
+                    .into_response();
             }
             ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d),
             ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d),
@@ -57,7 +62,11 @@ impl IntoResponse for ApiError {
             }
             ApiError::Internal(d) => {
                 tracing::error!("{d}");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "the daemon could not complete the request; see its log".to_string())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the daemon could not complete the request; see its log".to_string(),
+                )
             }
         };
         (status, Json(json!({ "error": error, "detail": detail }))).into_response()

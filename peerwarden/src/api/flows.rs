@@ -56,7 +56,8 @@ fn encode_cursor((ns, k): (u64, FlowKey)) -> String {
 }
 
 fn decode_cursor(s: &str) -> Result<(u64, FlowKey), ApiError> {
-    let bad = || ApiError::BadRequest("cursor: not a cursor from a previous answer's next_cursor".into());
+    let bad =
+        || ApiError::BadRequest("cursor: not a cursor from a previous answer's next_cursor".into());
     if s.len() != 92 || !s.is_ascii() {
         return Err(bad());
     }
@@ -87,27 +88,56 @@ pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Flows>, A
     let p: Params = query(uri.query())?;
     let label = p
         .label
-        .map(|l| Label::from_name(&l).ok_or_else(|| ApiError::BadRequest(format!("label: unknown label {l:?}"))))
+        .map(|l| {
+            Label::from_name(&l)
+                .ok_or_else(|| ApiError::BadRequest(format!("label: unknown label {l:?}")))
+        })
         .transpose()?;
     let class = p
         .class
-        .map(|c| Class::from_name(&c).ok_or_else(|| ApiError::BadRequest(format!("class: unknown class {c:?} (p2p, video, web, other)"))))
+        .map(|c| {
+            Class::from_name(&c).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "class: unknown class {c:?} (p2p, video, web, other)"
+                ))
+            })
+        })
         .transpose()?;
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::BadRequest(format!("limit: {limit} is out of range (1 to {MAX_LIMIT})")));
+        return Err(ApiError::BadRequest(format!(
+            "limit: {limit} is out of range (1 to {MAX_LIMIT})"
+        )));
     }
     if let Some(id) = &p.subscriber
-        && state.policy.active().is_none_or(|a| a.policy.subscriber(id).is_none())
+        && state
+            .policy
+            .active()
+            .is_none_or(|a| a.policy.subscriber(id).is_none())
     {
-        return Err(ApiError::NotFound(format!("subscriber: no subscriber {id:?} in the active policy")));
+        return Err(ApiError::NotFound(format!(
+            "subscriber: no subscriber {id:?} in the active policy"
+        )));
     }
     let address = p
         .address
-        .map(|a| a.parse::<std::net::IpAddr>().map_err(|_| ApiError::BadRequest(format!("address: {a:?} is not an IP address"))))
+        .map(|a| {
+            a.parse::<std::net::IpAddr>()
+                .map_err(|_| ApiError::BadRequest(format!("address: {a:?} is not an IP address")))
+        })
         .transpose()?;
     let after = p.cursor.as_deref().map(decode_cursor).transpose()?;
-    let filter = report::FlowFilter { label, class, subscriber: p.subscriber, address, after, limit };
+    let filter = report::FlowFilter {
+        label,
+        class,
+        subscriber: p.subscriber,
+        address,
+        after,
+        limit,
+    };
     let (flows, next) = report::flows(&state, &filter);
-    Ok(Json(Flows { flows, next_cursor: next.map(encode_cursor) }))
+    Ok(Json(Flows {
+        flows,
+        next_cursor: next.map(encode_cursor),
+    }))
 }

@@ -22,5 +22,9 @@ pub struct Health {
 /// Liveness and attachments.
 #[utoipa::path(get, path = "/healthz", tag = "status", responses((status = 200, body = Health)))]
 pub async fn get(Ext(state): Ext<Arc<State>>) -> Json<Health> {
-    Json(Health { status: "ok", since: clock::rfc3339(state.started), attached: state.attachments.clone() })
+    Json(Health {
+        status: "ok",
+        since: clock::rfc3339(state.started),
+        attached: state.attachments.clone(),
+    })
 }

@@ -27,8 +27,16 @@ pub fn render(state: &State) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let latest = state.samples(None).map(|(s, _)| s);
     for (name, help, pick) in [
-        ("peerwarden_traffic_bytes_total", "Bytes on the wire (whole frames) by label and direction.", 0),
-        ("peerwarden_traffic_packets_total", "Packets by label and direction.", 1),
+        (
+            "peerwarden_traffic_bytes_total",
+            "Bytes on the wire (whole frames) by label and direction.",
+            0,
+        ),
+        (
+            "peerwarden_traffic_packets_total",
+            "Packets by label and direction.",
+            1,
+        ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         if let Some(s) = &latest {
@@ -47,7 +55,10 @@ pub fn render(state: &State) -> String {
         }
     }
     let name = "peerwarden_flows_labelled_total";
-    let _ = writeln!(out, "# HELP {name} Flows that received a label, by label.\n# TYPE {name} counter");
+    let _ = writeln!(
+        out,
+        "# HELP {name} Flows that received a label, by label.\n# TYPE {name} counter"
+    );
     if let Some(s) = &latest {
         for label in &ALL_LABELS[1..] {
             let c = &s.counters[label.id() as usize];
@@ -69,19 +80,36 @@ pub fn render(state: &State) -> String {
         let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {v}");
     }
     let name = "peerwarden_flow_table_entries";
-    let _ = writeln!(out, "# HELP {name} Entries in the kernel flow table at the last walk.\n# TYPE {name} gauge\n{name} {}", state.flows.len());
+    let _ = writeln!(
+        out,
+        "# HELP {name} Entries in the kernel flow table at the last walk.\n# TYPE {name} gauge\n{name} {}",
+        state.flows.len()
+    );
     let name = "peerwarden_flow_table_capacity";
-    let _ = writeln!(out, "# HELP {name} Size of the kernel flow table.\n# TYPE {name} gauge\n{name} {}", state.flow_table_size());
+    let _ = writeln!(
+        out,
+        "# HELP {name} Size of the kernel flow table.\n# TYPE {name} gauge\n{name} {}",
+        state.flow_table_size()
+    );
     let name = "peerwarden_uptime_seconds";
-    let up = state.started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
-    let _ = writeln!(out, "# HELP {name} Seconds since the daemon started.\n# TYPE {name} gauge\n{name} {up:.3}");
+    let up = state
+        .started
+        .elapsed()
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let _ = writeln!(
+        out,
+        "# HELP {name} Seconds since the daemon started.\n# TYPE {name} gauge\n{name} {up:.3}"
+    );
     render_policy_and_subscribers(state, &mut out);
     out
 }
 
 /// A label value with `\`, `"` and newlines escaped, as the text format wants.
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Policy drops and marks, reloads, ring-buffer drops, the history store, and the
@@ -90,28 +118,73 @@ fn render_policy_and_subscribers(state: &State, out: &mut String) {
     const DIRS: [&str; 2] = ["up", "down"];
     type Pick = fn(&SubCounter) -> u64;
     let policy_counters: [(&str, &str, Pick); 3] = [
-        ("peerwarden_policy_dropped_packets_total", "Packets dropped by the policy (police or block), by class and direction, all subscribers.", |c| c.dropped_packets),
-        ("peerwarden_policy_dropped_bytes_total", "Bytes dropped by the policy, by class and direction, all subscribers.", |c| c.dropped_bytes),
-        ("peerwarden_policy_marked_packets_total", "Packets whose DSCP the policy rewrote, by class and direction, all subscribers.", |c| c.marked_packets),
+        (
+            "peerwarden_policy_dropped_packets_total",
+            "Packets dropped by the policy (police or block), by class and direction, all subscribers.",
+            |c| c.dropped_packets,
+        ),
+        (
+            "peerwarden_policy_dropped_bytes_total",
+            "Bytes dropped by the policy, by class and direction, all subscribers.",
+            |c| c.dropped_bytes,
+        ),
+        (
+            "peerwarden_policy_marked_packets_total",
+            "Packets whose DSCP the policy rewrote, by class and direction, all subscribers.",
+            |c| c.marked_packets,
+        ),
     ];
     let totals = state.subscribers.totals();
     for (name, help, pick) in policy_counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for (ci, class) in CLASS_NAMES.iter().enumerate() {
             for (d, dir) in DIRS.iter().enumerate() {
-                let _ = writeln!(out, "{name}{{class=\"{class}\",direction=\"{dir}\"}} {}", pick(&totals[ci][d]));
+                let _ = writeln!(
+                    out,
+                    "{name}{{class=\"{class}\",direction=\"{dir}\"}} {}",
+                    pick(&totals[ci][d])
+                );
             }
         }
     }
     let stats = state.stats();
     for (name, help, v) in [
-        ("peerwarden_policy_reloads_total", "Policies accepted (file, SIGHUP or API).", state.policy.reloads.load(Ordering::Relaxed)),
-        ("peerwarden_policy_reload_failures_total", "Policies refused (invalid, or the data path could not take them).", state.policy.failures.load(Ordering::Relaxed)),
-        ("peerwarden_deep_samples_dropped_total", "Payload samples the kernel could not hand to the deep classifier (ring buffer full).", stats.get("ring_drops").copied().unwrap_or(0)),
-        ("peerwarden_history_flushes_total", "Writes of the history store.", state.history_store.get().map_or(0, |h| h.flushes.load(Ordering::Relaxed))),
-        ("peerwarden_history_flush_failures_total", "Writes of the history store that failed (retried with the next).", state.history_store.get().map_or(0, |h| h.flush_failures.load(Ordering::Relaxed))),
+        (
+            "peerwarden_policy_reloads_total",
+            "Policies accepted (file, SIGHUP or API).",
+            state.policy.reloads.load(Ordering::Relaxed),
+        ),
+        (
+            "peerwarden_policy_reload_failures_total",
+            "Policies refused (invalid, or the data path could not take them).",
+            state.policy.failures.load(Ordering::Relaxed),
+        ),
+        (
+            "peerwarden_deep_samples_dropped_total",
+            "Payload samples the kernel could not hand to the deep classifier (ring buffer full).",
+            stats.get("ring_drops").copied().unwrap_or(0),
+        ),
+        (
+            "peerwarden_history_flushes_total",
+            "Writes of the history store.",
+            state
+                .history_store
+                .get()
+                .map_or(0, |h| h.flushes.load(Ordering::Relaxed)),
+        ),
+        (
+            "peerwarden_history_flush_failures_total",
+            "Writes of the history store that failed (retried with the next).",
+            state
+                .history_store
+                .get()
+                .map_or(0, |h| h.flush_failures.load(Ordering::Relaxed)),
+        ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
     }
 
     let known = state.subscribers.len();
@@ -119,7 +192,10 @@ fn render_policy_and_subscribers(state: &State, out: &mut String) {
     // The top `limit` by bytes; the others are not even copied.
     let subs = state.subscribers.top(limit, bytes);
     let name = "peerwarden_subscribers_known";
-    let _ = writeln!(out, "# HELP {name} Subscribers with counters since the daemon started.\n# TYPE {name} gauge\n{name} {known}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} Subscribers with counters since the daemon started.\n# TYPE {name} gauge\n{name} {known}"
+    );
     let name = "peerwarden_subscriber_series_subscribers";
     let _ = writeln!(
         out,
@@ -127,11 +203,31 @@ fn render_policy_and_subscribers(state: &State, out: &mut String) {
         subs.len()
     );
     let per_subscriber: [(&str, &str, Pick); 5] = [
-        ("peerwarden_subscriber_bytes_total", "Bytes of a subscriber by class and direction, since the daemon started.", |c| c.bytes),
-        ("peerwarden_subscriber_packets_total", "Packets of a subscriber by class and direction.", |c| c.packets),
-        ("peerwarden_subscriber_dropped_packets_total", "Packets of a subscriber dropped by the policy.", |c| c.dropped_packets),
-        ("peerwarden_subscriber_dropped_bytes_total", "Bytes of a subscriber dropped by the policy.", |c| c.dropped_bytes),
-        ("peerwarden_subscriber_marked_packets_total", "Packets of a subscriber whose DSCP the policy rewrote.", |c| c.marked_packets),
+        (
+            "peerwarden_subscriber_bytes_total",
+            "Bytes of a subscriber by class and direction, since the daemon started.",
+            |c| c.bytes,
+        ),
+        (
+            "peerwarden_subscriber_packets_total",
+            "Packets of a subscriber by class and direction.",
+            |c| c.packets,
+        ),
+        (
+            "peerwarden_subscriber_dropped_packets_total",
+            "Packets of a subscriber dropped by the policy.",
+            |c| c.dropped_packets,
+        ),
+        (
+            "peerwarden_subscriber_dropped_bytes_total",
+            "Bytes of a subscriber dropped by the policy.",
+            |c| c.dropped_bytes,
+        ),
+        (
+            "peerwarden_subscriber_marked_packets_total",
+            "Packets of a subscriber whose DSCP the policy rewrote.",
+            |c| c.marked_packets,
+        ),
     ];
     for (name, help, pick) in per_subscriber {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -139,7 +235,11 @@ fn render_policy_and_subscribers(state: &State, out: &mut String) {
             let id = escape(id);
             for (ci, class) in CLASS_NAMES.iter().enumerate() {
                 for (d, dir) in DIRS.iter().enumerate() {
-                    let _ = writeln!(out, "{name}{{subscriber=\"{id}\",class=\"{class}\",direction=\"{dir}\"}} {}", pick(&c[ci][d]));
+                    let _ = writeln!(
+                        out,
+                        "{name}{{subscriber=\"{id}\",class=\"{class}\",direction=\"{dir}\"}} {}",
+                        pick(&c[ci][d])
+                    );
                 }
             }
         }

@@ -30,7 +30,9 @@ pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<report::M
     let now = std::time::SystemTime::now();
     if let Some(r) = range::parse(params.from.as_deref(), params.to.as_deref(), now)? {
         if params.window.is_some() {
-            return Err(ApiError::BadRequest("window: give either window or from/to".into()));
+            return Err(ApiError::BadRequest(
+                "window: give either window or from/to".into(),
+            ));
         }
         return Ok(Json(range::mix(&state, r).await?));
     }
@@ -54,7 +56,11 @@ pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<report::M
 
 /// `90`, `90s`, `5m`, `2h` → seconds.
 pub fn parse_window(s: &str) -> Result<u64, ApiError> {
-    let bad = || ApiError::BadRequest(format!("window: {s:?} is not a duration like 60s, 5m or 1h"));
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "window: {s:?} is not a duration like 60s, 5m or 1h"
+        ))
+    };
     let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
         None => (s, "s"),

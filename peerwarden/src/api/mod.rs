@@ -62,11 +62,19 @@ pub fn router() -> (Router<Arc<State>>, utoipa::openapi::OpenApi) {
 pub fn app(state: Arc<State>) -> Router {
     let (routes, doc) = router();
     // Rendered once: the document does not change while the daemon runs.
-    let doc: Arc<str> = doc.to_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")).into();
+    let doc: Arc<str> = doc
+        .to_json()
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        .into();
     routes
         .route(
             "/api/v1/openapi.json",
-            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc.to_string()) }),
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    doc.to_string(),
+                )
+            }),
         )
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -32,12 +32,20 @@ pub struct ActivePolicy {
 #[utoipa::path(get, path = "/api/v1/policy", tag = "policy",
     responses((status = 200, body = ActivePolicy), (status = 404, body = super::error::ErrorBody)))]
 pub async fn get(Ext(state): Ext<Arc<State>>) -> Result<Json<ActivePolicy>, ApiError> {
-    let active = state.policy.active().ok_or_else(|| ApiError::NotFound("no policy is loaded".into()))?;
+    let active = state
+        .policy
+        .active()
+        .ok_or_else(|| ApiError::NotFound("no policy is loaded".into()))?;
     Ok(Json(ActivePolicy {
         origin: active.origin,
         loaded_at: clock::rfc3339(active.loaded_at),
         subscribers: active.policy.subscribers().len(),
-        plans: active.policy.plans().iter().map(|p| p.name.clone()).collect(),
+        plans: active
+            .policy
+            .plans()
+            .iter()
+            .map(|p| p.name.clone())
+            .collect(),
         source: active.source,
     }))
 }
@@ -53,7 +61,11 @@ pub async fn get(Ext(state): Ext<Arc<State>>) -> Result<Json<ActivePolicy>, ApiE
         (status = 403, body = super::error::ErrorBody),
         (status = 422, description = "the policy is invalid: `errors` lists each with line and column", body = super::error::ErrorBody),
     ))]
-pub async fn put(Ext(state): Ext<Arc<State>>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<ActivePolicy>, ApiError> {
+pub async fn put(
+    Ext(state): Ext<Arc<State>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<ActivePolicy>, ApiError> {
     require_writer(&state, &headers)?;
     let source = String::from_utf8(body.to_vec())
         .map_err(|e| ApiError::BadRequest(format!("the policy is not UTF-8 text: {e}")))?;
@@ -64,7 +76,9 @@ pub async fn put(Ext(state): Ext<Arc<State>>, headers: HeaderMap, body: axum::bo
     match outcome {
         Ok(()) => get(Ext(state)).await,
         Err(ReplaceError::Invalid(errors)) => Err(ApiError::InvalidPolicy(errors)),
-        Err(ReplaceError::Apply(msg)) => Err(ApiError::Internal(format!("installing the policy: {msg}"))),
+        Err(ReplaceError::Apply(msg)) => {
+            Err(ApiError::Internal(format!("installing the policy: {msg}")))
+        }
     }
 }
 
@@ -72,5 +86,9 @@ pub async fn put(Ext(state): Ext<Arc<State>>, headers: HeaderMap, body: axum::bo
 #[utoipa::path(get, path = "/api/v1/policy/rejected", tag = "policy",
     responses((status = 200, body = Rejected), (status = 404, body = super::error::ErrorBody)))]
 pub async fn rejected(Ext(state): Ext<Arc<State>>) -> Result<Json<Rejected>, ApiError> {
-    state.policy.rejected().map(Json).ok_or_else(|| ApiError::NotFound("no policy has been rejected".into()))
+    state
+        .policy
+        .rejected()
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound("no policy has been rejected".into()))
 }

@@ -92,11 +92,15 @@ pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Series>, 
     let now = SystemTime::now();
     let stored = match range::parse(p.from.as_deref(), p.to.as_deref(), now)? {
         Some(_) if p.window.is_some() => {
-            return Err(ApiError::BadRequest("window: give either window or from/to".into()));
+            return Err(ApiError::BadRequest(
+                "window: give either window or from/to".into(),
+            ));
         }
         Some(r) => Some(r),
         None => match p.window.as_deref().map(parse_window).transpose()? {
-            Some(w) if w > history && state.history_store.get().is_some() => Some(range::Range::last(w, now)),
+            Some(w) if w > history && state.history_store.get().is_some() => {
+                Some(range::Range::last(w, now))
+            }
             _ => None,
         },
     };
@@ -112,7 +116,10 @@ pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Series>, 
             window_seconds: r.seconds(),
             step_seconds: step,
             points,
-            label_classes: ALL_LABELS.iter().map(|l| (l.name(), l.class().name())).collect(),
+            label_classes: ALL_LABELS
+                .iter()
+                .map(|l| (l.name(), l.class().name()))
+                .collect(),
             range: Some(r.span()),
         }));
     }

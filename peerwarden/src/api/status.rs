@@ -1,7 +1,10 @@
 //! `GET /api/v1/status`: programs attached, interfaces and XDP mode, map fill levels,
 //! policy reloads, uptime.
 
-use std::{collections::BTreeMap, sync::{Arc, atomic::Ordering}};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, atomic::Ordering},
+};
 
 use axum::{Json, extract::State as Ext};
 use serde::Serialize;
@@ -43,7 +46,13 @@ pub struct Status {
 #[utoipa::path(get, path = "/api/v1/status", tag = "status", responses((status = 200, body = Status)))]
 pub async fn get(Ext(state): Ext<Arc<State>>) -> Json<Status> {
     let mut maps = BTreeMap::new();
-    maps.insert("flows", MapFill { entries: state.flows.len() as u64, capacity: state.flow_table_size().into() });
+    maps.insert(
+        "flows",
+        MapFill {
+            entries: state.flows.len() as u64,
+            capacity: state.flow_table_size().into(),
+        },
+    );
     Json(Status {
         since: clock::rfc3339(state.started),
         uptime_seconds: state.started.elapsed().map(|d| d.as_secs()).unwrap_or(0),

@@ -54,7 +54,8 @@ impl Cli {
 
 fn init_tracing() {
     use tracing_subscriber::{EnvFilter, fmt};
-    let filter = EnvFilter::try_from_env("PEERWARDEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("PEERWARDEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal as _;
     fmt()
         .with_env_filter(filter)

@@ -370,9 +370,7 @@ impl History {
                 if k.subscriber == ALL {
                     last.insert(k, v);
                 } else if let Some(c) = CLASS_NAMES.iter().position(|n| *n == k.name) {
-                    last_subs
-                        .entry(k.subscriber)
-                        .or_default()[c][usize::from(k.dir.min(1))] = v;
+                    last_subs.entry(k.subscriber).or_default()[c][usize::from(k.dir.min(1))] = v;
                 }
             }
         } else {

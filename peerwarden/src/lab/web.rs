@@ -104,7 +104,9 @@ const HLS_SEGMENT_BYTES: usize = 512 * 1024;
 fn write_hls(www: &std::path::Path) -> Result<(), LabError> {
     let live = www.join("live");
     exec::create_dir(&live)?;
-    let mut playlist = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n");
+    let mut playlist = String::from(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n",
+    );
     for i in 0..HLS_SEGMENTS {
         let seg = live.join(format!("seg{i}.ts"));
         if !seg.is_file() {
