@@ -971,17 +971,28 @@ fn reload_under_traffic_keeps_labels_and_counters_and_a_bad_file_changes_nothing
                 );
             }
         }
-        for class in ["other", "web"] {
-            let (a, b) = (
-                &a_mix["classes"][class]["bytes"][1],
-                &b_mix["classes"][class]["bytes"][1],
-            );
-            assert!(
-                b.as_u64() > a.as_u64(),
-                "{b_step}: {class} bytes down did not grow ({a} then {b})"
-            );
-        }
+        // iperf3 sends all along: its class must grow across every reload.
+        let (a, b) = (
+            &a_mix["classes"]["other"]["bytes"][1],
+            &b_mix["classes"]["other"]["bytes"][1],
+        );
+        assert!(
+            b.as_u64() > a.as_u64(),
+            "{b_step}: other bytes down did not grow ({a} then {b})"
+        );
     }
+    // The paced web download runs ahead into curl's socket buffer and then waits for the
+    // receive window to reopen (seconds with no bytes on the wire, reload or not), so its
+    // class is checked over the whole run rather than step by step.
+    let (first, last) = (&snapshots[0].3, &snapshots[snapshots.len() - 1].3);
+    let (a, b) = (
+        &first["classes"]["web"]["bytes"][1],
+        &last["classes"]["web"]["bytes"][1],
+    );
+    assert!(
+        b.as_u64() > a.as_u64(),
+        "web bytes down did not grow over the run ({a} then {b})"
+    );
 }
 
 #[test]
