@@ -148,6 +148,21 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> ProbeError {
     move |source| ProbeError::Map { map, source }
 }
 
+fn program_err(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> ProbeError {
+    move |source| ProbeError::Program { program, source }
+}
+
+/// The program `name` of `ebpf` as its type (`Xdp`, `SchedClassifier`).
+fn program_of<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, ProbeError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(ProbeError::Missing(name))?
+        .try_into()
+        .map_err(program_err(name))
+}
+
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, ProbeError> {
     ebpf.take_map(name).ok_or(ProbeError::Missing(name))
 }
@@ -177,32 +192,12 @@ impl Probe {
             .map_max_entries(MAP_SUB_COUNTERS, subs.saturating_mul(SUB_COUNTER_SLOTS))
             .load(PROBE_OBJECT)?;
         for name in [PROG_DOWNLINK, PROG_UPLINK, PROG_PASS] {
-            let prog: &mut Xdp = ebpf
-                .program_mut(name)
-                .ok_or(ProbeError::Missing(name))?
-                .try_into()
-                .map_err(|source| ProbeError::Program {
-                    program: name,
-                    source,
-                })?;
-            prog.load().map_err(|source| ProbeError::Program {
-                program: name,
-                source,
-            })?;
+            let prog: &mut Xdp = program_of(&mut ebpf, name)?;
+            prog.load().map_err(program_err(name))?;
         }
         for name in [PROG_TC_UPLINK, PROG_TC_DOWNLINK] {
-            let prog: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .ok_or(ProbeError::Missing(name))?
-                .try_into()
-                .map_err(|source| ProbeError::Program {
-                    program: name,
-                    source,
-                })?;
-            prog.load().map_err(|source| ProbeError::Program {
-                program: name,
-                source,
-            })?;
+            let prog: &mut SchedClassifier = program_of(&mut ebpf, name)?;
+            prog.load().map_err(program_err(name))?;
         }
         let samples =
             RingBuf::try_from(take(&mut ebpf, MAP_SAMPLES)?).map_err(map_err(MAP_SAMPLES))?;
@@ -374,14 +369,7 @@ impl Probe {
 
     /// A loaded program, for attaching or `test_run`.
     pub fn program(&mut self, name: &'static str) -> Result<&mut Xdp, ProbeError> {
-        self.ebpf
-            .program_mut(name)
-            .ok_or(ProbeError::Missing(name))?
-            .try_into()
-            .map_err(|source| ProbeError::Program {
-                program: name,
-                source,
-            })
+        program_of(&mut self.ebpf, name)
     }
 
     /// Attaches `program` to `interface` in native (driver) mode, falling back to generic
@@ -403,7 +391,7 @@ impl Probe {
                 );
                 let link = prog
                     .attach(interface, XdpMode::Skb)
-                    .map_err(|source| ProbeError::Program { program, source })?;
+                    .map_err(program_err(program))?;
                 (link, "generic")
             }
         };
@@ -416,14 +404,7 @@ impl Probe {
     }
 
     fn classifier(&mut self, name: &'static str) -> Result<&mut SchedClassifier, ProbeError> {
-        self.ebpf
-            .program_mut(name)
-            .ok_or(ProbeError::Missing(name))?
-            .try_into()
-            .map_err(|source| ProbeError::Program {
-                program: name,
-                source,
-            })
+        program_of(&mut self.ebpf, name)
     }
 
     /// Attaches the TC egress programs that steer shaped flows into HTB classes:
@@ -447,7 +428,7 @@ impl Probe {
             let link = self
                 .classifier(program)?
                 .attach(interface, TcAttachType::Egress)
-                .map_err(|source| ProbeError::Program { program, source })?;
+                .map_err(program_err(program))?;
             self.tc_links.push((program, link));
             out.push(Attachment {
                 interface: interface.to_string(),
@@ -463,12 +444,12 @@ impl Probe {
         for (program, link) in std::mem::take(&mut self.links) {
             self.program(program)?
                 .detach(link)
-                .map_err(|source| ProbeError::Program { program, source })?;
+                .map_err(program_err(program))?;
         }
         for (program, link) in std::mem::take(&mut self.tc_links) {
             self.classifier(program)?
                 .detach(link)
-                .map_err(|source| ProbeError::Program { program, source })?;
+                .map_err(program_err(program))?;
         }
         Ok(())
     }
