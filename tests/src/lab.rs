@@ -582,3 +582,53 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// `peerwarden lab traffic --loop` running in the background, its output in `log`; dropping
+/// it (or [`LoopTraffic::stop`]) sends SIGTERM, which makes it stop its own clients and
+/// servers, and kills it after 30 s if it has not gone.
+pub struct LoopTraffic(Option<Child>);
+
+impl LoopTraffic {
+    /// Starts `lab traffic --loop --seconds SECONDS` on `lab`.
+    pub fn start(lab: &Lab, log: &Path, seconds: u32) -> LoopTraffic {
+        let out = std::fs::File::create(log).expect("traffic log");
+        let child = Command::new(peerwarden_bin())
+            .args([
+                "lab",
+                "traffic",
+                "--prefix",
+                &lab.prefix,
+                "--loop",
+                "--seconds",
+                &seconds.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("traffic log handle"))
+            .stderr(out)
+            .spawn()
+            .expect("starting lab traffic");
+        LoopTraffic(Some(child))
+    }
+
+    /// Stops it and waits until it has exited.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            kill(child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for LoopTraffic {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

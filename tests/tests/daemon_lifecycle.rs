@@ -9,13 +9,14 @@
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use peerwarden_tests::lab::{
-    Daemon, Lab, TempDir, assert_nothing_attached, kill, peerwarden_bin, run_bounded, xdp_attached,
+    Daemon, Lab, LoopTraffic, TempDir, assert_nothing_attached, peerwarden_bin, run_bounded,
+    xdp_attached,
 };
 
 /// A config for `lab`'s gateway with its API on the lab's port, plus `extra` lines.
@@ -60,32 +61,6 @@ fn start_and_stop_leave_nothing_attached() {
     }
 }
 
-/// Stops a `lab traffic` child with SIGTERM (it then stops its own clients and servers).
-struct Traffic(Option<Child>);
-
-impl Traffic {
-    fn stop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            kill(child.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[test]
 fn sigterm_mid_traffic_leaves_nothing_attached() {
     let tmp = TempDir::new("lifecycle-traffic");
@@ -98,24 +73,7 @@ fn sigterm_mid_traffic_leaves_nothing_attached() {
         "XDP on downlink and uplink while running"
     );
 
-    let log = std::fs::File::create(tmp.0.join("traffic.log")).expect("traffic log");
-    let mut traffic = Traffic(Some(
-        Command::new(peerwarden_bin())
-            .args([
-                "lab",
-                "traffic",
-                "--prefix",
-                &lab.prefix,
-                "--loop",
-                "--seconds",
-                "60",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("starting lab traffic"),
-    ));
+    let mut traffic = LoopTraffic::start(&lab, &tmp.0.join("traffic.log"), 60);
 
     // Mid-traffic: the probe has counted swarm bytes and the swarm is still running.
     let deadline = Instant::now() + Duration::from_secs(60);

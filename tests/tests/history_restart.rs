@@ -18,12 +18,12 @@
 use std::{
     collections::BTreeMap,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     thread,
     time::{Duration, Instant, SystemTime},
 };
 
-use peerwarden_tests::lab::{Daemon, Lab, TempDir, kill, peerwarden_bin, run_bounded};
+use peerwarden_tests::lab::{Daemon, Lab, LoopTraffic, TempDir, peerwarden_bin, run_bounded};
 use serde_json::Value;
 
 const PREFIX: &str = "pwhr";
@@ -142,23 +142,6 @@ fn traffic(lab: &Lab, seconds: u64) {
     }
 }
 
-/// A `lab traffic` child, stopped with SIGTERM (then killed) on drop.
-struct Background(Option<Child>);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            kill(child.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 fn start(lab: &Lab, dir: &Path, run: u32) -> Daemon {
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples/lab.yaml");
     let config = dir.join(format!("run{run}.yaml"));
@@ -243,24 +226,7 @@ fn a_restart_loses_nothing_and_counts_nothing_twice() {
 
     // Run 3: SIGTERM while traffic flows.
     let d = start(&lab, &tmp.0, 3);
-    let log = std::fs::File::create(tmp.0.join("traffic3.log")).expect("log");
-    let bg = Background(Some(
-        Command::new(peerwarden_bin())
-            .args([
-                "lab",
-                "traffic",
-                "--prefix",
-                &lab.prefix,
-                "--loop",
-                "--seconds",
-                "60",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("lab traffic"),
-    ));
+    let bg = LoopTraffic::start(&lab, &tmp.0.join("traffic3.log"), 60);
     let busy_deadline = Instant::now() + Duration::from_secs(60);
     while all_bytes(&classes(&lab.api("/api/v1/mix"))) < 5_000_000 {
         assert!(Instant::now() < busy_deadline, "no traffic in run 3");
