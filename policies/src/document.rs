@@ -113,17 +113,65 @@ impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Entries
     }
 }
 
+/// The largest policy text accepted: 32 MiB. A policy of 100,000 subscribers, each with
+/// an IPv4 and an IPv6 prefix, is about 9 MB written one subscriber a line.
+pub const MAX_POLICY_BYTES: usize = 32 << 20;
+
+/// At most this many values may come out of aliases (`*name`) in one file: plenty for
+/// plans sharing class blocks, far too few for a "billion laughs" of nested aliases.
+pub const MAX_ALIAS_VALUES: usize = 100_000;
+
+/// The parser's budget for a text of `len` bytes. serde-saphyr's defaults (250,000
+/// nodes, 1,000,000 events) stop a one-line-per-subscriber file near 27,000
+/// subscribers; these grow with the text instead. Without aliases a node takes at least
+/// a few bytes of text (a policy's densest, a subscriber's prefix list, about 7), so one
+/// node per 4 bytes and two events per node cover any policy text within
+/// [`MAX_POLICY_BYTES`] while bounding what the parser builds to a multiple of the
+/// input. What aliases add is counted apart ([`MAX_ALIAS_VALUES`]).
+fn options_for(len: usize) -> serde_saphyr::Options {
+    let nodes = 250_000 + len / 4;
+    serde_saphyr::options! {
+        with_snippet: false,
+        budget: serde_saphyr::budget! {
+            max_nodes: nodes,
+            max_events: 1_000_000 + 2 * nodes,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_ALIAS_VALUES,
+        },
+    }
+}
+
 /// Parses the YAML into a [`Document`]. A syntax or shape error stops the parse; it is
-/// translated into operator words with a hint.
+/// translated into operator words with a hint. A text over [`MAX_POLICY_BYTES`] is
+/// refused before parsing.
 pub(crate) fn parse(src: &str, origin: &str) -> Result<Document, PolicyError> {
-    let options = serde_saphyr::options! { with_snippet: false };
-    serde_saphyr::from_str_with_options::<Document>(src, options)
+    if src.len() > MAX_POLICY_BYTES {
+        return Err(PolicyError::new(
+            origin,
+            0,
+            0,
+            format!(
+                "the policy is {:.1} MiB; at most {} MiB is accepted",
+                src.len() as f64 / (1 << 20) as f64,
+                MAX_POLICY_BYTES >> 20
+            ),
+            "100,000 subscribers with two prefixes each take about 9 MB; check that this is the policy file",
+        ));
+    }
+    serde_saphyr::from_str_with_options::<Document>(src, options_for(src.len()))
         .map_err(|e| translate(e.without_snippet(), origin))
 }
 
 fn translate(err: &serde_saphyr::Error, origin: &str) -> PolicyError {
     use serde_saphyr::Error as E;
-    let (message, hint) = match err {
+    // An error met while replaying an alias comes wrapped with the alias's locations;
+    // the message is the wrapped error's, the position still the outer one's.
+    let mut inner = err;
+    while let E::AliasError { error, .. } = inner {
+        inner = error;
+    }
+    let (message, hint) = match inner {
         E::SerdeUnknownField {
             field, expected, ..
         } => {
@@ -160,6 +208,25 @@ fn translate(err: &serde_saphyr::Error, origin: &str) -> PolicyError {
         E::NullIntoString { .. } => (
             "empty value".to_owned(),
             "write a value after the colon, or remove the key".to_owned(),
+        ),
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. }
+        | E::AliasReplayCounterOverflow { .. }
+        | E::Budget {
+            breach:
+                serde_saphyr::budget::BudgetBreach::Aliases { .. }
+                | serde_saphyr::budget::BudgetBreach::AliasAnchorRatio { .. }
+                | serde_saphyr::budget::BudgetBreach::RecordedAnchorEvents { .. }
+                | serde_saphyr::budget::BudgetBreach::RecordedAnchorBytes { .. },
+            ..
+        } => (
+            format!("aliases expand to too much: at most {MAX_ALIAS_VALUES} values may come from aliases (`*name`)"),
+            "write repeated parts out, or share fewer of them through anchors; nested aliases multiply".to_owned(),
+        ),
+        E::Budget { breach, .. } => (
+            format!("the YAML is too large or too deeply nested for a policy ({breach:?})"),
+            "a policy is plans and a list of subscribers, a few levels deep; check that this is the policy file".to_owned(),
         ),
         other => {
             let message = serde_saphyr::DefaultMessageFormatter.format_message(other);
