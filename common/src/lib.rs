@@ -18,6 +18,7 @@ pub mod deep;
 pub mod fingerprint;
 pub mod flow;
 pub mod label;
+pub mod observe;
 pub mod policy;
 pub mod stats;
 

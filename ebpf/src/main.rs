@@ -6,6 +6,7 @@
 //! flow is undecided (samples go to the daemon's deep classifier), counted, and put through
 //! its subscriber's policy (pass, police, mark, block). `tc_uplink_egress` and
 //! `tc_downlink_egress` steer shaped flows into HTB classes.
+//! `xdp_observe` is the observe-only entry point for a mirror port (observe.rs).
 //! `xdp_pass` is a bare `XDP_PASS` program, the baseline of the per-packet benchmark.
 #![no_std]
 #![no_main]
@@ -19,6 +20,7 @@
 mod counters;
 mod deep;
 mod flow;
+mod observe;
 mod parse;
 mod policy;
 mod shape;
@@ -38,6 +40,12 @@ pub fn xdp_uplink(ctx: XdpContext) -> u32 {
     probe(&ctx, Direction::Down)
 }
 
+/// Observe-only mode: one mirror interface with copies of both directions; see observe.rs.
+#[xdp]
+pub fn xdp_observe(ctx: XdpContext) -> u32 {
+    observe::observe(&ctx)
+}
+
 #[xdp]
 pub fn xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
@@ -49,12 +57,21 @@ fn probe(ctx: &XdpContext, dir: Direction) -> u32 {
     counters::stat(Stat::Packets);
     match parse::parse(ctx, dir) {
         Parsed::Flow(pkt) => return flow::track(ctx, &pkt, dir, frame_len),
+        other => not_a_flow(other),
+    }
+    xdp_action::XDP_PASS
+}
+
+/// Counts a frame that is not a TCP or UDP flow packet (it is passed untouched).
+#[inline(always)]
+fn not_a_flow(p: Parsed) {
+    match p {
+        Parsed::Flow(_) => {}
         Parsed::NonIp => counters::stat(Stat::NonIp),
         Parsed::NonTcpUdp => counters::stat(Stat::NonTcpUdp),
         Parsed::Fragment => counters::stat(Stat::Fragments),
         Parsed::Malformed => counters::stat(Stat::Malformed),
     }
-    xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]
