@@ -54,6 +54,15 @@ pub struct Config {
     /// Prometheus exposition.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The instance name: the kernel maps and links are pinned under
+    /// `/sys/fs/bpf/peerwarden/<instance>`. Default: the namespace and the interfaces
+    /// (`gw_eth1_eth0`; `host_eth1_eth0` without `netns`).
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// On SIGTERM/SIGINT, leave the programs attached and the maps pinned for the next
+    /// daemon to adopt (an upgrade without a gap) instead of detaching and unpinning.
+    #[serde(default)]
+    pub keep_attached_on_stop: bool,
 }
 
 /// The history store: per-minute counters, rolled up into hours, then dropped.
@@ -299,7 +308,22 @@ impl Config {
         {
             return Err(invalid(format!("netns: {ns:?} is not a namespace name")));
         }
+        if let Some(name) = &config.instance {
+            crate::pin::check_name(name).map_err(|e| invalid(format!("instance: {e}")))?;
+        }
         Ok(config)
+    }
+
+    /// The instance name: `instance`, or the default made of the namespace and the
+    /// interfaces.
+    pub fn instance_name(&self) -> String {
+        self.instance.clone().unwrap_or_else(|| {
+            crate::pin::default_name(
+                self.netns.as_deref(),
+                &self.interfaces.downlink,
+                &self.interfaces.uplink,
+            )
+        })
     }
 }
 

@@ -22,6 +22,7 @@ use crate::{
     history::{History, Retention},
     policy_store::{ApplyHook, PolicyStore, ReplaceError},
     preflight,
+    pin::PinDir,
     probe::{PROG_DOWNLINK, PROG_UPLINK, Probe, ProbeOptions},
     schedule::PolicyClock,
     shaping::Shaper,
@@ -101,33 +102,60 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
 
-    // So is the history store: a start it cannot record refuses with nothing attached.
+    // The maps and links are pinned per instance (pin.rs): a daemon that finds its
+    // instance's pins adopts them, with their counters, flows and policy.
+    let pins = PinDir::new(&config.instance_name()).context("the instance's pin directory")?;
+    let mut probe = Probe::load_pinned(
+        ProbeOptions {
+            flow_table_size: config.flow_table_size,
+            max_subscribers: config.max_subscribers,
+        },
+        &pins,
+    )
+    .context("loading the kernel probe")?;
+    // The history store's readings belong to the maps' instance: with adopted maps they
+    // are the base of the next difference, so nothing is lost or counted twice. A start it
+    // cannot record refuses with nothing attached.
     let history = History::open(
         &config.history.path,
-        &crate::history::instance_name(),
+        probe.instance().unwrap_or_default(),
         Retention {
             minute_days: config.history.minute_retention_days,
             hour_days: config.history.hour_retention_days,
         },
     )
-    .context("opening the history store")?;
-    let mut probe = Probe::load_with(ProbeOptions {
-        flow_table_size: config.flow_table_size,
-        max_subscribers: config.max_subscribers,
-    })
-    .context("loading the kernel probe")?;
-    let mut attachments = vec![
-        probe.attach(PROG_DOWNLINK, &config.interfaces.downlink)?,
-        probe.attach(PROG_UPLINK, &config.interfaces.uplink)?,
-    ];
-    // TC egress: steers flows of `shape` rules into the HTB classes the shaper keeps.
-    attachments.extend(
-        probe
-            .attach_tc_egress(&config.interfaces.uplink, &config.interfaces.downlink)
-            .context("attaching the TC egress programs")?,
-    );
+    .context("opening the history store");
+    let history = match history {
+        Ok(h) => h,
+        Err(e) => return Err(abandon(probe, e)),
+    };
+    let attached = (|| -> anyhow::Result<Vec<crate::probe::Attachment>> {
+        let mut attachments = vec![
+            probe.attach(PROG_DOWNLINK, &config.interfaces.downlink)?,
+            probe.attach(PROG_UPLINK, &config.interfaces.uplink)?,
+        ];
+        // TC egress: steers flows of `shape` rules into the HTB classes the shaper keeps.
+        attachments.extend(
+            probe
+                .attach_tc_egress(&config.interfaces.uplink, &config.interfaces.downlink)
+                .context("attaching the TC egress programs")?,
+        );
+        Ok(attachments)
+    })();
+    let attachments = match attached {
+        Ok(a) => a,
+        Err(e) => return Err(abandon(probe, e)),
+    };
     for a in &attachments {
-        info!(interface = %a.interface, program = a.program, mode = a.mode, "attached");
+        info!(interface = %a.interface, program = a.program, mode = a.mode,
+            link_id = ?a.link_id, program_id = ?a.program_id, adopted = a.adopted, "attached");
+    }
+    if probe.adopted() && initial_policy.is_none() && probe.policy_live() {
+        // The adopted maps still enforce the last daemon's policy; this one has none.
+        probe
+            .clear_policy()
+            .context("clearing the adopted policy")?;
+        info!("no policy configured: the adopted policy is cleared");
     }
     let shaper = Shaper::new(&config.interfaces.uplink, &config.interfaces.downlink)
         .context("setting up shaping")?;
@@ -148,10 +176,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if let Some((source, origin)) = initial_policy
         && let Err(e) = store.replace(source, &origin)
     {
-        return Err(anyhow!(
+        let e = anyhow!(
             "the policy {origin} could not be installed: {}",
             replace_error_line(&e)
-        ));
+        );
+        drop((store, enforcer));
+        return Err(match Arc::into_inner(probe) {
+            Some(probe) => abandon(probe, e),
+            None => e,
+        });
     }
     let deep = Arc::new(DeepState::default());
     let state = Arc::new(State::new(StateOptions {
@@ -236,7 +269,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             error!("a daemon thread panicked");
         }
     }
-    if let Err(e) = enforcer.remove_shaping() {
+    if config.keep_attached_on_stop {
+        info!("keep_attached_on_stop: the shaping qdiscs stay for the next daemon");
+    } else if let Err(e) = enforcer.remove_shaping() {
         warn!(error = %format!("{e:#}"), "removing the shaping qdiscs");
     }
     drop(enforcer);
@@ -249,7 +284,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     drop(state);
     let mut probe =
         Arc::into_inner(probe).ok_or_else(|| anyhow!("probe still shared at shutdown"))?;
-    let detached = probe.detach_all().context("detaching the probe");
+    let detached = if config.keep_attached_on_stop {
+        // An upgrade: the next daemon adopts the pinned links and maps.
+        probe.keep_attached();
+        info!(instance = %pins.name(), "keep_attached_on_stop: programs stay attached and pinned");
+        Ok(())
+    } else {
+        probe.detach_all().context("detaching the probe")
+    };
     // A last reading once nothing counts any more: the store gets every byte counted.
     if let Ok(c) = probe.counters() {
         let (bytes, packets) = c.iter().flatten().fold((0u64, 0u64), |(b, p), v| {
@@ -270,8 +312,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         error!(error = %e, "writing the last of the history");
     }
     detached?;
-    info!("detached from both interfaces");
+    if !config.keep_attached_on_stop {
+        info!("detached from both interfaces and unpinned");
+    }
     served
+}
+
+/// A start that failed after the probe was loaded: the pins this start created go (an
+/// adopted instance stays as it was, attached and enforcing), and `e` is returned.
+fn abandon(mut probe: Probe, e: anyhow::Error) -> anyhow::Error {
+    if !probe.adopted()
+        && let Err(cleanup) = probe.detach_all()
+    {
+        warn!(error = %cleanup, "removing the pins of a failed start");
+    }
+    e
 }
 
 fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {

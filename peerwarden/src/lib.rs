@@ -12,6 +12,7 @@ pub mod deep;
 pub mod enforce;
 pub mod history;
 pub mod lab;
+pub mod pin;
 pub mod policy_store;
 pub mod preflight;
 pub mod probe;

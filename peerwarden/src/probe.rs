@@ -27,7 +27,9 @@ use peerwarden_common::{
     stats::{ALL_STATS, STAT_SLOTS, counter_index},
 };
 
-use crate::enforce::Compiled;
+use crate::{enforce::Compiled, pin::PinDir};
+
+mod pinned;
 
 /// The compiled kernel programs (ebpf/, built by build.rs with aya-build).
 pub static PROBE_OBJECT: &[u8] =
@@ -56,6 +58,19 @@ const MAP_PLANS: &str = "PLANS";
 const MAP_RULES: &str = "RULES";
 const MAP_BUCKETS: &str = "BUCKETS";
 const MAP_SUB_COUNTERS: &str = "SUB_COUNTERS";
+
+/// The `max_entries` the config sets: the flow table, and the policy maps by subscribers
+/// (two sets, a few prefixes per subscriber).
+fn max_entries(options: ProbeOptions) -> [(&'static str, u32); 5] {
+    let subs = options.max_subscribers.max(1);
+    [
+        (MAP_FLOWS, options.flow_table_size),
+        (MAP_SUBS_V4, subs.saturating_mul(4)),
+        (MAP_SUBS_V6, subs.saturating_mul(4)),
+        (MAP_BUCKETS, subs.saturating_mul(RULE_SLOTS * 2)),
+        (MAP_SUB_COUNTERS, subs.saturating_mul(SUB_COUNTER_SLOTS)),
+    ]
+}
 
 /// How the probe's maps are sized.
 #[derive(Clone, Copy, Debug)]
@@ -119,6 +134,15 @@ pub enum ProbeError {
     /// The object lacks an expected program or map (a build mismatch).
     #[error("the kernel object has no {0}")]
     Missing(&'static str),
+    /// The pinned maps or links of the instance (see pin.rs).
+    #[error(transparent)]
+    Pin(#[from] crate::pin::PinError),
+    /// A pinned link could not be adopted or pinned.
+    #[error("program {program}: {detail}")]
+    Adopt {
+        program: &'static str,
+        detail: String,
+    },
 }
 
 /// How a program ended up attached.
@@ -130,6 +154,13 @@ pub struct Attachment {
     pub program: &'static str,
     /// XDP: `native` (driver) or `generic` (skb); TC: `tcx` or `clsact`.
     pub mode: &'static str,
+    /// The kernel's id of the link (pinned attachments), the same across daemon restarts.
+    pub link_id: Option<u32>,
+    /// The kernel's id of the program the link runs now (a new one at every start).
+    pub program_id: Option<u32>,
+    /// Whether the link was adopted from an earlier run (program swapped in place) rather
+    /// than attached by this one.
+    pub adopted: bool,
 }
 
 /// The loaded probe. Dropping it detaches and unloads every program.
@@ -142,6 +173,8 @@ pub struct Probe {
     policy: Mutex<PolicyMaps>,
     sub_counters: PerCpuArray<MapData, SubCounter>,
     options: ProbeOptions,
+    /// The instance's pin directory and the links held pinned ([`Probe::load_pinned`]).
+    pins: Option<pinned::Pins>,
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> ProbeError {
@@ -182,15 +215,22 @@ impl Probe {
 
     /// Loads the object with maps sized by `options`.
     pub fn load_with(options: ProbeOptions) -> Result<Probe, ProbeError> {
-        let subs = options.max_subscribers.max(1);
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_FLOWS, options.flow_table_size)
-            // Two sets, a few prefixes per subscriber.
-            .map_max_entries(MAP_SUBS_V4, subs.saturating_mul(4))
-            .map_max_entries(MAP_SUBS_V6, subs.saturating_mul(4))
-            .map_max_entries(MAP_BUCKETS, subs.saturating_mul(RULE_SLOTS * 2))
-            .map_max_entries(MAP_SUB_COUNTERS, subs.saturating_mul(SUB_COUNTER_SLOTS))
-            .load(PROBE_OBJECT)?;
+        Probe::load_inner(options, None)
+    }
+
+    /// Loads the object; with `pins`, the maps of [`crate::pin::PINNED_MAPS`] are opened
+    /// from (or created and pinned in) that directory.
+    fn load_inner(options: ProbeOptions, pins: Option<&PinDir>) -> Result<Probe, ProbeError> {
+        let mut loader = EbpfLoader::new();
+        for (map, n) in max_entries(options) {
+            loader.map_max_entries(map, n);
+        }
+        if let Some(dir) = pins {
+            for map in crate::pin::PINNED_MAPS {
+                loader.map_pin_path(map, dir.map_path(map));
+            }
+        }
+        let mut ebpf = loader.load(PROBE_OBJECT)?;
         for name in [PROG_DOWNLINK, PROG_UPLINK, PROG_PASS] {
             let prog: &mut Xdp = program_of(&mut ebpf, name)?;
             prog.load().map_err(program_err(name))?;
@@ -225,6 +265,7 @@ impl Probe {
             policy: Mutex::new(policy),
             sub_counters,
             options,
+            pins: None,
         })
     }
 
@@ -379,6 +420,9 @@ impl Probe {
         program: &'static str,
         interface: &str,
     ) -> Result<Attachment, ProbeError> {
+        if self.pins.is_some() {
+            return self.attach_pinned(program, interface);
+        }
         let prog = self.program(program)?;
         let (link, mode) = match prog.attach(interface, XdpMode::Driver) {
             Ok(link) => (link, "native"),
@@ -400,6 +444,9 @@ impl Probe {
             interface: interface.to_string(),
             program,
             mode,
+            link_id: None,
+            program_id: None,
+            adopted: false,
         })
     }
 
@@ -421,6 +468,10 @@ impl Probe {
             .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
         let mut out = Vec::new();
         for (program, interface) in [(PROG_TC_UPLINK, uplink), (PROG_TC_DOWNLINK, downlink)] {
+            if tcx && self.pins.is_some() {
+                out.push(self.attach_tc_pinned(program, interface)?);
+                continue;
+            }
             if !tcx {
                 // Already there (EEXIST) is fine; any other failure shows up in attach.
                 let _ = aya::programs::tc::qdisc_add_clsact(interface);
@@ -434,13 +485,26 @@ impl Probe {
                 interface: interface.to_string(),
                 program,
                 mode: if tcx { "tcx" } else { "clsact" },
+                link_id: None,
+                program_id: None,
+                adopted: false,
             });
         }
         Ok(out)
     }
 
+    /// Leaves the pinned links attached and every pin in place when this probe goes (for a
+    /// daemon that stops to be replaced: the next one adopts them). Links that are not
+    /// pinned are detached as usual.
+    pub fn keep_attached(&mut self) {
+        self.keep_pinned();
+    }
+
     /// Detaches every program this probe attached.
+    /// With pinned links (a probe from [`Probe::load_pinned`]) they are unpinned, and the
+    /// instance's pin directory removed; see [`Probe::keep_attached`] for the alternative.
     pub fn detach_all(&mut self) -> Result<(), ProbeError> {
+        self.unpin_all()?;
         for (program, link) in std::mem::take(&mut self.links) {
             self.program(program)?
                 .detach(link)

@@ -137,9 +137,10 @@ fn down(which: Which) -> anyhow::Result<ExitCode> {
         .map(|(n, p)| format!("{n} ({p})"))
         .collect();
     println!(
-        "lab {}: stopped [{}], deleted namespaces [{}], state dir {} ({:.1} s)",
+        "lab {}: stopped [{}], unpinned [{}], deleted namespaces [{}], state dir {} ({:.1} s)",
         lab.prefix(),
         stopped.join(", "),
+        report.unpinned.join(" "),
         report.namespaces.join(" "),
         if report.state_removed {
             "removed"

@@ -4,6 +4,7 @@ mod classify;
 mod lab;
 mod policy;
 mod run;
+mod unload;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,9 @@ pub struct Cli {
 enum Command {
     /// Run the gateway daemon.
     Run(run::Args),
+    /// Remove an instance's pinned programs and maps (after a crash, or a daemon stopped
+    /// with `keep_attached_on_stop`): detaches its programs.
+    Unload(unload::Args),
     /// Label every flow of packet captures offline.
     Classify(classify::Args),
     /// Policy files.
@@ -37,6 +41,7 @@ impl Cli {
         init_tracing();
         let result = match self.command {
             Command::Run(args) => run::run(args),
+            Command::Unload(args) => unload::run(args),
             Command::Classify(args) => classify::run(args),
             Command::Policy(cmd) => policy::run(cmd),
             Command::Lab(cmd) => lab::run(cmd),

@@ -36,6 +36,9 @@ pub enum LabError {
         status: String,
         stderr: String,
     },
+    /// An instance's pins could not be removed.
+    #[error("removing the pins of instance {name}: {detail}")]
+    Unpin { name: String, detail: String },
     /// A file or directory operation failed.
     #[error("{op} {path}")]
     Io {

@@ -253,6 +253,9 @@ pub struct DownReport {
     pub namespaces: Vec<String>,
     /// Whether the state dir existed and was removed.
     pub state_removed: bool,
+    /// Pinned instances of the gateway namespace removed (a daemon killed outright
+    /// leaves its programs and maps pinned).
+    pub unpinned: Vec<String>,
 }
 
 /// Stops every process the lab started, deletes its namespaces and its state dir. Works
@@ -276,6 +279,15 @@ pub fn down(lab: &Lab) -> Result<DownReport, LabError> {
                 report.stopped.push((format!("(in {ns})"), pid));
             }
         }
+    }
+    // The daemon is stopped: what it left pinned (killed outright, or told to keep its
+    // programs attached) goes before the namespace does.
+    for name in crate::pin::instances_in_netns(&lab.netns(Role::Gateway)) {
+        crate::pin::unload(&name).map_err(|e| LabError::Unpin {
+            name: name.clone(),
+            detail: e.to_string(),
+        })?;
+        report.unpinned.push(name);
     }
     report.namespaces = topology::destroy(lab)?;
     if lab.state_dir().exists() {
