@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_saphyr::{MessageFormatter, Spanned};
 
-use crate::error::PolicyError;
+use crate::error::{PolicyError, Pos};
+use crate::oneline::{self, Entry, Item};
 use crate::suggest::suggest;
 
 /// A spanned string scalar.
@@ -28,6 +29,48 @@ pub(crate) struct Document {
     pub plans: Option<Spanned<Entries<Text, Spanned<PlanDoc>>>>,
     pub subscribers: Option<Spanned<Vec<Spanned<SubscriberDoc>>>>,
     pub default_plan: Option<Text>,
+}
+
+/// The parsed text: the document, and the subscribers if [`oneline`] read them (then
+/// the document's `subscribers` is empty).
+pub(crate) struct Parsed<'a> {
+    pub doc: Document,
+    pub one_line: Option<Vec<Entry<'a>>>,
+}
+
+impl<'a> Parsed<'a> {
+    /// The subscribers' entries, from whichever reader read them.
+    pub(crate) fn take_subscribers(&mut self) -> Vec<Entry<'a>> {
+        if let Some(entries) = self.one_line.take() {
+            return entries;
+        }
+        self.doc
+            .subscribers
+            .take()
+            .map(|s| s.value.into_iter().map(Entry::from).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn item(t: Text) -> Item<'static> {
+    Item {
+        value: t.value.into(),
+        at: t.referenced.into(),
+    }
+}
+
+impl From<Spanned<SubscriberDoc>> for Entry<'static> {
+    fn from(s: Spanned<SubscriberDoc>) -> Entry<'static> {
+        let doc = s.value;
+        Entry {
+            at: s.referenced.into(),
+            id: doc.id.map(item),
+            prefixes: doc
+                .prefixes
+                .map(|p| (p.value.into_iter().map(item).collect(), p.referenced.into())),
+            plan: doc.plan.map(item),
+        }
+    }
 }
 
 /// `{ down: RATE, up: RATE }`, for `link` and a plan's `rate`.
@@ -145,7 +188,7 @@ fn options_for(len: usize) -> serde_saphyr::Options {
 /// Parses the YAML into a [`Document`]. A syntax or shape error stops the parse; it is
 /// translated into operator words with a hint. A text over [`MAX_POLICY_BYTES`] is
 /// refused before parsing.
-pub(crate) fn parse(src: &str, origin: &str) -> Result<Document, PolicyError> {
+pub(crate) fn parse<'a>(src: &'a str, origin: &str) -> Result<Parsed<'a>, PolicyError> {
     if src.len() > MAX_POLICY_BYTES {
         return Err(PolicyError::new(
             origin,
@@ -159,7 +202,32 @@ pub(crate) fn parse(src: &str, origin: &str) -> Result<Document, PolicyError> {
             "100,000 subscribers with two prefixes each take about 9 MB; check that this is the policy file",
         ));
     }
+    // One subscriber a line: those lines are read apart, the rest by the YAML parser. If
+    // the rest does not parse, or does not hold the section where it was found, the whole
+    // text goes to the parser, whose errors then name the original lines.
+    if let Some((rest, entries, key_line)) = oneline::split(src)
+        && let Ok(doc) =
+            serde_saphyr::from_str_with_options::<Document>(&rest, options_for(rest.len()))
+        && doc
+            .subscribers
+            .as_ref()
+            .is_some_and(|s| s.value.is_empty() && Pos::from(s.referenced).line == key_line)
+    {
+        return Ok(Parsed {
+            doc,
+            one_line: Some(entries),
+        });
+    }
+    parse_whole(src, origin)
+}
+
+/// Parses the whole text with the YAML parser (no [`oneline`] reading).
+pub(crate) fn parse_whole(src: &str, origin: &str) -> Result<Parsed<'static>, PolicyError> {
     serde_saphyr::from_str_with_options::<Document>(src, options_for(src.len()))
+        .map(|doc| Parsed {
+            doc,
+            one_line: None,
+        })
         .map_err(|e| translate(e.without_snippet(), origin))
 }
 

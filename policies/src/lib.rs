@@ -53,6 +53,7 @@ mod error;
 mod host;
 mod lpm;
 mod model;
+mod oneline;
 mod prefix;
 mod rate;
 mod schedule;

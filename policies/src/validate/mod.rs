@@ -9,7 +9,7 @@ mod classes;
 mod plans;
 mod subscribers;
 
-use crate::document::{Directions, Document, Text};
+use crate::document::{Directions, Parsed, Text};
 use crate::error::{PolicyError, Pos};
 use crate::lpm::PrefixTable;
 use crate::model::{Bandwidth, DEFAULT_LINK, Policy};
@@ -18,7 +18,10 @@ use crate::schedule::is_timezone_name;
 use crate::suggest::suggest;
 
 /// Validates a parsed document into a policy, or returns every error found.
-pub(crate) fn validate(doc: Document, origin: &str) -> Result<Policy, Vec<PolicyError>> {
+pub(crate) fn validate(mut parsed: Parsed<'_>, origin: &str) -> Result<Policy, Vec<PolicyError>> {
+    let listed = parsed.doc.subscribers.is_some();
+    let entries = parsed.take_subscribers();
+    let doc = &parsed.doc;
     let mut ck = Checker {
         origin,
         errors: Vec::new(),
@@ -29,7 +32,7 @@ pub(crate) fn validate(doc: Document, origin: &str) -> Result<Policy, Vec<Policy
         && doc.link.is_none()
         && doc.classes.is_none()
         && doc.plans.is_none()
-        && doc.subscribers.is_none()
+        && !listed
         && doc.default_plan.is_none()
     {
         ck.err(
@@ -85,8 +88,7 @@ pub(crate) fn validate(doc: Document, origin: &str) -> Result<Policy, Vec<Policy
         }
     };
 
-    let subscribers =
-        subscribers::check(&mut ck, doc.subscribers.as_ref(), &plan_names, default_plan);
+    let subscribers = subscribers::check(&mut ck, entries, &plan_names, default_plan);
 
     if !ck.errors.is_empty() {
         return Err(ck.errors);

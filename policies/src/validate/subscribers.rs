@@ -1,11 +1,11 @@
 //! `subscribers:`: ids, prefixes, plans, and prefixes shared between subscribers.
 
-use serde_saphyr::Spanned;
+use std::collections::HashMap;
 
 use super::{Checker, plans_hint};
-use crate::document::SubscriberDoc;
 use crate::error::Pos;
 use crate::model::Subscriber;
+use crate::oneline::Entry;
 use crate::prefix::{Prefix, PrefixError};
 
 /// A prefix as found in the file, for the overlap check.
@@ -19,22 +19,42 @@ struct Placed {
 /// Checks the subscribers. `None` if any has an error; an empty list if there are none.
 pub(crate) fn check(
     ck: &mut Checker<'_>,
-    doc: Option<&Spanned<Vec<Spanned<SubscriberDoc>>>>,
+    entries: Vec<Entry>,
     plans: &[&str],
     default_plan: Option<usize>,
 ) -> Option<Vec<Subscriber>> {
     let mut ok = true;
-    let mut out = Vec::new();
-    // (id, position) of every subscriber, for duplicates and for overlap messages, and the
-    // first position of each id (a map: a list search made 100,000 subscribers quadratic).
-    let mut ids: Vec<(String, Pos)> = Vec::new();
-    let mut first_at: std::collections::HashMap<String, Pos> = std::collections::HashMap::new();
-    let mut placed = Vec::new();
+    let mut out = Vec::with_capacity(entries.len());
+    // Duplicate ids first, through a map of the ids as read (a list search made
+    // 100,000 subscribers quadratic).
+    let mut first_at: HashMap<&str, Pos> = HashMap::with_capacity(entries.len());
+    for id in entries.iter().filter_map(|e| e.id.as_ref()) {
+        if id.value.trim().is_empty() {
+            continue;
+        }
+        if let Some(first) = first_at.get(id.value.as_ref()) {
+            ok = false;
+            ck.err(
+                id.at,
+                format!(
+                    "duplicate subscriber id `{}`, first at line {}",
+                    id.value, first.line
+                ),
+                "ids must be unique; merge the two entries or rename one",
+            );
+        } else {
+            first_at.insert(&id.value, id.at);
+        }
+    }
+    drop(first_at);
+    // The id of every subscriber, for overlap messages.
+    let mut ids: Vec<Option<String>> = Vec::with_capacity(entries.len());
+    let plan_at: HashMap<&str, usize> = plans.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+    let mut placed = Vec::with_capacity(entries.len() * 2);
 
-    for (owner, s) in doc.iter().flat_map(|d| &d.value).enumerate() {
-        let at: Pos = s.referenced.into();
-        let doc = &s.value;
-        let id = match &doc.id {
+    for (owner, doc) in entries.into_iter().enumerate() {
+        let at = doc.at;
+        let id = match doc.id {
             None => {
                 ok = false;
                 ck.err(
@@ -42,65 +62,49 @@ pub(crate) fn check(
                     "subscriber without an `id`",
                     "add `id: NAME`, unique among subscribers",
                 );
-                ids.push((String::new(), at));
                 None
             }
             Some(id) if id.value.trim().is_empty() => {
                 ok = false;
                 ck.err(
-                    id.referenced,
+                    id.at,
                     "empty subscriber id",
                     "give the subscriber a name, e.g. `id: alice`",
                 );
-                ids.push((String::new(), id.referenced.into()));
                 None
             }
-            Some(id) => {
-                let pos: Pos = id.referenced.into();
-                if let Some(first) = first_at.get(&id.value) {
-                    ok = false;
-                    ck.err(
-                        pos,
-                        format!(
-                            "duplicate subscriber id `{}`, first at line {}",
-                            id.value, first.line
-                        ),
-                        "ids must be unique; merge the two entries or rename one",
-                    );
-                }
-                first_at.entry(id.value.clone()).or_insert(pos);
-                ids.push((id.value.clone(), pos));
-                Some(id.value.clone())
-            }
+            Some(id) => Some(id.value.into_owned()),
         };
-        let label = id
-            .as_deref()
-            .map(|i| format!("subscriber `{i}`"))
-            .unwrap_or_else(|| "subscriber".to_owned());
+        let label = || {
+            id.as_deref()
+                .map(|i| format!("subscriber `{i}`"))
+                .unwrap_or_else(|| "subscriber".to_owned())
+        };
 
         let mut prefixes = Vec::new();
         let prefix_hint = "add e.g. `prefixes: [100.64.1.10/32, 2001:db8:1::10/128]`";
         match &doc.prefixes {
             None => {
                 ok = false;
-                ck.err(at, format!("{label} has no `prefixes`"), prefix_hint);
+                ck.err(at, format!("{} has no `prefixes`", label()), prefix_hint);
             }
-            Some(p) if p.value.is_empty() => {
+            Some((list, list_at)) if list.is_empty() => {
                 ok = false;
                 ck.err(
-                    p.referenced,
-                    format!("{label} has no prefixes"),
+                    *list_at,
+                    format!("{} has no prefixes", label()),
                     prefix_hint,
                 );
             }
-            Some(p) => {
-                for t in &p.value {
-                    match check_prefix(ck, &t.value, t.referenced.into()) {
+            Some((list, _)) => {
+                prefixes.reserve_exact(list.len());
+                for t in list {
+                    match check_prefix(ck, &t.value, t.at) {
                         Some(prefix) => {
                             prefixes.push(prefix);
                             placed.push(Placed {
                                 prefix,
-                                at: t.referenced.into(),
+                                at: t.at,
                                 owner,
                             });
                         }
@@ -112,15 +116,15 @@ pub(crate) fn check(
 
         let plan_index = match &doc.plan {
             Some(p) => {
-                let found = plans.iter().position(|n| *n == p.value);
+                let found = plan_at.get(p.value.as_ref()).copied();
                 if found.is_none() {
                     ok = false;
                 }
                 // With no plans at all, "no plans" has been said already.
                 if found.is_none() && !plans.is_empty() {
                     ck.err(
-                        p.referenced,
-                        format!("unknown plan `{}` for {label}", p.value),
+                        p.at,
+                        format!("unknown plan `{}` for {}", p.value, label()),
                         plans_hint(&p.value, plans),
                     );
                 }
@@ -130,13 +134,13 @@ pub(crate) fn check(
             None => default_plan,
         };
 
-        if let (Some(id), Some(plan_index)) = (id, plan_index) {
+        if let (Some(id), Some(plan_index)) = (&id, plan_index) {
             let plan = plans
                 .get(plan_index)
                 .map(|p| (*p).to_owned())
                 .unwrap_or_default();
             out.push(Subscriber {
-                id,
+                id: id.clone(),
                 prefixes,
                 plan,
                 plan_index,
@@ -144,6 +148,7 @@ pub(crate) fn check(
         } else {
             ok = false;
         }
+        ids.push(id);
     }
 
     ok &= check_overlaps(ck, &mut placed, &ids);
@@ -194,8 +199,8 @@ fn check_prefix(ck: &mut Checker<'_>, s: &str, at: Pos) -> Option<Prefix> {
 /// at whichever of the two comes later in the file. Prefixes either nest or are
 /// disjoint, so after sorting by address (wider first) a stack of enclosing prefixes
 /// finds each overlap in one pass, O(n log n) for an ISP's many subscribers.
-fn check_overlaps(ck: &mut Checker<'_>, placed: &mut [Placed], ids: &[(String, Pos)]) -> bool {
-    placed.sort_by_key(|p| (!p.prefix.is_ipv4(), p.prefix.bits(), p.prefix.prefix_len()));
+fn check_overlaps(ck: &mut Checker<'_>, placed: &mut [Placed], ids: &[Option<String>]) -> bool {
+    placed.sort_unstable_by_key(|p| (!p.prefix.is_ipv4(), p.prefix.bits(), p.prefix.prefix_len()));
     let mut ok = true;
     let mut stack: Vec<&Placed> = Vec::new();
     for p in placed.iter() {
@@ -212,7 +217,7 @@ fn check_overlaps(ck: &mut Checker<'_>, placed: &mut [Placed], ids: &[(String, P
             } else {
                 (p, *outer)
             };
-            let owner = |i: usize| ids.get(i).map(|(id, _)| id.as_str()).unwrap_or("");
+            let owner = |i: usize| ids.get(i).and_then(Option::as_deref).unwrap_or("");
             if first.owner == later.owner {
                 ck.err(
                     later.at,
