@@ -62,6 +62,10 @@ pub const FLAG_FINAL: u32 = 1 << 2;
 pub const FLAG_USER_LABEL: u32 = 1 << 3;
 /// Samples of this flow went to the deep classifier: look for its verdict.
 pub const FLAG_DEEP_PENDING: u32 = 1 << 4;
+/// Every packet of the flow so far was counted under the subscriber in `sub_slot` (set on
+/// the flow's first packet, kept while policy reloads find the same subscriber): its label
+/// counters can take the move of the flow's earlier packets when it is labelled.
+pub const FLAG_SUB_COUNTED: u32 = 1 << 5;
 
 /// How many payload packets the kernel inspects per flow before the label is final.
 pub const INSPECT_BUDGET: u8 = 32;

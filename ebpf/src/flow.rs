@@ -114,6 +114,7 @@ fn classify(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue, n
 #[inline(always)]
 fn set_label(f: &mut FlowValue, label: u16, confidence: u8, dir: Direction) {
     counters::relabel(UNKNOWN, label, &f.packets, &f.bytes);
+    policy::relabel(f, UNKNOWN, label);
     f.label = label;
     f.confidence = confidence;
     counters::count_flow(label, dir);

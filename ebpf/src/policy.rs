@@ -3,20 +3,22 @@
 //! mark (DSCP), block, or shape (left to the TC egress program). Two sets of lookup maps
 //! (A and B) are swapped by one write of `CONTROL`; see common/src/policy.rs.
 
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_ktime_get_coarse_ns,
     macros::map,
-    maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
+    maps::{Array, LpmTrie, lpm_trie::Key},
     programs::XdpContext,
 };
 use peerwarden_common::{
     Direction, FlowKey, FlowValue, Label, Stat,
-    flow::FAMILY_V4,
+    flow::{FAMILY_V4, FLAG_SUB_COUNTED},
     policy::{
-        ACTION_BLOCK, ACTION_MARK, ACTION_POLICE, Bucket, DEFAULT_MAX_SUBSCRIBERS, MAX_PLANS,
-        PlanSlots, PolicyControl, RULE_SLOTS, RULES_PER_SET, Rule, SUB_COUNTER_SLOTS, SubCounter,
-        SubscriberRef, bucket_index, rule_index, sub_counter_index,
+        ACTION_BLOCK, ACTION_MARK, ACTION_POLICE, BPF_F_MMAPABLE, Bucket, DEFAULT_MAX_SUBSCRIBERS,
+        MAX_PLANS, PlanSlots, PolicyControl, RULE_SLOTS, RULES_PER_SET, Rule, SUB_COUNTER_SLOTS,
+        SUB_LABELS, SubUsage, SubscriberRef, bucket_index, rule_index,
     },
 };
 
@@ -45,16 +47,77 @@ static RULES: Array<Rule> = Array::with_max_entries(RULES_PER_SET * 2, 0);
 #[map]
 static BUCKETS: Array<Bucket> =
     Array::with_max_entries(DEFAULT_MAX_SUBSCRIBERS * RULE_SLOTS * 2, 0);
-/// Per (subscriber, class, direction).
+/// Per subscriber index: packets and bytes per (label, direction), policy drops and marks
+/// per (class, direction). Shared by all CPUs (atomic adds) and mmapable, so the daemon
+/// reads it as memory; see [`SubUsage`] for why this layout.
 #[map]
-static SUB_COUNTERS: PerCpuArray<SubCounter> =
-    PerCpuArray::with_max_entries(DEFAULT_MAX_SUBSCRIBERS * SUB_COUNTER_SLOTS, 0);
+static SUB_COUNTERS: Array<SubUsage> =
+    Array::with_max_entries(DEFAULT_MAX_SUBSCRIBERS * SUB_COUNTER_SLOTS, BPF_F_MMAPABLE);
 
-/// Applies the policy to one packet of flow `f`; returns the XDP action. Not inlined, like
-/// flow.rs's `classify`, so the verifier does not carry every classification outcome
-/// through it.
-#[inline(never)]
+/// Adds `n` to a shared counter (BPF_XADD; see flow.rs).
+#[inline(always)]
+fn add(p: &mut u64, n: u64) {
+    // SAFETY: a live, 8-aligned map value field.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, n) };
+}
+
+/// The label slot of a label id (ids past the table count as `unknown`).
+#[inline(always)]
+fn label_slot(label: u16) -> usize {
+    // Through the stack, so LLVM cannot fold the bound into other compares (it did, with
+    // `from == to`, into a form the verifier could not follow to the array's size).
+    // SAFETY: a read of a local.
+    let l = unsafe { core::ptr::read_volatile(&(label as usize)) };
+    if l < SUB_LABELS { l } else { 0 }
+}
+
+/// Applies the policy to one packet of flow `f`; returns the XDP action. With no policy
+/// loaded (generation 0) it returns at once, inline: the control entry is an array slot the
+/// verifier turns into a direct load, so a packet without a policy makes no call.
+#[inline(always)]
 pub fn enforce(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    dir: Direction,
+    f: &mut FlowValue,
+    frame_len: u64,
+) -> u32 {
+    match CONTROL.get(0) {
+        Some(ctl) if ctl.generation != 0 => enforce_policy(ctx, pkt, dir, f, frame_len),
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+/// Moves a labelled flow's earlier packets and bytes from `from` to `to` in its
+/// subscriber's label counters, as `counters::relabel` does for the totals, so the
+/// subscriber's per-label totals agree with its flows. Only when every packet of the flow
+/// so far was counted under that subscriber ([`FLAG_SUB_COUNTED`]): a flow that began
+/// before the policy knew its subscriber keeps its counted packets under `from`.
+#[inline(always)]
+pub fn relabel(f: &FlowValue, from: u16, to: u16) {
+    if f.flags & FLAG_SUB_COUNTED == 0 || f.sub_slot == 0 {
+        return;
+    }
+    // `to` is never `from` here (set_label gives an undecided flow a label).
+    let (a, b) = (label_slot(from), label_slot(to));
+    let Some(u) = SUB_COUNTERS.get_ptr_mut(f.sub_slot - 1) else {
+        return;
+    };
+    // SAFETY: a live map value; every update of it is an atomic add.
+    let u = unsafe { &mut *u };
+    for i in 0..2 {
+        let (packets, bytes) = (f.packets[i], f.bytes[i]);
+        add(&mut u.labels[a][i].packets, packets.wrapping_neg());
+        add(&mut u.labels[a][i].bytes, bytes.wrapping_neg());
+        add(&mut u.labels[b][i].packets, packets);
+        add(&mut u.labels[b][i].bytes, bytes);
+    }
+}
+
+/// The policy proper, not inlined, like flow.rs's `classify`, so the verifier does not
+/// carry every classification outcome through it.
+#[inline(never)]
+fn enforce_policy(
     ctx: &XdpContext,
     pkt: &Packet,
     dir: Direction,
@@ -71,10 +134,21 @@ pub fn enforce(
     if f.policy_gen != ctl.generation {
         match subscriber(&pkt.key, set) {
             Some(r) => {
-                f.sub_slot = r.index + 1;
+                let slot = r.index + 1;
+                // `track` counted this packet in the flow already: 1 means it is the first.
+                let first = f.packets[0].wrapping_add(f.packets[1]) <= 1;
+                if first || (f.flags & FLAG_SUB_COUNTED != 0 && f.sub_slot == slot) {
+                    f.flags |= FLAG_SUB_COUNTED;
+                } else {
+                    f.flags &= !FLAG_SUB_COUNTED;
+                }
+                f.sub_slot = slot;
                 f.plan = r.plan as u16;
             }
-            None => f.sub_slot = 0,
+            None => {
+                f.sub_slot = 0;
+                f.flags &= !FLAG_SUB_COUNTED;
+            }
         }
         f.policy_gen = ctl.generation;
     }
@@ -87,14 +161,14 @@ pub fn enforce(
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let plan = f.plan as u32;
-    let class = Label::from_id(f.label).class() as u32;
-    let counter = SUB_COUNTERS.get_ptr_mut(sub_counter_index(sub, class, d));
-    if let Some(c) = counter {
-        // SAFETY: a per-CPU slot.
-        unsafe {
-            (*c).packets += 1;
-            (*c).bytes += frame_len;
-        }
+    let class = (Label::from_id(f.label).class() as usize) & 3;
+    let di = (d as usize) & 1;
+    let usage = SUB_COUNTERS.get_ptr_mut(sub);
+    if let Some(u) = usage {
+        // SAFETY: a live map value; every update of it is an atomic add.
+        let c = unsafe { &mut (*u).labels[label_slot(f.label)][di] };
+        add(&mut c.packets, 1);
+        add(&mut c.bytes, frame_len);
     }
     let slots = PLANS.get(set * MAX_PLANS + plan);
     let slot = slots.map_or(0, |s| s.slot_of_label[(f.label as usize) & 63] as u32) % RULE_SLOTS;
@@ -119,15 +193,16 @@ pub fn enforce(
     } else {
         xdp_action::XDP_PASS
     };
-    if let Some(c) = counter {
-        // SAFETY: a per-CPU slot.
-        unsafe {
-            if action == xdp_action::XDP_DROP {
-                (*c).dropped_packets += 1;
-                (*c).dropped_bytes += frame_len;
-            } else if marked {
-                (*c).marked_packets += 1;
-            }
+    if let Some(u) = usage
+        && (dropped || marked)
+    {
+        // SAFETY: as above.
+        let c = unsafe { &mut (*u).policy[class][di] };
+        if dropped {
+            add(&mut c.dropped_packets, 1);
+            add(&mut c.dropped_bytes, frame_len);
+        } else {
+            add(&mut c.marked_packets, 1);
         }
     }
     if action == xdp_action::XDP_DROP {

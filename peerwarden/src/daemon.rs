@@ -471,8 +471,11 @@ fn read_subscribers(
     owners: &[(String, u32)],
 ) {
     let (at, wall) = (Instant::now(), SystemTime::now());
-    let totals = readings.update(at, owners, |i| probe.subscriber_counters(i));
+    // One copy of each owner's counters out of the mapped array (no syscalls), shared by
+    // the rates and the store.
+    let usage = crate::subscribers::read_usage(owners, |i| probe.subscriber_usage(i));
+    readings.update_from(at, &usage);
     if let Some(h) = history {
-        h.record_subscribers(wall, &totals);
+        h.record_subscribers(wall, &usage.read);
     }
 }

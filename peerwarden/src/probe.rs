@@ -22,7 +22,7 @@ use peerwarden_common::{
     label::ALL_LABELS,
     policy::{
         DEFAULT_MAX_SUBSCRIBERS, MAX_PLANS, PlanSlots, PolicyControl, RULE_SLOTS, RULES_PER_SET,
-        Rule, SUB_COUNTER_SLOTS, SubCounter, SubscriberRef, sub_counter_index,
+        Rule, SUB_COUNTER_SLOTS, SubCounter, SubUsage, SubscriberRef,
     },
     stats::{ALL_STATS, STAT_SLOTS, counter_index},
 };
@@ -30,6 +30,9 @@ use peerwarden_common::{
 use crate::{enforce::Compiled, pin::PinDir};
 
 mod pinned;
+mod usage;
+
+pub use usage::{UsageMap, UsageMapError};
 
 /// The compiled kernel programs (ebpf/, built by build.rs with aya-build).
 pub static PROBE_OBJECT: &[u8] =
@@ -134,6 +137,12 @@ pub enum ProbeError {
     /// The object lacks an expected program or map (a build mismatch).
     #[error("the kernel object has no {0}")]
     Missing(&'static str),
+    /// The per-subscriber counter array could not be mapped.
+    #[error("map SUB_COUNTERS: {0}")]
+    Usage(#[from] UsageMapError),
+    /// A subscriber index past the per-subscriber counter array.
+    #[error("subscriber index {0} is past the per-subscriber counters (max_subscribers)")]
+    IndexOutOfRange(u32),
     /// The pinned maps or links of the instance (see pin.rs).
     #[error(transparent)]
     Pin(#[from] crate::pin::PinError),
@@ -171,7 +180,7 @@ pub struct Probe {
     samples: Mutex<Option<RingBuf<MapData>>>,
     verdicts: Mutex<HashMap<MapData, FlowKey, Verdict>>,
     policy: Mutex<PolicyMaps>,
-    sub_counters: PerCpuArray<MapData, SubCounter>,
+    sub_counters: UsageMap,
     options: ProbeOptions,
     /// The instance's pin directory and the links held pinned ([`Probe::load_pinned`]).
     pins: Option<pinned::Pins>,
@@ -254,8 +263,10 @@ impl Probe {
             generation: 0,
             active: 0,
         };
-        let sub_counters = PerCpuArray::try_from(take(&mut ebpf, MAP_SUB_COUNTERS)?)
-            .map_err(map_err(MAP_SUB_COUNTERS))?;
+        let sub_counters = match take(&mut ebpf, MAP_SUB_COUNTERS)? {
+            aya::maps::Map::Array(data) => UsageMap::new(data)?,
+            _ => return Err(ProbeError::Missing(MAP_SUB_COUNTERS)),
+        };
         Ok(Probe {
             ebpf,
             links: Vec::new(),
@@ -387,25 +398,23 @@ impl Probe {
         Ok(generation)
     }
 
-    /// One subscriber's counters `[class][direction]`, summed over CPUs.
+    /// One subscriber's counters `[class][direction]`: packets and bytes summed over the
+    /// class's labels, policy drops and marks.
     pub fn subscriber_counters(&self, index: u32) -> Result<[[SubCounter; 2]; 4], ProbeError> {
-        let mut out = [[SubCounter::default(); 2]; 4];
-        for (class, row) in out.iter_mut().enumerate() {
-            for (dir, slot) in row.iter_mut().enumerate() {
-                let per_cpu = self
-                    .sub_counters
-                    .get(&sub_counter_index(index, class as u32, dir as u32), 0)
-                    .map_err(map_err(MAP_SUB_COUNTERS))?;
-                for v in per_cpu.iter() {
-                    slot.packets += v.packets;
-                    slot.bytes += v.bytes;
-                    slot.dropped_packets += v.dropped_packets;
-                    slot.dropped_bytes += v.dropped_bytes;
-                    slot.marked_packets += v.marked_packets;
-                }
-            }
-        }
-        Ok(out)
+        Ok(self.subscriber_usage(index)?.classes())
+    }
+
+    /// Everything the kernel counts for subscriber `index` (per label and direction; policy
+    /// drops and marks per class and direction): a copy out of the mapped array.
+    pub fn subscriber_usage(&self, index: u32) -> Result<SubUsage, ProbeError> {
+        self.sub_counters
+            .get(index)
+            .ok_or(ProbeError::IndexOutOfRange(index))
+    }
+
+    /// The mapped per-subscriber counter array (for reading many subscribers at once).
+    pub fn usage_map(&self) -> &UsageMap {
+        &self.sub_counters
     }
 
     /// A loaded program, for attaching or `test_run`.

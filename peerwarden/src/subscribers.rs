@@ -29,7 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use peerwarden_common::policy::SubCounter;
+use peerwarden_common::policy::{SubCounter, SubUsage};
 use peerwarden_policies::Policy;
 
 /// Counters per class (p2p, video, web, other) and direction (up, down).
@@ -84,26 +84,28 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn add(a: &mut SubCounter, b: &SubCounter) {
-    a.packets += b.packets;
-    a.bytes += b.bytes;
-    a.dropped_packets += b.dropped_packets;
-    a.dropped_bytes += b.dropped_bytes;
-    a.marked_packets += b.marked_packets;
+    a.packets = a.packets.wrapping_add(b.packets);
+    a.bytes = a.bytes.wrapping_add(b.bytes);
+    a.dropped_packets = a.dropped_packets.wrapping_add(b.dropped_packets);
+    a.dropped_bytes = a.dropped_bytes.wrapping_add(b.dropped_bytes);
+    a.marked_packets = a.marked_packets.wrapping_add(b.marked_packets);
 }
 
-/// `now - then`, field by field, `None` if any field went down (not the same counter).
-fn growth(now: &SubCounter, then: &SubCounter) -> Option<SubCounter> {
-    Some(SubCounter {
-        packets: now.packets.checked_sub(then.packets)?,
-        bytes: now.bytes.checked_sub(then.bytes)?,
-        dropped_packets: now.dropped_packets.checked_sub(then.dropped_packets)?,
-        dropped_bytes: now.dropped_bytes.checked_sub(then.dropped_bytes)?,
-        marked_packets: now.marked_packets.checked_sub(then.marked_packets)?,
-    })
+/// `now - then`, field by field, wrapping: a class's packets and bytes are sums of label
+/// counters, and the `unknown` label's go down when a flow's earlier packets move to the
+/// label it receives (ebpf/src/policy.rs), so the class `other` can shrink by what `p2p`,
+/// `video` or `web` grows.
+fn growth(now: &SubCounter, then: &SubCounter) -> SubCounter {
+    SubCounter {
+        packets: now.packets.wrapping_sub(then.packets),
+        bytes: now.bytes.wrapping_sub(then.bytes),
+        dropped_packets: now.dropped_packets.wrapping_sub(then.dropped_packets),
+        dropped_bytes: now.dropped_bytes.wrapping_sub(then.dropped_bytes),
+        marked_packets: now.marked_packets.wrapping_sub(then.marked_packets),
+    }
 }
 
-/// Field-by-field difference of two class tables (saturating: totals never go down).
-pub fn minus(now: &ClassCounters, then: &ClassCounters) -> ClassCounters {
+fn wrapping_minus(now: &ClassCounters, then: &ClassCounters) -> ClassCounters {
     let mut out = ClassCounters::default();
     for ((o, n), t) in out
         .iter_mut()
@@ -111,7 +113,27 @@ pub fn minus(now: &ClassCounters, then: &ClassCounters) -> ClassCounters {
         .zip(now.iter().flatten())
         .zip(then.iter().flatten())
     {
-        *o = growth(n, t).unwrap_or_default();
+        *o = growth(n, t);
+    }
+    out
+}
+
+/// Field-by-field difference of two class tables, for rates: a field that shrank (a
+/// class that handed bytes to another when a flow was labelled) reads 0.
+pub fn minus(now: &ClassCounters, then: &ClassCounters) -> ClassCounters {
+    let mut out = wrapping_minus(now, then);
+    for c in out.iter_mut().flatten() {
+        for f in [
+            &mut c.packets,
+            &mut c.bytes,
+            &mut c.dropped_packets,
+            &mut c.dropped_bytes,
+            &mut c.marked_packets,
+        ] {
+            if (*f as i64) < 0 {
+                *f = 0;
+            }
+        }
     }
     out
 }
@@ -121,7 +143,50 @@ pub fn bytes(c: &ClassCounters) -> u64 {
     c.iter().flatten().map(|s| s.bytes).sum()
 }
 
+/// One reading of every owner's kernel counters (see [`read_usage`]).
+pub struct UsageReading {
+    /// The owners asked for, in order.
+    pub owners: Vec<(String, u32)>,
+    /// Per owner, its counters or why they could not be read.
+    pub results: Vec<Result<SubUsage, String>>,
+    /// (id, index, counters) of the owners read: what the history store records.
+    pub read: Vec<(String, u32, SubUsage)>,
+}
+
+/// Reads every owner's counters with `read(index)` (for the daemon: a copy out of the
+/// mapped kernel array, no system call).
+pub fn read_usage<E: Display>(
+    owners: &[(String, u32)],
+    mut read: impl FnMut(u32) -> Result<SubUsage, E>,
+) -> UsageReading {
+    let results: Vec<Result<SubUsage, String>> = owners
+        .iter()
+        .map(|(_, i)| read(*i).map_err(|e| e.to_string()))
+        .collect();
+    let read = owners
+        .iter()
+        .zip(&results)
+        .filter_map(|((id, i), r)| r.as_ref().ok().map(|u| (id.clone(), *i, *u)))
+        .collect();
+    UsageReading {
+        owners: owners.to_vec(),
+        results,
+        read,
+    }
+}
+
 impl Readings {
+    /// [`Readings::update`] from a reading of the kernel counters, per class.
+    pub fn update_from(&self, at: Instant, usage: &UsageReading) {
+        // `update` asks for each owner once, in order.
+        let mut results = usage.results.iter();
+        self.update(at, &usage.owners, |_| match results.next() {
+            Some(Ok(u)) => Ok(u.classes()),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("no reading".to_string()),
+        });
+    }
+
     /// Reads every owner's counters with `read(index)` (one reading taken at `at`) and
     /// returns the totals of this run of the owners read, for the history store.
     pub fn update<E: Display>(
@@ -164,9 +229,7 @@ impl Readings {
                 sub.recent.clear();
                 inner.ever_owned.insert(*index);
             }
-            // A counter below the last reading cannot happen within one load of the probe;
-            // if it does, start again from this reading.
-            let g = minus(&reading, &sub.kernel);
+            let g = wrapping_minus(&reading, &sub.kernel);
             for (c, row) in g.iter().enumerate() {
                 for (d, g) in row.iter().enumerate() {
                     add(&mut sub.total[c][d], g);

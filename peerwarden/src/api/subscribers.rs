@@ -2,10 +2,12 @@
 //! (of a class, or of a label), and one subscriber's plan, current rates, usage over a
 //! window and whether the policy is limiting it right now.
 //!
-//! The kernel counts per subscriber and *class*; per-class figures come from those
-//! counters (since the daemon started) or from the history store (over a window). Per
-//! *label* there is no such counter: `by=label` sums the flows of the label in the flow
-//! table, so it covers flows still in the table, each with all its bytes.
+//! The kernel counts per subscriber, label and direction (and the policy's drops and marks
+//! per class); the history store keeps those as per-minute rows per label and per class.
+//! Per-class figures come from the counters (since the daemon started) or from the store
+//! (over a window); one subscriber's per-label usage comes from the store. `top?by=label`
+//! sums the flows of the label in the flow table, so it covers flows still in the table,
+//! each with all its bytes.
 
 use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
 
@@ -347,7 +349,16 @@ pub struct ClassUsage {
     pub marked_packets: [u64; 2],
 }
 
-/// Usage per class over a window.
+/// One label's counters `[up, down]`.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct LabelUsage {
+    /// Bytes.
+    pub bytes: [u64; 2],
+    /// Packets.
+    pub packets: [u64; 2],
+}
+
+/// Usage per class and per label over a window.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UsageView {
     /// The window, seconds; `null`: since the daemon started.
@@ -359,6 +370,9 @@ pub struct UsageView {
     pub range: Option<Span>,
     /// Per class.
     pub classes: BTreeMap<&'static str, ClassUsage>,
+    /// Per label, labels with traffic only (`basis: store`; empty without a store). The
+    /// bytes of a flow labelled after its first packets are all under its label.
+    pub labels: BTreeMap<&'static str, LabelUsage>,
 }
 
 /// A class and direction the policy acted on in the last seconds.
@@ -511,14 +525,25 @@ pub async fn one(
         None if has_store => Some(DEFAULT_USAGE_WINDOW),
         None => None,
     };
+    let mut labels = BTreeMap::new();
     let (counters, basis, range) = match window {
         Some(w) => {
             let r = Range::last(w, SystemTime::now());
             let key = id.clone();
-            let rows = range::query(range::store(&state)?, move |h| {
-                h.sum(r.from, r.to, None, Which::Subscriber(&key))
+            let (rows, per_label) = range::query(range::store(&state)?, move |h| {
+                Ok((
+                    h.sum(r.from, r.to, None, Which::Subscriber(&key))?,
+                    h.subscriber_labels(r.from, r.to, &key)?,
+                ))
             })
             .await?;
+            for (label, t) in per_label {
+                let u = LabelUsage {
+                    bytes: t.bytes,
+                    packets: t.packets,
+                };
+                labels.insert(label.name(), u);
+            }
             let mut c = ClassCounters::default();
             for row in rows {
                 let Some(ci) = CLASS_NAMES.iter().position(|n| *n == row.key.name) else {
@@ -556,6 +581,7 @@ pub async fn one(
                 (c.name(), u)
             })
             .collect(),
+        labels,
     };
 
     let mut classes = Vec::new();

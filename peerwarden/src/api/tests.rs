@@ -14,6 +14,7 @@ use peerwarden_common::{
     CounterValue, FlowKey, FlowValue, Label,
     flow::{FAMILY_V4, PROTO_TCP},
     label::ALL_LABELS,
+    policy::SubUsage,
 };
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -605,26 +606,24 @@ subscribers:
 default_plan: home
 ";
 
-fn sub_reading(
-    p2p_down: u64,
-    p2p_dropped: u64,
-    web_down: u64,
-) -> crate::subscribers::ClassCounters {
-    use peerwarden_common::policy::SubCounter;
-    let mut c = crate::subscribers::ClassCounters::default();
-    c[0][1] = SubCounter {
+/// A kernel reading of one subscriber: BitTorrent and HTTP coming down, p2p drops.
+fn sub_reading(p2p_down: u64, p2p_dropped: u64, web_down: u64) -> SubUsage {
+    use peerwarden_common::policy::{PolicyCount, Usage};
+    let mut u = SubUsage::default();
+    u.labels[Label::Bittorrent.id() as usize][1] = Usage {
         packets: p2p_down / 1250,
         bytes: p2p_down,
+    };
+    u.policy[0][1] = PolicyCount {
         dropped_packets: p2p_dropped,
         dropped_bytes: p2p_dropped * 1500,
         marked_packets: 0,
     };
-    c[2][1] = SubCounter {
+    u.labels[Label::Http.id() as usize][1] = Usage {
         packets: web_down / 1000,
         bytes: web_down,
-        ..Default::default()
     };
-    c
+    u
 }
 
 fn stored(name: &str) -> Stored {
@@ -648,21 +647,23 @@ fn stored(name: &str) -> Stored {
         ),
     ];
     for (i, (alice, bob)) in readings.iter().enumerate() {
-        let totals =
-            state
-                .subscribers
-                .update(t0 + Duration::from_secs(10 * i as u64), &owners, |index| {
-                    Ok::<_, String>(if index == 0 { *alice } else { *bob })
-                });
-        // Label counters: 50, 40 and 5 minutes ago (bittorrent up 1000, 4000, 10000).
-        let _ = totals;
+        state
+            .subscribers
+            .update(t0 + Duration::from_secs(10 * i as u64), &owners, |index| {
+                Ok::<_, String>(if index == 0 { alice } else { bob }.classes())
+            });
     }
+    // Label counters: 50, 40 and 5 minutes ago (bittorrent up 1000, 4000, 10000).
     for (mins, bt) in [(50u64, 1000), (40, 4000), (5, 10_000)] {
         h.record(now - Duration::from_secs(mins * 60), &counters(bt, 0), &[]);
     }
-    // The subscribers' totals, recorded now.
-    let totals: Vec<_> = state.subscribers.all();
-    h.record(now, &counters(10_000, 0), &totals);
+    // The subscribers' kernel readings, recorded now.
+    let (alice, bob) = readings[1];
+    h.record(
+        now,
+        &counters(10_000, 0),
+        &[("alice".into(), 0, alice), ("bob".into(), 1, bob)],
+    );
     Stored { state, dir }
 }
 

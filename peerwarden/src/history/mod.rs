@@ -42,11 +42,13 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use peerwarden_common::policy::SubCounter;
+use peerwarden_common::policy::SubUsage;
 use rusqlite::{Connection, OptionalExtension as _};
 
 mod query;
 mod write;
+
+pub use query::LabelTotals;
 
 /// The subscriber id of the per-label rows.
 pub const ALL: &str = "*";
@@ -56,6 +58,9 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(10);
 const ROLLUP_EVERY: Duration = Duration::from_secs(3600);
 /// Class names by the kernel's class index (`Class as u32`).
 pub const CLASS_NAMES: [&str; 4] = ["p2p", "video", "web", "other"];
+/// The name of a subscriber's per-label row is this prefix and the label's name (a label
+/// and a class may share a name: `video`).
+pub const LABEL_ROW: &str = "label:";
 /// Schema version in `meta`; a store written by another version is refused, not guessed at.
 const SCHEMA_VERSION: &str = "1";
 
@@ -92,18 +97,6 @@ impl Values {
     fn is_zero(&self) -> bool {
         *self == Values::default()
     }
-
-    /// One kernel subscriber counter as values.
-    pub fn of_sub(c: &SubCounter) -> Values {
-        Values {
-            bytes: c.bytes as i64,
-            packets: c.packets as i64,
-            flows: 0,
-            dropped_packets: c.dropped_packets as i64,
-            dropped_bytes: c.dropped_bytes as i64,
-            marked_packets: c.marked_packets as i64,
-        }
-    }
 }
 
 /// A row's identity apart from time.
@@ -120,21 +113,33 @@ pub struct Key {
 /// Which rows a query sums.
 #[derive(Clone, Copy, Debug)]
 pub enum Which<'a> {
-    /// The per-label rows (subscriber `*`).
+    /// The per-label rows of all traffic (subscriber `*`).
     Labels,
     /// One subscriber's per-class rows.
     Subscriber(&'a str),
     /// Every subscriber's per-class rows.
     Subscribers,
+    /// One subscriber's per-label rows (names without the [`LABEL_ROW`] prefix).
+    SubscriberLabels(&'a str),
+    /// Every subscriber's per-label rows (names without the prefix).
+    SubscribersLabels,
 }
 
 impl Which<'_> {
-    fn matches(&self, subscriber: &str) -> bool {
+    fn matches(&self, subscriber: &str, name: &str) -> bool {
+        let label_row = name.starts_with(LABEL_ROW);
         match self {
             Which::Labels => subscriber == ALL,
-            Which::Subscriber(id) => subscriber == *id,
-            Which::Subscribers => subscriber != ALL,
+            Which::Subscriber(id) => subscriber == *id && !label_row,
+            Which::Subscribers => subscriber != ALL && !label_row,
+            Which::SubscriberLabels(id) => subscriber == *id && label_row,
+            Which::SubscribersLabels => subscriber != ALL && label_row,
         }
+    }
+
+    /// Whether the rows are per-subscriber label rows, named with the prefix.
+    fn label_rows(&self) -> bool {
+        matches!(self, Which::SubscriberLabels(_) | Which::SubscribersLabels)
     }
 }
 
@@ -195,11 +200,13 @@ struct Writer {
     conn: Connection,
     /// The last reading of every row, cumulative for this instance of the counters.
     last: HashMap<Key, Values>,
-    /// The same for subscriber rows, per id, class and direction: looked up by `&str`
-    /// every second for every subscriber, without building a key.
-    last_subs: HashMap<String, [[Values; 2]; 4]>,
+    /// The last reading of the kernel's per-subscriber counters, per subscriber *index*
+    /// (absolute values of this instance of the counters).
+    last_usage: HashMap<u32, SubUsage>,
     /// Keys whose reading changed since the last flush.
     dirty: Vec<Key>,
+    /// Subscriber indexes whose reading changed since the last flush.
+    dirty_usage: Vec<u32>,
     /// Subscriber ids to their integer keys in the store.
     ids: HashMap<String, i64>,
     last_flush: Instant,
@@ -267,6 +274,7 @@ CREATE TABLE IF NOT EXISTS hour (
     dropped_packets INTEGER NOT NULL, dropped_bytes INTEGER NOT NULL, marked_packets INTEGER NOT NULL,
     PRIMARY KEY (sub, t, name, dir)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS hour_by_time ON hour (t);
+CREATE TABLE IF NOT EXISTS usage_reading (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS reading (
     sub INTEGER NOT NULL, name TEXT NOT NULL, dir INTEGER NOT NULL,
     bytes INTEGER NOT NULL, packets INTEGER NOT NULL, flows INTEGER NOT NULL,
@@ -341,7 +349,7 @@ impl History {
             }
         }
         let mut last = HashMap::new();
-        let mut last_subs: HashMap<String, [[Values; 2]; 4]> = HashMap::new();
+        let mut last_usage: HashMap<u32, SubUsage> = HashMap::new();
         let same_instance = meta("instance")
             .map_err(sql("reading the instance"))?
             .as_deref()
@@ -369,13 +377,25 @@ impl History {
                 let (k, v) = row.map_err(sql("reading the last readings"))?;
                 if k.subscriber == ALL {
                     last.insert(k, v);
-                } else if let Some(c) = CLASS_NAMES.iter().position(|n| *n == k.name) {
-                    last_subs.entry(k.subscriber).or_default()[c][usize::from(k.dir.min(1))] = v;
+                }
+            }
+            drop(stmt);
+            let mut stmt = conn
+                .prepare("SELECT idx, data FROM usage_reading")
+                .map_err(sql("reading the last subscriber readings"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                .map_err(sql("reading the last subscriber readings"))?;
+            for row in rows {
+                let (idx, data) = row.map_err(sql("reading the last subscriber readings"))?;
+                // A blob of another size is not a reading of this build's layout: no base.
+                if let Some(u) = usage_from_bytes(&data) {
+                    last_usage.insert(idx, u);
                 }
             }
         } else {
             // New counters: the old readings are no base for them.
-            conn.execute_batch("DELETE FROM reading")
+            conn.execute_batch("DELETE FROM reading; DELETE FROM usage_reading")
                 .map_err(sql("clearing old readings"))?;
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('instance', ?1)",
@@ -393,8 +413,9 @@ impl History {
             writer: Mutex::new(Writer {
                 conn,
                 last,
-                last_subs,
+                last_usage,
                 dirty: Vec::new(),
+                dirty_usage: Vec::new(),
                 ids,
                 last_flush: Instant::now(),
                 last_rollup: None,
@@ -434,37 +455,53 @@ fn values_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Values> {
     })
 }
 
-/// `now - before` for one row. Label counters are wrapping sums that may go down (a
-/// relabel moves bytes between labels): the signed difference. Subscriber counters only
-/// grow within one instance; a reading below the last one is a new start (an id that came
-/// back after leaving the policy) and counts whole.
-fn difference(key: &Key, before: &Values, now: &Values) -> Values {
-    if key.subscriber == ALL {
-        return Values {
-            bytes: now.bytes.wrapping_sub(before.bytes),
-            packets: now.packets.wrapping_sub(before.packets),
-            flows: now.flows.wrapping_sub(before.flows),
-            ..Values::default()
-        };
-    }
-    let went_down = now.bytes < before.bytes
-        || now.packets < before.packets
-        || now.dropped_packets < before.dropped_packets
-        || now.dropped_bytes < before.dropped_bytes
-        || now.marked_packets < before.marked_packets;
-    let base = if went_down {
-        Values::default()
-    } else {
-        *before
-    };
+/// `now - before` for one per-label row of all traffic: the kernel's counters are
+/// wrapping sums that may go down (a relabel moves bytes between labels): the signed
+/// difference.
+fn difference(before: &Values, now: &Values) -> Values {
     Values {
-        bytes: now.bytes - base.bytes,
-        packets: now.packets - base.packets,
-        flows: 0,
-        dropped_packets: now.dropped_packets - base.dropped_packets,
-        dropped_bytes: now.dropped_bytes - base.dropped_bytes,
-        marked_packets: now.marked_packets - base.marked_packets,
+        bytes: now.bytes.wrapping_sub(before.bytes),
+        packets: now.packets.wrapping_sub(before.packets),
+        flows: now.flows.wrapping_sub(before.flows),
+        ..Values::default()
     }
+}
+
+/// A subscriber reading as stored in `usage_reading`: its 112 counters, little-endian.
+fn usage_to_bytes(u: &SubUsage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(std::mem::size_of::<SubUsage>());
+    for d in u.labels.iter().flatten() {
+        out.extend_from_slice(&d.packets.to_le_bytes());
+        out.extend_from_slice(&d.bytes.to_le_bytes());
+    }
+    for p in u.policy.iter().flatten() {
+        out.extend_from_slice(&p.dropped_packets.to_le_bytes());
+        out.extend_from_slice(&p.dropped_bytes.to_le_bytes());
+        out.extend_from_slice(&p.marked_packets.to_le_bytes());
+    }
+    out
+}
+
+/// The reverse of [`usage_to_bytes`]; `None` for a blob of another size.
+fn usage_from_bytes(b: &[u8]) -> Option<SubUsage> {
+    if b.len() != std::mem::size_of::<SubUsage>() {
+        return None;
+    }
+    let mut words = b
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()));
+    let mut next = || words.next().unwrap_or(0);
+    let mut u = SubUsage::default();
+    for d in u.labels.iter_mut().flatten() {
+        d.packets = next();
+        d.bytes = next();
+    }
+    for p in u.policy.iter_mut().flatten() {
+        p.dropped_packets = next();
+        p.dropped_bytes = next();
+        p.marked_packets = next();
+    }
+    Some(u)
 }
 
 #[cfg(test)]

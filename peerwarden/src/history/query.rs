@@ -3,9 +3,19 @@
 
 use std::collections::BTreeMap;
 
+use peerwarden_common::Label;
 use rusqlite::{Connection, params};
 
-use super::{History, HistoryError, Key, Pending, Row, Values, Which, lock, values_at};
+use super::{History, HistoryError, Key, LABEL_ROW, Pending, Row, Values, Which, lock, values_at};
+
+/// One label's totals `[up, down]` for a subscriber (see [`History::subscriber_labels`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LabelTotals {
+    /// Bytes on the wire.
+    pub bytes: [u64; 2],
+    /// Packets.
+    pub packets: [u64; 2],
+}
 
 impl History {
     /// Sums the rows of `which` with a start time in `[from, to)` (seconds since the
@@ -19,20 +29,31 @@ impl History {
         which: Which<'_>,
     ) -> Result<Vec<Row>, HistoryError> {
         let step = step.filter(|s| *s > 0);
+        let strip = |k: &Key| match k.name.strip_prefix(LABEL_ROW) {
+            Some(label) if which.label_rows() => Key {
+                subscriber: k.subscriber.clone(),
+                name: label.to_string(),
+                dir: k.dir,
+            },
+            _ => k.clone(),
+        };
         let bucket = |t: i64| step.map_or(0, |s| (t - from).div_euclid(s));
         let mut out: BTreeMap<(i64, Key), Values> = BTreeMap::new();
         let mut conn = lock(&self.reader);
         let tx = self.snapshot(&mut conn, |pending| {
             for ((t, key), v) in pending.iter() {
-                if *t >= from && *t < to && which.matches(&key.subscriber) {
-                    out.entry((bucket(*t), key.clone())).or_default().add(v);
+                if *t >= from && *t < to && which.matches(&key.subscriber, &key.name) {
+                    out.entry((bucket(*t), strip(key))).or_default().add(v);
                 }
             }
         })?;
+        // Per-subscriber label rows are named `label:<label>` (LABEL_ROW).
         let (filter, arg) = match which {
             Which::Labels => ("m.sub = 0", None),
-            Which::Subscriber(id) => ("s.id = ?3", Some(id)),
-            Which::Subscribers => ("m.sub <> 0", None),
+            Which::Subscriber(id) => ("s.id = ?3 AND m.name NOT LIKE 'label:%'", Some(id)),
+            Which::Subscribers => ("m.sub <> 0 AND m.name NOT LIKE 'label:%'", None),
+            Which::SubscriberLabels(id) => ("s.id = ?3 AND m.name LIKE 'label:%'", Some(id)),
+            Which::SubscribersLabels => ("m.sub <> 0 AND m.name LIKE 'label:%'", None),
         };
         let query = format!(
             "SELECT s.id, m.t, m.name, m.dir, SUM(m.bytes), SUM(m.packets), SUM(m.flows),
@@ -68,7 +89,7 @@ impl History {
         .map_err(self.sql("querying"))?;
         for row in rows {
             let (t, key, v) = row.map_err(self.sql("querying"))?;
-            out.entry((bucket(t), key)).or_default().add(&v);
+            out.entry((bucket(t), strip(&key))).or_default().add(&v);
         }
         drop(stmt);
         drop(tx);
@@ -79,6 +100,40 @@ impl History {
                 key,
                 values,
             })
+            .collect())
+    }
+
+    /// One subscriber's packets and bytes per label over `[from, to)` (its per-label rows,
+    /// written or pending). A label whose sum is below zero (bytes counted as `unknown`
+    /// before the range moved to the flow's label within it) reads as zero; labels with
+    /// nothing are left out.
+    pub fn subscriber_labels(
+        &self,
+        from: i64,
+        to: i64,
+        id: &str,
+    ) -> Result<BTreeMap<Label, LabelTotals>, HistoryError> {
+        let mut signed: BTreeMap<Label, [[i64; 2]; 2]> = BTreeMap::new();
+        for r in self.sum(from, to, None, Which::SubscriberLabels(id))? {
+            let Some(label) = Label::from_name(&r.key.name) else {
+                continue;
+            };
+            let d = usize::from(r.key.dir.min(1));
+            let s = signed.entry(label).or_default();
+            s[0][d] += r.values.bytes;
+            s[1][d] += r.values.packets;
+        }
+        let pos = |v: i64| v.max(0) as u64;
+        Ok(signed
+            .into_iter()
+            .map(|(l, [b, p])| {
+                let t = LabelTotals {
+                    bytes: [pos(b[0]), pos(b[1])],
+                    packets: [pos(p[0]), pos(p[1])],
+                };
+                (l, t)
+            })
+            .filter(|(_, t)| *t != LabelTotals::default())
             .collect())
     }
 

@@ -41,16 +41,20 @@ fn labels(bt: u64, unknown: u64) -> LabelCounters {
     c
 }
 
-fn sub(p2p_down: u64, dropped: u64) -> [[SubCounter; 2]; 4] {
-    let mut c = [[SubCounter::default(); 2]; 4];
-    c[0][1] = SubCounter {
+/// A kernel reading of one subscriber: `p2p_down` bytes of BitTorrent coming down, and
+/// `dropped` p2p packets dropped.
+fn sub(p2p_down: u64, dropped: u64) -> SubUsage {
+    let mut u = SubUsage::default();
+    u.labels[Label::Bittorrent.id() as usize][1] = peerwarden_common::policy::Usage {
         packets: p2p_down / 1000,
         bytes: p2p_down,
+    };
+    u.policy[0][1] = peerwarden_common::policy::PolicyCount {
         dropped_packets: dropped,
         dropped_bytes: dropped * 1000,
         marked_packets: 0,
     };
-    c
+    u
 }
 
 fn at(secs: i64) -> SystemTime {
@@ -75,17 +79,21 @@ fn differences_add_up_over_a_restart_and_nothing_is_counted_twice() {
     let dir = Dir::new("restart");
     {
         let h = History::open(&dir.db(), "run-1", Retention::default()).expect("open");
-        h.record(at(T0), &labels(1000, 50), &[("alice".into(), sub(800, 0))]);
+        h.record(
+            at(T0),
+            &labels(1000, 50),
+            &[("alice".into(), 0, sub(800, 0))],
+        );
         h.record(
             at(T0 + 30),
             &labels(5000, 80),
-            &[("alice".into(), sub(4000, 2))],
+            &[("alice".into(), 0, sub(4000, 2))],
         );
         // A flow's bytes moved from unknown to bittorrent: unknown goes down.
         h.record(
             at(T0 + 90),
             &labels(9000, 20),
-            &[("alice".into(), sub(7000, 3))],
+            &[("alice".into(), 0, sub(7000, 3))],
         );
         h.flush().expect("flush");
     }
@@ -102,7 +110,7 @@ fn differences_add_up_over_a_restart_and_nothing_is_counted_twice() {
         h.record(
             at(T0 + 200),
             &labels(300, 5),
-            &[("alice".into(), sub(250, 1))],
+            &[("alice".into(), 0, sub(250, 1))],
         );
         // Not flushed yet: queries see the pending part too.
         let rows = h.sum(0, i64::MAX, None, Which::Labels).expect("sum");
@@ -115,6 +123,16 @@ fn differences_add_up_over_a_restart_and_nothing_is_counted_twice() {
         assert_eq!(total(&alice, "p2p", 1).bytes, 7250);
         assert_eq!(total(&alice, "p2p", 1).dropped_packets, 4);
         assert_eq!(total(&alice, "p2p", 1).dropped_bytes, 4000);
+        assert!(
+            alice.iter().all(|r| !r.key.name.starts_with(LABEL_ROW)),
+            "class rows only"
+        );
+        let labels = h
+            .sum(0, i64::MAX, None, Which::SubscriberLabels("alice"))
+            .expect("sum");
+        assert_eq!(total(&labels, "bittorrent", 1).bytes, 7250);
+        assert_eq!(total(&labels, "bittorrent", 1).packets, 7);
+        assert_eq!(labels.len(), 1, "one label row: {labels:?}");
         h.flush().expect("flush");
     }
     {
@@ -124,18 +142,58 @@ fn differences_add_up_over_a_restart_and_nothing_is_counted_twice() {
         h.record(
             at(T0 + 260),
             &labels(300, 5),
-            &[("alice".into(), sub(250, 1))],
+            &[("alice".into(), 0, sub(250, 1))],
         );
         h.record(
             at(T0 + 270),
             &labels(400, 5),
-            &[("alice".into(), sub(350, 1))],
+            &[("alice".into(), 0, sub(350, 1))],
         );
         let rows = h.sum(0, i64::MAX, None, Which::Labels).expect("sum");
         assert_eq!(total(&rows, "bittorrent", 1).bytes, 9400);
         let alice = h.sum(0, i64::MAX, None, Which::Subscribers).expect("sum");
         assert_eq!(total(&alice, "p2p", 1).bytes, 7350);
+        let labels = h
+            .sum(0, i64::MAX, None, Which::SubscribersLabels)
+            .expect("sum");
+        assert_eq!(total(&labels, "bittorrent", 1).bytes, 7350);
     }
+}
+
+#[test]
+fn subscriber_label_rows_follow_the_index_and_take_relabel_moves() {
+    let dir = Dir::new("labels");
+    let h = History::open(&dir.db(), "i", Retention::default()).expect("open");
+    let reading = |unknown: u64, bt: u64| {
+        let mut u = SubUsage::default();
+        u.labels[Label::Unknown.id() as usize][0].bytes = unknown;
+        u.labels[Label::Bittorrent.id() as usize][0].bytes = bt;
+        u
+    };
+    h.record_subscribers(at(T0), &[("alice".into(), 3, reading(500, 0))]);
+    // The flow is labelled: its 500 bytes move, and 100 more come.
+    h.record_subscribers(at(T0 + 1), &[("alice".into(), 3, reading(0, 600))]);
+    let labels = h
+        .sum(0, i64::MAX, None, Which::SubscriberLabels("alice"))
+        .expect("sum");
+    assert_eq!(total(&labels, "unknown", 0).bytes, 0);
+    assert_eq!(total(&labels, "bittorrent", 0).bytes, 600);
+    let classes = h
+        .sum(0, i64::MAX, None, Which::Subscriber("alice"))
+        .expect("sum");
+    assert_eq!(total(&classes, "other", 0).bytes, 0);
+    assert_eq!(total(&classes, "p2p", 0).bytes, 600);
+    // Alice leaves, bob gets index 3: the kernel counts on from alice's figures, and bob
+    // gets only what came after.
+    h.record_subscribers(at(T0 + 2), &[("bob".into(), 3, reading(0, 650))]);
+    let bob = h
+        .sum(0, i64::MAX, None, Which::SubscriberLabels("bob"))
+        .expect("sum");
+    assert_eq!(total(&bob, "bittorrent", 0).bytes, 50);
+    let all = h
+        .sum(0, i64::MAX, None, Which::SubscribersLabels)
+        .expect("sum");
+    assert_eq!(total(&all, "bittorrent", 0).bytes, 650, "counted once");
 }
 
 #[test]
@@ -192,7 +250,7 @@ fn old_minutes_roll_up_into_hours_and_old_hours_go() {
         h.record(
             at(t),
             &labels(100 * n, 0),
-            &[("bob".into(), sub(10 * n, 0))],
+            &[("bob".into(), 1, sub(10 * n, 0))],
         );
         t += 1200;
     }
@@ -296,17 +354,20 @@ fn a_store_of_another_schema_is_refused() {
 }
 
 #[test]
-fn label_differences_are_signed_and_subscriber_restarts_count_whole() {
-    let k = |s: &str| Key {
-        subscriber: s.into(),
-        name: "x".into(),
-        dir: 0,
-    };
+fn label_differences_are_signed() {
     let v = |bytes| Values {
         bytes,
         ..Values::default()
     };
-    assert_eq!(difference(&k(ALL), &v(100), &v(40)).bytes, -60);
-    assert_eq!(difference(&k("alice"), &v(100), &v(140)).bytes, 40);
-    assert_eq!(difference(&k("alice"), &v(100), &v(40)).bytes, 40);
+    assert_eq!(difference(&v(100), &v(40)).bytes, -60);
+    assert_eq!(difference(&v(100), &v(140)).bytes, 40);
+}
+
+#[test]
+fn subscriber_readings_survive_the_store_as_bytes() {
+    let mut u = sub(123_456, 7);
+    u.labels[Label::Dns.id() as usize][0].packets = u64::MAX;
+    u.policy[3][0].marked_packets = 42;
+    assert_eq!(usage_from_bytes(&usage_to_bytes(&u)), Some(u));
+    assert_eq!(usage_from_bytes(&[0; 10]), None);
 }

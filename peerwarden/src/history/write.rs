@@ -7,12 +7,15 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use peerwarden_common::{label::ALL_LABELS, policy::SubCounter};
+use peerwarden_common::{
+    label::{ALL_LABELS, Label},
+    policy::{SUB_CLASSES, SubUsage},
+};
 use rusqlite::params;
 
 use super::{
-    ALL, CLASS_NAMES, FLUSH_EVERY, History, HistoryError, Key, ROLLUP_EVERY, Values, Writer,
-    difference, lock, minute_of, unix,
+    ALL, CLASS_NAMES, FLUSH_EVERY, History, HistoryError, Key, LABEL_ROW, ROLLUP_EVERY, Values,
+    Writer, difference, lock, minute_of, unix, usage_to_bytes,
 };
 use crate::probe::LabelCounters;
 
@@ -30,13 +33,13 @@ ON CONFLICT (sub, t, name, dir) DO UPDATE SET
 
 impl History {
     /// Records one reading taken at `at`: the kernel's per-label counters and, per
-    /// subscriber, its per-class counters accumulated over this instance (see
-    /// `subscribers.rs`). Writes when [`FLUSH_EVERY`] has passed since the last write.
+    /// subscriber (id, kernel index), the kernel's counters of its index. Writes when
+    /// [`FLUSH_EVERY`] has passed since the last write.
     pub fn record(
         &self,
         at: SystemTime,
         labels: &LabelCounters,
-        subscribers: &[(String, [[SubCounter; 2]; 4])],
+        subscribers: &[(String, u32, SubUsage)],
     ) {
         self.record_labels(at, labels);
         self.record_subscribers(at, subscribers);
@@ -69,7 +72,7 @@ impl History {
                 if before == Some(now) {
                     continue;
                 }
-                let delta = difference(&key, &before.unwrap_or_default(), &now);
+                let delta = difference(&before.unwrap_or_default(), &now);
                 if !delta.is_zero() {
                     pending
                         .entry((minute, key.clone()))
@@ -84,48 +87,73 @@ impl History {
         self.flush_if_due(&mut w);
     }
 
-    /// Records per-subscriber counters read at `at`: per id, its per-class counters
-    /// accumulated over this instance (see `subscribers.rs`).
-    pub fn record_subscribers(
-        &self,
-        at: SystemTime,
-        subscribers: &[(String, [[SubCounter; 2]; 4])],
-    ) {
+    /// Records per-subscriber counters read at `at`: per subscriber id, the kernel index
+    /// it owns and the kernel's (absolute) counters of that index. The difference to the
+    /// last reading of the index (none yet in this instance of the counters: zero, where
+    /// new counters start) goes to the id that owns it now, as rows per label (named
+    /// [`LABEL_ROW`] + label) and per class (the class's labels summed, with the policy's
+    /// drops and marks). An index that changed hands between two readings gives the new
+    /// owner that second.
+    pub fn record_subscribers(&self, at: SystemTime, subscribers: &[(String, u32, SubUsage)]) {
         let minute = minute_of(unix(at));
         let mut w = lock(&self.writer);
         let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
         let Writer {
-            last_subs, dirty, ..
+            last_usage,
+            dirty_usage,
+            ..
         } = &mut *w;
-        for (id, classes) in subscribers {
-            let known = last_subs.contains_key(id.as_str());
-            let before = last_subs.get(id.as_str()).copied().unwrap_or_default();
-            let mut after = before;
-            for (c, dirs) in classes.iter().enumerate() {
-                for (d, counter) in dirs.iter().enumerate() {
-                    let now = Values::of_sub(counter);
-                    if known && before[c][d] == now {
+        let zero = SubUsage::default();
+        for (id, index, now) in subscribers {
+            let before = last_usage.get(index).unwrap_or(&zero);
+            if before == now {
+                continue;
+            }
+            let mut classes = [[Values::default(); 2]; SUB_CLASSES];
+            let mut put = |name: String, d: usize, v: Values| {
+                let key = Key {
+                    subscriber: id.clone(),
+                    name,
+                    dir: d as u8,
+                };
+                pending.entry((minute, key)).or_default().add(&v);
+            };
+            for (l, (n, b)) in now.labels.iter().zip(before.labels.iter()).enumerate() {
+                for d in 0..2 {
+                    let v = Values {
+                        bytes: n[d].bytes.wrapping_sub(b[d].bytes) as i64,
+                        packets: n[d].packets.wrapping_sub(b[d].packets) as i64,
+                        ..Values::default()
+                    };
+                    if v.is_zero() {
                         continue;
                     }
-                    let key = Key {
-                        subscriber: id.clone(),
-                        name: CLASS_NAMES[c].into(),
-                        dir: d as u8,
-                    };
-                    let delta = difference(&key, &before[c][d], &now);
-                    if !delta.is_zero() {
-                        pending
-                            .entry((minute, key.clone()))
-                            .or_default()
-                            .add(&delta);
-                    }
-                    after[c][d] = now;
-                    dirty.push(key);
+                    let label = Label::from_id(l as u16);
+                    classes[label.class() as usize % SUB_CLASSES][d].add(&v);
+                    put(format!("{LABEL_ROW}{}", label.name()), d, v);
                 }
             }
-            if !known || after != before {
-                last_subs.insert(id.clone(), after);
+            for (c, (n, b)) in now.policy.iter().zip(before.policy.iter()).enumerate() {
+                for d in 0..2 {
+                    classes[c][d].add(&Values {
+                        dropped_packets: n[d].dropped_packets.wrapping_sub(b[d].dropped_packets)
+                            as i64,
+                        dropped_bytes: n[d].dropped_bytes.wrapping_sub(b[d].dropped_bytes) as i64,
+                        marked_packets: n[d].marked_packets.wrapping_sub(b[d].marked_packets)
+                            as i64,
+                        ..Values::default()
+                    });
+                }
             }
+            for (c, dirs) in classes.iter().enumerate() {
+                for (d, v) in dirs.iter().enumerate() {
+                    if !v.is_zero() {
+                        put(CLASS_NAMES[c].to_string(), d, *v);
+                    }
+                }
+            }
+            last_usage.insert(*index, *now);
+            dirty_usage.push(*index);
         }
         drop(pending);
         self.flush_if_due(&mut w);
@@ -160,14 +188,15 @@ impl History {
     /// they bring the store up to. The pending map is cleared only once it commits.
     fn write(&self, w: &mut Writer) -> Result<(), HistoryError> {
         let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
-        if pending.is_empty() && w.dirty.is_empty() {
+        if pending.is_empty() && w.dirty.is_empty() && w.dirty_usage.is_empty() {
             return Ok(());
         }
         let Writer {
             conn,
             last,
-            last_subs,
+            last_usage,
             dirty,
+            dirty_usage,
             ids,
             ..
         } = w;
@@ -223,17 +252,9 @@ impl History {
             dirty.sort();
             dirty.dedup();
             for key in dirty.iter() {
-                let v = if key.subscriber == ALL {
-                    last.get(key).copied()
-                } else {
-                    let c = CLASS_NAMES.iter().position(|n| *n == key.name);
-                    c.and_then(|c| {
-                        last_subs
-                            .get(key.subscriber.as_str())
-                            .map(|s| s[c][usize::from(key.dir.min(1))])
-                    })
+                let Some(v) = last.get(key).copied() else {
+                    continue;
                 };
-                let Some(v) = v else { continue };
                 let sub = sub_of(&key.subscriber)?;
                 put.execute(params![
                     sub,
@@ -249,6 +270,19 @@ impl History {
                 .map_err(self.sql("saving a reading"))?;
             }
         }
+        {
+            let mut put = tx
+                .prepare_cached("INSERT OR REPLACE INTO usage_reading (idx, data) VALUES (?1, ?2)")
+                .map_err(self.sql("saving a subscriber reading"))?;
+            dirty_usage.sort_unstable();
+            dirty_usage.dedup();
+            for idx in dirty_usage.iter() {
+                if let Some(u) = last_usage.get(idx) {
+                    put.execute(params![idx, usage_to_bytes(u)])
+                        .map_err(self.sql("saving a subscriber reading"))?;
+                }
+            }
+        }
         if let Err(source) = tx.commit() {
             // The transaction rolled back: subscriber ids it added are not in the file.
             ids.clear();
@@ -260,6 +294,7 @@ impl History {
         }
         pending.clear();
         dirty.clear();
+        dirty_usage.clear();
         self.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

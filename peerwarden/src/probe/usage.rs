@@ -1,0 +1,139 @@
+//! The per-subscriber counter array (`SUB_COUNTERS`, one [`SubUsage`] per subscriber
+//! index) read through a shared memory mapping of the map: the kernel array is
+//! `BPF_F_MMAPABLE`, so reading a subscriber is a copy of 896 bytes out of our address
+//! space, with no system call (the per-CPU array it replaces took 8 lookups, one syscall
+//! each, about 13 us per subscriber). The kernel updates the entries with atomic adds;
+//! each 8-byte counter is read with one atomic load, so no counter is ever torn (two
+//! counters of one reading may be a packet apart, as with any live reading).
+
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _},
+    ptr::NonNull,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use aya::maps::MapData;
+use peerwarden_common::policy::{BPF_F_MMAPABLE, SubUsage};
+
+/// Words of one entry.
+const WORDS: usize = std::mem::size_of::<SubUsage>() / 8;
+const _: () = assert!(std::mem::size_of::<SubUsage>() % 8 == 0);
+
+/// Why the array could not be mapped.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageMapError {
+    /// The kernel's description of the map could not be read.
+    #[error("reading the map's info: {0}")]
+    Info(#[from] aya::maps::MapError),
+    /// Not the map this build expects (an object of another build).
+    #[error(
+        "the map is not an mmapable array of {expected}-byte values (flags {flags:#x}, value size {value_size})"
+    )]
+    Shape {
+        expected: usize,
+        flags: u32,
+        value_size: u32,
+    },
+    /// `mmap` failed.
+    #[error("mapping {bytes} bytes of the map: {source}")]
+    Mmap {
+        bytes: usize,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A read-only mapping of the per-subscriber counter array.
+pub struct UsageMap {
+    /// Keeps the map (and so the mapping's object) alive.
+    _map: MapData,
+    base: NonNull<AtomicU64>,
+    len: usize,
+    entries: u32,
+}
+
+// SAFETY: the mapping is only read, through atomic loads; the kernel writes it with atomic
+// adds. Sharing it between threads is sharing read-only access to atomics.
+unsafe impl Send for UsageMap {}
+// SAFETY: as above.
+unsafe impl Sync for UsageMap {}
+
+impl UsageMap {
+    /// Maps `map` (the `SUB_COUNTERS` array) read-only into memory.
+    pub fn new(map: MapData) -> Result<UsageMap, UsageMapError> {
+        let info = map.info()?;
+        let expected = std::mem::size_of::<SubUsage>();
+        if info.map_flags() & BPF_F_MMAPABLE == 0 || info.value_size() as usize != expected {
+            return Err(UsageMapError::Shape {
+                expected,
+                flags: info.map_flags(),
+                value_size: info.value_size(),
+            });
+        }
+        let entries = info.max_entries();
+        // The kernel lays the values out from offset 0, `round_up(value_size, 8)` apart.
+        let bytes = entries as usize * expected;
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .unwrap_or(4096)
+            .max(1);
+        let len = bytes.div_ceil(page) * page;
+        // SAFETY: a fresh shared read-only mapping of the map's fd; the kernel checks `len`
+        // against the map's size and refuses what does not fit.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(UsageMapError::Mmap {
+                bytes: len,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let base = NonNull::new(p.cast::<AtomicU64>()).ok_or(UsageMapError::Mmap {
+            bytes: len,
+            source: std::io::Error::other("mmap returned null"),
+        })?;
+        Ok(UsageMap {
+            _map: map,
+            base,
+            len,
+            entries,
+        })
+    }
+
+    /// Entries (subscriber indexes) the array holds.
+    pub fn entries(&self) -> u32 {
+        self.entries
+    }
+
+    /// The counters of subscriber `index`, `None` past the end.
+    pub fn get(&self, index: u32) -> Option<SubUsage> {
+        if index >= self.entries {
+            return None;
+        }
+        let mut words = [0u64; WORDS];
+        let start = index as usize * WORDS;
+        for (i, w) in words.iter_mut().enumerate() {
+            // SAFETY: start + i < entries * WORDS, inside the mapping, 8-aligned (the mapping
+            // is page-aligned and entries are 896 bytes apart); AtomicU64 has u64's layout.
+            *w = unsafe { &*self.base.as_ptr().add(start + i) }.load(Ordering::Relaxed);
+        }
+        // SAFETY: SubUsage is repr(C), 112 u64 words with no padding; every bit pattern is
+        // valid (it is Pod).
+        Some(unsafe { std::mem::transmute::<[u64; WORDS], SubUsage>(words) })
+    }
+}
+
+impl Drop for UsageMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
