@@ -59,6 +59,8 @@ pub enum CompileError {
 #[derive(Debug, Default)]
 pub struct SubscriberIndex {
     by_id: HashMap<String, u32>,
+    /// The id of each index in use (the reverse of `by_id`), for reports.
+    by_index: Vec<Option<String>>,
     free: Vec<u32>,
     next: u32,
 }
@@ -78,6 +80,11 @@ impl SubscriberIndex {
             None => return Err(CompileError::TooManySubscribers(max)),
         };
         self.by_id.insert(id.to_string(), i);
+        let slot = i as usize;
+        if self.by_index.len() <= slot {
+            self.by_index.resize(slot + 1, None);
+        }
+        self.by_index[slot] = Some(id.to_string());
         Ok(i)
     }
 
@@ -93,17 +100,18 @@ impl SubscriberIndex {
             .collect();
         for id in gone {
             if let Some(i) = self.by_id.remove(&id) {
+                if let Some(slot) = self.by_index.get_mut(i as usize) {
+                    *slot = None;
+                }
                 self.free.push(i);
             }
         }
     }
 
-    /// The id of an index, for reports.
+    /// The id of an index, for reports. A lookup, not a search: the daemon asks for every
+    /// index after each reload.
     pub fn id_of(&self, index: u32) -> Option<&str> {
-        self.by_id
-            .iter()
-            .find(|(_, i)| **i == index)
-            .map(|(id, _)| id.as_str())
+        self.by_index.get(index as usize)?.as_deref()
     }
 }
 
@@ -452,6 +460,31 @@ default_plan: home
         let a = compile(&policy(), Weekday::Mon, 0, &mut index, 16).expect("compiles");
         let b = compile(&policy(), Weekday::Mon, 0, &mut index, 16).expect("compiles");
         assert_eq!(a.subscribers, b.subscribers);
+        for (id, i) in &a.subscribers {
+            assert_eq!(index.id_of(*i), Some(id.as_str()));
+        }
+        // alice leaves, carol arrives: carol gets a new index, alice's is freed; dave,
+        // arriving next, gets alice's old one.
+        let alice = index.by_id["alice"];
+        let with = |who: &str| {
+            peerwarden_policies::load_str(&POLICY.replace("id: alice", who), "t.yaml")
+                .expect("valid")
+        };
+        let c = compile(&with("id: carol"), Weekday::Mon, 0, &mut index, 16).expect("compiles");
+        let carol = c
+            .subscribers
+            .iter()
+            .find(|(id, _)| id == "carol")
+            .expect("carol")
+            .1;
+        assert_ne!(carol, alice);
+        assert_eq!(index.id_of(alice), None);
+        assert_eq!(index.id_of(carol), Some("carol"));
+        compile(&with("id: dave"), Weekday::Mon, 0, &mut index, 16).expect("compiles");
+        assert_eq!(index.id_of(alice), Some("dave"));
+        assert_eq!(index.id_of(carol), None);
+        assert_eq!(index.id_of(index.by_id["bob"]), Some("bob"));
+        assert_eq!(index.id_of(99), None);
         let mut small = SubscriberIndex::default();
         assert!(matches!(
             compile(&policy(), Weekday::Mon, 0, &mut small, 1),
