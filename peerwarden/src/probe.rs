@@ -584,6 +584,22 @@ impl Probe {
         Ok(out)
     }
 
+    /// The flow table's entry for `key`, if it holds one: one lookup, not a walk of the
+    /// table (tests that run thousands of cases check each case's flow this way).
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowValue>, ProbeError> {
+        let map: HashMap<&MapData, FlowKey, FlowValue> = HashMap::try_from(
+            self.ebpf
+                .map(MAP_FLOWS)
+                .ok_or(ProbeError::Missing(MAP_FLOWS))?,
+        )
+        .map_err(map_err(MAP_FLOWS))?;
+        match map.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(MAP_FLOWS)(e)),
+        }
+    }
+
     /// Every entry of the flow table. Entries that vanish while the table is walked (LRU
     /// eviction) are skipped.
     pub fn flows(&self) -> Result<Vec<(FlowKey, FlowValue)>, ProbeError> {
