@@ -26,8 +26,16 @@ pub const MAX_FLOW_TABLE_SIZE: u32 = 1 << 26;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The gateway's two interfaces.
+    /// `inline` (default): on the gateway's two interfaces, policies enforced. `observe`:
+    /// on one mirror (SPAN) port, classify and report only, every packet passed unchanged.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The gateway's two interfaces (inline), or the mirror port (observe).
     pub interfaces: Interfaces,
+    /// Observe mode: the subscriber side's networks (CIDR); a packet from one goes up, one
+    /// to one goes down. The policy's subscriber prefixes are added to them.
+    #[serde(default)]
+    pub subscriber_networks: Vec<String>,
     /// A named network namespace (`ip netns`) holding the interfaces. The API socket is
     /// bound in the namespace the daemon starts in, before it enters this one.
     #[serde(default)]
@@ -118,14 +126,41 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
+/// How the daemon sees the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// In the path on `downlink` and `uplink`: classify, count, enforce the policy.
+    #[default]
+    Inline,
+    /// On a mirror port (`mirror`): classify and count; the policy is never applied to a
+    /// packet (its decisions are counted as `observe_would_drop`).
+    Observe,
+}
+
+impl Mode {
+    /// `inline` or `observe`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Inline => "inline",
+            Mode::Observe => "observe",
+        }
+    }
+}
+
 /// The gateway's interfaces.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Interfaces {
-    /// Towards the subscribers.
+    /// Towards the subscribers (inline).
+    #[serde(default)]
     pub downlink: String,
-    /// Towards the internet.
+    /// Towards the internet (inline).
+    #[serde(default)]
     pub uplink: String,
+    /// The mirror (SPAN) port with copies of both directions (observe).
+    #[serde(default)]
+    pub mirror: Option<String>,
 }
 
 /// The REST API's settings.
@@ -240,10 +275,20 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        for (key, name) in [
-            ("interfaces.downlink", &config.interfaces.downlink),
-            ("interfaces.uplink", &config.interfaces.uplink),
-        ] {
+        check_mode(&config).map_err(invalid)?;
+        let names = match config.mode {
+            Mode::Inline => vec![
+                ("interfaces.downlink", &config.interfaces.downlink),
+                ("interfaces.uplink", &config.interfaces.uplink),
+            ],
+            Mode::Observe => config
+                .interfaces
+                .mirror
+                .iter()
+                .map(|m| ("interfaces.mirror", m))
+                .collect(),
+        };
+        for (key, name) in names {
             // IFNAMSIZ is 16 with the terminating NUL.
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
                 return Err(invalid(format!(
@@ -251,7 +296,7 @@ impl Config {
                 )));
             }
         }
-        if config.interfaces.downlink == config.interfaces.uplink {
+        if config.mode == Mode::Inline && config.interfaces.downlink == config.interfaces.uplink {
             return Err(invalid(format!(
                 "interfaces: downlink and uplink are both {:?}; they must be two interfaces",
                 config.interfaces.downlink
@@ -315,15 +360,95 @@ impl Config {
     }
 
     /// The instance name: `instance`, or the default made of the namespace and the
-    /// interfaces.
+    /// interfaces (the mirror port in observe mode).
     pub fn instance_name(&self) -> String {
         self.instance.clone().unwrap_or_else(|| {
-            crate::pin::default_name(
-                self.netns.as_deref(),
-                &self.interfaces.downlink,
-                &self.interfaces.uplink,
-            )
+            let i = &self.interfaces;
+            let (a, b) = match &i.mirror {
+                Some(m) if i.downlink.is_empty() => (m.as_str(), "observe"),
+                _ => (i.downlink.as_str(), i.uplink.as_str()),
+            };
+            crate::pin::default_name(self.netns.as_deref(), a, b)
         })
+    }
+}
+
+/// Which interfaces each mode needs, and the subscriber networks of observe mode.
+fn check_mode(c: &Config) -> Result<(), String> {
+    let i = &c.interfaces;
+    match c.mode {
+        Mode::Inline => {
+            if i.downlink.is_empty() || i.uplink.is_empty() {
+                return Err(
+                    "interfaces: inline mode needs both downlink and uplink (or set mode: observe with interfaces: { mirror: IFACE })"
+                        .into(),
+                );
+            }
+            if i.mirror.is_some() {
+                return Err(
+                    "interfaces.mirror: only for mode: observe (inline mode uses downlink and uplink)"
+                        .into(),
+                );
+            }
+            if !c.subscriber_networks.is_empty() {
+                return Err(
+                    "subscriber_networks: only for mode: observe (inline mode knows the direction from the interface)"
+                        .into(),
+                );
+            }
+        }
+        Mode::Observe => {
+            if i.mirror.is_none() {
+                return Err(
+                    "interfaces: observe mode needs the mirror port: interfaces: { mirror: IFACE }"
+                        .into(),
+                );
+            }
+            if !i.downlink.is_empty() || !i.uplink.is_empty() {
+                return Err(
+                    "interfaces: observe mode uses only the mirror port; remove downlink and uplink"
+                        .into(),
+                );
+            }
+            if c.subscriber_networks.is_empty() && c.policy.is_none() {
+                return Err(
+                    "subscriber_networks: observe mode needs the subscribers' networks (e.g. [100.64.0.0/10]) or a policy with their prefixes, to tell up from down"
+                        .into(),
+                );
+            }
+        }
+    }
+    for n in &c.subscriber_networks {
+        use peerwarden_policies::PrefixError;
+        let why = match n.parse::<peerwarden_policies::Prefix>() {
+            Ok(_) => continue,
+            Err(PrefixError::Syntax) => "expected ADDRESS/LENGTH".to_string(),
+            Err(PrefixError::LengthTooLong { max }) => format!("the length is at most {max}"),
+            Err(PrefixError::HostBits { network }) => {
+                format!("host bits set; did you mean {network}?")
+            }
+        };
+        return Err(format!(
+            "subscriber_networks: {n:?} is not a network ({why})"
+        ));
+    }
+    let max = peerwarden_common::observe::MAX_OBSERVE_NETWORKS as usize;
+    if c.subscriber_networks.len() > max {
+        return Err(format!(
+            "subscriber_networks: {} networks; at most {max}",
+            c.subscriber_networks.len()
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The configured subscriber networks (validated by [`Config::parse`]).
+    pub fn subscriber_networks(&self) -> Vec<peerwarden_policies::Prefix> {
+        self.subscriber_networks
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect()
     }
 }
 
@@ -396,6 +521,72 @@ mod tests {
             ))
             .unwrap_err();
             assert!(e.to_string().contains(needle), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn observe_mode_needs_the_mirror_and_the_subscriber_networks() {
+        let c = parse("interfaces: { downlink: a, uplink: b }\n").expect("valid");
+        assert_eq!(c.mode, Mode::Inline);
+        let c = parse(
+            "mode: observe\ninterfaces: { mirror: tap0 }\n\
+             subscriber_networks: [100.64.0.0/10, \"2001:db8:1::/48\"]\n",
+        )
+        .expect("valid");
+        assert_eq!(c.mode, Mode::Observe);
+        assert_eq!(c.interfaces.mirror.as_deref(), Some("tap0"));
+        let nets: Vec<String> = c
+            .subscriber_networks()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(nets, ["100.64.0.0/10", "2001:db8:1::/48"]);
+        // A policy alone gives the networks too.
+        let c =
+            parse("mode: observe\ninterfaces: { mirror: tap0 }\npolicy: /p.yaml\n").expect("valid");
+        assert!(c.subscriber_networks().is_empty());
+        for (text, needle) in [
+            (
+                "mode: observe\ninterfaces: { downlink: a, uplink: b }\nsubscriber_networks: [100.64.0.0/10]",
+                "observe mode needs the mirror port",
+            ),
+            (
+                "mode: observe\ninterfaces: { mirror: t, downlink: a }\nsubscriber_networks: [100.64.0.0/10]",
+                "remove downlink and uplink",
+            ),
+            (
+                "mode: observe\ninterfaces: { mirror: t }",
+                "subscriber_networks: observe mode needs",
+            ),
+            (
+                "mode: observe\ninterfaces: { mirror: t }\nsubscriber_networks: [100.64.1.10/8]",
+                "did you mean 100.0.0.0/8",
+            ),
+            (
+                "mode: observe\ninterfaces: { mirror: t }\nsubscriber_networks: [subscribers]",
+                "\"subscribers\" is not a network",
+            ),
+            (
+                "mode: observe\ninterfaces: { mirror: \"no such/if\" }\nsubscriber_networks: [100.64.0.0/10]",
+                "interfaces.mirror",
+            ),
+            (
+                "interfaces: { mirror: t }",
+                "inline mode needs both downlink and uplink",
+            ),
+            (
+                "interfaces: { downlink: a, uplink: b, mirror: t }",
+                "only for mode: observe",
+            ),
+            (
+                "interfaces: { downlink: a, uplink: b }\nsubscriber_networks: [100.64.0.0/10]",
+                "only for mode: observe",
+            ),
+            ("mode: tap\ninterfaces: { mirror: t }", "mode"),
+        ] {
+            let e = parse(&format!("{text}\n")).unwrap_err();
+            assert!(e.to_string().contains(needle), "{text}: {e}");
+            assert!(!e.to_string().contains('\n'), "one line: {e}");
         }
     }
 

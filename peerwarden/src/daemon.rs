@@ -16,10 +16,11 @@ use tracing::{error, info, warn};
 
 use crate::{
     api,
-    config::Config,
+    config::{Config, Mode},
     deep::{self, DeepState},
     enforce::Enforcer,
     history::{History, Retention},
+    observe,
     policy_store::{ApplyHook, PolicyStore, ReplaceError},
     preflight,
     pin::PinDir,
@@ -73,8 +74,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         preflight::enter_netns(ns)?;
     }
     let ns = config.netns.as_deref();
-    preflight::check_interface("downlink", &config.interfaces.downlink, ns)?;
-    preflight::check_interface("uplink", &config.interfaces.uplink, ns)?;
+    let observe = config.mode == Mode::Observe;
+    if !observe {
+        preflight::check_interface("downlink", &config.interfaces.downlink, ns)?;
+        preflight::check_interface("uplink", &config.interfaces.uplink, ns)?;
+    }
 
     // The policy is validated before anything touches the kernel: an invalid one refuses
     // the start with nothing attached.
@@ -130,6 +134,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => return Err(abandon(probe, e)),
     };
     let attached = (|| -> anyhow::Result<Vec<crate::probe::Attachment>> {
+        if observe {
+            // One program on the mirror port; no TC programs, no shaping.
+            return Ok(vec![observe::attach(&mut probe, &config, ns)?]);
+        }
         let mut attachments = vec![
             probe.attach(PROG_DOWNLINK, &config.interfaces.downlink)?,
             probe.attach(PROG_UPLINK, &config.interfaces.uplink)?,
@@ -157,11 +165,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .context("clearing the adopted policy")?;
         info!("no policy configured: the adopted policy is cleared");
     }
-    let shaper = Shaper::new(&config.interfaces.uplink, &config.interfaces.downlink)
+    let shaper = (!observe)
+        .then(|| Shaper::new(&config.interfaces.uplink, &config.interfaces.downlink))
+        .transpose()
         .context("setting up shaping")?;
+    let observe_nets = observe.then(|| config.subscriber_networks());
+    if let Some(nets) = &observe_nets {
+        observe::set_networks(&probe, nets, None)?;
+    }
     let probe = Arc::new(probe);
     let clock = Arc::new(PolicyClock::default());
-    let enforcer = Arc::new(Enforcer::new(probe.clone(), clock.clone()).with_shaper(shaper));
+    let enforcer = Enforcer::new(probe.clone(), clock.clone());
+    let enforcer = Arc::new(match shaper {
+        Some(shaper) => enforcer.with_shaper(shaper),
+        None => enforcer,
+    });
     // PUT /api/v1/clock re-evaluates the schedules at once. Weak: the clock lives in the
     // state, which must not keep the enforcer (and so the probe) alive at shutdown.
     clock.set_reevaluate({
@@ -170,7 +188,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     });
     let hook: ApplyHook = {
         let enforcer = enforcer.clone();
-        Box::new(move |policy| enforcer.apply(policy))
+        let probe = probe.clone();
+        Box::new(move |policy| {
+            // Observe mode: the policy's subscribers give packets their direction too.
+            if let Some(nets) = &observe_nets {
+                observe::set_networks(&probe, nets, Some(policy))?;
+            }
+            enforcer.apply(policy)
+        })
     };
     let store = PolicyStore::new(Some(hook));
     if let Some((source, origin)) = initial_policy
@@ -197,6 +222,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         clock: clock.clone(),
     }));
     let _ = state.history_store.set(Arc::new(history));
+    if let Some(mirror) = config.interfaces.mirror.as_ref().filter(|_| observe) {
+        let _ = state.observe_mirror.set(mirror.clone());
+        info!(mirror = %mirror, "observe-only mode: every packet is passed unchanged");
+    }
     state
         .subscriber_series_limit
         .store(config.metrics.subscriber_series_limit, Ordering::Relaxed);

@@ -13,6 +13,7 @@ pub mod enforce;
 pub mod history;
 pub mod lab;
 pub mod pin;
+pub mod observe;
 pub mod policy_store;
 pub mod preflight;
 pub mod probe;

@@ -3,6 +3,7 @@
 //! its maps.
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
 
 use std::sync::Mutex;
 
@@ -20,9 +21,11 @@ use peerwarden_common::{
     CounterValue, Direction, FlowKey, FlowValue,
     deep::Verdict,
     label::ALL_LABELS,
+    observe::{ALL_OBSERVE_STATS, MAX_OBSERVE_NETWORKS},
     policy::{
-        DEFAULT_MAX_SUBSCRIBERS, MAX_PLANS, PlanSlots, PolicyControl, RULE_SLOTS, RULES_PER_SET,
-        Rule, SUB_COUNTER_SLOTS, SubCounter, SubUsage, SubscriberRef,
+        ACTION_MARK, ACTION_NONE, DEFAULT_MAX_SUBSCRIBERS, MAX_PLANS, PlanSlots, PolicyControl,
+        RULE_SLOTS, RULES_PER_SET, Rule, SUB_COUNTER_SLOTS, SubCounter, SubUsage,
+        SubscriberRef,
     },
     stats::{ALL_STATS, STAT_SLOTS, counter_index},
 };
@@ -44,6 +47,8 @@ pub const PROG_DOWNLINK: &str = "xdp_downlink";
 pub const PROG_UPLINK: &str = "xdp_uplink";
 /// A bare XDP_PASS program, the benchmark's baseline.
 pub const PROG_PASS: &str = "xdp_pass";
+/// Observe-only mode: on a mirror port, copies of both directions, every frame passed.
+pub const PROG_OBSERVE: &str = "xdp_observe";
 /// TC egress on the uplink: steers shaped flows into HTB classes.
 pub const PROG_TC_UPLINK: &str = "tc_uplink_egress";
 /// TC egress on the downlink.
@@ -61,6 +66,9 @@ const MAP_PLANS: &str = "PLANS";
 const MAP_RULES: &str = "RULES";
 const MAP_BUCKETS: &str = "BUCKETS";
 const MAP_SUB_COUNTERS: &str = "SUB_COUNTERS";
+const MAP_OBSERVE_V4: &str = "OBSERVE_V4";
+const MAP_OBSERVE_V6: &str = "OBSERVE_V6";
+const MAP_OBSERVE_STATS: &str = "OBSERVE_STATS";
 
 /// The `max_entries` the config sets: the flow table, and the policy maps by subscribers
 /// (two sets, a few prefixes per subscriber).
@@ -152,6 +160,9 @@ pub enum ProbeError {
         program: &'static str,
         detail: String,
     },
+    /// More subscriber networks than the observe program's tries hold.
+    #[error("more than {0} subscriber networks of one address family for observe mode")]
+    TooManyNetworks(u32),
 }
 
 /// How a program ended up attached.
@@ -182,8 +193,20 @@ pub struct Probe {
     policy: Mutex<PolicyMaps>,
     sub_counters: UsageMap,
     options: ProbeOptions,
+    /// Set by [`Probe::attach_observe`]: policies go in without DSCP rewrites, and the
+    /// statistics include the observe program's.
+    observe: bool,
+    observe_nets: Mutex<ObserveNets>,
     /// The instance's pin directory and the links held pinned ([`Probe::load_pinned`]).
     pins: Option<pinned::Pins>,
+}
+
+/// The observe program's subscriber networks and the keys they hold now.
+struct ObserveNets {
+    v4: LpmTrie<MapData, [u8; 4], u8>,
+    v6: LpmTrie<MapData, [u8; 16], u8>,
+    installed_v4: Vec<Key<[u8; 4]>>,
+    installed_v6: Vec<Key<[u8; 16]>>,
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> ProbeError {
@@ -240,7 +263,7 @@ impl Probe {
             }
         }
         let mut ebpf = loader.load(PROBE_OBJECT)?;
-        for name in [PROG_DOWNLINK, PROG_UPLINK, PROG_PASS] {
+        for name in [PROG_DOWNLINK, PROG_UPLINK, PROG_PASS, PROG_OBSERVE] {
             let prog: &mut Xdp = program_of(&mut ebpf, name)?;
             prog.load().map_err(program_err(name))?;
         }
@@ -267,6 +290,14 @@ impl Probe {
             aya::maps::Map::Array(data) => UsageMap::new(data)?,
             _ => return Err(ProbeError::Missing(MAP_SUB_COUNTERS)),
         };
+        let observe_nets = ObserveNets {
+            v4: LpmTrie::try_from(take(&mut ebpf, MAP_OBSERVE_V4)?)
+                .map_err(map_err(MAP_OBSERVE_V4))?,
+            v6: LpmTrie::try_from(take(&mut ebpf, MAP_OBSERVE_V6)?)
+                .map_err(map_err(MAP_OBSERVE_V6))?,
+            installed_v4: Vec::new(),
+            installed_v6: Vec::new(),
+        };
         Ok(Probe {
             ebpf,
             links: Vec::new(),
@@ -276,6 +307,8 @@ impl Probe {
             policy: Mutex::new(policy),
             sub_counters,
             options,
+            observe: false,
+            observe_nets: Mutex::new(observe_nets),
             pins: None,
         })
     }
@@ -369,6 +402,21 @@ impl Probe {
                 .map_err(map_err(MAP_PLANS))?;
         }
         for (i, rule) in &c.rules {
+            // Observe-only: the program must not change a frame, so no DSCP rewrites; a
+            // police or block still decides, and the observe program counts its drops.
+            let rule = if self.observe {
+                &Rule {
+                    action: if rule.action == ACTION_MARK {
+                        ACTION_NONE
+                    } else {
+                        rule.action
+                    },
+                    mark_too: 0,
+                    ..*rule
+                }
+            } else {
+                rule
+            };
             m.rules
                 .set(set * RULES_PER_SET + i, rule, 0)
                 .map_err(map_err(MAP_RULES))?;
@@ -457,6 +505,77 @@ impl Probe {
             program_id: None,
             adopted: false,
         })
+    }
+
+    /// Observe-only mode: policies installed from now on carry no DSCP rewrites (the
+    /// observe program must not change a frame), and [`Probe::stats`] reports the observe
+    /// program's statistics. Call it before installing a policy.
+    pub fn observe_only(&mut self) {
+        self.observe = true;
+    }
+
+    /// Whether [`Probe::observe_only`] was called.
+    pub fn is_observe_only(&self) -> bool {
+        self.observe
+    }
+
+    /// Observe-only mode on a mirror port: attaches `xdp_observe` to `interface` (native
+    /// XDP, generic as a fallback, as [`Probe::attach`]). The program sees copies of both
+    /// directions and passes every frame unchanged; see ebpf/src/observe.rs.
+    pub fn attach_observe(&mut self, interface: &str) -> Result<Attachment, ProbeError> {
+        self.observe_only();
+        self.attach(PROG_OBSERVE, interface)
+    }
+
+    /// Replaces the subscriber networks the observe program takes a packet's direction
+    /// from (source inside: up; destination inside: down). At most
+    /// [`MAX_OBSERVE_NETWORKS`] per family; duplicates are written once.
+    pub fn set_observe_networks(&self, nets: &[(IpAddr, u8)]) -> Result<(), ProbeError> {
+        let mut m = self.observe_nets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for (addr, len) in nets {
+            match addr {
+                IpAddr::V4(a) => v4.push(Key::new(u32::from(*len).min(32), a.octets())),
+                IpAddr::V6(a) => v6.push(Key::new(u32::from(*len).min(128), a.octets())),
+            }
+        }
+        if v4.len() > MAX_OBSERVE_NETWORKS as usize || v6.len() > MAX_OBSERVE_NETWORKS as usize {
+            return Err(ProbeError::TooManyNetworks(MAX_OBSERVE_NETWORKS));
+        }
+        // Add the new ones first, then remove what is gone: a network in both lists is
+        // never missing, so its packets keep their direction through a change.
+        for k in &v4 {
+            m.v4.insert(k, 1, 0).map_err(map_err(MAP_OBSERVE_V4))?;
+        }
+        for k in &v6 {
+            m.v6.insert(k, 1, 0).map_err(map_err(MAP_OBSERVE_V6))?;
+        }
+        let keep4: HashSet<(u32, [u8; 4])> =
+            v4.iter().map(|k| (k.prefix_len(), k.data())).collect();
+        let keep6: HashSet<(u32, [u8; 16])> =
+            v6.iter().map(|k| (k.prefix_len(), k.data())).collect();
+        let ObserveNets {
+            v4: map4,
+            v6: map6,
+            installed_v4,
+            installed_v6,
+        } = &mut *m;
+        for k in installed_v4
+            .iter()
+            .filter(|k| !keep4.contains(&(k.prefix_len(), k.data())))
+        {
+            let _ = map4.remove(k);
+        }
+        for k in installed_v6
+            .iter()
+            .filter(|k| !keep6.contains(&(k.prefix_len(), k.data())))
+        {
+            let _ = map6.remove(k);
+        }
+        *installed_v4 = v4;
+        *installed_v6 = v6;
+        Ok(())
     }
 
     fn classifier(&mut self, name: &'static str) -> Result<&mut SchedClassifier, ProbeError> {
@@ -560,28 +679,29 @@ impl Probe {
     }
 
     /// The probe's own statistics by name, summed over CPUs.
+    /// In observe-only mode also the observe program's (`observe_up`, `observe_down`,
+    /// `observe_unmatched`, `observe_would_drop`, `observe_passed`).
     pub fn stats(&self) -> Result<BTreeMap<&'static str, u64>, ProbeError> {
-        let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
-            self.ebpf
-                .map(MAP_STATS)
-                .ok_or(ProbeError::Missing(MAP_STATS))?,
-        )
-        .map_err(|source| ProbeError::Map {
-            map: MAP_STATS,
-            source,
-        })?;
         let mut out = BTreeMap::new();
         for (stat, name) in ALL_STATS {
             debug_assert!((stat as u32) < STAT_SLOTS);
-            let per_cpu = map
-                .get(&(stat as u32), 0)
-                .map_err(|source| ProbeError::Map {
-                    map: MAP_STATS,
-                    source,
-                })?;
-            out.insert(name, per_cpu.iter().fold(0u64, |a, v| a.wrapping_add(*v)));
+            out.insert(name, self.per_cpu_sum(MAP_STATS, stat as u32)?);
+        }
+        if self.observe {
+            for (stat, name) in ALL_OBSERVE_STATS {
+                out.insert(name, self.per_cpu_sum(MAP_OBSERVE_STATS, stat as u32)?);
+            }
         }
         Ok(out)
+    }
+
+    /// Slot `index` of the per-CPU `u64` array `name`, summed over CPUs.
+    fn per_cpu_sum(&self, name: &'static str, index: u32) -> Result<u64, ProbeError> {
+        let map: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.ebpf.map(name).ok_or(ProbeError::Missing(name))?)
+                .map_err(map_err(name))?;
+        let per_cpu = map.get(&index, 0).map_err(map_err(name))?;
+        Ok(per_cpu.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
     }
 
     /// The flow table's entry for `key`, if it holds one: one lookup, not a walk of the

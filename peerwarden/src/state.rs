@@ -58,6 +58,8 @@ pub struct State {
     pub subscribers: Arc<crate::subscribers::Readings>,
     /// `/metrics` lists per-subscriber series for at most this many subscribers.
     pub subscriber_series_limit: std::sync::atomic::AtomicUsize,
+    /// Observe-only mode: the mirror port, set once by the daemon (unset: inline).
+    pub observe_mirror: std::sync::OnceLock<String>,
 }
 
 /// What a [`State`] is made from.
@@ -101,6 +103,7 @@ impl State {
             history_store: Default::default(),
             subscribers: Default::default(),
             subscriber_series_limit: 1000.into(),
+            observe_mirror: Default::default(),
         }
     }
 

@@ -38,6 +38,25 @@ pub const fn program_for(dir: Direction) -> &'static str {
     }
 }
 
+/// Runs program `name` of `probe` once on `frame`: its verdict and the frame as it left
+/// (for checks that a program changed, or did not change, a byte). Panics on a run error.
+pub fn run_with_output(probe: &mut Probe, name: &'static str, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; frame.len() + 256];
+    let prog = probe
+        .program(name)
+        .unwrap_or_else(|e| panic!("program {name}: {e}"));
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ..TestRunOptions::new()
+    };
+    let r = prog
+        .test_run(opts)
+        .unwrap_or_else(|e| panic!("test_run of {name}: {e}"));
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
+}
+
 /// A freshly loaded probe (its counters and flow table start empty).
 pub struct TestProbe {
     probe: Probe,

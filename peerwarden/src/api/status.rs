@@ -28,6 +28,11 @@ pub struct Status {
     since: String,
     /// Seconds since start.
     uptime_seconds: u64,
+    /// `inline` (in the path, policies enforced) or `observe` (on a mirror port: classify
+    /// and report, never drop or change a packet).
+    mode: &'static str,
+    /// Observe mode: the mirror interface.
+    mirror: Option<String>,
     /// Where the programs are attached and in which XDP mode.
     attached: Vec<Attachment>,
     /// Kernel maps' fill levels.
@@ -56,6 +61,12 @@ pub async fn get(Ext(state): Ext<Arc<State>>) -> Json<Status> {
     Json(Status {
         since: clock::rfc3339(state.started),
         uptime_seconds: state.started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
+        mode: if state.observe_mirror.get().is_some() {
+            "observe"
+        } else {
+            "inline"
+        },
+        mirror: state.observe_mirror.get().cloned(),
         attached: state.attachments.clone(),
         maps,
         probe: state.stats(),
