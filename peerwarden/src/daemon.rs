@@ -222,6 +222,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         clock: clock.clone(),
     }));
     let _ = state.history_store.set(Arc::new(history));
+    state.subscribers.set_maps_adopted(probe.adopted());
     if let Some(mirror) = config.interfaces.mirror.as_ref().filter(|_| observe) {
         let _ = state.observe_mirror.set(mirror.clone());
         info!(mirror = %mirror, "observe-only mode: every packet is passed unchanged");

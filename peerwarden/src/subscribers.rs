@@ -6,7 +6,10 @@
 //! id of the policy an index that stays across reloads. When a subscriber leaves the
 //! policy its index may go to a newcomer, whose counters then continue from the old
 //! owner's: the newcomer's totals start from the reading at which it was first seen
-//! owning the index (the second around the change is not attributed to either).
+//! owning the index (the second around the change is not attributed to either). With
+//! kernel maps adopted from an earlier daemon (pinned), every index counts this run from
+//! its first reading. The history store keeps its own base (absolute kernel readings per
+//! index, see `history`), so what it records does not depend on this run's totals.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -71,6 +74,9 @@ struct Inner {
     totals: ClassCounters,
     /// Kernel reads that failed.
     read_errors: u64,
+    /// The kernel maps were adopted from an earlier daemon: their counters did not start
+    /// at zero with this run.
+    adopted: bool,
 }
 
 /// The per-subscriber readings, shared between the counter reader and the API.
@@ -218,9 +224,9 @@ impl Readings {
             };
             let sub = inner.subs.entry(id.clone()).or_default();
             if sub.index != Some(*index) {
-                // Newly owned: an index nobody had this run still counts from zero; one that
-                // changed hands counts from now.
-                sub.kernel = if inner.ever_owned.contains(index) {
+                // Newly owned: an index nobody had this run still counts from zero (new maps);
+                // one that changed hands, or any in adopted maps, counts from now.
+                sub.kernel = if inner.adopted || inner.ever_owned.contains(index) {
                     reading
                 } else {
                     ClassCounters::default()
@@ -251,6 +257,12 @@ impl Readings {
         }
         inner.owners = owners.to_vec();
         out
+    }
+
+    /// Tells the readings that the kernel maps were adopted from an earlier daemon (pinned):
+    /// this run's totals then start from each index's first reading, not from zero.
+    pub fn set_maps_adopted(&self, adopted: bool) {
+        lock(&self.inner).adopted = adopted;
     }
 
     /// The owners of the last update.
@@ -455,6 +467,24 @@ mod tests {
         });
         assert!(out.is_empty());
         assert_eq!(r.read_errors(), 1);
+    }
+
+    #[test]
+    fn adopted_maps_count_this_run_from_the_first_reading() {
+        let r = Readings::default();
+        r.set_maps_adopted(true);
+        let t0 = Instant::now();
+        let owners = [("alice".to_string(), 0u32)];
+        r.update(t0, &owners, |_| Ok::<_, String>(reading(90_000, 4)));
+        r.update(t0 + Duration::from_secs(1), &owners, |_| {
+            Ok::<_, String>(reading(91_000, 5))
+        });
+        let total = r.total("alice").expect("known");
+        assert_eq!(
+            total[0][1].bytes, 1000,
+            "the earlier daemon's bytes are not this run's"
+        );
+        assert_eq!(total[0][1].dropped_packets, 1);
     }
 
     #[test]

@@ -863,6 +863,12 @@ async fn one_subscriber_shows_plan_rates_usage_and_limiting() {
         v["usage"]["classes"]["p2p"]["dropped_packets"],
         serde_json::json!([0, 100])
     );
+    // Per label, from the store's per-subscriber label rows: only labels with traffic.
+    assert_eq!(
+        v["usage"]["labels"],
+        serde_json::json!({"bittorrent": {"bytes": [0, 12_500_000], "packets": [0, 10_000]}}),
+        "{v}"
+    );
     let l = &v["limiting"];
     assert_eq!(
         (l["dropping"].as_bool(), l["marking"].as_bool()),
@@ -900,10 +906,58 @@ async fn one_subscriber_shows_plan_rates_usage_and_limiting() {
         v["rates"]["classes"]["web"]["bits_per_second"],
         serde_json::json!([0, 800_000])
     );
+    assert_eq!(
+        v["usage"]["labels"]["http"]["bytes"],
+        serde_json::json!([0, 1_000_000])
+    );
     let (status, v) = get_on(&s.state, "/api/v1/subscribers/mallory").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
     let (status, _) = get_on(&s.state, "/api/v1/subscribers/alice?window=0s").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn one_subscribers_mix_by_label_and_class_comes_from_the_store() {
+    let s = stored("submix");
+    let (status, v) = get_on(&s.state, "/api/v1/mix?subscriber=alice&by=label&window=1h").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["range"]["source"], "store");
+    assert_eq!(
+        v["labels"],
+        serde_json::json!({"bittorrent": {"bytes": [0, 12_500_000], "packets": [0, 10_000], "flows": 0}}),
+        "{v}"
+    );
+    assert_eq!(v["classes"], serde_json::json!({}), "by=label: labels only");
+    let (_, v) = get_on(&s.state, "/api/v1/mix?subscriber=bob&by=class&window=1h").await;
+    assert_eq!(v["labels"], serde_json::json!({}));
+    assert_eq!(
+        v["classes"]["web"]["bytes"],
+        serde_json::json!([0, 1_000_000])
+    );
+    assert_eq!(v["classes"]["p2p"]["bytes"], serde_json::json!([0, 0]));
+    // Both, and the label rows of one subscriber only.
+    let (_, v) = get_on(&s.state, "/api/v1/mix?subscriber=bob").await;
+    assert_eq!(v["labels"].as_object().map(|m| m.len()), Some(1), "{v}");
+    assert_eq!(
+        v["classes"]["web"]["bytes"],
+        serde_json::json!([0, 1_000_000])
+    );
+    for (uri, code) in [
+        ("/api/v1/mix?subscriber=mallory", StatusCode::NOT_FOUND),
+        (
+            "/api/v1/mix?subscriber=alice&by=flow",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/api/v1/mix?by=label", StatusCode::BAD_REQUEST),
+        (
+            "/api/v1/mix?subscriber=alice&window=1h&from=2026-01-01T00:00:00Z",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, v) = get_on(&s.state, uri).await;
+        assert_eq!(status, code, "{uri}: {v}");
+        assert!(v["error"].is_string(), "{uri}: {v}");
+    }
 }
 
 #[tokio::test]

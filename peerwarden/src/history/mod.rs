@@ -1,24 +1,31 @@
 //! The history store: the daemon's counters per minute in SQLite, rolled up into hours
 //! after `minute_retention_days` and dropped after `hour_retention_days`.
 //!
-//! Two kinds of rows share one table per resolution, keyed by (subscriber, time, name,
+//! Three kinds of rows share one table per resolution, keyed by (subscriber, time, name,
 //! direction):
 //!
 //! - subscriber `*`, name a **label**: the kernel's per-label counters (every packet the
 //!   probe saw, whether or not a subscriber owns its address);
-//! - subscriber `<id>`, name a **class**: the kernel's per-subscriber counters, which it
-//!   keeps per class only (p2p, video, web, other), with policy drops and marks.
-//!
-//! So a per-subscriber, per-label breakdown is not in the store; flows give that detail
-//! while they live in the flow table.
+//! - subscriber `<id>`, name [`LABEL_ROW`]`<label>` (`label:bittorrent`): the kernel's
+//!   per-(subscriber, label, direction) packets and bytes;
+//! - subscriber `<id>`, name a **class**: the same summed over the class's labels, with
+//!   the policy's drops and marks (the kernel counts those per class).
 //!
 //! Only differences are stored. The writer keeps the last kernel readings it recorded
-//! (in memory, and in the `reading` table with every flush, in the same transaction as
-//! the differences) and adds `now - last` to the current minute. The kernel's counters
-//! belong to one load of the probe: [`History::open`] takes an `instance` naming it, and
-//! the readings stored under another instance are not used as a base: a restarted daemon
-//! has new maps whose counters start at zero, so its first reading counts whole. Totals
-//! before and after a restart add up, and nothing is counted twice.
+//! (in memory, and in the `reading` and `usage_reading` tables with every flush, in the
+//! same transaction as the differences) and adds `now - last` to the current minute. Per
+//! subscriber, the reading is the kernel's absolute counters of a subscriber *index*
+//! (`usage_reading`, one row per index), and its difference goes to the id that owns the
+//! index at that reading. The kernel's counters belong to one instance of the probe's
+//! maps: [`History::open`] takes an `instance` naming it, and the readings stored under
+//! another instance are not used as a base. A daemon that loads new maps (counters at
+//! zero) counts its first reading whole; one that adopts the pinned maps of the same
+//! instance continues from the stored readings. Totals before and after a restart add up,
+//! and nothing is counted twice.
+//!
+//! Label counters (the totals', and a subscriber's `unknown`) go down when a flow's
+//! earlier packets move to the label it finally receives: differences are signed, and a
+//! minute of `unknown` can be negative; sums over the whole history are exact.
 //!
 //! Differences are kept in memory for up to [`FLUSH_EVERY`] and then written in one
 //! transaction; queries read the table and the unwritten part together. A clean stop

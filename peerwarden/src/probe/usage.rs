@@ -108,6 +108,11 @@ impl UsageMap {
         })
     }
 
+    /// The map itself (its fd and info).
+    pub fn map(&self) -> &MapData {
+        &self._map
+    }
+
     /// Entries (subscriber indexes) the array holds.
     pub fn entries(&self) -> u32 {
         self.entries
