@@ -16,6 +16,8 @@
 
 /// Captures replayed through the probe, and lab captures scored against their ground truth.
 pub mod captures;
+/// Floods of new flows, and the flow map's size and memory.
+pub mod flood;
 pub mod lab;
 pub mod packets;
 pub mod payloads;

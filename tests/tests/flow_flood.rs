@@ -1,0 +1,190 @@
+//! Flow floods through the XDP probe with `BPF_PROG_TEST_RUN` (issue 6, item 3): millions of
+//! new 5-tuples against a flow table a fraction of their number. The LRU table must stay at
+//! its size and its kernel memory must not move, and BitTorrent flows labelled before the
+//! flood, still sending during it, must come out labelled and still under their
+//! subscriber's policy (a block rule on p2p). And the default table (1,048,576 entries)
+//! must hold a million concurrent flows.
+//!
+//! Bounded: the flood is a fixed count of frames (2,000,000 and 1,100,000), a few seconds
+//! each. Needs root (it loads the probe). The new-flows-per-second figure is measured by the
+//! bench `flow_flood` (docs/reliability.md), not here.
+
+use peerwarden::enforce::{SubscriberIndex, compile};
+use peerwarden_common::{Direction, Label, flow::PROTO_TCP};
+use peerwarden_policies::Weekday;
+use peerwarden_tests::{
+    flood::{FloodFrames, flow_map_info},
+    packets::{Conversation, Family, TcpFlags},
+    payloads::{INFO_HASH, PEER_ID, peer_wire_handshake},
+    xdp::{TestProbe, XDP_PASS},
+};
+
+const XDP_DROP: u32 = 1;
+const UP: Direction = Direction::Up;
+const DOWN: Direction = Direction::Down;
+
+/// alice's p2p is blocked; everyone else (the flood's addresses) has no rule that applies.
+const POLICY: &str = r#"
+plans:
+  test:
+    rate: { down: 10gbit, up: 10gbit }
+    classes:
+      p2p: { action: block }
+subscribers:
+  - { id: alice, prefixes: [100.64.1.10/32], plan: test }
+default_plan: test
+"#;
+
+/// A probe with a table of `entries` flows and [`POLICY`] installed.
+fn probe_with_policy(entries: u32) -> TestProbe {
+    let mut p = TestProbe::load_with_flow_table(entries);
+    let policy = peerwarden_policies::load_str(POLICY, "flood.yaml")
+        .unwrap_or_else(|e| panic!("the test policy is invalid: {:?}", e.errors()));
+    let mut index = SubscriberIndex::default();
+    let c = compile(&policy, Weekday::Mon, 0, &mut index, 64).expect("the policy compiles");
+    p.probe().install_policy(&c).expect("install_policy");
+    p
+}
+
+/// alice's BitTorrent conversations: the handshake labels each, and the block applies.
+struct Labelled {
+    conversations: Vec<Conversation>,
+}
+
+impl Labelled {
+    fn start(probe: &mut TestProbe, n: u16) -> Labelled {
+        let conversations: Vec<Conversation> = (0..n)
+            .map(|i| Conversation::new(Family::V4, 40_000 + i, 6881))
+            .collect();
+        let hs = peer_wire_handshake(&INFO_HASH, &PEER_ID);
+        let ack = TcpFlags::PSH | TcpFlags::ACK;
+        for c in &conversations {
+            probe.send(UP, &c.tcp(UP, ack, &hs));
+        }
+        let l = Labelled { conversations };
+        l.assert_labelled(probe, "after the handshakes");
+        l.assert_blocked(probe, "before the flood");
+        l
+    }
+
+    /// Every conversation's flow is in the table, labelled BitTorrent.
+    fn assert_labelled(&self, probe: &mut TestProbe, when: &str) {
+        let missing: Vec<u16> = self
+            .conversations
+            .iter()
+            .filter(|c| {
+                let f = probe.probe().flow(&c.key(PROTO_TCP)).expect("flow lookup");
+                f.map(|f| f.label) != Some(Label::Bittorrent.id())
+            })
+            .map(|c| c.sub.port())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{when}: {} of {} labelled flows lost their label (subscriber ports {:?})",
+            missing.len(),
+            self.conversations.len(),
+            &missing[..missing.len().min(20)]
+        );
+    }
+
+    /// A data packet each way on every conversation is dropped by the p2p block.
+    fn assert_blocked(&self, probe: &mut TestProbe, when: &str) {
+        for c in &self.conversations {
+            for dir in [UP, DOWN] {
+                let v = probe.send(dir, &c.tcp(dir, TcpFlags::ACK, &[0u8; 200]));
+                assert_eq!(v, XDP_DROP, "{when}: {dir:?} packet of {:?} passed", c.sub);
+            }
+        }
+    }
+}
+
+#[test]
+fn two_million_new_flows_keep_the_table_at_size_and_labelled_flows_blocked() {
+    const TABLE: u32 = 65_536;
+    const FLOOD: u64 = 2_000_000;
+    let mut probe = probe_with_policy(TABLE);
+    let map_before = flow_map_info(TABLE).expect("the flow map in /proc/self/fdinfo");
+    let labelled = Labelled::start(&mut probe, 64);
+    let mut frames = FloodFrames::new();
+    let created_before = probe.stat("flows_created");
+    for i in 0..FLOOD {
+        assert_eq!(probe.send(UP, frames.up(i)), XDP_PASS, "flood packet {i}");
+        // The transfers go on during the flood: a packet on each every 5,000 flood packets,
+        // which the block drops.
+        if i % 5_000 == 4_999 {
+            labelled.assert_blocked(&mut probe, &format!("{} packets into the flood", i + 1));
+        }
+    }
+    let created = probe.stat("flows_created") - created_before;
+    let failed = probe.stat("flow_insert_failed");
+    let in_table = probe.flows().len();
+    let map_after = flow_map_info(TABLE).expect("the flow map in /proc/self/fdinfo");
+    println!(
+        "flood of {FLOOD}: {created} flows created, {failed} insert failures, {in_table} in the \
+         {TABLE}-entry table; flow map memlock {} -> {} bytes",
+        map_before.memlock, map_after.memlock
+    );
+    assert_eq!(created, FLOOD, "every flood tuple is a new flow");
+    assert_eq!(
+        failed, 0,
+        "an LRU table evicts rather than refusing new flows"
+    );
+    assert!(
+        in_table <= TABLE as usize,
+        "{in_table} flows in a {TABLE}-entry table"
+    );
+    assert!(
+        in_table >= TABLE as usize * 9 / 10,
+        "the table should be (nearly) full: {in_table}"
+    );
+    assert_eq!(
+        map_after, map_before,
+        "the flow map's size or memory changed"
+    );
+    labelled.assert_labelled(&mut probe, "after the flood");
+    labelled.assert_blocked(&mut probe, "after the flood");
+}
+
+#[test]
+fn the_default_table_holds_a_million_concurrent_flows() {
+    const TABLE: u32 = 1 << 20;
+    const FLOWS: u64 = 1_100_000;
+    let mut probe = TestProbe::load_with_flow_table(TABLE);
+    let info = flow_map_info(TABLE).expect("the flow map in /proc/self/fdinfo");
+    let mut frames = FloodFrames::new();
+    for i in 0..FLOWS {
+        assert_eq!(probe.send(UP, frames.up(i)), XDP_PASS, "packet {i}");
+    }
+    let flows = probe.flows();
+    let after = flow_map_info(TABLE).expect("the flow map in /proc/self/fdinfo");
+    println!(
+        "{FLOWS} new flows into the default table: {} held of {TABLE}; flow map memlock {} bytes \
+         ({:.1} MiB, {} bytes per entry)",
+        flows.len(),
+        after.memlock,
+        after.memlock as f64 / (1 << 20) as f64,
+        after.memlock / u64::from(TABLE)
+    );
+    assert_eq!(after, info, "the flow map's size or memory changed");
+    assert!(flows.len() <= TABLE as usize);
+    // The LRU map starts evicting a little before it is full (per-CPU free lists).
+    assert!(
+        flows.len() >= TABLE as usize * 99 / 100,
+        "only {} flows held in a {TABLE}-entry table",
+        flows.len()
+    );
+    // The flows held are the newest: every one of the last 10,000 sent is there.
+    let evicted = (FLOWS - 10_000..FLOWS)
+        .filter(|&i| {
+            let f = probe
+                .probe()
+                .flow(&FloodFrames::key(i))
+                .expect("flow lookup");
+            f.is_none()
+        })
+        .count();
+    assert_eq!(
+        evicted, 0,
+        "of the newest 10,000 flows, {evicted} were evicted"
+    );
+}
