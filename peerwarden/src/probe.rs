@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap, MapData, PerCpuArray, RingBuf,
+        Array, HashMap, IterableMap as _, MapData, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{
@@ -32,6 +32,7 @@ use peerwarden_common::{
 
 use crate::{enforce::Compiled, pin::PinDir};
 
+mod batch;
 mod pinned;
 mod usage;
 
@@ -421,11 +422,18 @@ impl Probe {
                 .set(set * RULES_PER_SET + i, rule, 0)
                 .map_err(map_err(MAP_RULES))?;
         }
-        for (k, (_, _, r)) in now.v4.iter().zip(&c.v4) {
-            m.v4.insert(k, r, 0).map_err(map_err(MAP_SUBS_V4))?;
+        // One batch syscall per 16,384 prefixes where the kernel has them.
+        let refs: Vec<SubscriberRef> = c.v4.iter().map(|(_, _, r)| *r).collect();
+        if !batch::update(MAP_SUBS_V4, m.v4.map(), &now.v4, &refs)? {
+            for (k, r) in now.v4.iter().zip(&refs) {
+                m.v4.insert(k, r, 0).map_err(map_err(MAP_SUBS_V4))?;
+            }
         }
-        for (k, (_, _, r)) in now.v6.iter().zip(&c.v6) {
-            m.v6.insert(k, r, 0).map_err(map_err(MAP_SUBS_V6))?;
+        let refs: Vec<SubscriberRef> = c.v6.iter().map(|(_, _, r)| *r).collect();
+        if !batch::update(MAP_SUBS_V6, m.v6.map(), &now.v6, &refs)? {
+            for (k, r) in now.v6.iter().zip(&refs) {
+                m.v6.insert(k, r, 0).map_err(map_err(MAP_SUBS_V6))?;
+            }
         }
         m.installed[set as usize] = now;
         // The swap: one 16-byte write that the XDP program reads as a whole.
