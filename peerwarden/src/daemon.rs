@@ -279,6 +279,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             }
         })?,
     ];
+    let ipfix = (config.ipfix.as_ref())
+        .map(|x| {
+            let adopted = probe.adopted();
+            crate::ipfix::Exporter::start(x, state.clone(), stop.clone(), adopted)
+        })
+        .transpose()?;
     let deep_thread = match probe.take_samples() {
         Some(ring) => {
             let (probe, deep, stop) = (probe.clone(), deep.clone(), stop.clone());
@@ -299,6 +305,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             error!("a daemon thread panicked");
         }
     }
+    // Before the state goes: the exporter's thread holds it.
+    let ipfix = ipfix.and_then(crate::ipfix::Exporter::join);
     if config.keep_attached_on_stop {
         info!("keep_attached_on_stop: the shaping qdiscs stay for the next daemon");
     } else if let Err(e) = enforcer.remove_shaping() {
@@ -322,6 +330,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     } else {
         probe.detach_all().context("detaching the probe")
     };
+    // Flows not exported yet go out from a last walk of the table (after detaching; kept
+    // attached, the next daemon takes its first reading as exported).
+    if let Some(x) = ipfix {
+        x.finish(probe.flows().ok());
+    }
     // A last reading once nothing counts any more: the store gets every byte counted.
     if let Ok(c) = probe.counters() {
         let (bytes, packets) = c.iter().flatten().fold((0u64, 0u64), |(b, p), v| {

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod deep;
 pub mod enforce;
 pub mod history;
+pub mod ipfix;
 pub mod lab;
 pub mod pin;
 pub mod observe;

@@ -102,6 +102,7 @@ pub fn render(state: &State) -> String {
         "# HELP {name} Seconds since the daemon started.\n# TYPE {name} gauge\n{name} {up:.3}"
     );
     render_policy_and_subscribers(state, &mut out);
+    crate::ipfix::render_metrics(&mut out);
     out
 }
 
