@@ -243,6 +243,55 @@ pub fn wait_healthy(addr: SocketAddr, timeout: Duration) {
     }
 }
 
+/// Waits until something listens on TCP `port` in namespace `ns`, or panics after 10 s.
+pub fn wait_listening(ns: &str, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "ss",
+                "-Htln",
+                &format!("sport = :{port}"),
+            ])
+            .output()
+            .expect("ss");
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on port {port} in {ns} after 10 s"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Calls `read` every 500 ms until its value has not changed for `still`; returns that
+/// value, or panics after `timeout` (counters that settle once traffic is over).
+pub fn until_still<T: PartialEq + std::fmt::Debug>(
+    mut read: impl FnMut() -> T,
+    still: Duration,
+    timeout: Duration,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut last = read();
+    let mut since = Instant::now();
+    loop {
+        thread::sleep(Duration::from_millis(500));
+        let now = read();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= still {
+            return last;
+        }
+        assert!(Instant::now() < deadline, "never settled: {last:?}");
+    }
+}
+
 /// A directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -198,28 +198,7 @@ impl PolicyLab {
     }
 
     fn wait_listening(&self, role: &str, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let out = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &self.ns(role),
-                    "ss",
-                    "-Htln",
-                    &format!("sport = :{port}"),
-                ])
-                .output()
-                .expect("ss");
-            if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nothing listens on port {port} in {role} after 10 s"
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
+        peerwarden_tests::lab::wait_listening(&self.ns(role), port);
     }
 
     /// iperf3 from alice to `to`: `secs` measured after `omit` seconds, `streams` in
