@@ -213,7 +213,11 @@ pub fn compile(
         out.plans.push(slots);
         shape_slots.push(shaped);
     }
-    for s in policy.subscribers() {
+    let subscribers = policy.subscribers();
+    out.subscribers.reserve_exact(subscribers.len());
+    out.v4.reserve(subscribers.len());
+    out.v6.reserve(subscribers.len());
+    for s in subscribers {
         let i = index.get(&s.id, max_subscribers)?;
         let plan = plan_no.get(s.plan.as_str()).copied().unwrap_or(0);
         let r = SubscriberRef { index: i, plan };
