@@ -1,6 +1,8 @@
 //! The daemon's life cycle on a real gateway namespace: starting and stopping it (also with
-//! SIGTERM while traffic flows) leaves no program attached, and a daemon that cannot run
-//! refuses to start with one line saying why and a non-zero exit status.
+//! SIGTERM while traffic flows) leaves no program attached and nothing pinned under
+//! /sys/fs/bpf/peerwarden (a crash leaves both: see crash_restart.rs), and a daemon that
+//! cannot run refuses to start with one line saying why and a non-zero exit status, with
+//! nothing attached or pinned.
 //!
 //! Each test builds its own lab with `peerwarden lab up --no-daemon` and starts the daemon
 //! itself, so it owns the process and its exit status.
@@ -30,6 +32,11 @@ fn config(lab: &Lab, downlink: &str, uplink: &str, netns: &str, extra: &str) -> 
     )
 }
 
+/// The pin directory of the lab's gateway instance (namespace and interfaces).
+fn pins(lab: &Lab) -> std::path::PathBuf {
+    Path::new("/sys/fs/bpf/peerwarden").join(format!("{}_downlink_uplink", lab.netns("gw")))
+}
+
 fn start_daemon(lab: &Lab, tmp: &Path, name: &str) -> Daemon {
     let path = tmp.join(format!("{name}.yaml"));
     let gw = lab.netns("gw");
@@ -52,12 +59,20 @@ fn start_and_stop_leave_nothing_attached() {
             2,
             "run {run}: XDP on downlink and uplink while running"
         );
+        assert!(
+            pins(&lab).join("map_FLOWS").exists(),
+            "run {run}: maps pinned while running"
+        );
         let status = daemon.terminate(Duration::from_secs(10));
         assert!(
             status.success(),
             "run {run}: the daemon exited with {status} on SIGTERM"
         );
         assert_nothing_attached(&gw, &format!("run {run}: after SIGTERM"));
+        assert!(
+            !pins(&lab).exists(),
+            "run {run}: a clean stop removes the pins"
+        );
     }
 }
 
@@ -102,6 +117,10 @@ fn sigterm_mid_traffic_leaves_nothing_attached() {
         "the daemon exited with {status} on SIGTERM mid-traffic"
     );
     assert_nothing_attached(&gw, "after SIGTERM mid-traffic");
+    assert!(
+        !pins(&lab).exists(),
+        "pins removed after SIGTERM mid-traffic"
+    );
     traffic.stop();
     // The lab guard removes the namespaces.
 }
@@ -143,6 +162,19 @@ fn refuses_to_start_with_a_one_line_reason() {
             "unknown key",
             config(&lab, "downlink", "uplink", &gw, "bogus_key: 1\n"),
             "bogus_key",
+            false,
+        ),
+        (
+            // Refused after the maps were made and pinned: they must go again.
+            "unwritable history",
+            config(
+                &lab,
+                "downlink",
+                "uplink",
+                &gw,
+                "history: { path: /proc/peerwarden-nope/history.db }\n",
+            ),
+            "history",
             false,
         ),
         ("not root", valid, "root", true),
@@ -188,6 +220,7 @@ fn refuses_to_start_with_a_one_line_reason() {
         // A refusal must not leave half an attachment behind (e.g. downlink attached when
         // the uplink is missing).
         assert_nothing_attached(&gw, &format!("after the refusal `{case}`"));
+        assert!(!pins(&lab).exists(), "pins left after the refusal `{case}`");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
