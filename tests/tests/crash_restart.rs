@@ -574,6 +574,34 @@ fn unload_and_lab_down_remove_what_a_crash_left() {
         assert_eq!(xdp_attached(&gw), 2, "{round}: attached after kill -9");
         assert!(pin_dir().exists());
         if round == "unload" {
+            // A daemon whose maps would not fit the pinned ones (another flow table size)
+            // refuses to adopt them, says why, and changes nothing.
+            let other = config_with(&lab, &tmp.0, "other.yaml", "");
+            let text = std::fs::read_to_string(&other).expect("config");
+            std::fs::write(
+                &other,
+                text.replace("flow_table_size: 65536", "flow_table_size: 32768"),
+            )
+            .expect("writing config");
+            let out = run_bounded(
+                Command::new(peerwarden_bin())
+                    .args(["run", "--config"])
+                    .arg(&other),
+                Duration::from_secs(30),
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains("map_FLOWS")
+                    && stderr.contains("max entries: pinned 65536, expected 32768")
+                    && stderr.contains("peerwarden unload --name"),
+                "{stderr}"
+            );
+            assert_eq!(xdp_attached(&gw), 2, "the refusal detached nothing");
+            assert!(
+                pin_dir().join("map_FLOWS").exists(),
+                "nor unpinned anything"
+            );
             let out = run_bounded(
                 Command::new(peerwarden_bin())
                     .args(["unload", "--config"])
