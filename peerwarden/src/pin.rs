@@ -506,6 +506,28 @@ mod tests {
     }
 
     #[test]
+    fn the_config_names_the_instance() {
+        use crate::config::Config;
+        let parse = |t: &str| Config::parse(t, Path::new("test.yaml"));
+        let c = parse("interfaces: { downlink: eth1, uplink: eth0 }\n").expect("valid");
+        assert_eq!(c.instance_name(), "host_eth1_eth0");
+        let c = parse("interfaces: { downlink: eth1, uplink: eth0 }\nnetns: gw\n").expect("valid");
+        assert_eq!(c.instance_name(), "gw_eth1_eth0");
+        let c =
+            parse("interfaces: { downlink: eth1, uplink: eth0 }\ninstance: gw1\n").expect("valid");
+        assert_eq!(c.instance_name(), "gw1");
+        assert!(!c.keep_attached_on_stop);
+        for bad in ["gw.1", "../x", "\"\""] {
+            let text = format!("interfaces: {{ downlink: eth1, uplink: eth0 }}\ninstance: {bad}\n");
+            let e = parse(&text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("instance"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn the_object_defines_every_pinned_map() {
         let shapes = object_shapes(crate::probe::PROBE_OBJECT, &[("FLOWS", 4096)]).expect("parses");
         for m in PINNED_MAPS {

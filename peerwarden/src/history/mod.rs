@@ -240,9 +240,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A name for this load of the kernel counters: the boot, this process and when it
-/// started. The daemon loads new maps at every start (they are not pinned), so readings
-/// recorded under another name are never the base for its counters.
+/// A name for one load of unpinned kernel counters: the boot, this process and when it
+/// started, so readings recorded under another name are never the base for them. The
+/// daemon pins its maps and names them with `Probe::instance` instead (see pin.rs).
 pub fn instance_name() -> String {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let nanos = SystemTime::now()
