@@ -68,19 +68,28 @@ mod tests {
             "plans: { p: { rate: { down: 10mbit, up: 1mbit } } }\n\
              subscribers:\n\
              - { id: a, prefixes: [100.64.1.10/32, 2001:db8:1::10/128], plan: p }\n\
-             - { id: b, prefixes: [100.64.0.0/10], plan: p }\n\
+             - { id: b, prefixes: [100.64.2.0/24], plan: p }\n\
              default_plan: p\n",
             "test",
         )
         .expect("valid policy");
-        let configured: Vec<Prefix> = vec!["100.64.0.0/10".parse().unwrap()];
+        // The /24 twice (config and policy): written once.
+        let configured: Vec<Prefix> = ["100.64.0.0/10", "100.64.2.0/24"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
         let n = networks(&configured, Some(&policy));
         let shown: Vec<String> = n.iter().map(|(a, l)| format!("{a}/{l}")).collect();
         assert_eq!(
             shown,
-            ["100.64.0.0/10", "100.64.1.10/32", "2001:db8:1::10/128"],
-            "sorted, the duplicate /10 once"
+            [
+                "100.64.0.0/10",
+                "100.64.1.10/32",
+                "100.64.2.0/24",
+                "2001:db8:1::10/128"
+            ],
+            "sorted, the config's and the policy's"
         );
-        assert_eq!(networks(&configured, None).len(), 1);
+        assert_eq!(networks(&configured, None).len(), 2);
     }
 }
