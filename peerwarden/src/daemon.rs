@@ -78,6 +78,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if !observe {
         preflight::check_interface("downlink", &config.interfaces.downlink, ns)?;
         preflight::check_interface("uplink", &config.interfaces.uplink, ns)?;
+    } else if let Some(mirror) = &config.interfaces.mirror {
+        preflight::check_interface("mirror", mirror, ns)?;
     }
 
     // The policy is validated before anything touches the kernel: an invalid one refuses
@@ -136,7 +138,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let attached = (|| -> anyhow::Result<Vec<crate::probe::Attachment>> {
         if observe {
             // One program on the mirror port; no TC programs, no shaping.
-            return Ok(vec![observe::attach(&mut probe, &config, ns)?]);
+            return Ok(vec![observe::attach(&mut probe, &config)?]);
         }
         let mut attachments = vec![
             probe.attach(PROG_DOWNLINK, &config.interfaces.downlink)?,

@@ -16,15 +16,15 @@ use crate::{
     probe::{Attachment, Probe},
 };
 
-/// Attaches the observe program to the config's mirror interface; before any policy is
-/// installed, so that no policy with DSCP rewrites ever reaches the maps.
-pub fn attach(probe: &mut Probe, config: &Config, ns: Option<&str>) -> anyhow::Result<Attachment> {
+/// Attaches the observe program to the config's mirror interface (checked by the daemon
+/// before anything is loaded); before any policy is installed, so that no policy with DSCP
+/// rewrites ever reaches the maps.
+pub fn attach(probe: &mut Probe, config: &Config) -> anyhow::Result<Attachment> {
     let mirror = config
         .interfaces
         .mirror
         .as_deref()
         .context("observe mode needs interfaces.mirror")?;
-    crate::preflight::check_interface("mirror", mirror, ns)?;
     let a = probe
         .attach_observe(mirror)
         .with_context(|| format!("attaching the observe program to {mirror}"))?;

@@ -601,6 +601,15 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Kills it outright (SIGKILL, a crash) and reaps it: its programs stay attached and
+    /// pinned.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the exit; returns the exit status.
     pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("daemon running");
@@ -624,8 +633,16 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// A test that did not stop its daemon (a failed assertion) stops it with SIGTERM, so
+    /// that it detaches and unpins its programs (a daemon killed outright leaves them
+    /// attached and pinned on purpose), and kills it if it has not exited within 10 s.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            kill(child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
