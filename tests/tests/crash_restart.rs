@@ -568,9 +568,7 @@ fn unload_and_lab_down_remove_what_a_crash_left() {
     let gw = lab.netns("gw");
     let config = lab.state_dir().join("config.yaml");
     for round in ["unload", "lab down"] {
-        let daemon = Daemon::start(&config, &tmp.0.join("d.log"), lab.api_addr());
-        // Dropping a running daemon kills it with SIGKILL (and reaps it).
-        drop(daemon);
+        Daemon::start(&config, &tmp.0.join("d.log"), lab.api_addr()).kill9();
         assert_eq!(xdp_attached(&gw), 2, "{round}: attached after kill -9");
         assert!(pin_dir().exists());
         if round == "unload" {
