@@ -8,7 +8,7 @@
 #   - Debian: rustc-web rust-web-src (rustc 1.96 + its library source, LLVM 22) and llvm-22-dev
 #     for bpf-linker; bpftool; lab clients: python3-libtorrent, opentracker, aria2,
 #     nginx-light, curl, iperf3, tcpdump, ethtool, iproute2
-#   - crates.io: bpf-linker 0.13.0 built against LLVM 22
+#   - crates.io: bpf-linker 0.13.0 built against LLVM 22; cargo-fuzz 0.13.1 (scripts/fuzz.sh)
 #   - `rustup toolchain link debian /usr` so aya-build can run Debian's rustc with build-std
 #   - mounts bpffs on /sys/fs/bpf
 set -euo pipefail
@@ -47,6 +47,11 @@ if ! command -v bpf-linker >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/bpf-linke
   log "building bpf-linker 0.13.0 against LLVM 22 (about a minute)"
   PATH=/usr/lib/llvm-22/bin:$PATH cargo install --locked bpf-linker@0.13.0 \
     --no-default-features --features llvm-22 >/dev/null
+fi
+
+if ! command -v cargo-fuzz >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo-fuzz" ]; then
+  log "installing cargo-fuzz 0.13.1 (scripts/fuzz.sh; about a minute)"
+  cargo install --locked cargo-fuzz@0.13.1 >/dev/null
 fi
 
 if ! rustup toolchain list | grep -q '^debian'; then

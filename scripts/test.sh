@@ -8,4 +8,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # The lab tests run the peerwarden binary: build it before the tests that use it.
 cargo build --locked -p peerwarden
 # --no-fail-fast: one failing test binary does not hide the others' results.
-cargo test --locked --no-fail-fast --workspace --exclude peerwarden-ebpf -- --test-threads=1
+status=0
+cargo test --locked --no-fail-fast --workspace --exclude peerwarden-ebpf -- --test-threads=1 || status=$?
+# Fuzzing, a short pass: every parser target 15 s under libFuzzer + ASan (docs/reliability.md;
+# the long pass is `scripts/fuzz.sh all 300`). A crash fails the run.
+bash scripts/fuzz.sh parsers 15 || status=1
+exit $status

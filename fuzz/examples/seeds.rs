@@ -20,21 +20,13 @@ use std::{
 
 use peerwarden_classifier::{
     CaptureReader,
-    capture::link,
     packet::{self, UDP},
     protocols::{quic, tls},
 };
 
-const LINK_PICK: [u32; 8] = [
-    link::ETHERNET,
-    link::RAW,
-    link::LINUX_SLL,
-    link::LINUX_SLL2,
-    link::NULL,
-    link::LOOP,
-    link::PPP,
-    link::C_HDLC,
-];
+#[path = "../fuzz_targets/link_types.rs"]
+mod link_types;
+use link_types::LINK_TYPES as LINK_PICK;
 
 struct Out {
     root: PathBuf,

@@ -8,23 +8,13 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
+
+mod link_types;
+use link_types::LINK_TYPES;
 use peerwarden_classifier::{
-    CaptureReader, EngineConfig,
-    capture::link,
-    offline,
+    CaptureReader, EngineConfig, offline,
     packet::{self, TCP, UDP},
 };
-
-const LINK_TYPES: [u32; 8] = [
-    link::ETHERNET,
-    link::RAW,
-    link::LINUX_SLL,
-    link::LINUX_SLL2,
-    link::NULL,
-    link::LOOP,
-    link::PPP,
-    link::C_HDLC,
-];
 
 fuzz_target!(|p: &[u8]| {
     let Some((&pick, mut rest)) = p.split_first() else {
