@@ -9,6 +9,14 @@
 //! history: { path: /var/lib/peerwarden/history.db, minute_retention_days: 7, hour_retention_days: 90 }
 //! metrics: { subscriber_series_limit: 1000 }
 //! ```
+//!
+//! Observe-only mode, on a mirror (SPAN) port with copies of both directions:
+//!
+//! ```yaml
+//! mode: observe                                  # default: inline
+//! interfaces: { mirror: eth2 }
+//! subscriber_networks: [100.64.0.0/10, "2001:db8:1::/48"]   # plus the policy's prefixes
+//! ```
 
 use std::{
     net::SocketAddr,
