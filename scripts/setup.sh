@@ -7,7 +7,8 @@
 # What it installs (cold: about 4-6 minutes, mostly apt and bpf-linker; warm: ~1 s):
 #   - Debian: rustc-web rust-web-src (rustc 1.96 + its library source, LLVM 22) and llvm-22-dev
 #     for bpf-linker; bpftool; lab clients: python3-libtorrent, opentracker, aria2,
-#     nginx-light, curl, iperf3, tcpdump, ethtool, iproute2
+#     nginx-light, curl, iperf3, tcpdump, ethtool, iproute2; nfdump (nfcapd) and tshark, the
+#     IPFIX collector and decoder the export test reads back with
 #   - crates.io: bpf-linker 0.13.0 built against LLVM 22; cargo-fuzz 0.13.1 (scripts/fuzz.sh)
 #   - `rustup toolchain link debian /usr` so aya-build can run Debian's rustc with build-std
 #   - mounts bpffs on /sys/fs/bpf
@@ -20,7 +21,8 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(rustc-web cargo-web rust-web-src llvm-22-dev libpolly-22-dev libzstd-dev bpftool
       python3-libtorrent opentracker aria2 nginx-light curl iperf3 tcpdump ethtool iproute2
-      libpcap-dev libndpi-bin chromium ffmpeg libnginx-mod-rtmp dnsmasq-base bind9-dnsutils wrk)
+      libpcap-dev libndpi-bin chromium ffmpeg libnginx-mod-rtmp dnsmasq-base bind9-dnsutils wrk
+      nfdump tshark)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
