@@ -8,6 +8,7 @@
 //! flow_table_size: 1048576
 //! history: { path: /var/lib/peerwarden/history.db, minute_retention_days: 7, hour_retention_days: 90 }
 //! metrics: { subscriber_series_limit: 1000 }
+//! ipfix: { collector: "198.51.100.2:4739", idle_timeout: 15s, active_timeout: 60s }  # optional
 //! ```
 //!
 //! Observe-only mode, on a mirror (SPAN) port with copies of both directions:
