@@ -56,6 +56,10 @@ const TICK: Duration = Duration::from_secs(1);
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(config: Config) -> anyhow::Result<()> {
     preflight::check_host()?;
+    // Held until the process exits: a second daemon on the same instance is refused before
+    // it touches anything (the maps and links are pinned per instance; see pin.rs).
+    let pins = PinDir::new(&config.instance_name()).context("the instance's pin directory")?;
+    let _instance_lock = pins.lock()?;
     // Bound before entering the gateway's namespace, so operators reach the API from the
     // namespace they started the daemon in.
     let listener = std::net::TcpListener::bind(config.api.listen)
@@ -110,7 +114,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     // The maps and links are pinned per instance (pin.rs): a daemon that finds its
     // instance's pins adopts them, with their counters, flows and policy.
-    let pins = PinDir::new(&config.instance_name()).context("the instance's pin directory")?;
     let mut probe = Probe::load_pinned(
         ProbeOptions {
             flow_table_size: config.flow_table_size,

@@ -83,6 +83,12 @@ pub enum PinError {
         pinned: u32,
         expected: u32,
     },
+    /// Another daemon runs this instance.
+    #[error(
+        "instance {name} is in use by another running daemon (lock {path} held); give this one \
+         its own `instance:` or other interfaces"
+    )]
+    InUse { name: String, path: PathBuf },
     /// A pinned map could not be opened or read.
     #[error("{path}: {source}")]
     Map {
@@ -469,6 +475,63 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
+/// Where the lock of a running daemon's instance lives.
+pub const LOCK_DIR: &str = "/run/peerwarden";
+
+/// A running daemon's hold on its instance: an exclusive `flock` on
+/// `/run/peerwarden/<instance>.lock`, released when the process exits however it exits.
+/// A second daemon on the same instance would otherwise swap its programs into the first
+/// one's links and share its maps.
+#[derive(Debug)]
+pub struct InstanceLock {
+    _file: std::fs::File,
+}
+
+impl PinDir {
+    /// Takes the instance's lock, or fails with [`PinError::InUse`].
+    pub fn lock(&self) -> Result<InstanceLock, PinError> {
+        self.lock_in(Path::new(LOCK_DIR))
+    }
+
+    /// [`PinDir::lock`] with the lock file in `dir` (tests).
+    pub fn lock_in(&self, dir: &Path) -> Result<InstanceLock, PinError> {
+        std::fs::create_dir_all(dir).map_err(|source| PinError::Io {
+            op: "creating",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(format!("{}.lock", self.name));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| PinError::Io {
+                op: "opening",
+                path: path.clone(),
+                source,
+            })?;
+        // SAFETY: flock on a descriptor this function owns.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return Err(if e.kind() == io::ErrorKind::WouldBlock {
+                PinError::InUse {
+                    name: self.name.clone(),
+                    path,
+                }
+            } else {
+                PinError::Io {
+                    op: "locking",
+                    path,
+                    source: e,
+                }
+            });
+        }
+        Ok(InstanceLock { _file: file })
+    }
+}
+
 /// Removes instance `name`'s pins (`peerwarden unload`, `lab down`).
 pub fn unload(name: &str) -> Result<Vec<String>, PinError> {
     PinDir::new(name)?.remove()
@@ -538,6 +601,20 @@ mod tests {
             shapes["FLOWS"].key_size as usize,
             std::mem::size_of::<peerwarden_common::FlowKey>()
         );
+    }
+
+    #[test]
+    fn one_daemon_holds_an_instance() {
+        let dir = std::env::temp_dir().join(format!("peerwarden-lock-{}", std::process::id()));
+        let a = PinDir::under(Path::new("/nonexistent"), "gw1").expect("name");
+        let b = PinDir::under(Path::new("/nonexistent"), "gw2").expect("name");
+        let held = a.lock_in(&dir).expect("first lock");
+        let second = a.lock_in(&dir).expect_err("second lock");
+        assert!(second.to_string().contains("in use"), "{second}");
+        let _other = b.lock_in(&dir).expect("another instance");
+        drop(held);
+        let _again = a.lock_in(&dir).expect("free once released");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

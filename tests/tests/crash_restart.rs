@@ -567,6 +567,27 @@ fn unload_and_lab_down_remove_what_a_crash_left() {
     let lab = Lab::up(PREFIX, PORT, &["--no-daemon"]);
     let gw = lab.netns("gw");
     let config = lab.state_dir().join("config.yaml");
+    // While a daemon runs its instance, neither a second daemon nor `unload` may take it
+    // over (the lock is checked before the API port is bound).
+    let daemon = Daemon::start(&config, &tmp.0.join("d0.log"), lab.api_addr());
+    let second = config_with(&lab, &tmp.0, "second.yaml", "");
+    for args in [vec!["run", "--config"], vec!["unload", "--config"]] {
+        let out = run_bounded(
+            Command::new(peerwarden_bin()).args(&args).arg(&second),
+            Duration::from_secs(30),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("in use by another running daemon"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(pin_dir().join("map_FLOWS").exists());
+    assert!(
+        daemon.terminate(Duration::from_secs(15)).success(),
+        "the first daemon ran on"
+    );
     for round in ["unload", "lab down"] {
         Daemon::start(&config, &tmp.0.join("d.log"), lab.api_addr()).kill9();
         assert_eq!(xdp_attached(&gw), 2, "{round}: attached after kill -9");

@@ -27,6 +27,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, None) => unreachable!("clap requires one of --config and --name"),
     };
     let dir = pin::PinDir::new(&name)?;
+    // Not under a running daemon: it would keep its programs attached through the link
+    // descriptors it holds, unpinned.
+    let _lock = dir
+        .lock()
+        .context("stop its daemon first (SIGTERM detaches and unpins)")?;
     let removed = pin::unload(&name)
         .with_context(|| format!("unloading instance {name} ({})", dir.path().display()))?;
     if removed.is_empty() {
