@@ -243,6 +243,19 @@ pub fn wait_healthy(addr: SocketAddr, timeout: Duration) {
     }
 }
 
+/// Starts `args` inside namespace `ns` (`ip netns exec`), stdout and stderr to `log`.
+pub fn spawn_in(ns: &str, args: &[&str], log: &Path) -> Child {
+    let out = std::fs::File::create(log).expect("creating a log");
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log handle"))
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {args:?} in {ns}: {e}"))
+}
+
 /// Waits until something listens on TCP `port` in namespace `ns`, or panics after 10 s.
 pub fn wait_listening(ns: &str, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);

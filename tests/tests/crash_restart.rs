@@ -24,7 +24,7 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     sync::Mutex,
     thread,
     time::{Duration, Instant, SystemTime},
@@ -33,7 +33,7 @@ use std::{
 use peerwarden::lab::addr;
 use peerwarden_tests::lab::{
     Daemon, Lab, LoopTraffic, TempDir, assert_nothing_attached, kill, peerwarden_bin, run_bounded,
-    until_still, wait_listening, xdp_attached,
+    spawn_in, until_still, wait_listening, xdp_attached,
 };
 use serde_json::Value;
 
@@ -76,16 +76,7 @@ struct Background(Child);
 
 impl Background {
     fn start(ns: &str, args: &[&str], log: &Path) -> Background {
-        let out = std::fs::File::create(log).expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log handle"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {args:?}: {e}"));
-        Background(child)
+        Background(spawn_in(ns, args, log))
     }
 
     /// Waits up to `timeout` for the exit.
