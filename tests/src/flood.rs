@@ -78,6 +78,8 @@ impl Default for FloodFrames {
 pub struct MapInfo {
     /// `map_type` (9: LRU hash).
     pub map_type: u32,
+    /// `key_size` and `value_size`, bytes.
+    pub key_value: (u32, u32),
     /// `max_entries`.
     pub max_entries: u32,
     /// `memlock`: bytes of kernel memory charged to the map.
@@ -102,11 +104,16 @@ pub fn bpf_maps() -> Vec<MapInfo> {
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
                 .and_then(|v| v.trim().parse().ok())
         };
-        if let (Some(t), Some(n), Some(m)) =
-            (field("map_type"), field("max_entries"), field("memlock"))
-        {
+        if let (Some(t), Some(k), Some(v), Some(n), Some(m)) = (
+            field("map_type"),
+            field("key_size"),
+            field("value_size"),
+            field("max_entries"),
+            field("memlock"),
+        ) {
             out.push(MapInfo {
                 map_type: t as u32,
+                key_value: (k as u32, v as u32),
                 max_entries: n as u32,
                 memlock: m,
             });
@@ -115,11 +122,16 @@ pub fn bpf_maps() -> Vec<MapInfo> {
     out
 }
 
-/// The flow map of a probe loaded with `entries` (the only LRU hash of that size).
+/// The flow map of a probe loaded with `entries`: the LRU hash of that size keyed by a
+/// `FlowKey` to a `FlowValue`.
 pub fn flow_map_info(entries: u32) -> Option<MapInfo> {
-    bpf_maps()
-        .into_iter()
-        .find(|m| m.map_type == BPF_MAP_TYPE_LRU_HASH && m.max_entries == entries)
+    let kv = (
+        std::mem::size_of::<FlowKey>() as u32,
+        std::mem::size_of::<peerwarden_common::FlowValue>() as u32,
+    );
+    bpf_maps().into_iter().find(|m| {
+        m.map_type == BPF_MAP_TYPE_LRU_HASH && m.max_entries == entries && m.key_value == kv
+    })
 }
 
 /// This process's resident set, in KiB (`VmRSS` of `/proc/PID/status`).
