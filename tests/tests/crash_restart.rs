@@ -284,6 +284,8 @@ fn kill_9_under_traffic_fails_open_and_a_restart_adopts_without_loss() {
             .map_or(0, |c| c[0] + c[1])
     };
     let p2p_at_kill = p2p_bytes(&lab);
+    let policy_drops = |lab: &Lab| lab.api("/api/v1/status")["probe"]["policy_drops"].as_u64();
+    let drops_at_kill = policy_drops(&lab).expect("policy_drops in /api/v1/status");
     let pid = pid_of_lab_daemon(&lab);
     kill9(pid);
     assert_eq!(
@@ -309,11 +311,12 @@ fn kill_9_under_traffic_fails_open_and_a_restart_adopts_without_loss() {
         "with the daemon: {policed_before:.2} Mbit/s, the police rule holds it near {want:.2}"
     );
     // With no daemon the rule must still cap the download (unpoliced, the lab's veths carry
-    // hundreds of Mbit/s). Beside the BitTorrent transfer and HTTP downloads on two shared
-    // cores the goodput under the cap varies (3.8 to 7.5 Mbit/s measured), so the floor
-    // only says the download ran.
+    // hundreds of Mbit/s), and the kernel's own count of policy drops (below, read from the
+    // adopted statistics) must have grown meanwhile. Beside the BitTorrent transfer and the
+    // HTTP downloads on two shared cores, the goodput under the cap varies (1.1 to 7.5
+    // Mbit/s measured), so the floor only says that the download ran.
     assert!(
-        policed_crashed > 1.0 && policed_crashed < want * 1.3,
+        policed_crashed > 0.3 && policed_crashed < want * 1.3,
         "after kill -9: {policed_crashed:.2} Mbit/s, the police rule caps it at {want:.2}"
     );
 
@@ -328,13 +331,19 @@ fn kill_9_under_traffic_fails_open_and_a_restart_adopts_without_loss() {
     // The BitTorrent transfer went on while no daemon ran, and the kernel counted it in
     // the maps the new daemon adopted.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let p2p_at_restart = loop {
-        let b = p2p_bytes(&lab);
-        if b > 0 || Instant::now() > deadline {
-            break b;
+    let (p2p_at_restart, drops_at_restart) = loop {
+        let (b, d) = (p2p_bytes(&lab), policy_drops(&lab));
+        if (b > 0 && d.is_some()) || Instant::now() > deadline {
+            break (b, d.unwrap_or(0));
         }
         thread::sleep(Duration::from_millis(200));
     };
+    eprintln!("policy drops: {drops_at_kill} at the kill, {drops_at_restart} at the restart");
+    assert!(
+        drops_at_restart > drops_at_kill,
+        "the police rule dropped nothing while no daemon ran ({drops_at_kill} at the kill, \
+         {drops_at_restart} at the restart)"
+    );
     eprintln!("p2p bytes counted: {p2p_at_kill} at the kill, {p2p_at_restart} at the restart");
     assert!(
         p2p_at_restart > p2p_at_kill + 1_000_000,
