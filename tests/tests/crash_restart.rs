@@ -1,18 +1,21 @@
 //! Crashes, restarts and upgrades of the daemon on a real gateway namespace (issue 6):
 //!
 //! 1. `kill -9` under traffic (a libtorrent transfer and HTTP downloads from `lab traffic`,
-//!    an iperf3 download): the XDP programs stay attached, bytes keep crossing, and the
-//!    policy's police rule still holds the iperf3 download at its rate while no daemon
-//!    runs. A restarted daemon adopts the pinned maps and links: it says so, the link ids
-//!    are the same (not re-attached) with new program ids, the flows labelled before the
-//!    crash keep their labels, and the history store's totals equal the kernel's counters
-//!    since the maps were made (nothing lost in the crash, nothing counted twice).
+//!    an iperf3 download): the XDP programs stay attached, the BitTorrent transfer goes on
+//!    and is counted, and the policy's police rule still caps the iperf3 download (the
+//!    kernel's policy-drop count grows) while no daemon runs. A restarted daemon adopts the
+//!    pinned maps and links: it says so, the link ids are the same (not re-attached) with
+//!    new program ids, the flows labelled before the crash keep their labels, and the
+//!    history store's totals equal the kernel's counters since the maps were made (nothing
+//!    lost in the crash, nothing counted twice).
 //! 2. An upgrade: a daemon with `keep_attached_on_stop` stopped by SIGTERM leaves its
 //!    programs attached, and the next one swaps its programs into the pinned links
 //!    (`BPF_LINK_UPDATE`): link ids stay, program ids change, and a numbered UDP echo
-//!    through the gateway every 10 ms across the stop and the start loses no datagram. A clean stop of
-//!    the last one leaves nothing attached and nothing pinned.
-//! 3. `peerwarden unload` removes what a crashed daemon left; `lab down` removes it too.
+//!    through the gateway every 10 ms across the stop and the start loses no datagram and
+//!    has every one counted. A clean stop of the last one leaves nothing attached or pinned.
+//! 3. A second daemon or `unload` on a running instance, and a daemon whose maps would not
+//!    fit the pinned ones, are refused and change nothing; `peerwarden unload` removes what
+//!    a crashed daemon left; `lab down` removes it too.
 //!
 //! The new programs come from the same binary (a second load is a new program, with a
 //! new id): the swap is the one a new build goes through.
