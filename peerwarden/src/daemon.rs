@@ -241,8 +241,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let (probe, state) = (probe.clone(), state.clone());
             move || read_counters(&probe, &state)
         })?,
-        // Its own thread: a full read costs about 13 us per subscriber (8 map lookups), and
-        // must not hold back the per-label readings with many subscribers.
+        // Its own thread: the read is cheap (the mapped array, 0.1 us per subscriber), but
+        // the rates and the store's rows cost about 10 us per subscriber (docs/benchmarks.md),
+        // and must not hold back the per-label readings with many subscribers.
         spawn_reader("subscribers", &stop, {
             let (probe, state, enforcer) = (probe.clone(), state.clone(), enforcer.clone());
             let mut owners = Owners::default();
@@ -519,11 +520,10 @@ fn read_subscribers(
     owners: &[(String, u32)],
 ) {
     let (at, wall) = (Instant::now(), SystemTime::now());
-    // One copy of each owner's counters out of the mapped array (no syscalls), shared by
-    // the rates and the store.
-    let usage = crate::subscribers::read_usage(owners, |i| probe.subscriber_usage(i));
-    readings.update_from(at, &usage);
+    // Each owner's counters are copied out of the mapped kernel array (no system call), once
+    // for the rates and once for the store: cheaper than keeping a copy of all of them.
+    readings.update_usage(at, owners, |i| probe.subscriber_usage(i));
     if let Some(h) = history {
-        h.record_subscribers(wall, &usage.read);
+        h.record_subscribers_with(wall, owners, |i| probe.subscriber_usage(i).ok());
     }
 }

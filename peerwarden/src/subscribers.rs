@@ -59,8 +59,13 @@ struct Sub {
     kernel: ClassCounters,
     /// Accumulated over this run.
     total: ClassCounters,
-    /// `(when, total)` for the last [`RATE_WINDOW`] and one reading before it.
+    /// `(when, total)` for the readings that moved the total in the last [`RATE_WINDOW`],
+    /// and the newest before it (the total at the window's start). An idle subscriber adds
+    /// nothing here: with 100,000 subscribers, a copy of every total every second was most
+    /// of the cost of a pass.
     recent: VecDeque<(Instant, ClassCounters)>,
+    /// When its counters were last read.
+    last_read: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -149,68 +154,56 @@ pub fn bytes(c: &ClassCounters) -> u64 {
     c.iter().flatten().map(|s| s.bytes).sum()
 }
 
-/// One reading of every owner's kernel counters (see [`read_usage`]).
-pub struct UsageReading {
-    /// The owners asked for, in order.
-    pub owners: Vec<(String, u32)>,
-    /// Per owner, its counters or why they could not be read.
-    pub results: Vec<Result<SubUsage, String>>,
-    /// (id, index, counters) of the owners read: what the history store records.
-    pub read: Vec<(String, u32, SubUsage)>,
-}
-
-/// Reads every owner's counters with `read(index)` (for the daemon: a copy out of the
-/// mapped kernel array, no system call).
-pub fn read_usage<E: Display>(
-    owners: &[(String, u32)],
-    mut read: impl FnMut(u32) -> Result<SubUsage, E>,
-) -> UsageReading {
-    let results: Vec<Result<SubUsage, String>> = owners
-        .iter()
-        .map(|(_, i)| read(*i).map_err(|e| e.to_string()))
-        .collect();
-    let read = owners
-        .iter()
-        .zip(&results)
-        .filter_map(|((id, i), r)| r.as_ref().ok().map(|u| (id.clone(), *i, *u)))
-        .collect();
-    UsageReading {
-        owners: owners.to_vec(),
-        results,
-        read,
-    }
-}
-
 impl Readings {
-    /// [`Readings::update`] from a reading of the kernel counters, per class.
-    pub fn update_from(&self, at: Instant, usage: &UsageReading) {
-        // `update` asks for each owner once, in order.
-        let mut results = usage.results.iter();
-        self.update(at, &usage.owners, |_| match results.next() {
-            Some(Ok(u)) => Ok(u.classes()),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err("no reading".to_string()),
-        });
-    }
-
     /// Reads every owner's counters with `read(index)` (one reading taken at `at`) and
     /// returns the totals of this run of the owners read, for the history store.
     pub fn update<E: Display>(
         &self,
         at: Instant,
         owners: &[(String, u32)],
-        mut read: impl FnMut(u32) -> Result<ClassCounters, E>,
+        read: impl FnMut(u32) -> Result<ClassCounters, E>,
     ) -> Vec<(String, ClassCounters)> {
+        let mut out = Vec::with_capacity(owners.len());
+        self.update_with(at, owners, read, |id, total| {
+            out.push((id.to_string(), *total))
+        });
+        out
+    }
+
+    /// [`Readings::update`] from the kernel's per-subscriber counters (`read(index)`, asked
+    /// once per owner: the daemon reads them out of the mapped array), per class.
+    pub fn update_usage<E: Display>(
+        &self,
+        at: Instant,
+        owners: &[(String, u32)],
+        mut read: impl FnMut(u32) -> Result<SubUsage, E>,
+    ) {
+        self.update_with(at, owners, |i| read(i).map(|u| u.classes()), |_, _| {});
+    }
+
+    /// The body of [`Readings::update`]: `each(id, total)` for every owner read, without
+    /// a copy of the owners' ids or totals unless `each` makes one.
+    fn update_with<E: Display>(
+        &self,
+        at: Instant,
+        owners: &[(String, u32)],
+        mut read: impl FnMut(u32) -> Result<ClassCounters, E>,
+        mut each: impl FnMut(&str, &ClassCounters),
+    ) {
         let mut g = lock(&self.inner);
         let inner = &mut *g;
-        let live: HashSet<&str> = owners.iter().map(|(id, _)| id.as_str()).collect();
-        for (id, sub) in inner.subs.iter_mut() {
-            if !live.contains(id.as_str()) {
-                sub.index = None;
-                sub.recent.clear();
+        // The owners change with the policy only: the leavers' work and the copy of the
+        // list are done then, not every second.
+        let changed = inner.owners.as_slice() != owners;
+        if changed {
+            let live: HashSet<&str> = owners.iter().map(|(id, _)| id.as_str()).collect();
+            for (id, sub) in inner.subs.iter_mut() {
+                if !live.contains(id.as_str()) {
+                    sub.index = None;
+                    sub.recent.clear();
+                }
             }
         }
-        let mut out = Vec::with_capacity(owners.len());
         for (id, index) in owners {
             let reading = match read(*index) {
                 Ok(r) => r,
@@ -222,7 +215,12 @@ impl Readings {
                     continue;
                 }
             };
-            let sub = inner.subs.entry(id.clone()).or_default();
+            if !inner.subs.contains_key(id.as_str()) {
+                inner.subs.insert(id.clone(), Sub::default());
+            }
+            let Some(sub) = inner.subs.get_mut(id.as_str()) else {
+                continue;
+            };
             if sub.index != Some(*index) {
                 // Newly owned: an index nobody had this run still counts from zero (new maps);
                 // one that changed hands, or any in adopted maps, counts from now.
@@ -243,9 +241,12 @@ impl Readings {
                 }
             }
             sub.kernel = reading;
-            sub.recent.push_back((at, sub.total));
-            // Keep one reading at least RATE_WINDOW old, for the base of the rates.
-            while sub.recent.len() > 2
+            sub.last_read = Some(at);
+            if sub.recent.is_empty() || g != ClassCounters::default() {
+                sub.recent.push_back((at, sub.total));
+            }
+            // Keep the newest reading at least RATE_WINDOW old, the base of the rates.
+            while sub.recent.len() > 1
                 && sub
                     .recent
                     .get(1)
@@ -253,10 +254,11 @@ impl Readings {
             {
                 sub.recent.pop_front();
             }
-            out.push((id.clone(), sub.total));
+            each(id, &sub.total);
         }
-        inner.owners = owners.to_vec();
-        out
+        if changed {
+            inner.owners = owners.to_vec();
+        }
     }
 
     /// Tells the readings that the kernel maps were adopted from an earlier daemon (pinned):
@@ -279,21 +281,24 @@ impl Readings {
     pub fn recent(&self, id: &str) -> Option<Recent> {
         let g = lock(&self.inner);
         let sub = g.subs.get(id)?;
-        let Some((last_at, last)) = sub.recent.back() else {
+        let (Some(end), Some((first_at, first))) = (sub.last_read, sub.recent.front()) else {
             return Some(Recent::default());
         };
-        // The newest reading at least RATE_WINDOW old, else the oldest.
-        let (base_at, base) = sub
+        // The total RATE_WINDOW before the last reading is that of the newest entry at
+        // least that old (entries are kept only when the total moved); without one, the
+        // span starts at the first reading.
+        let (seconds, base) = match sub
             .recent
             .iter()
             .rev()
-            .find(|(t, _)| last_at.duration_since(*t) >= RATE_WINDOW)
-            .or(sub.recent.front())
-            .copied()
-            .unwrap_or((*last_at, *last));
+            .find(|(t, _)| end.duration_since(*t) >= RATE_WINDOW)
+        {
+            Some((_, base)) => (RATE_WINDOW.as_secs_f64(), base),
+            None => (end.duration_since(*first_at).as_secs_f64(), first),
+        };
         Some(Recent {
-            seconds: last_at.duration_since(base_at).as_secs_f64(),
-            delta: minus(last, &base),
+            seconds,
+            delta: minus(&sub.total, base),
         })
     }
 
@@ -467,6 +472,27 @@ mod tests {
         });
         assert!(out.is_empty());
         assert_eq!(r.read_errors(), 1);
+    }
+
+    #[test]
+    fn an_idle_subscriber_rates_zero_over_the_window_after_traffic() {
+        let r = Readings::default();
+        let t0 = Instant::now();
+        let owners = [("alice".to_string(), 0u32)];
+        // Traffic for 5 s, then nothing for 20 s: no entries for the idle readings.
+        for s in 0..=25u64 {
+            r.update(t0 + Duration::from_secs(s), &owners, |_| {
+                Ok::<_, String>(reading(1000 * s.min(5), 0))
+            });
+            if s == 12 {
+                let recent = r.recent("alice").expect("known");
+                assert_eq!(recent.seconds, 10.0);
+                assert_eq!(recent.delta[0][1].bytes, 3000, "seconds 3 to 5 of 2 to 12");
+            }
+        }
+        let recent = r.recent("alice").expect("known");
+        assert_eq!(recent.seconds, 10.0);
+        assert_eq!(recent.delta, ClassCounters::default());
     }
 
     #[test]

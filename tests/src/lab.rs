@@ -553,6 +553,12 @@ pub fn xdp_attached(ns: &str) -> usize {
         .sum()
 }
 
+/// How long a started daemon may take to answer `/healthz`. Loading the kernel programs
+/// (the verifier) takes a few seconds on an idle machine and several times that while other
+/// builds and labs share its two cores: 20 s was too short there (the daemon had not
+/// logged a line yet). A daemon that exits fails at once, whatever this says.
+pub const DAEMON_START: Duration = Duration::from_secs(120);
+
 /// A daemon started by the test itself (`peerwarden run --config ...`), so the test owns
 /// its exit status; killed on drop if still running.
 pub struct Daemon {
@@ -563,7 +569,8 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts the daemon with `config`, output to `log`, and waits until `/healthz` on
-    /// `api` answers 200 (panics with the log if it exits or does not within 20 s).
+    /// `api` answers 200 (panics with the log if it exits, or does not answer within
+    /// [`DAEMON_START`]).
     pub fn start(config: &Path, log: &Path, api: SocketAddr) -> Daemon {
         let out = std::fs::File::create(log).expect("creating the daemon log");
         let err = out.try_clone().expect("cloning the log handle");
@@ -580,7 +587,7 @@ impl Daemon {
             child: Some(child),
             log: log.to_path_buf(),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + DAEMON_START;
         loop {
             if let Some(status) = daemon.child().try_wait().expect("waiting for the daemon") {
                 panic!(
@@ -593,7 +600,8 @@ impl Daemon {
             }
             assert!(
                 Instant::now() < deadline,
-                "the daemon was not healthy after 20 s:\n{}",
+                "the daemon was not healthy after {} s:\n{}",
+                DAEMON_START.as_secs(),
                 daemon.log_text()
             );
             thread::sleep(Duration::from_millis(100));

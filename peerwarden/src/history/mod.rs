@@ -106,6 +106,32 @@ impl Values {
     }
 }
 
+/// The last kernel reading per subscriber index, dense: the enforcer hands indexes out from
+/// 0, so a vector is as small as a map and is compared in index order, at memory speed.
+#[derive(Default)]
+struct UsageBase(Vec<SubUsage>);
+
+impl UsageBase {
+    /// Indexes past this are ignored (a stored row from a damaged file must not make the
+    /// daemon allocate without bound); max_subscribers is far below it.
+    const MAX: u32 = 1 << 24;
+
+    fn get(&self, index: u32) -> Option<&SubUsage> {
+        self.0.get(index as usize)
+    }
+
+    fn set(&mut self, index: u32, u: SubUsage) {
+        if index >= Self::MAX {
+            return;
+        }
+        let i = index as usize;
+        if i >= self.0.len() {
+            self.0.resize(i + 1, SubUsage::default());
+        }
+        self.0[i] = u;
+    }
+}
+
 /// A row's identity apart from time.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
@@ -209,7 +235,7 @@ struct Writer {
     last: HashMap<Key, Values>,
     /// The last reading of the kernel's per-subscriber counters, per subscriber *index*
     /// (absolute values of this instance of the counters).
-    last_usage: HashMap<u32, SubUsage>,
+    last_usage: UsageBase,
     /// Keys whose reading changed since the last flush.
     dirty: Vec<Key>,
     /// Subscriber indexes whose reading changed since the last flush.
@@ -356,7 +382,7 @@ impl History {
             }
         }
         let mut last = HashMap::new();
-        let mut last_usage: HashMap<u32, SubUsage> = HashMap::new();
+        let mut last_usage = UsageBase::default();
         let same_instance = meta("instance")
             .map_err(sql("reading the instance"))?
             .as_deref()
@@ -397,7 +423,7 @@ impl History {
                 let (idx, data) = row.map_err(sql("reading the last subscriber readings"))?;
                 // A blob of another size is not a reading of this build's layout: no base.
                 if let Some(u) = usage_from_bytes(&data) {
-                    last_usage.insert(idx, u);
+                    last_usage.set(idx, u);
                 }
             }
         } else {

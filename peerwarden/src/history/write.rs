@@ -95,6 +95,23 @@ impl History {
     /// drops and marks). An index that changed hands between two readings gives the new
     /// owner that second.
     pub fn record_subscribers(&self, at: SystemTime, subscribers: &[(String, u32, SubUsage)]) {
+        let owners: Vec<(String, u32)> = subscribers
+            .iter()
+            .map(|(id, i, _)| (id.clone(), *i))
+            .collect();
+        let mut next = subscribers.iter().map(|(_, _, u)| *u);
+        self.record_subscribers_with(at, &owners, |_| next.next());
+    }
+
+    /// [`History::record_subscribers`] with each owner's counters from `read(index)`, asked
+    /// once per owner in order (the daemon reads them out of the mapped kernel array, so
+    /// no copy of every subscriber's counters is kept); `None` skips the owner.
+    pub fn record_subscribers_with(
+        &self,
+        at: SystemTime,
+        owners: &[(String, u32)],
+        mut read: impl FnMut(u32) -> Option<SubUsage>,
+    ) {
         let minute = minute_of(unix(at));
         let mut w = lock(&self.writer);
         let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
@@ -104,8 +121,12 @@ impl History {
             ..
         } = &mut *w;
         let zero = SubUsage::default();
-        for (id, index, now) in subscribers {
-            let before = last_usage.get(index).unwrap_or(&zero);
+        for (id, index) in owners {
+            let Some(now) = read(*index) else {
+                continue;
+            };
+            let now = &now;
+            let before = last_usage.get(*index).unwrap_or(&zero);
             if before == now {
                 continue;
             }
@@ -152,7 +173,7 @@ impl History {
                     }
                 }
             }
-            last_usage.insert(*index, *now);
+            last_usage.set(*index, *now);
             dirty_usage.push(*index);
         }
         drop(pending);
@@ -277,7 +298,7 @@ impl History {
             dirty_usage.sort_unstable();
             dirty_usage.dedup();
             for idx in dirty_usage.iter() {
-                if let Some(u) = last_usage.get(idx) {
+                if let Some(u) = last_usage.get(*idx) {
                     put.execute(params![idx, usage_to_bytes(u)])
                         .map_err(self.sql("saving a subscriber reading"))?;
                 }

@@ -1,0 +1,151 @@
+//! Reading the per-subscriber counters: one pass over 100,000 subscribers, as the daemon's
+//! subscriber reader makes it every second, beside the same entries read with one
+//! `BPF_MAP_LOOKUP_ELEM` system call each (the baseline, measured in the same run), and
+//! the pass into the history store (rates and store rows) with 1% and 100% of the
+//! subscribers' counters changed.
+//!
+//! The kernel array (`SUB_COUNTERS`, one 896-byte entry per subscriber) is mmapable: the
+//! daemon maps it once and copies entries out of its own memory. Before this layout the
+//! counters were per-CPU slots per (subscriber, class, direction), 8 lookups per
+//! subscriber, about 13 us (0.9 s per pass at 65,536 subscribers).
+//!
+//! Run as root: `cargo bench -p peerwarden-tests --bench sub_usage_read`.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use aya::maps::{Array, Map, MapData};
+use peerwarden::{
+    history::{History, Retention},
+    probe::{Probe, ProbeOptions},
+    subscribers::Readings,
+};
+use peerwarden_common::{Label, policy::SubUsage};
+use peerwarden_tests::{lab::TempDir, xdp::require_root};
+
+const SUBSCRIBERS: u32 = 100_000;
+const ROUNDS: usize = 7;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn timed(mut f: impl FnMut()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+/// The median time of `ROUNDS` passes reading subscribers 0..SUBSCRIBERS with `read`.
+fn read_all(read: impl Fn(u32) -> SubUsage) -> Duration {
+    median(
+        (0..ROUNDS)
+            .map(|_| {
+                timed(|| {
+                    let mut sum = 0u64;
+                    for i in 0..SUBSCRIBERS {
+                        sum = sum.wrapping_add(read(i).labels[1][1].bytes);
+                    }
+                    std::hint::black_box(sum);
+                })
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    require_root();
+    let probe = Probe::load_with(ProbeOptions {
+        flow_table_size: 4096,
+        max_subscribers: 131_072,
+    })
+    .unwrap_or_else(|e| panic!("loading the probe: {e}"));
+    let owners: Vec<(String, u32)> = (0..SUBSCRIBERS).map(|i| (format!("sub-{i}"), i)).collect();
+
+    // (a) The mapped array, one copy per subscriber.
+    let mapped = read_all(|i| probe.subscriber_usage(i).expect("usage"));
+    // (b) The baseline: the same entries through the system call, a second handle on the
+    // same map.
+    let id = probe.usage_map().map().info().expect("info").id();
+    let array: Array<MapData, SubUsage> =
+        Array::try_from(Map::Array(MapData::from_id(id).expect("map by id"))).expect("array");
+    let syscall = read_all(|i| array.get(&i, 0).expect("lookup"));
+
+    // (c) The daemon's whole pass: read, rates, store rows; synthetic readings, a share of
+    // the subscribers with new counts each pass.
+    let tmp = TempDir::new("sub-usage-bench");
+    let history =
+        History::open(&tmp.0.join("history.db"), "bench", Retention::default()).expect("store");
+    let readings = Readings::default();
+    let mut kernel = vec![SubUsage::default(); SUBSCRIBERS as usize];
+    let t0 = Instant::now();
+    // Per pass: (a walk of the counters alone, rates, store rows); the counters here are
+    // in a vector, as fast to copy from as the mapped array (read (a) above).
+    let mut pass = |n: u64, changed_every: usize| -> [Duration; 3] {
+        for (i, u) in kernel.iter_mut().enumerate() {
+            if i % changed_every == 0 {
+                u.labels[Label::Bittorrent.id() as usize][1].bytes += 1500 * n;
+                u.labels[Label::Bittorrent.id() as usize][1].packets += n;
+                u.labels[Label::Tls.id() as usize][0].bytes += 80 * n;
+                u.labels[Label::Tls.id() as usize][0].packets += n;
+            }
+        }
+        let read = timed(|| {
+            let mut sum = 0u64;
+            for (_, i) in &owners {
+                sum = sum.wrapping_add(kernel[*i as usize].labels[1][1].bytes);
+            }
+            std::hint::black_box(sum);
+        });
+        let rates = timed(|| {
+            readings.update_usage(t0 + Duration::from_secs(n), &owners, |i| {
+                Ok::<_, String>(kernel[i as usize])
+            })
+        });
+        let store = timed(|| {
+            history
+                .record_subscribers_with(SystemTime::now(), &owners, |i| Some(kernel[i as usize]))
+        });
+        [read, rates, store]
+    };
+    let mut n = 0;
+    let mut run = |changed_every: usize| -> [Duration; 3] {
+        let passes: Vec<[Duration; 3]> = (0..ROUNDS)
+            .map(|_| {
+                n += 1;
+                pass(n, changed_every)
+            })
+            .collect();
+        [0, 1, 2].map(|k| median(passes.iter().map(|p| p[k]).collect()))
+    };
+    let all = run(1);
+    let some = run(100);
+    let flush = timed(|| history.flush().expect("flush"));
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("Per-subscriber counters, {SUBSCRIBERS} subscribers, median of {ROUNDS} passes");
+    println!(
+        "read, mapped array (no syscalls)     {:>9.2} ms  {:>6.3} us/subscriber",
+        ms(mapped),
+        ms(mapped) * 1000.0 / f64::from(SUBSCRIBERS)
+    );
+    println!(
+        "read, one lookup syscall each (base) {:>9.2} ms  {:>6.3} us/subscriber  mapped/base {:.3}",
+        ms(syscall),
+        ms(syscall) * 1000.0 / f64::from(SUBSCRIBERS),
+        mapped.as_secs_f64() / syscall.as_secs_f64()
+    );
+    for (what, p) in [("100%", all), ("1%", some)] {
+        println!(
+            "pass, {what:>4} changed: counters walk {:>6.2} ms, rates {:>8.2} ms, store rows {:>8.2} ms, total {:>8.2} ms",
+            ms(p[0]),
+            ms(p[1]),
+            ms(p[2]),
+            ms(p[0] + p[1] + p[2])
+        );
+    }
+    println!(
+        "store flush of the pending minutes    {:>8.2} ms",
+        ms(flush)
+    );
+}
