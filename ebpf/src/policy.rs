@@ -2,6 +2,11 @@
 //! then the rule for its plan, the flow's label and the direction: police (token bucket),
 //! mark (DSCP), block, or shape (left to the TC egress program). Two sets of lookup maps
 //! (A and B) are swapped by one write of `CONTROL`; see common/src/policy.rs.
+//!
+//! Every packet of a subscriber the policy knows is also counted for it, per (label,
+//! direction), in `SUB_COUNTERS` (one shared, mmapable entry per subscriber; atomic adds),
+//! with the policy's drops and marks per (class, direction); `relabel` moves a flow's
+//! earlier packets to the label it receives, as the totals do.
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
