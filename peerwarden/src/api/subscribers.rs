@@ -6,8 +6,9 @@
 //! per class); the history store keeps those as per-minute rows per label and per class.
 //! Per-class figures come from the counters (since the daemon started) or from the store
 //! (over a window); one subscriber's per-label usage comes from the store. `top?by=label`
-//! sums the flows of the label in the flow table, so it covers flows still in the table,
-//! each with all its bytes.
+//! over a window comes from the store's per-subscriber label rows; since start (or
+//! without a store) it sums the flows of the label in the flow table, so it covers flows
+//! still in the table, each with all its bytes.
 
 use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
 
@@ -52,9 +53,9 @@ struct TopParams {
     /// The class (`p2p`, `video`, `web`, `other`; default: all traffic) or, with
     /// `by=label`, the label (required).
     name: Option<String>,
-    /// Over the last `90s`, `10m`, `1h`... (from the history store, in whole minutes;
-    /// with `by=label`, flows seen in the window). Default: since the daemon started
-    /// (`by=label`: every flow in the table).
+    /// Over the last `90s`, `10m`, `1h`... (from the history store, in whole minutes; with
+    /// `by=label`, its per-subscriber label rows; without a store, flows seen in the
+    /// window). Default: since the daemon started (`by=label`: every flow in the table).
     window: Option<String>,
     /// At most this many (1 to 1,000; default 10).
     limit: Option<usize>,
@@ -205,7 +206,26 @@ pub async fn top(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Top>, Api
             let horizon = window
                 .map(|w| clock::monotonic_ns().saturating_sub(w.saturating_mul(1_000_000_000)));
             let mut per: BTreeMap<String, ([u64; 2], [u64; 2])> = BTreeMap::new();
-            if let Some(policy) = &policy {
+            // Over a window with a store: the store's per-subscriber label rows (every
+            // byte of the window, flows gone from the table included).
+            let stored = match window {
+                Some(w) if state.history_store.get().is_some() => {
+                    let r = Range::last(w, SystemTime::now());
+                    let rows = range::query(range::store(&state)?, move |h| {
+                        h.sum(r.from, r.to, None, Which::SubscribersLabels)
+                    })
+                    .await?;
+                    for row in rows.iter().filter(|row| row.key.name == label.name()) {
+                        let e = per.entry(row.key.subscriber.clone()).or_default();
+                        let d = usize::from(row.key.dir.min(1));
+                        e.0[d] += row.values.bytes.max(0) as u64;
+                        e.1[d] += row.values.packets.max(0) as u64;
+                    }
+                    Some(r)
+                }
+                _ => None,
+            };
+            if let Some(policy) = policy.as_ref().filter(|_| stored.is_none()) {
                 for f in state.flows.iter() {
                     let (k, v) = (f.key(), f.value());
                     if Label::from_id(v.label) != label
@@ -238,10 +258,10 @@ pub async fn top(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Top>, Api
             Top {
                 by: "label",
                 name: Some(label.name().to_string()),
-                window_seconds: window,
-                basis: "flows",
+                window_seconds: stored.map(|r| r.seconds()).or(window),
+                basis: if stored.is_some() { "store" } else { "flows" },
                 subscribers,
-                range: None,
+                range: stored.map(|r| r.span()),
             }
         }
         other => {

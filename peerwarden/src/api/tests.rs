@@ -820,6 +820,21 @@ async fn top_subscribers_by_class_label_and_window() {
     assert_eq!(v["basis"], "flows");
     assert_eq!(v["subscribers"][0]["id"], "alice", "{v}");
     assert_eq!(v["subscribers"][0]["bytes"], serde_json::json!([500, 600]));
+    // Over a window, from the store's per-subscriber label rows.
+    let (_, v) = get_on(
+        &s.state,
+        "/api/v1/subscribers/top?by=label&name=http&window=1h",
+    )
+    .await;
+    assert_eq!(v["basis"], "store", "{v}");
+    assert_eq!(v["range"]["source"], "store");
+    assert_eq!(v["subscribers"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["subscribers"][0]["id"], "bob");
+    assert_eq!(
+        v["subscribers"][0]["bytes"],
+        serde_json::json!([0, 1_000_000])
+    );
+    assert_eq!(v["subscribers"][0]["packets"], serde_json::json!([0, 1000]));
     for uri in [
         "/api/v1/subscribers/top?by=label",
         "/api/v1/subscribers/top?by=plan",
