@@ -17,7 +17,7 @@ use peerwarden_common::policy::{BPF_F_MMAPABLE, SubUsage};
 
 /// Words of one entry.
 const WORDS: usize = std::mem::size_of::<SubUsage>() / 8;
-const _: () = assert!(std::mem::size_of::<SubUsage>() % 8 == 0);
+const _: () = assert!(std::mem::size_of::<SubUsage>().is_multiple_of(8));
 
 /// Why the array could not be mapped.
 #[derive(Debug, thiserror::Error)]
