@@ -25,8 +25,9 @@ pub type ApplyHook = Box<dyn Fn(&Policy) -> anyhow::Result<()> + Send + Sync>;
 /// The policy in force.
 #[derive(Clone)]
 pub struct Active {
-    /// The YAML it was loaded from.
-    pub source: String,
+    /// The YAML it was loaded from: shared, so reading the active policy (every second by
+    /// the subscriber reader, on API requests) does not copy a large file's text.
+    pub source: Arc<str>,
     /// Where it came from (a path, or `api`).
     pub origin: String,
     /// When it became active.
@@ -132,7 +133,7 @@ impl PolicyStore {
         match result {
             Ok(policy) => {
                 *self.active.write().unwrap_or_else(|p| p.into_inner()) = Some(Active {
-                    source,
+                    source: source.into(),
                     origin: origin.to_string(),
                     loaded_at: SystemTime::now(),
                     policy: Arc::new(policy),

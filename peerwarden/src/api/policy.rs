@@ -46,7 +46,7 @@ pub async fn get(Ext(state): Ext<Arc<State>>) -> Result<Json<ActivePolicy>, ApiE
             .iter()
             .map(|p| p.name.clone())
             .collect(),
-        source: active.source,
+        source: active.source.to_string(),
     }))
 }
 
