@@ -437,6 +437,13 @@ fn finished_flows_reach_nfcapd_with_their_labels() {
     // and the capture.
     thread::sleep(Duration::from_secs(1));
     nfcapd.stop("TERM");
+    // Its summary: the sequence numbers (data records sent before each message) had no
+    // gap and every message parsed.
+    let summary = std::fs::read_to_string(tmp.0.join("nfcapd.log")).unwrap_or_default();
+    assert!(
+        summary.contains("Sequence Errors: 0, Bad Packets: 0"),
+        "nfcapd's summary:\n{summary}"
+    );
     capture.stop("INT");
     let sent_total: u64 = log
         .lines()

@@ -45,6 +45,8 @@ struct Tracked {
     packets: [u64; 2],
     /// When its last record was made (or when it started), CLOCK_MONOTONIC ns.
     last_export_ns: u64,
+    /// The tracker's pass that last saw it in the table.
+    seen: u64,
 }
 
 impl Tracked {
@@ -54,6 +56,7 @@ impl Tracked {
             bytes: [0; 2],
             packets: [0; 2],
             last_export_ns: v.first_seen_ns,
+            seen: 0,
         }
     }
 
@@ -89,6 +92,8 @@ pub struct Tracker {
     flows: HashMap<FlowKey, Tracked>,
     idle_ns: u64,
     active_ns: u64,
+    /// Passes so far (what `Tracked::seen` compares with; no set of keys per pass).
+    pass: u64,
 }
 
 impl Tracker {
@@ -98,6 +103,7 @@ impl Tracker {
             flows: HashMap::new(),
             idle_ns,
             active_ns,
+            pass: 0,
         }
     }
 
@@ -119,9 +125,9 @@ impl Tracker {
         now_ns: u64,
     ) -> Vec<Due> {
         let mut due = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        self.pass += 1;
+        let pass = self.pass;
         for (k, v) in reading {
-            seen.insert(k);
             let t = self.flows.entry(k).or_insert_with(|| Tracked::new(v));
             if t.replaced_by(&v) {
                 let old = t.last;
@@ -129,6 +135,7 @@ impl Tracker {
                 *t = Tracked::new(v);
             }
             t.last = v;
+            t.seen = pass;
             let idle = now_ns.saturating_sub(v.last_seen_ns) >= self.idle_ns;
             if idle {
                 due.extend(t.take(k, v, EndReason::Idle, now_ns));
@@ -137,7 +144,7 @@ impl Tracker {
             }
         }
         self.flows.retain(|k, t| {
-            if seen.contains(k) {
+            if t.seen == pass {
                 return true;
             }
             let last = t.last;
