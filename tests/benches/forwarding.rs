@@ -35,7 +35,7 @@ use std::{
     process::{Child, Command, Stdio},
     sync::mpsc,
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use peerwarden::probe::{PROG_PASS, Probe, ProbeOptions};
@@ -344,6 +344,57 @@ fn packets_per_cpu(gw: &str) -> Vec<u64> {
         .collect()
 }
 
+/// CPU time (user + system, clock ticks) of each thread of process `pid`, summed by thread
+/// name (`read-subscribers`, `deep`, `tokio-runtime-w`, ...), from /proc/PID/task/*/stat.
+fn thread_cpu(pid: u32) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        // "tid (comm) state ppid ...": utime and stime are fields 14 and 15, the 12th and
+        // 13th after the closing parenthesis (comm may hold spaces).
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        *out.entry(comm).or_insert(0) += ticks(11) + ticks(12);
+    }
+    out
+}
+
+/// The daemon's CPU over one case: seconds of CPU (all threads) per second of wall time,
+/// and the threads' shares, from two `thread_cpu` readings `wall` apart.
+fn cpu_use(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    wall: Duration,
+) -> (f64, String) {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut threads: Vec<(f64, &String)> = after
+        .iter()
+        .map(|(name, t)| {
+            let d = t.saturating_sub(before.get(name).copied().unwrap_or(0));
+            (d as f64 / hz / wall.as_secs_f64(), name)
+        })
+        .filter(|(s, _)| *s > 0.0)
+        .collect();
+    threads.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let total = threads.iter().map(|t| t.0).sum();
+    let list = threads
+        .iter()
+        .map(|(s, n)| format!("{n} {:.1}%", s * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (total, list)
+}
+
 fn main() {
     require_root();
     let dir = TempDir::new("forwarding");
@@ -380,12 +431,19 @@ fn main() {
     let cases = [Case::Bare, Case::XdpPass, Case::Peerwarden];
     let mut results: BTreeMap<(u32, bool, Case), Vec<f64>> = BTreeMap::new();
     let mut per_cpu = Vec::new();
+    let mut daemon_cpu = Vec::new();
+    let ncpus = thread::available_parallelism().map_or(1, |n| n.get());
     for round in 0..REPEATS {
         for k in 0..cases.len() {
             // Rotated, so no case always follows the same one.
             let case = cases[(k + round) % cases.len()];
-            let running = set_up(case, &lab, &config, &log);
+            let mut running = set_up(case, &lab, &config, &log);
             let before = matches!(running, Running::Daemon(_)).then(|| alice_bytes(&lab));
+            let pid = match &mut running {
+                Running::Daemon(d) => Some(d.pid()),
+                _ => None,
+            };
+            let cpu0 = (Instant::now(), pid.map(thread_cpu).unwrap_or_default());
             for &(streams, reverse) in &runs {
                 let gbps = iperf(&lab, streams, reverse);
                 eprintln!(
@@ -397,6 +455,16 @@ fn main() {
                     .entry((streams, reverse, case))
                     .or_default()
                     .push(gbps);
+            }
+            if let Some(pid) = pid {
+                let (total, threads) = cpu_use(&cpu0.1, &thread_cpu(pid), cpu0.0.elapsed());
+                eprintln!(
+                    "round {round}: daemon CPU during the iperf3 runs: {:.1}% of one core ({:.1}% of {} cores): {threads}",
+                    total * 100.0,
+                    total * 100.0 / ncpus as f64,
+                    ncpus
+                );
+                daemon_cpu.push(total);
             }
             match running {
                 Running::Daemon(d) => {
@@ -454,6 +522,14 @@ fn main() {
             pass / bare
         );
     }
+    println!(
+        "\ndaemon CPU during the iperf3 runs, each round: {} of one core (machine: {ncpus} cores)",
+        daemon_cpu
+            .iter()
+            .map(|c| format!("{:.1}%", c * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(
         "\npackets through peerwarden's probe per CPU, each round: {per_cpu:?} (its per-CPU STATS map)"
     );
