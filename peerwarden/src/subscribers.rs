@@ -53,6 +53,8 @@ pub struct Recent {
 /// One subscriber id's readings.
 #[derive(Default)]
 struct Sub {
+    /// Its id.
+    id: String,
     /// The kernel index it owns, if it is in the active policy.
     index: Option<u32>,
     /// The last kernel reading of that index.
@@ -70,8 +72,14 @@ struct Sub {
 
 #[derive(Default)]
 struct Inner {
-    subs: HashMap<String, Sub>,
+    /// Every subscriber seen this run, in the order first seen (dense: the pass walks the
+    /// owners' entries through `owner_subs`, without hashing an id).
+    subs: Vec<Sub>,
+    /// Position in `subs` by id, for the API's lookups and when the owners change.
+    by_id: HashMap<String, usize>,
     owners: Vec<(String, u32)>,
+    /// `owners[k]`'s position in `subs`, once it has been read.
+    owner_subs: Vec<Option<usize>>,
     /// Indexes owned by some id during this run (the kernel's counters of the others are
     /// still zero: the maps are new).
     ever_owned: HashSet<u32>,
@@ -82,6 +90,12 @@ struct Inner {
     /// The kernel maps were adopted from an earlier daemon: their counters did not start
     /// at zero with this run.
     adopted: bool,
+}
+
+impl Inner {
+    fn get(&self, id: &str) -> Option<&Sub> {
+        self.by_id.get(id).and_then(|&p| self.subs.get(p))
+    }
 }
 
 /// The per-subscriber readings, shared between the counter reader and the API.
@@ -197,14 +211,18 @@ impl Readings {
         let changed = inner.owners.as_slice() != owners;
         if changed {
             let live: HashSet<&str> = owners.iter().map(|(id, _)| id.as_str()).collect();
-            for (id, sub) in inner.subs.iter_mut() {
-                if !live.contains(id.as_str()) {
+            for sub in inner.subs.iter_mut() {
+                if !live.contains(sub.id.as_str()) {
                     sub.index = None;
                     sub.recent.clear();
                 }
             }
+            inner.owner_subs = owners
+                .iter()
+                .map(|(id, _)| inner.by_id.get(id.as_str()).copied())
+                .collect();
         }
-        for (id, index) in owners {
+        for (k, (id, index)) in owners.iter().enumerate() {
             let reading = match read(*index) {
                 Ok(r) => r,
                 Err(e) => {
@@ -215,12 +233,33 @@ impl Readings {
                     continue;
                 }
             };
-            if !inner.subs.contains_key(id.as_str()) {
-                inner.subs.insert(id.clone(), Sub::default());
-            }
-            let Some(sub) = inner.subs.get_mut(id.as_str()) else {
+            let pos = match inner.owner_subs.get(k).copied().flatten() {
+                Some(pos) => pos,
+                None => {
+                    let pos = *inner.by_id.entry(id.clone()).or_insert(inner.subs.len());
+                    if pos == inner.subs.len() {
+                        inner.subs.push(Sub {
+                            id: id.clone(),
+                            ..Sub::default()
+                        });
+                    }
+                    if let Some(slot) = inner.owner_subs.get_mut(k) {
+                        *slot = Some(pos);
+                    }
+                    pos
+                }
+            };
+            let Some(sub) = inner.subs.get_mut(pos) else {
                 continue;
             };
+            // Most subscribers are idle in any second: an unchanged reading of the index it
+            // already owns moves nothing (no growth, no rate entry; the old rate entries are
+            // pruned when it next moves, `recent` looks past them).
+            if sub.index == Some(*index) && sub.kernel == reading && !sub.recent.is_empty() {
+                sub.last_read = Some(at);
+                each(id, &sub.total);
+                continue;
+            }
             if sub.index != Some(*index) {
                 // Newly owned: an index nobody had this run still counts from zero (new maps);
                 // one that changed hands, or any in adopted maps, counts from now.
@@ -274,13 +313,13 @@ impl Readings {
 
     /// One subscriber's totals this run.
     pub fn total(&self, id: &str) -> Option<ClassCounters> {
-        lock(&self.inner).subs.get(id).map(|s| s.total)
+        lock(&self.inner).get(id).map(|s| s.total)
     }
 
     /// One subscriber's growth over the last [`RATE_WINDOW`].
     pub fn recent(&self, id: &str) -> Option<Recent> {
         let g = lock(&self.inner);
-        let sub = g.subs.get(id)?;
+        let sub = g.get(id)?;
         let (Some(end), Some((first_at, first))) = (sub.last_read, sub.recent.front()) else {
             return Some(Recent::default());
         };
@@ -307,7 +346,7 @@ impl Readings {
         lock(&self.inner)
             .subs
             .iter()
-            .map(|(id, s)| (id.clone(), s.total))
+            .map(|s| (s.id.clone(), s.total))
             .collect()
     }
 
@@ -322,7 +361,7 @@ impl Readings {
         let mut ranked: Vec<(u64, &String, &ClassCounters)> = g
             .subs
             .iter()
-            .map(|(id, s)| (key(&s.total), id, &s.total))
+            .map(|s| (key(&s.total), &s.id, &s.total))
             .collect();
         let order = |a: &(u64, &String, &ClassCounters), b: &(u64, &String, &ClassCounters)| {
             b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1))
@@ -493,6 +532,54 @@ mod tests {
         let recent = r.recent("alice").expect("known");
         assert_eq!(recent.seconds, 10.0);
         assert_eq!(recent.delta, ClassCounters::default());
+    }
+
+    #[test]
+    fn idle_seconds_and_reordered_owners_keep_every_total_exact() {
+        let r = Readings::default();
+        let t0 = Instant::now();
+        let mut kernel = [reading(0, 0), reading(0, 0), reading(0, 0)];
+        let mut owners = vec![("a".to_string(), 0u32), ("b".to_string(), 1)];
+        let mut want = [0u64; 3];
+        for s in 0..40u64 {
+            match s {
+                // The same owners in another order: same indexes, nothing lost or doubled.
+                10 => owners.reverse(),
+                // a leaves; c gets a new index; then a comes back on index 2.
+                20 => owners = vec![("b".to_string(), 1), ("c".to_string(), 2)],
+                30 => owners = vec![("a".to_string(), 2), ("b".to_string(), 1)],
+                _ => {}
+            }
+            // Only one index moves in any second, every third second; the rest are idle.
+            // (An index nobody owns does not count in the kernel.)
+            let i = (s / 3 % 3) as usize;
+            if s % 3 == 0
+                && let Some((id, _)) = owners.iter().find(|(_, x)| *x as usize == i)
+            {
+                kernel[i][0][1].bytes += 1000 + s;
+                let k = ["a", "b", "c"].iter().position(|n| n == id).unwrap_or(0);
+                want[k] += 1000 + s;
+            }
+            r.update(t0 + Duration::from_secs(s), &owners, |i| {
+                Ok::<_, String>(kernel[i as usize])
+            });
+        }
+        for (k, id) in ["a", "b", "c"].iter().enumerate() {
+            assert_eq!(
+                r.total(id).map(|c| c[0][1].bytes),
+                Some(want[k]),
+                "{id}'s total"
+            );
+        }
+        assert_eq!(r.totals()[0][1].bytes, want.iter().sum::<u64>());
+        assert_eq!(r.len(), 3);
+        let all: u64 = r.all().iter().map(|(_, c)| c[0][1].bytes).sum();
+        assert_eq!(all, want.iter().sum::<u64>());
+        // b (index 1) moved at seconds 21, 30 and 39: the ten seconds from 29 to 39 hold
+        // the last two.
+        let b = r.recent("b").expect("known");
+        assert_eq!(b.seconds, 10.0);
+        assert_eq!(b.delta[0][1].bytes, 1030 + 1039);
     }
 
     #[test]
