@@ -91,6 +91,11 @@ fn request(pick: u8, rest: &[u8]) -> Request<Body> {
             Body::from(rest.to_vec()),
         ),
     };
+    let content_type = if uri.ends_with("/clock") {
+        "application/json"
+    } else {
+        "application/yaml"
+    };
     let r = Request::builder()
         .method(method)
         .uri(&uri)

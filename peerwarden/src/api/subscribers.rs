@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
 
 use axum::{
     Json,
-    extract::{Path, State as Ext},
+    extract::{Path, State as Ext, rejection::PathRejection},
     http::Uri,
 };
 use peerwarden_common::{Class, Label, label::ALL_CLASSES};
@@ -479,9 +479,11 @@ fn rule_view(r: &peerwarden_policies::ClassRule) -> RuleView {
         (status = 404, body = super::error::ErrorBody)))]
 pub async fn one(
     Ext(state): Ext<Arc<State>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     uri: Uri,
 ) -> Result<Json<SubscriberView>, ApiError> {
+    // axum's own rejection (an id that is not UTF-8 once decoded) answers in plain text.
+    let Path(id) = id.map_err(|e| ApiError::BadRequest(format!("id: {}", e.body_text())))?;
     let p: OneParams = query(uri.query())?;
     let active = state.policy.active();
     let policy = active.as_ref().map(|a| a.policy.clone());

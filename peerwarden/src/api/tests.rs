@@ -1203,3 +1203,18 @@ async fn requests_are_logged_without_secrets() {
         assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
     }
 }
+
+/// Found by the `api` fuzz target (fuzz/api): a subscriber id that is not UTF-8 once
+/// percent-decoded got axum's plain-text 400; it must be the API's JSON error like the rest.
+#[tokio::test]
+async fn a_subscriber_id_that_is_not_utf8_is_a_json_bad_request() {
+    for uri in ["/api/v1/subscribers/al%86", "/api/v1/subscribers/%FF%FE"] {
+        let (status, v) = get(uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(v["error"], "bad_request", "{uri}: {v}");
+        assert!(
+            v["detail"].as_str().is_some_and(|d| d.contains("UTF-8")),
+            "{uri}: {v}"
+        );
+    }
+}
