@@ -500,30 +500,81 @@ fn difference(before: &Values, now: &Values) -> Values {
     }
 }
 
-/// A subscriber reading as stored in `usage_reading`: its 112 counters, little-endian.
-fn usage_to_bytes(u: &SubUsage) -> Vec<u8> {
-    let mut out = Vec::with_capacity(std::mem::size_of::<SubUsage>());
-    for d in u.labels.iter().flatten() {
-        out.extend_from_slice(&d.packets.to_le_bytes());
-        out.extend_from_slice(&d.bytes.to_le_bytes());
-    }
-    for p in u.policy.iter().flatten() {
-        out.extend_from_slice(&p.dropped_packets.to_le_bytes());
-        out.extend_from_slice(&p.dropped_bytes.to_le_bytes());
-        out.extend_from_slice(&p.marked_packets.to_le_bytes());
+/// Words (u64 counters) of one subscriber reading.
+const USAGE_WORDS: usize = std::mem::size_of::<SubUsage>() / 8;
+/// The first byte of a sparse reading (see [`usage_to_bytes`]).
+const SPARSE: u8 = 1;
+
+/// A reading's 112 counters in the order they are stored: per label and direction
+/// packets, bytes; per class and direction drops (packets, bytes) and marks.
+fn usage_words(u: &SubUsage) -> [u64; USAGE_WORDS] {
+    let mut out = [0u64; USAGE_WORDS];
+    let words = u
+        .labels
+        .iter()
+        .flatten()
+        .flat_map(|d| [d.packets, d.bytes])
+        .chain(
+            u.policy
+                .iter()
+                .flatten()
+                .flat_map(|p| [p.dropped_packets, p.dropped_bytes, p.marked_packets]),
+        );
+    for (o, w) in out.iter_mut().zip(words) {
+        *o = w;
     }
     out
 }
 
-/// The reverse of [`usage_to_bytes`]; `None` for a blob of another size.
-fn usage_from_bytes(b: &[u8]) -> Option<SubUsage> {
-    if b.len() != std::mem::size_of::<SubUsage>() {
-        return None;
+/// A subscriber reading as stored in `usage_reading`, sparse: most of a subscriber's 112
+/// counters are zero (labels it never used), and writing all of them (896 bytes) for every
+/// changed subscriber was most of a flush at 100,000 subscribers. The byte [`SPARSE`], a
+/// 128-bit little-endian mask of the nonzero counters, then those counters little-endian:
+/// 17 + 8n bytes, never 896 (the dense layout of earlier stores, still read).
+fn usage_to_bytes(u: &SubUsage) -> Vec<u8> {
+    let words = usage_words(u);
+    let mask = words
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| **w != 0)
+        .fold(0u128, |m, (i, _)| m | 1 << i);
+    let mut out = Vec::with_capacity(17 + 8 * mask.count_ones() as usize);
+    out.push(SPARSE);
+    out.extend_from_slice(&mask.to_le_bytes());
+    for w in words.iter().filter(|w| **w != 0) {
+        out.extend_from_slice(&w.to_le_bytes());
     }
-    let mut words = b
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()));
-    let mut next = || words.next().unwrap_or(0);
+    out
+}
+
+/// The reverse of [`usage_to_bytes`], and of the dense layout (112 counters, 896 bytes)
+/// of earlier stores; `None` for a blob of neither shape.
+fn usage_from_bytes(b: &[u8]) -> Option<SubUsage> {
+    let mut words = [0u64; USAGE_WORDS];
+    let le = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or_default());
+    if b.len() == USAGE_WORDS * 8 {
+        for (w, c) in words.iter_mut().zip(b.chunks_exact(8)) {
+            *w = le(c);
+        }
+    } else {
+        let (&tag, rest) = b.split_first()?;
+        let mask = u128::from_le_bytes(rest.get(..16)?.try_into().ok()?);
+        let values = &rest[16..];
+        if tag != SPARSE
+            || mask >> USAGE_WORDS != 0
+            || values.len() != 8 * mask.count_ones() as usize
+        {
+            return None;
+        }
+        let mut values = values.chunks_exact(8);
+        for (i, w) in words.iter_mut().enumerate() {
+            if mask & (1 << i) != 0 {
+                *w = values.next().map(le)?;
+            }
+        }
+    }
+    let mut next = words.into_iter();
+    let mut next = || next.next().unwrap_or(0);
     let mut u = SubUsage::default();
     for d in u.labels.iter_mut().flatten() {
         d.packets = next();

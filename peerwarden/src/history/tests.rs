@@ -370,4 +370,25 @@ fn subscriber_readings_survive_the_store_as_bytes() {
     u.policy[3][0].marked_packets = 42;
     assert_eq!(usage_from_bytes(&usage_to_bytes(&u)), Some(u));
     assert_eq!(usage_from_bytes(&[0; 10]), None);
+    // Sparse: only the nonzero counters are written.
+    let nonzero = usage_words(&u).iter().filter(|w| **w != 0).count();
+    assert_eq!(usage_to_bytes(&u).len(), 17 + 8 * nonzero);
+    assert_eq!(
+        usage_from_bytes(&usage_to_bytes(&SubUsage::default())),
+        Some(SubUsage::default())
+    );
+    // The dense layout of earlier stores (112 counters, 896 bytes) is still read.
+    let dense: Vec<u8> = usage_words(&u)
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    assert_eq!(dense.len(), 896);
+    assert_eq!(usage_from_bytes(&dense), Some(u));
+    // A blob that does not add up is refused, not guessed at.
+    let mut short = usage_to_bytes(&u);
+    short.pop();
+    assert_eq!(usage_from_bytes(&short), None);
+    let mut tagged = usage_to_bytes(&u);
+    tagged[0] = 7;
+    assert_eq!(usage_from_bytes(&tagged), None);
 }
