@@ -327,6 +327,23 @@ impl Engine {
             .collect()
     }
 
+    /// Drops the state of the least recently seen flows until at most `keep` remain (no
+    /// verdicts: the flows are forgotten, as when the kernel evicted them). Returns how many
+    /// were dropped. For a deep tier that must stay bounded under a flood of new flows.
+    pub fn evict_oldest(&mut self, keep: usize) -> usize {
+        let excess = self.flows.len().saturating_sub(keep);
+        if excess == 0 {
+            return 0;
+        }
+        let mut by_age: Vec<(u64, FlowKey)> =
+            self.flows.iter().map(|(k, st)| (st.last_ts, *k)).collect();
+        by_age.select_nth_unstable_by_key(excess - 1, |(ts, _)| *ts);
+        for (_, k) in &by_age[..excess] {
+            self.flows.remove(k);
+        }
+        excess
+    }
+
     /// Ends every flow; their final verdicts, in no particular order.
     pub fn finish_all(&mut self, now: u64) -> Vec<(FlowKey, Verdict)> {
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
@@ -730,6 +747,37 @@ mod tests {
             assert_eq!(v.is_some(), port <= 2, "port {port}");
         }
         assert_eq!(e.flow_count(), 2);
+    }
+
+    #[test]
+    fn evict_oldest_keeps_the_most_recently_seen_flows() {
+        let mut e = Engine::new(EngineConfig::default());
+        for i in 0..10u16 {
+            let k = key(
+                17,
+                &format!("100.64.1.10:{}", 40000 + i),
+                "198.51.100.9:9999",
+            );
+            e.on_packet(&PacketMeta {
+                ts_ns: u64::from(i),
+                key: k,
+                dir: Direction::Up,
+                payload: &[0; 8],
+                tcp_flags: 0,
+                tcp_seq: 0,
+            });
+        }
+        assert_eq!(e.evict_oldest(20), 0);
+        assert_eq!(e.evict_oldest(4), 6);
+        assert_eq!(e.flow_count(), 4);
+        for i in 0..10u16 {
+            let k = key(
+                17,
+                &format!("100.64.1.10:{}", 40000 + i),
+                "198.51.100.9:9999",
+            );
+            assert_eq!(e.verdict(&k).is_some(), i >= 6, "flow {i}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::{
     os::fd::{AsFd as _, AsRawFd as _},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -27,7 +27,16 @@ use crate::probe::Probe;
 pub struct DeepState {
     /// Service names of flows labelled `video.<service>`.
     pub services: DashMap<FlowKey, String>,
+    /// Undecided flows whose state the deep tier holds now.
+    pub tracked: AtomicU64,
+    /// Flows whose state was dropped to stay within [`MAX_TRACKED`] (least recently sampled
+    /// first): the deep tier forgets them as the kernel forgets flows under a flood.
+    pub evicted: AtomicU64,
 }
+
+/// Undecided flows the deep tier holds state for at most (the flow table's size when it is
+/// smaller). About 450 bytes each in the engine and the sample count: at most ~30 MiB.
+pub const MAX_TRACKED: usize = 1 << 16;
 
 /// Payload samples seen per flow, to tell the kernel when the deep tier has given up.
 type Seen = std::collections::HashMap<FlowKey, u8>;
@@ -48,6 +57,7 @@ pub fn run(
         engine.add_video_host(suffix, service);
     }
     let mut seen = Seen::new();
+    let cap = (probe.options().flow_table_size as usize).clamp(16, MAX_TRACKED);
     let fd = ring.as_fd().as_raw_fd();
     let mut last_expiry = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -65,24 +75,42 @@ pub fn run(
             // SAFETY: the kernel wrote a whole Sample (size checked); read it unaligned.
             let s: Sample = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             drop(item);
+            make_room(&mut engine, &mut seen, &deep, cap, &s.key);
             handle(&probe, &mut engine, &deep, &mut seen, &s);
         }
+        deep.tracked
+            .store(engine.flow_count() as u64, Ordering::Relaxed);
         if last_expiry.elapsed() > Duration::from_secs(30) {
             last_expiry = std::time::Instant::now();
             let now = crate::clock::monotonic_ns();
             engine.expire(now, 300_000_000_000);
-            if seen.len() > 1_000_000 {
-                seen.clear();
-            }
+            seen.retain(|k, _| engine.verdict(&from_kernel(k)).is_some());
+            seen.shrink_to_fit();
         }
     }
+}
+
+fn from_kernel(k: &FlowKey) -> peerwarden_classifier::FlowKey {
+    peerwarden_classifier::FlowKey::from_kernel(k)
+}
+
+/// Before a sample of a flow the deep tier does not hold yet: when it holds `cap` flows,
+/// forgets the least recently sampled quarter (engine state and sample counts), counted in
+/// `deep.evicted`.
+fn make_room(engine: &mut Engine, seen: &mut Seen, deep: &DeepState, cap: usize, key: &FlowKey) {
+    if engine.flow_count() < cap || engine.verdict(&from_kernel(key)).is_some() {
+        return;
+    }
+    let dropped = engine.evict_oldest(cap - cap / 4);
+    deep.evicted.fetch_add(dropped as u64, Ordering::Relaxed);
+    seen.retain(|k, _| engine.verdict(&from_kernel(k)).is_some());
 }
 
 fn handle(probe: &Probe, engine: &mut Engine, deep: &DeepState, seen: &mut Seen, s: &Sample) {
     let captured = (s.captured as usize).min(s.data.len());
     let meta = PacketMeta {
         ts_ns: s.ts_ns,
-        key: peerwarden_classifier::FlowKey::from_kernel(&s.key),
+        key: from_kernel(&s.key),
         dir: if s.dir == Direction::Up as u8 {
             peerwarden_classifier::Direction::Up
         } else {

@@ -11,7 +11,7 @@ use std::{
 use dashmap::DashMap;
 use peerwarden_common::{FlowKey, FlowValue};
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::Ordering::Relaxed};
 
 use crate::{
     deep::DeepState,
@@ -150,17 +150,27 @@ impl State {
         *lock(&self.stats) = stats;
     }
 
-    /// The statistics as of the last read.
+    /// The statistics as of the last read, with the deep tier's bounds: the flows it holds
+    /// (`deep_flows_tracked`) and those it dropped to stay bounded (`deep_flows_evicted`).
     pub fn stats(&self) -> BTreeMap<&'static str, u64> {
-        lock(&self.stats).clone()
+        let mut stats = lock(&self.stats).clone();
+        let deep = &self.deep;
+        stats.insert("deep_flows_tracked", deep.tracked.load(Relaxed));
+        stats.insert("deep_flows_evicted", deep.evicted.load(Relaxed));
+        stats
     }
 
-    /// Replaces the flow snapshot with a fresh walk of the table.
-    pub fn set_flows(&self, flows: Vec<(FlowKey, FlowValue)>) {
+    /// Replaces the flow snapshot with a fresh walk of the table (at most the table's size
+    /// is kept); the video service names of flows the kernel no longer has go too.
+    pub fn set_flows(&self, mut flows: Vec<(FlowKey, FlowValue)>) {
+        flows.truncate(self.flow_table_size as usize);
         let live: std::collections::HashSet<FlowKey> = flows.iter().map(|(k, _)| *k).collect();
         self.flows.retain(|k, _| live.contains(k));
+        self.deep.services.retain(|k, _| live.contains(k));
         for (k, v) in flows {
             self.flows.insert(k, v);
         }
+        // A flood's worth of shards shrinks back once it has passed.
+        self.flows.shrink_to_fit();
     }
 }
