@@ -104,8 +104,28 @@ pub struct FlowValue {
     pub _pad: u8,
 }
 
+/// Value of the `LABELLED` map: the label a flow was given, kept apart from the flow table
+/// (written once per flow, when it is labelled) so that a flow the table evicted, when it
+/// sends again, starts its new entry labelled rather than unknown.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LabelMemory {
+    /// [`crate::Label`] id (never `Unknown`).
+    pub label: u16,
+    /// [`crate::Confidence`] id.
+    pub confidence: u8,
+    /// 1: the label came from the deep classifier ([`FLAG_USER_LABEL`]).
+    pub user: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 4],
+}
+
+/// The `LABELLED` map holds this fraction of the flow table's entries (at least one).
+pub const LABELLED_PER_FLOWS: u32 = 4;
+
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 const _: () = assert!(core::mem::size_of::<FlowValue>() == 72);
+const _: () = assert!(core::mem::size_of::<LabelMemory>() == 8);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -113,4 +133,6 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::LabelMemory {}
 }

@@ -16,7 +16,7 @@ use peerwarden_common::{
     fingerprint::{self, SAMPLE_LEN},
     flow::{
         FLAG_DEEP_PENDING, FLAG_FINAL, FLAG_USER_LABEL, FLAG_UTP_DOWN, FLAG_UTP_UP, INSPECT_BUDGET,
-        PROTO_TCP,
+        LabelMemory, PROTO_TCP,
     },
 };
 
@@ -36,6 +36,14 @@ static SCRATCH: PerCpuArray<[u8; SAMPLE_LEN]> = PerCpuArray::with_max_entries(1,
 /// Sized by the daemon at load time (`flow_table_size`); this is the default.
 #[map]
 static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1 << 20, 0);
+
+/// The labels of labelled flows, so that a flow evicted from `FLOWS` (an idle one, under a
+/// flood of new tuples) is labelled again from its first packet when it resumes. Written
+/// once per flow, when it is labelled, and read only when `FLOWS` has no entry: a flood of
+/// unlabelled tuples never writes it, so cannot churn it, and an established flow's packets
+/// never touch it. Sized by the daemon at load time (`flow_table_size / LABELLED_PER_FLOWS`).
+#[map]
+static LABELLED: LruHashMap<FlowKey, LabelMemory> = LruHashMap::with_max_entries(1 << 18, 0);
 
 const UNKNOWN: u16 = Label::Unknown as u16;
 
@@ -81,6 +89,7 @@ fn classify(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue, n
         if v.label != UNKNOWN {
             set_label(f, v.label, v.confidence, dir);
             f.flags |= FLAG_USER_LABEL;
+            remember(&pkt.key, v.label, v.confidence, 1);
             counters::stat(Stat::VerdictsApplied);
             return;
         }
@@ -96,6 +105,7 @@ fn classify(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue, n
         match inspect(ctx, pkt, dir, f) {
             Some(label) => {
                 set_label(f, label as u16, Confidence::Payload as u8, dir);
+                remember(&pkt.key, label as u16, Confidence::Payload as u8, 0);
                 counters::stat(Stat::FlowsLabelled);
                 return;
             }
@@ -120,6 +130,20 @@ fn set_label(f: &mut FlowValue, label: u16, confidence: u8, dir: Direction) {
     counters::count_flow(label, dir);
 }
 
+/// Keeps a flow's new label in `LABELLED` (`user`: 1 if the deep classifier gave it).
+// Not inlined: the memory's bytes stay off `classify`'s stack frame.
+#[inline(never)]
+fn remember(key: &FlowKey, label: u16, confidence: u8, user: u8) {
+    let m = LabelMemory {
+        label,
+        confidence,
+        user,
+        _pad: [0; 4],
+    };
+    // Nothing to do if it fails: the flow is labelled in `FLOWS` all the same.
+    let _ = LABELLED.insert(key, &m, 0);
+}
+
 // Not inlined: its new entry's 72 bytes stay off the caller's stack frame, which the
 // verifier adds to the deepest call chain's frames (512 bytes for all together).
 #[inline(never)]
@@ -128,15 +152,25 @@ fn lookup_or_create(key: &FlowKey, dir: Direction, now: u64) -> Option<&'static 
         // SAFETY: a live map value; see `track` for concurrent updates.
         return Some(unsafe { &mut *p });
     }
-    let fresh = FlowValue {
+    let mut fresh = FlowValue {
         first_seen_ns: now,
         last_seen_ns: now,
         ..FlowValue::default()
     };
+    // A flow labelled before (and evicted since) starts labelled: `track` does not classify
+    // it again, and its policy applies from this packet.
+    // SAFETY: a plain-data value copied out at once.
+    if let Some(m) = unsafe { LABELLED.get(key) }.copied() {
+        fresh.label = m.label;
+        fresh.confidence = m.confidence;
+        if m.user != 0 {
+            fresh.flags = FLAG_USER_LABEL;
+        }
+    }
     // NOEXIST: if another CPU created it first, keep theirs.
     if FLOWS.insert(key, &fresh, BPF_NOEXIST as u64).is_ok() {
         counters::stat(Stat::FlowsCreated);
-        counters::count_flow(UNKNOWN, dir);
+        counters::count_flow(fresh.label, dir);
     }
     // SAFETY: as above.
     FLOWS.get_ptr_mut(key).map(|p| unsafe { &mut *p })

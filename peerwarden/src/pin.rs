@@ -32,6 +32,7 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/peerwarden";
 /// the per-CPU scratch are not: they hold nothing worth keeping.
 pub const PINNED_MAPS: &[&str] = &[
     "FLOWS",
+    "LABELLED",
     "COUNTERS",
     "STATS",
     "VERDICTS",

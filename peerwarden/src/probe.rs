@@ -20,6 +20,7 @@ use aya::{
 use peerwarden_common::{
     CounterValue, Direction, FlowKey, FlowValue,
     deep::Verdict,
+    flow::LABELLED_PER_FLOWS,
     label::ALL_LABELS,
     observe::{ALL_OBSERVE_STATS, MAX_OBSERVE_NETWORKS},
     policy::{
@@ -56,6 +57,7 @@ pub const PROG_TC_UPLINK: &str = "tc_uplink_egress";
 pub const PROG_TC_DOWNLINK: &str = "tc_downlink_egress";
 
 const MAP_FLOWS: &str = "FLOWS";
+const MAP_LABELLED: &str = "LABELLED";
 const MAP_COUNTERS: &str = "COUNTERS";
 const MAP_STATS: &str = "STATS";
 const MAP_SAMPLES: &str = "SAMPLES";
@@ -72,11 +74,15 @@ const MAP_OBSERVE_V6: &str = "OBSERVE_V6";
 const MAP_OBSERVE_STATS: &str = "OBSERVE_STATS";
 
 /// The `max_entries` the config sets: the flow table, and the policy maps by subscribers
-/// (two sets, a few prefixes per subscriber).
-fn max_entries(options: ProbeOptions) -> [(&'static str, u32); 5] {
+/// (two sets, a few prefixes per subscriber); the labels of evicted flows by the flow table.
+fn max_entries(options: ProbeOptions) -> [(&'static str, u32); 6] {
     let subs = options.max_subscribers.max(1);
     [
         (MAP_FLOWS, options.flow_table_size),
+        (
+            MAP_LABELLED,
+            (options.flow_table_size / LABELLED_PER_FLOWS).max(1),
+        ),
         (MAP_SUBS_V4, subs.saturating_mul(4)),
         (MAP_SUBS_V6, subs.saturating_mul(4)),
         (MAP_BUCKETS, subs.saturating_mul(RULE_SLOTS * 2)),

@@ -145,6 +145,40 @@ fn two_million_new_flows_keep_the_table_at_size_and_labelled_flows_blocked() {
     labelled.assert_blocked(&mut probe, "after the flood");
 }
 
+/// Idle labelled flows are the ones an LRU table evicts first: a flood of twice the table's
+/// entries in new tuples pushes every one of them out. When they send again each must be
+/// BitTorrent from its first packet and its subscriber's p2p block must drop that packet,
+/// rather than the flow starting over unlabelled (and unblocked) as a new one.
+#[test]
+fn idle_labelled_flows_evicted_by_a_flood_are_labelled_and_blocked_when_they_resume() {
+    const TABLE: u32 = 16_384;
+    const FLOOD: u64 = 2 * TABLE as u64;
+    let mut probe = probe_with_policy(TABLE);
+    let labelled = Labelled::start(&mut probe, 64);
+    let mut frames = FloodFrames::new();
+    for i in 0..FLOOD {
+        assert_eq!(probe.send(UP, frames.up(i)), XDP_PASS, "flood packet {i}");
+    }
+    // The premise: the flood evicted the idle flows (else this would test nothing).
+    let evicted = labelled
+        .conversations
+        .iter()
+        .filter(|c| {
+            let f = probe.probe().flow(&c.key(PROTO_TCP)).expect("flow lookup");
+            f.is_none()
+        })
+        .count();
+    assert_eq!(
+        evicted,
+        labelled.conversations.len(),
+        "a flood of {FLOOD} new flows into a {TABLE}-entry table evicts every idle flow"
+    );
+    // The first packet of each after the flood goes up (the subscriber resumes), and the
+    // next down: both dropped.
+    labelled.assert_blocked(&mut probe, "the first packets after the flood");
+    labelled.assert_labelled(&mut probe, "after the flood");
+}
+
 #[test]
 fn the_default_table_holds_a_million_concurrent_flows() {
     const TABLE: u32 = 1 << 20;
