@@ -35,8 +35,8 @@ pub struct DeepState {
 }
 
 /// Undecided flows the deep tier holds state for at most (the flow table's size when it is
-/// smaller). About 450 bytes each in the engine and the sample count: at most ~30 MiB.
-pub const MAX_TRACKED: usize = 1 << 16;
+/// smaller). About 450 bytes each in the engine and the sample count: at most ~8 MiB.
+pub const MAX_TRACKED: usize = 1 << 14;
 
 /// Payload samples seen per flow, to tell the kernel when the deep tier has given up.
 type Seen = std::collections::HashMap<FlowKey, u8>;
@@ -86,6 +86,7 @@ pub fn run(
             engine.expire(now, 300_000_000_000);
             seen.retain(|k, _| engine.verdict(&from_kernel(k)).is_some());
             seen.shrink_to_fit();
+            trim();
         }
     }
 }
@@ -104,6 +105,16 @@ fn make_room(engine: &mut Engine, seen: &mut Seen, deep: &DeepState, cap: usize,
     let dropped = engine.evict_oldest(cap - cap / 4);
     deep.evicted.fetch_add(dropped as u64, Ordering::Relaxed);
     seen.retain(|k, _| engine.verdict(&from_kernel(k)).is_some());
+    trim();
+}
+
+/// Hands freed heap pages back to the system (glibc keeps them otherwise).
+fn trim() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: no arguments besides the pad; only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn handle(probe: &Probe, engine: &mut Engine, deep: &DeepState, seen: &mut Seen, s: &Sample) {
