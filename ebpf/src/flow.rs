@@ -46,6 +46,8 @@ static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1 <<
 static LABELLED: LruHashMap<FlowKey, LabelMemory> = LruHashMap::with_max_entries(1 << 18, 0);
 
 const UNKNOWN: u16 = Label::Unknown as u16;
+/// The SYN bit of the TCP flags.
+const TCP_SYN: u8 = 0x02;
 
 /// Tracks, classifies and counts one packet; returns the XDP action the policy decides.
 #[inline(always)]
@@ -56,7 +58,9 @@ pub fn track(ctx: &XdpContext, pkt: &Packet, dir: Direction, frame_len: u64) -> 
     // per-packet cost (docs/benchmarks.md, "XDP probe: per-packet cost").
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let Some(f) = lookup_or_create(&pkt.key, dir, now) else {
+    // A SYN (or SYN-ACK) opens a new connection: it cannot resume a flow `LABELLED` knows.
+    let opening = pkt.key.proto == PROTO_TCP && pkt.tcp_flags & TCP_SYN != 0;
+    let Some(f) = lookup_or_create(&pkt.key, dir, now, opening) else {
         counters::stat(Stat::FlowInsertFailed);
         counters::count(UNKNOWN, dir, frame_len);
         return xdp_action::XDP_PASS;
@@ -147,7 +151,12 @@ fn remember(key: &FlowKey, label: u16, confidence: u8, user: u8) {
 // Not inlined: its new entry's 72 bytes stay off the caller's stack frame, which the
 // verifier adds to the deepest call chain's frames (512 bytes for all together).
 #[inline(never)]
-fn lookup_or_create(key: &FlowKey, dir: Direction, now: u64) -> Option<&'static mut FlowValue> {
+fn lookup_or_create(
+    key: &FlowKey,
+    dir: Direction,
+    now: u64,
+    opening: bool,
+) -> Option<&'static mut FlowValue> {
     if let Some(p) = FLOWS.get_ptr_mut(key) {
         // SAFETY: a live map value; see `track` for concurrent updates.
         return Some(unsafe { &mut *p });
@@ -158,9 +167,9 @@ fn lookup_or_create(key: &FlowKey, dir: Direction, now: u64) -> Option<&'static 
         ..FlowValue::default()
     };
     // A flow labelled before (and evicted since) starts labelled: `track` does not classify
-    // it again, and its policy applies from this packet.
+    // it again, and its policy applies from this packet. Not for a connection's opening.
     // SAFETY: a plain-data value copied out at once.
-    if let Some(m) = unsafe { LABELLED.get(key) }.copied() {
+    if !opening && let Some(m) = unsafe { LABELLED.get(key) }.copied() {
         fresh.label = m.label;
         fresh.confidence = m.confidence;
         if m.user != 0 {

@@ -145,21 +145,17 @@ fn two_million_new_flows_keep_the_table_at_size_and_labelled_flows_blocked() {
     labelled.assert_blocked(&mut probe, "after the flood");
 }
 
-/// Idle labelled flows are the ones an LRU table evicts first: a flood of twice the table's
-/// entries in new tuples pushes every one of them out. When they send again each must be
-/// BitTorrent from its first packet and its subscriber's p2p block must drop that packet,
-/// rather than the flow starting over unlabelled (and unblocked) as a new one.
-#[test]
-fn idle_labelled_flows_evicted_by_a_flood_are_labelled_and_blocked_when_they_resume() {
-    const TABLE: u32 = 16_384;
-    const FLOOD: u64 = 2 * TABLE as u64;
-    let mut probe = probe_with_policy(TABLE);
-    let labelled = Labelled::start(&mut probe, 64);
+/// The flow table of the eviction tests.
+const EVICTING_TABLE: u32 = 16_384;
+
+/// Floods twice [`EVICTING_TABLE`] in new tuples past `labelled`'s idle flows, and checks
+/// the premise of what follows: every one of them was evicted.
+fn flood_out(probe: &mut TestProbe, labelled: &Labelled) {
+    let flood = 2 * u64::from(EVICTING_TABLE);
     let mut frames = FloodFrames::new();
-    for i in 0..FLOOD {
+    for i in 0..flood {
         assert_eq!(probe.send(UP, frames.up(i)), XDP_PASS, "flood packet {i}");
     }
-    // The premise: the flood evicted the idle flows (else this would test nothing).
     let evicted = labelled
         .conversations
         .iter()
@@ -171,12 +167,43 @@ fn idle_labelled_flows_evicted_by_a_flood_are_labelled_and_blocked_when_they_res
     assert_eq!(
         evicted,
         labelled.conversations.len(),
-        "a flood of {FLOOD} new flows into a {TABLE}-entry table evicts every idle flow"
+        "a flood of {flood} new flows into a {EVICTING_TABLE}-entry table evicts every idle flow"
     );
+}
+
+/// Idle labelled flows are the ones an LRU table evicts first: a flood of twice the table's
+/// entries in new tuples pushes every one of them out. When they send again each must be
+/// BitTorrent from its first packet and its subscriber's p2p block must drop that packet,
+/// rather than the flow starting over unlabelled (and unblocked) as a new one.
+#[test]
+fn idle_labelled_flows_evicted_by_a_flood_are_labelled_and_blocked_when_they_resume() {
+    let mut probe = probe_with_policy(EVICTING_TABLE);
+    let labelled = Labelled::start(&mut probe, 64);
+    flood_out(&mut probe, &labelled);
     // The first packet of each after the flood goes up (the subscriber resumes), and the
     // next down: both dropped.
     labelled.assert_blocked(&mut probe, "the first packets after the flood");
     labelled.assert_labelled(&mut probe, "after the flood");
+}
+
+/// A TCP SYN on the 5-tuple of an evicted labelled flow opens a new connection: it starts
+/// unlabelled like any new flow (and passes), rather than inheriting the old label.
+#[test]
+fn a_new_connection_on_an_evicted_labelled_flows_tuple_starts_unlabelled() {
+    let mut probe = probe_with_policy(EVICTING_TABLE);
+    let labelled = Labelled::start(&mut probe, 8);
+    flood_out(&mut probe, &labelled);
+    for c in &labelled.conversations {
+        let v = probe.send(UP, &c.tcp(UP, TcpFlags::SYN, &[]));
+        assert_eq!(v, XDP_PASS, "the SYN of {:?}", c.sub);
+        let f = probe.probe().flow(&c.key(PROTO_TCP)).expect("flow lookup");
+        assert_eq!(
+            f.map(|f| f.label),
+            Some(Label::Unknown.id()),
+            "the new connection of {:?}",
+            c.sub
+        );
+    }
 }
 
 #[test]
