@@ -25,8 +25,7 @@ use peerwarden_common::{
     observe::{ALL_OBSERVE_STATS, MAX_OBSERVE_NETWORKS},
     policy::{
         ACTION_MARK, ACTION_NONE, DEFAULT_MAX_SUBSCRIBERS, MAX_PLANS, PlanSlots, PolicyControl,
-        RULE_SLOTS, RULES_PER_SET, Rule, SUB_COUNTER_SLOTS, SubCounter, SubUsage,
-        SubscriberRef,
+        RULE_SLOTS, RULES_PER_SET, Rule, SUB_COUNTER_SLOTS, SubCounter, SubUsage, SubscriberRef,
     },
     stats::{ALL_STATS, STAT_SLOTS, counter_index},
 };
