@@ -31,7 +31,7 @@ use peerwarden::probe::PROG_DOWNLINK;
 use peerwarden_classifier::{EngineConfig, FlowKey, classify_capture_partial};
 use peerwarden_common::{
     Confidence, FlowValue, Label,
-    flow::{FLAG_USER_LABEL, PROTO_TCP},
+    flow::{FLAG_USER_LABEL, LabelMemory, PROTO_TCP},
 };
 use peerwarden_tests::{
     captures::{self, Framing, Replay},
@@ -67,10 +67,15 @@ fn captures_to_compare() -> Vec<PathBuf> {
     all
 }
 
-/// The probe's flow table opened a second time, by the id the loaded program names, so
-/// the test can empty it between captures (two captures can hold the same 5-tuple, and
-/// the LRU table should not evict one capture's flows for another's).
-fn flow_table(probe: &mut TestProbe) -> HashMap<MapData, peerwarden_common::FlowKey, FlowValue> {
+/// A map of the probe opened a second time, by the id the loaded program names, so the
+/// test can empty it between captures: two captures can hold the same 5-tuple (the lab
+/// captures all use the same addresses), and neither the flow table (`FLOWS`) nor the
+/// labels it remembers for evicted flows (`LABELLED`) should carry one capture's flow into
+/// another's.
+fn probe_map<V: aya::Pod>(
+    probe: &mut TestProbe,
+    map_name: &str,
+) -> HashMap<MapData, peerwarden_common::FlowKey, V> {
     let prog = probe
         .probe()
         .program(PROG_DOWNLINK)
@@ -84,13 +89,14 @@ fn flow_table(probe: &mut TestProbe) -> HashMap<MapData, peerwarden_common::Flow
         let name = MapInfo::from_id(id)
             .ok()
             .and_then(|i| i.name_as_str().map(String::from));
-        if name.as_deref() == Some("FLOWS") {
-            let data = MapData::from_id(id).expect("opening FLOWS by id");
-            let map = Map::from_map_data(data).expect("FLOWS as a map");
-            return HashMap::try_from(map).expect("FLOWS is a hash map");
+        if name.as_deref() == Some(map_name) {
+            let data = MapData::from_id(id).unwrap_or_else(|e| panic!("opening {map_name}: {e}"));
+            let map = Map::from_map_data(data).unwrap_or_else(|e| panic!("{map_name}: {e}"));
+            return HashMap::try_from(map)
+                .unwrap_or_else(|e| panic!("{map_name} is not a hash map of flow keys: {e}"));
         }
     }
-    panic!("the downlink program uses no map named FLOWS");
+    panic!("the downlink program uses no map named {map_name}");
 }
 
 /// A label as the comparison sees it: the probe's own payload verdicts and the library's
@@ -117,7 +123,8 @@ struct Disagreement {
 fn kernel_tier_and_library_agree_on_every_corpus_flow() {
     let started = Instant::now();
     let mut probe = TestProbe::load();
-    let mut table = flow_table(&mut probe);
+    let mut table = probe_map::<FlowValue>(&mut probe, "FLOWS");
+    let mut labelled = probe_map::<LabelMemory>(&mut probe, "LABELLED");
     let cfg = EngineConfig {
         kernel_only: true,
         ..EngineConfig::default()
@@ -193,6 +200,12 @@ fn kernel_tier_and_library_agree_on_every_corpus_flow() {
             table
                 .remove(k)
                 .unwrap_or_else(|e| panic!("{name}: emptying the flow table: {e}"));
+            // Only labelled flows have an entry there.
+            if labelled.get(k, 0).is_ok() {
+                labelled
+                    .remove(k)
+                    .unwrap_or_else(|e| panic!("{name}: emptying LABELLED: {e}"));
+            }
         }
     }
     println!(
