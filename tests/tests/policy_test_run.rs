@@ -16,7 +16,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::programs::{TestRun as _, TestRunOptions};
 use peerwarden::{
     enforce::{Compiled, SubscriberIndex, compile},
     probe::{Probe, ProbeOptions},
@@ -25,7 +24,7 @@ use peerwarden_common::{Direction, Label, flow::PROTO_TCP};
 use peerwarden_policies::Weekday;
 use peerwarden_tests::{
     packets::{Conversation, Family, TcpFlags, Vlan, fix_ipv4_checksum, tcp_frame},
-    xdp::{XDP_PASS, program_for, require_root},
+    xdp::{XDP_PASS, program_for, require_root, run_with_output},
 };
 
 const XDP_DROP: u32 = 1;
@@ -79,19 +78,7 @@ impl PolicyProbe {
 
     /// Runs the program for `dir` on `frame`; the verdict and the frame as it left.
     fn run(&mut self, dir: Direction, frame: &[u8]) -> (u32, Vec<u8>) {
-        let name = program_for(dir);
-        let mut out = vec![0u8; frame.len() + 256];
-        let prog = self.probe.program(name).expect("program");
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..TestRunOptions::new()
-        };
-        let r = prog
-            .test_run(opts)
-            .unwrap_or_else(|e| panic!("test_run of {name}: {e}"));
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
+        run_with_output(&mut self.probe, program_for(dir), frame)
     }
 
     fn verdict(&mut self, dir: Direction, frame: &[u8]) -> u32 {
