@@ -32,3 +32,22 @@ pub fn wall_time(ktime_ns: u64) -> SystemTime {
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
+
+/// Reads back what [`rfc3339`] writes (any RFC 3339 time in UTC); `None` if `s` is not one.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(s).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_reads_back_to_the_millisecond() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_123_456);
+        let s = rfc3339(t);
+        assert_eq!(s, "2026-11-18T11:08:43.456Z");
+        assert_eq!(parse_rfc3339(&s), Some(t));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}

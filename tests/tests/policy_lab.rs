@@ -790,6 +790,22 @@ fn rewrite(path: &Path, text: &str) {
         .expect("set mtime");
 }
 
+/// The instant `n` flows of alice's to the iperf3 port are in the flow table (iperf3's
+/// control connection and its streams: its test clock starts then).
+fn iperf_started(lab: &PolicyLab, n: usize) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if flows_on(lab, IPERF_PORT).len() >= n {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "iperf3 did not open {n} connections in 30 s"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The flows of alice on port `port`: (sport, label, bytes down, first_seen).
 fn flows_on(lab: &PolicyLab, port: u16) -> Vec<(u64, String, u64, String)> {
     let v = lab.api("/api/v1/flows?limit=1000");
@@ -822,16 +838,24 @@ fn reload_under_traffic_keeps_labels_and_counters_and_a_bad_file_changes_nothing
         (8, "put", 10),
         (11, "bad file", 10),
     ];
-    let (r, snapshots) = thread::scope(|s| {
+    let (r, snapshots, reloads, bad_written) = thread::scope(|s| {
         let iperf = s.spawn(|| lab.iperf(addr::WEB_V4, 15, 0, 4, true, &[]));
         // A slow web download beside it that must outlast the transfer. curl's
         // --limit-rate paces what it reads; the socket buffers run ahead of it, so the
         // wire rate was seen near twice the limit (32 MiB in 12 s at 1500K): at 800K the
         // wire needs about 20 s, the read about 41 s.
         let web = s.spawn(|| lab.download(addr::WEB_V4, Some("800K")));
-        let t0 = Instant::now();
+        // iperf3's seconds count from when its streams are connected, which on a loaded
+        // machine can be a second after it was started: the steps are timed from when the
+        // control connection and all four streams are in the flow table.
+        let t0 = iperf_started(&lab, 5);
+        let t0_wall = SystemTime::now();
         thread::sleep(Duration::from_millis(1500));
         let mut last = lab.api("/api/v1/policy");
+        // When each accepted policy took effect, and when the bad file was written, in
+        // seconds of the transfer.
+        let mut reloads = Vec::new();
+        let mut bad_written = 0.0;
         let mut snapshots = vec![(
             "start".to_string(),
             flows_on(&lab, IPERF_PORT),
@@ -841,6 +865,7 @@ fn reload_under_traffic_keeps_labels_and_counters_and_a_bad_file_changes_nothing
         for (at, step, mbit) in steps {
             thread::sleep((t0 + Duration::from_secs(at)).saturating_duration_since(Instant::now()));
             let yaml = policy(&police_down(mbit), "");
+            let written = t0.elapsed().as_secs_f64();
             match step {
                 "file" => rewrite(&file, &yaml),
                 "sighup" => {
@@ -867,6 +892,7 @@ fn reload_under_traffic_keeps_labels_and_counters_and_a_bad_file_changes_nothing
                     "{rejected}"
                 );
                 assert_eq!(rejected["origin"].as_str(), file.to_str(), "{rejected}");
+                bad_written = written;
             } else {
                 assert_ne!(
                     active["loaded_at"], last["loaded_at"],
@@ -879,6 +905,13 @@ fn reload_under_traffic_keeps_labels_and_counters_and_a_bad_file_changes_nothing
                         .contains(&format!("down: {mbit}mbit")),
                     "{step}"
                 );
+                let at = active["loaded_at"]
+                    .as_str()
+                    .and_then(peerwarden::clock::parse_rfc3339)
+                    .unwrap_or_else(|| panic!("{step}: loaded_at {}", active["loaded_at"]));
+                let at = at.duration_since(t0_wall).map_or(0.0, |d| d.as_secs_f64());
+                eprintln!("{step}: {mbit} mbit in force from second {at:.2}");
+                reloads.push((at, mbit));
             }
             last = active;
             snapshots.push((
@@ -890,21 +923,33 @@ fn reload_under_traffic_keeps_labels_and_counters_and_a_bad_file_changes_nothing
         }
         let r = iperf.join().expect("iperf thread");
         web.join().expect("web thread");
-        (r, snapshots)
+        (r, snapshots, reloads, bad_written)
     });
     let per_second = r.intervals();
     eprintln!("per second (Mbit/s): {per_second:.1?}");
-    // Each rate holds in the seconds between its step and the next, the first second after
-    // a step left out (the file watcher polls once a second); coarse, one to three
-    // one-second intervals of a policed TCP transfer, hence ±25%.
-    let windows = [
-        (1usize, 2usize, 10u64),
-        (3, 5, 20),
-        (6, 8, 50),
-        (9, 11, 10),
-        (12, 15, 10),
-    ];
+    // Each rate holds in the whole seconds between the time it took effect (plus half a
+    // second for TCP to meet it) and the next change; the first second is left out
+    // (the initial burst). Coarse, one to three one-second intervals of a policed TCP
+    // transfer, hence ±25%.
+    let mut windows = Vec::new();
+    let mut from = 1usize;
+    let mut rate = 10u64;
+    for &(at, mbit) in &reloads {
+        windows.push((from, at.floor() as usize, rate));
+        (from, rate) = ((at + 0.5).ceil() as usize, mbit);
+    }
+    // The last accepted rate, before and after the bad file (the watcher polls once a
+    // second, so the file may be read up to a second after it was written).
+    let after_bad = (bad_written + 1.0).ceil() as usize;
+    windows.push((from, bad_written.floor() as usize, rate));
+    windows.push((after_bad, per_second.len().min(15), rate));
+    let before_bad = (from, bad_written.floor() as usize);
     for (from, to, mbit) in windows {
+        assert!(
+            to > from,
+            "the steps came too close together for a whole second at {mbit} mbit \
+             (seconds {from}..{to}; reloads {reloads:?}, bad file at {bad_written:.2})"
+        );
         let got = mean(&per_second, from, to);
         assert_near(
             &format!("seconds {from}..{}: goodput, Mbit/s", to - 1),
@@ -916,8 +961,8 @@ fn reload_under_traffic_keeps_labels_and_counters_and_a_bad_file_changes_nothing
     // The bad file left the rate as it was.
     assert_near(
         "goodput after the bad file vs before it, Mbit/s",
-        mean(&per_second, 12, 15),
-        mean(&per_second, 9, 11),
+        mean(&per_second, after_bad, per_second.len().min(15)),
+        mean(&per_second, before_bad.0, before_bad.1),
         0.15,
     );
     // No flow lost its label or its entry; counters kept counting.
