@@ -19,10 +19,10 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     for path in files {
         match peerwarden_policies::load_file(&path) {
             Ok(policy) => println!(
-                "{}: ok ({} subscribers, {} plans)",
+                "{}: ok ({}, {})",
                 path.display(),
-                policy.subscribers().len(),
-                policy.plans().len()
+                count(policy.subscribers().len(), "subscriber"),
+                count(policy.plans().len(), "plan")
             ),
             Err(errors) => {
                 eprintln!("{errors}");
@@ -35,4 +35,9 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `1 plan`, `2 plans`.
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
