@@ -45,8 +45,10 @@ pub struct PolicyControl {
     pub generation: u32,
     /// Which set of lookup maps is live: 0 = A, 1 = B.
     pub active_set: u32,
-    /// Test hook: seconds added to the clock for schedules (kept in user space too).
-    pub _reserved: u64,
+    /// 1 if the live set has a `shape` rule: the TC egress programs look for the packet's
+    /// flow only then (a policy without shaping costs them one array read a packet).
+    pub shaping: u32,
+    pub _reserved: u32,
 }
 
 /// Value of the subscriber LPM tries.
@@ -212,6 +214,7 @@ pub const fn bucket_index(sub: u32, slot: u32, dir: u32) -> u32 {
 const _: () = assert!(core::mem::size_of::<PolicyControl>() == 16);
 const _: () = assert!(core::mem::size_of::<SubscriberRef>() == 8);
 const _: () = assert!(core::mem::size_of::<PlanSlots>() == 64);
+const _: () = assert!(core::mem::size_of::<PolicyControl>() == 16);
 const _: () = assert!(core::mem::size_of::<Rule>() == 24);
 const _: () = assert!(core::mem::size_of::<Bucket>() == 16);
 const _: () = assert!(core::mem::size_of::<SubCounter>() == 40);

@@ -338,6 +338,14 @@ fn set_dscp(ctx: &XdpContext, pkt: &Packet, dscp: u8) -> bool {
     true
 }
 
+/// Whether the live policy has a `shape` rule (the TC egress programs' first question).
+#[inline(always)]
+pub fn shaping() -> bool {
+    CONTROL
+        .get(0)
+        .is_some_and(|c| c.generation != 0 && c.shaping != 0)
+}
+
 /// The HTB minor class for a shaped packet of flow `f` going `dir`, if its rule shapes:
 /// one class per (subscriber, slot), `sub * RULE_SLOTS + slot + 1`, which the daemon
 /// creates on the egress interface of that direction.

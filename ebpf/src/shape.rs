@@ -29,6 +29,11 @@ pub fn tc_downlink_egress(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn steer(ctx: &TcContext, dir: Direction) -> i32 {
+    // Most policies shape nothing: then a packet costs one array read here, not a parse
+    // and a flow lookup (1.25% of the machine's CPU in the forwarding bench's profile).
+    if !policy::shaping() {
+        return TC_ACT_OK as i32;
+    }
     if let Parsed::Flow(pkt) = parse::parse(ctx, dir)
         && let Some(f) = flow::get(&pkt.key)
         && let Some(minor) = policy::shape_class(f, dir)

@@ -24,8 +24,9 @@ use peerwarden_common::{
     label::ALL_LABELS,
     observe::{ALL_OBSERVE_STATS, MAX_OBSERVE_NETWORKS},
     policy::{
-        ACTION_MARK, ACTION_NONE, DEFAULT_MAX_SUBSCRIBERS, MAX_PLANS, PlanSlots, PolicyControl,
-        RULE_SLOTS, RULES_PER_SET, Rule, SUB_COUNTER_SLOTS, SubCounter, SubUsage, SubscriberRef,
+        ACTION_MARK, ACTION_NONE, ACTION_SHAPE, DEFAULT_MAX_SUBSCRIBERS, MAX_PLANS, PlanSlots,
+        PolicyControl, RULE_SLOTS, RULES_PER_SET, Rule, SUB_COUNTER_SLOTS, SubCounter, SubUsage,
+        SubscriberRef,
     },
     stats::{ALL_STATS, STAT_SLOTS, counter_index},
 };
@@ -443,12 +444,17 @@ impl Probe {
         m.installed[set as usize] = now;
         // The swap: one 16-byte write that the XDP program reads as a whole.
         let generation = m.generation.wrapping_add(1).max(1);
+        let shaping = !self.observe
+            && c.rules
+                .iter()
+                .any(|(_, r)| r.action == ACTION_SHAPE && r.htb_minor != 0);
         m.control
             .set(
                 0,
                 PolicyControl {
                     generation,
                     active_set: set,
+                    shaping: u32::from(shaping),
                     _reserved: 0,
                 },
                 0,

@@ -170,6 +170,7 @@ impl Probe {
         let ctl = PolicyControl {
             generation: 0,
             active_set: m.active,
+            shaping: 0,
             _reserved: 0,
         };
         m.control.set(0, ctl, 0).map_err(map_err(MAP_CONTROL))
