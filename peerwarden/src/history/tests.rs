@@ -312,13 +312,24 @@ fn queries_during_flushes_see_every_difference_once() {
     // Cumulative readings whose differences all differ: a difference counted twice or
     // missed gives a total that is no reading at all.
     let readings: Vec<u64> = (1..=300u64).map(|i| 7 * i * (i + 1) / 2).collect();
+    // The writer waits at every flush until the reader has made a query since the last
+    // one, so queries and flushes interleave however fast either side runs.
+    let queries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
-        let (h, readings) = (h.clone(), readings.clone());
+        let (h, readings, queries) = (h.clone(), readings.clone(), queries.clone());
         std::thread::spawn(move || {
+            let mut last = 0;
             for (i, r) in readings.iter().enumerate() {
                 h.record(at(T0 + i as i64), &labels(*r, 0), &[]);
                 if i % 3 == 0 {
                     h.flush().expect("flush");
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    while queries.load(std::sync::atomic::Ordering::SeqCst) == last
+                        && std::time::Instant::now() < deadline
+                    {
+                        std::thread::yield_now();
+                    }
+                    last = queries.load(std::sync::atomic::Ordering::SeqCst);
                 }
             }
         })
@@ -332,9 +343,10 @@ fn queries_during_flushes_see_every_difference_once() {
             "a total that was never read: {t}"
         );
         seen += 1;
+        queries.store(seen, std::sync::atomic::Ordering::SeqCst);
     }
     writer.join().expect("writer");
-    assert!(seen > 10, "the reader ran alongside ({seen} queries)");
+    assert!(seen >= 100, "the reader ran alongside ({seen} queries)");
     let rows = h.sum(i64::MIN, i64::MAX, None, Which::Labels).expect("sum");
     assert_eq!(total(&rows, "bittorrent", 1).bytes as u64, readings[299]);
 }
