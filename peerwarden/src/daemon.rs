@@ -247,6 +247,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         spawn_reader("subscribers", &stop, {
             let (probe, state, enforcer) = (probe.clone(), state.clone(), enforcer.clone());
             let mut owners = Owners::default();
+            let mut passes = 0u64;
             move || {
                 let active = state.policy.active().map(|a| a.policy);
                 let owners = owners.current(active, probe.options().max_subscribers, |i| {
@@ -257,7 +258,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                     &state.subscribers,
                     state.history_store.get().map(|h| &**h),
                     owners,
+                    passes.is_multiple_of(FULL_PASS_EVERY),
                 );
+                passes += 1;
             }
         })?,
         spawn_reader("flows", &stop, {
@@ -354,7 +357,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             h.record_labels(SystemTime::now(), &c);
         }
     }
-    read_subscribers(&probe, &readings, history.as_deref(), &readings.owners());
+    read_subscribers(
+        &probe,
+        &readings,
+        history.as_deref(),
+        &readings.owners(),
+        true,
+    );
     if let Some(h) = &history
         && let Err(e) = h.flush()
     {
@@ -513,17 +522,50 @@ fn read_flows(probe: &Probe, state: &State) {
 }
 
 /// Reads every owner's per-subscriber counters into `readings` and the history store.
+/// Every this many passes (one a second) the subscriber reader reads every owner's
+/// counters, not only those the kernel flagged as changed: a safety net for a flag taken
+/// by a daemon that died before reading, and the first pass after a start.
+const FULL_PASS_EVERY: u64 = 60;
+
 fn read_subscribers(
     probe: &Probe,
     readings: &crate::subscribers::Readings,
     history: Option<&History>,
     owners: &[(String, u32)],
+    full: bool,
 ) {
     let (at, wall) = (Instant::now(), SystemTime::now());
-    // Each owner's counters are copied out of the mapped kernel array (no system call), once
-    // for the rates and once for the store: cheaper than keeping a copy of all of them.
-    readings.update_usage(at, owners, |i| probe.subscriber_usage(i));
+    // Which owners' counters moved since the last pass: the kernel flags them. Each flag is
+    // taken (cleared) before the counters are read, so what changes after the read is
+    // flagged again for the next pass; on a full pass every owner is read all the same.
+    let seen = probe.seen_map();
+    let mut moved = vec![0u64; (probe.options().max_subscribers as usize).div_ceil(64) + 1];
+    for (_, i) in owners {
+        if seen.take(*i) || full {
+            if let Some(w) = moved.get_mut(*i as usize / 64) {
+                *w |= 1 << (i % 64);
+            }
+        }
+    }
+    let has_moved = |i: u32| {
+        moved
+            .get(i as usize / 64)
+            .is_none_or(|w| w & (1 << (i % 64)) != 0)
+    };
+    // The moved owners' counters are copied out of the mapped kernel array (no system
+    // call), once for the rates and once for the store: cheaper than keeping a copy of all.
+    readings.update_usage(at, owners, |i, must| {
+        if must || has_moved(i) {
+            probe.subscriber_usage(i).map(Some)
+        } else {
+            Ok(None)
+        }
+    });
     if let Some(h) = history {
-        h.record_subscribers_with(wall, owners, |i| probe.subscriber_usage(i).ok());
+        h.record_subscribers_with(wall, owners, |i| {
+            has_moved(i)
+                .then(|| probe.subscriber_usage(i).ok())
+                .flatten()
+        });
     }
 }

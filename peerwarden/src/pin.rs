@@ -43,6 +43,7 @@ pub const PINNED_MAPS: &[&str] = &[
     "RULES",
     "BUCKETS",
     "SUB_COUNTERS",
+    "SUB_SEEN",
 ];
 
 /// The map whose kernel id names the instance.

@@ -37,7 +37,7 @@ mod batch;
 mod pinned;
 mod usage;
 
-pub use usage::{UsageMap, UsageMapError};
+pub use usage::{SeenMap, UsageMap, UsageMapError};
 
 /// The compiled kernel programs (ebpf/, built by build.rs with aya-build).
 pub static PROBE_OBJECT: &[u8] =
@@ -69,13 +69,14 @@ const MAP_PLANS: &str = "PLANS";
 const MAP_RULES: &str = "RULES";
 const MAP_BUCKETS: &str = "BUCKETS";
 const MAP_SUB_COUNTERS: &str = "SUB_COUNTERS";
+const MAP_SUB_SEEN: &str = "SUB_SEEN";
 const MAP_OBSERVE_V4: &str = "OBSERVE_V4";
 const MAP_OBSERVE_V6: &str = "OBSERVE_V6";
 const MAP_OBSERVE_STATS: &str = "OBSERVE_STATS";
 
 /// The `max_entries` the config sets: the flow table, and the policy maps by subscribers
 /// (two sets, a few prefixes per subscriber); the labels of evicted flows by the flow table.
-fn max_entries(options: ProbeOptions) -> [(&'static str, u32); 6] {
+fn max_entries(options: ProbeOptions) -> [(&'static str, u32); 7] {
     let subs = options.max_subscribers.max(1);
     [
         (MAP_FLOWS, options.flow_table_size),
@@ -87,6 +88,7 @@ fn max_entries(options: ProbeOptions) -> [(&'static str, u32); 6] {
         (MAP_SUBS_V6, subs.saturating_mul(4)),
         (MAP_BUCKETS, subs.saturating_mul(RULE_SLOTS * 2)),
         (MAP_SUB_COUNTERS, subs.saturating_mul(SUB_COUNTER_SLOTS)),
+        (MAP_SUB_SEEN, subs),
     ]
 }
 
@@ -199,6 +201,7 @@ pub struct Probe {
     verdicts: Mutex<HashMap<MapData, FlowKey, Verdict>>,
     policy: Mutex<PolicyMaps>,
     sub_counters: UsageMap,
+    sub_seen: SeenMap,
     options: ProbeOptions,
     /// Set by [`Probe::attach_observe`]: policies go in without DSCP rewrites, and the
     /// statistics include the observe program's.
@@ -297,6 +300,10 @@ impl Probe {
             aya::maps::Map::Array(data) => UsageMap::new(data)?,
             _ => return Err(ProbeError::Missing(MAP_SUB_COUNTERS)),
         };
+        let sub_seen = match take(&mut ebpf, MAP_SUB_SEEN)? {
+            aya::maps::Map::Array(data) => SeenMap::new(data)?,
+            _ => return Err(ProbeError::Missing(MAP_SUB_SEEN)),
+        };
         let observe_nets = ObserveNets {
             v4: LpmTrie::try_from(take(&mut ebpf, MAP_OBSERVE_V4)?)
                 .map_err(map_err(MAP_OBSERVE_V4))?,
@@ -313,6 +320,7 @@ impl Probe {
             verdicts: Mutex::new(verdicts),
             policy: Mutex::new(policy),
             sub_counters,
+            sub_seen,
             options,
             observe: false,
             observe_nets: Mutex::new(observe_nets),
@@ -482,6 +490,12 @@ impl Probe {
     /// The mapped per-subscriber counter array (for reading many subscribers at once).
     pub fn usage_map(&self) -> &UsageMap {
         &self.sub_counters
+    }
+
+    /// The per-subscriber change flags (`SUB_SEEN`): which indexes' counters moved since
+    /// the daemon last looked.
+    pub fn seen_map(&self) -> &SeenMap {
+        &self.sub_seen
     }
 
     /// A loaded program, for attaching or `test_run`.

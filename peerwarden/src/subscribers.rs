@@ -178,21 +178,32 @@ impl Readings {
         read: impl FnMut(u32) -> Result<ClassCounters, E>,
     ) -> Vec<(String, ClassCounters)> {
         let mut out = Vec::with_capacity(owners.len());
-        self.update_with(at, owners, read, |id, total| {
-            out.push((id.to_string(), *total))
-        });
+        let mut read = read;
+        self.update_with(
+            at,
+            owners,
+            |i, _| read(i).map(Some),
+            |id, total| out.push((id.to_string(), *total)),
+        );
         out
     }
 
-    /// [`Readings::update`] from the kernel's per-subscriber counters (`read(index)`, asked
-    /// once per owner: the daemon reads them out of the mapped array), per class.
+    /// [`Readings::update`] from the kernel's per-subscriber counters, per class:
+    /// `read(index, must)` is asked once per owner (the daemon reads them out of the mapped
+    /// array) and may answer `None` for "unchanged since the last reading" (the kernel's
+    /// change flags), except when `must` is set: an owner this run has no reading of yet.
     pub fn update_usage<E: Display>(
         &self,
         at: Instant,
         owners: &[(String, u32)],
-        mut read: impl FnMut(u32) -> Result<SubUsage, E>,
+        mut read: impl FnMut(u32, bool) -> Result<Option<SubUsage>, E>,
     ) {
-        self.update_with(at, owners, |i| read(i).map(|u| u.classes()), |_, _| {});
+        self.update_with(
+            at,
+            owners,
+            |i, must| read(i, must).map(|u| u.map(|u| u.classes())),
+            |_, _| {},
+        );
     }
 
     /// The body of [`Readings::update`]: `each(id, total)` for every owner read, without
@@ -201,7 +212,7 @@ impl Readings {
         &self,
         at: Instant,
         owners: &[(String, u32)],
-        mut read: impl FnMut(u32) -> Result<ClassCounters, E>,
+        mut read: impl FnMut(u32, bool) -> Result<Option<ClassCounters>, E>,
         mut each: impl FnMut(&str, &ClassCounters),
     ) {
         let mut g = lock(&self.inner);
@@ -223,16 +234,6 @@ impl Readings {
                 .collect();
         }
         for (k, (id, index)) in owners.iter().enumerate() {
-            let reading = match read(*index) {
-                Ok(r) => r,
-                Err(e) => {
-                    inner.read_errors += 1;
-                    if inner.read_errors.is_power_of_two() {
-                        tracing::warn!(subscriber = %id, index, error = %e, errors = inner.read_errors, "reading subscriber counters");
-                    }
-                    continue;
-                }
-            };
             let pos = match inner.owner_subs.get(k).copied().flatten() {
                 Some(pos) => pos,
                 None => {
@@ -252,10 +253,24 @@ impl Readings {
             let Some(sub) = inner.subs.get_mut(pos) else {
                 continue;
             };
+            let settled = sub.index == Some(*index) && !sub.recent.is_empty();
+            let reading = match read(*index, !settled) {
+                Ok(Some(r)) => r,
+                // Unchanged since the last reading (which `settled` guarantees there is).
+                Ok(None) if settled => sub.kernel,
+                Ok(None) => continue,
+                Err(e) => {
+                    inner.read_errors += 1;
+                    if inner.read_errors.is_power_of_two() {
+                        tracing::warn!(subscriber = %id, index, error = %e, errors = inner.read_errors, "reading subscriber counters");
+                    }
+                    continue;
+                }
+            };
             // Most subscribers are idle in any second: an unchanged reading of the index it
             // already owns moves nothing (no growth, no rate entry; the old rate entries are
             // pruned when it next moves, `recent` looks past them).
-            if sub.index == Some(*index) && sub.kernel == reading && !sub.recent.is_empty() {
+            if settled && sub.kernel == reading {
                 sub.last_read = Some(at);
                 each(id, &sub.total);
                 continue;

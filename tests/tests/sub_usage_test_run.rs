@@ -262,3 +262,55 @@ fn a_reinstalled_policy_keeps_counting_under_the_same_index() {
     assert_eq!(p.label("alice", Label::Bittorrent, UP), usage(3, up));
     assert_eq!(p.label("alice", Label::Unknown, UP), usage(0, 0));
 }
+
+#[test]
+fn a_subscribers_counters_changing_sets_its_flag_until_the_daemon_takes_it() {
+    let mut p = UsageProbe::load();
+    p.install();
+    let index = |id: &str| p.owners.iter().find(|(o, _)| o == id).expect("owner").1;
+    let (alice, bob) = (index("alice"), index("bob"));
+    let seen = p.probe.seen_map();
+    let flagged = || -> Vec<u32> { (0..64).filter(|i| seen.peek(*i)).collect() };
+    assert_eq!(flagged(), Vec::<u32>::new(), "no traffic yet");
+
+    // Bob sends: his flag is set, and only his.
+    let bob_c = from(Conversation::new(Family::V4, 6881, 6881), [100, 64, 1, 20]);
+    let q = dht_get_peers_query(&PEER_ID, &INFO_HASH);
+    p.send(UP, &bob_c.udp(UP, &q));
+    let seen = p.probe.seen_map();
+    assert_eq!(
+        (0..64).filter(|i| seen.peek(*i)).collect::<Vec<_>>(),
+        vec![bob]
+    );
+    // Taking it answers true once and clears it; more traffic sets it again.
+    assert!(seen.take(bob));
+    assert!(!seen.take(bob), "taken twice");
+    let before = p.probe.subscriber_usage(bob).expect("usage");
+    p.send(DOWN, &bob_c.udp(DOWN, &q));
+    let seen = p.probe.seen_map();
+    assert!(seen.peek(bob), "a packet after the take flags bob again");
+    assert_ne!(p.probe.subscriber_usage(bob).expect("usage"), before);
+    assert!(seen.take(bob));
+
+    // A flow of alice's labelled late: its packets move to the label (the counters change
+    // without a new packet being counted elsewhere) and her flag is set by each step.
+    let alice_c = Conversation::new(Family::V4, 40010, 6881);
+    p.send(UP, &zeros(&alice_c, UP, 100));
+    let seen = p.probe.seen_map();
+    assert!(seen.take(alice));
+    p.send(UP, &handshake(&alice_c));
+    let seen = p.probe.seen_map();
+    assert!(seen.peek(alice), "labelling flags alice");
+    assert!(!seen.peek(bob), "alice's traffic leaves bob's flag alone");
+    assert_eq!(p.label("alice", Label::Unknown, UP), usage(0, 0));
+
+    // Traffic of an address nobody owns flags nobody.
+    assert!(seen.take(alice));
+    let stranger = from(Conversation::new(Family::V4, 40003, 80), [100, 64, 9, 9]);
+    p.send(UP, &zeros(&stranger, UP, 900));
+    let seen = p.probe.seen_map();
+    assert_eq!(
+        (0..64).filter(|i| seen.peek(*i)).collect::<Vec<_>>(),
+        Vec::<u32>::new()
+    );
+}

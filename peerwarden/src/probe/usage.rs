@@ -72,34 +72,7 @@ impl UsageMap {
         }
         let entries = info.max_entries();
         // The kernel lays the values out from offset 0, `round_up(value_size, 8)` apart.
-        let bytes = entries as usize * expected;
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-            .unwrap_or(4096)
-            .max(1);
-        let len = bytes.div_ceil(page) * page;
-        // SAFETY: a fresh shared read-only mapping of the map's fd; the kernel checks `len`
-        // against the map's size and refuses what does not fit.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                map.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(UsageMapError::Mmap {
-                bytes: len,
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        let base = NonNull::new(p.cast::<AtomicU64>()).ok_or(UsageMapError::Mmap {
-            bytes: len,
-            source: std::io::Error::other("mmap returned null"),
-        })?;
+        let (base, len) = map_shared(&map, entries as usize * expected, libc::PROT_READ)?;
         Ok(UsageMap {
             _map: map,
             base,
@@ -137,6 +110,111 @@ impl UsageMap {
 }
 
 impl Drop for UsageMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Maps `bytes` of an mmapable map (rounded up to pages) shared, with protection `prot`.
+fn map_shared(
+    map: &MapData,
+    bytes: usize,
+    prot: libc::c_int,
+) -> Result<(NonNull<AtomicU64>, usize), UsageMapError> {
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .unwrap_or(4096)
+        .max(1);
+    let len = bytes.div_ceil(page) * page;
+    // SAFETY: a fresh shared mapping of the map's fd; the kernel checks `len` against the
+    // map's size (and a writable mapping against the map's flags) and refuses what does
+    // not fit.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_SHARED,
+            map.fd().as_fd().as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(UsageMapError::Mmap {
+            bytes: len,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    let base = NonNull::new(p.cast::<AtomicU64>()).ok_or(UsageMapError::Mmap {
+        bytes: len,
+        source: std::io::Error::other("mmap returned null"),
+    })?;
+    Ok((base, len))
+}
+
+/// A read-write mapping of `SUB_SEEN`: one word per subscriber index that the kernel sets
+/// to 1 when the index's counters change; [`SeenMap::take`] swaps it back to 0.
+pub struct SeenMap {
+    _map: MapData,
+    base: NonNull<AtomicU64>,
+    len: usize,
+    entries: u32,
+}
+
+// SAFETY: the mapping is only accessed through atomics (the kernel's side: plain word
+// loads and stores, see ebpf/src/policy.rs).
+unsafe impl Send for SeenMap {}
+// SAFETY: as above.
+unsafe impl Sync for SeenMap {}
+
+impl SeenMap {
+    /// Maps `map` (the `SUB_SEEN` array of u64) read-write.
+    pub fn new(map: MapData) -> Result<SeenMap, UsageMapError> {
+        let info = map.info()?;
+        if info.map_flags() & BPF_F_MMAPABLE == 0 || info.value_size() != 8 {
+            return Err(UsageMapError::Shape {
+                expected: 8,
+                flags: info.map_flags(),
+                value_size: info.value_size(),
+            });
+        }
+        let entries = info.max_entries();
+        let (base, len) = map_shared(
+            &map,
+            entries as usize * 8,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )?;
+        Ok(SeenMap {
+            _map: map,
+            base,
+            len,
+            entries,
+        })
+    }
+
+    /// Whether index `index`'s counters changed since the last `take` (or since the map
+    /// was made); clears the flag. Take the flag, then read the counters: a change after
+    /// the take sets it again (the swap is a full barrier, as is the kernel's locked add
+    /// before its check of the flag). `true` past the end, so nothing is ever skipped by
+    /// mistake.
+    pub fn take(&self, index: u32) -> bool {
+        if index >= self.entries {
+            return true;
+        }
+        // SAFETY: index < entries: inside the mapping, 8-aligned.
+        unsafe { &*self.base.as_ptr().add(index as usize) }.swap(0, Ordering::SeqCst) != 0
+    }
+
+    /// Whether the flag of `index` is set, without clearing it (for tests).
+    pub fn peek(&self, index: u32) -> bool {
+        index >= self.entries
+            // SAFETY: as in `take`.
+            || unsafe { &*self.base.as_ptr().add(index as usize) }.load(Ordering::SeqCst) != 0
+    }
+}
+
+impl Drop for SeenMap {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, unmapped once.
         unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
