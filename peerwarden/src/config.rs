@@ -6,6 +6,7 @@
 //! policy: /etc/peerwarden/policy.yaml            # optional
 //! api: { listen: "127.0.0.1:9440" }                # optional tls: { cert: PATH, key: PATH }
 //! flow_table_size: 1048576
+//! deep_max_flows: 16384                          # undecided flows the deep classifier holds
 //! history: { path: /var/lib/peerwarden/history.db, minute_retention_days: 7, hour_retention_days: 90 }
 //! metrics: { subscriber_series_limit: 1000 }
 //! ipfix: { collector: "198.51.100.2:4739", idle_timeout: 15s, active_timeout: 60s }  # optional
@@ -30,6 +31,9 @@ use serde::Deserialize;
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1 << 20;
 /// The largest flow table accepted: 64 Mi entries is ~6.5 GiB of kernel memory.
 pub const MAX_FLOW_TABLE_SIZE: u32 = 1 << 26;
+/// The most undecided flows `deep_max_flows` may ask the deep classifier to hold (about
+/// 450 MiB of state).
+pub const MAX_DEEP_FLOWS: u32 = 1 << 20;
 
 /// The daemon's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -58,8 +62,13 @@ pub struct Config {
     /// Entries of the kernel's LRU flow table.
     #[serde(default = "default_flow_table_size")]
     pub flow_table_size: u32,
-    /// Subscribers the kernel's policy maps are sized for (token buckets and counters are
-    /// preallocated: about 0.6 KiB per subscriber and CPU).
+    /// Undecided flows the daemon's deep classifier holds state for at most (about 450
+    /// bytes each; the least recently sampled is dropped first, counted as
+    /// `deep_flows_evicted`). The flow table's size caps it too.
+    #[serde(default = "default_deep_max_flows")]
+    pub deep_max_flows: u32,
+    /// Subscribers the kernel's policy maps are sized for (token buckets, counters and
+    /// change flags are preallocated: about 1.2 KiB per subscriber, whatever the CPUs).
     #[serde(default = "default_max_subscribers")]
     pub max_subscribers: u32,
     /// Seconds of per-second history kept in memory for `?window=` queries.
@@ -263,6 +272,10 @@ fn default_flow_table_size() -> u32 {
     DEFAULT_FLOW_TABLE_SIZE
 }
 
+fn default_deep_max_flows() -> u32 {
+    crate::deep::DEFAULT_MAX_TRACKED
+}
+
 fn default_max_subscribers() -> u32 {
     peerwarden_common::policy::DEFAULT_MAX_SUBSCRIBERS
 }
@@ -371,6 +384,12 @@ impl Config {
             return Err(invalid(format!(
                 "flow_table_size: {} is out of range (1 to {MAX_FLOW_TABLE_SIZE})",
                 config.flow_table_size
+            )));
+        }
+        if !(16..=MAX_DEEP_FLOWS).contains(&config.deep_max_flows) {
+            return Err(invalid(format!(
+                "deep_max_flows: {} is out of range (16 to {MAX_DEEP_FLOWS})",
+                config.deep_max_flows
             )));
         }
         if config.max_subscribers == 0 || config.max_subscribers > 8_000_000 {
@@ -750,6 +769,25 @@ mod tests {
             .unwrap_err();
             assert!(e.to_string().contains(needle), "{section}: {e}");
             assert!(!e.to_string().contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn the_deep_tier_cap_defaults_to_16384_and_is_bounded() {
+        let c = parse("interfaces: { downlink: a, uplink: b }\n").expect("valid");
+        assert_eq!(c.deep_max_flows, 16_384);
+        let c = parse("interfaces: { downlink: a, uplink: b }\ndeep_max_flows: 100000\n")
+            .expect("valid");
+        assert_eq!(c.deep_max_flows, 100_000);
+        for bad in ["0", "15", "1048577"] {
+            let e = parse(&format!(
+                "interfaces: {{ downlink: a, uplink: b }}\ndeep_max_flows: {bad}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("test.yaml: deep_max_flows: {bad} is out of range (16 to 1048576)")
+            );
         }
     }
 

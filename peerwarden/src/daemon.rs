@@ -297,10 +297,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let deep_thread = match probe.take_samples() {
         Some(ring) => {
             let (probe, deep, stop) = (probe.clone(), deep.clone(), stop.clone());
+            let cap = config.deep_max_flows;
             Some(
                 thread::Builder::new()
                     .name("deep".into())
-                    .spawn(move || deep::run(probe, ring, deep, stop, Vec::new()))
+                    .spawn(move || deep::run(probe, ring, deep, stop, Vec::new(), cap))
                     .context("starting the deep classifier")?,
             )
         }

@@ -29,14 +29,16 @@ pub struct DeepState {
     pub services: DashMap<FlowKey, String>,
     /// Undecided flows whose state the deep tier holds now.
     pub tracked: AtomicU64,
-    /// Flows whose state was dropped to stay within [`MAX_TRACKED`] (least recently sampled
-    /// first): the deep tier forgets them as the kernel forgets flows under a flood.
+    /// Flows whose state was dropped to stay within its cap (`deep_max_flows`, least
+    /// recently sampled first): the deep tier forgets them as the kernel forgets flows
+    /// under a flood.
     pub evicted: AtomicU64,
 }
 
-/// Undecided flows the deep tier holds state for at most (the flow table's size when it is
-/// smaller). About 450 bytes each in the engine and the sample count: at most ~8 MiB.
-pub const MAX_TRACKED: usize = 1 << 14;
+/// Undecided flows the deep tier holds state for at most unless the config says otherwise
+/// (`deep_max_flows`; the flow table's size when it is smaller). About 450 bytes each in
+/// the engine and the sample count: ~8 MiB.
+pub const DEFAULT_MAX_TRACKED: u32 = 1 << 14;
 
 /// Payload samples seen per flow, to tell the kernel when the deep tier has given up.
 type Seen = std::collections::HashMap<FlowKey, u8>;
@@ -48,6 +50,7 @@ pub fn run(
     deep: Arc<DeepState>,
     stop: Arc<AtomicBool>,
     video_hosts: Vec<(String, String)>,
+    max_tracked: u32,
 ) {
     let mut engine = Engine::new(EngineConfig {
         packet_budget: DEEP_BUDGET,
@@ -57,7 +60,7 @@ pub fn run(
         engine.add_video_host(suffix, service);
     }
     let mut seen = Seen::new();
-    let cap = (probe.options().flow_table_size as usize).clamp(16, MAX_TRACKED);
+    let cap = probe.options().flow_table_size.min(max_tracked).max(16) as usize;
     let fd = ring.as_fd().as_raw_fd();
     let mut last_expiry = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {

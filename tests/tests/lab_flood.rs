@@ -130,7 +130,8 @@ fn packets(flow: &Value) -> u64 {
     flow["packets"][0].as_u64().unwrap_or(0) + flow["packets"][1].as_u64().unwrap_or(0)
 }
 
-/// The deep tier's bound on the undecided flows it holds (peerwarden's `deep::MAX_TRACKED`).
+/// The deep tier's bound on the undecided flows it holds: the default
+/// (`deep::DEFAULT_MAX_TRACKED`), which the lab's config keeps.
 const DEEP_TRACKED_MAX: u64 = 16_384;
 
 #[test]
