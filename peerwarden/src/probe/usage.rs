@@ -43,65 +43,121 @@ pub enum UsageMapError {
     },
 }
 
-/// A read-only mapping of the per-subscriber counter array.
-pub struct UsageMap {
+/// A shared mapping of a whole mmapable array map, read and written only through atomic
+/// words: the frame both views below stand on.
+struct Mapping {
     /// Keeps the map (and so the mapping's object) alive.
-    _map: MapData,
+    map: MapData,
     base: NonNull<AtomicU64>,
+    /// Bytes mapped (whole pages).
     len: usize,
     entries: u32,
 }
 
-// SAFETY: the mapping is only read, through atomic loads; the kernel writes it with atomic
-// adds. Sharing it between threads is sharing read-only access to atomics.
-unsafe impl Send for UsageMap {}
+// SAFETY: the mapping is only accessed through atomics (the kernel's side: atomic adds on
+// the counters, plain word loads and stores on the flags, see ebpf/src/policy.rs). Sharing
+// it between threads is sharing access to atomics.
+unsafe impl Send for Mapping {}
 // SAFETY: as above.
-unsafe impl Sync for UsageMap {}
+unsafe impl Sync for Mapping {}
 
-impl UsageMap {
-    /// Maps `map` (the `SUB_COUNTERS` array) read-only into memory.
-    pub fn new(map: MapData) -> Result<UsageMap, UsageMapError> {
+impl Mapping {
+    /// Maps `map`, which must be an mmapable array of `value_size`-byte values (a multiple
+    /// of 8), with protection `prot`.
+    fn new(map: MapData, value_size: usize, prot: libc::c_int) -> Result<Mapping, UsageMapError> {
+        debug_assert!(value_size.is_multiple_of(8));
         let info = map.info()?;
-        let expected = std::mem::size_of::<SubUsage>();
-        if info.map_flags() & BPF_F_MMAPABLE == 0 || info.value_size() as usize != expected {
+        if info.map_flags() & BPF_F_MMAPABLE == 0 || info.value_size() as usize != value_size {
             return Err(UsageMapError::Shape {
-                expected,
+                expected: value_size,
                 flags: info.map_flags(),
                 value_size: info.value_size(),
             });
         }
         let entries = info.max_entries();
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .unwrap_or(4096)
+            .max(1);
         // The kernel lays the values out from offset 0, `round_up(value_size, 8)` apart.
-        let (base, len) = map_shared(&map, entries as usize * expected, libc::PROT_READ)?;
-        Ok(UsageMap {
-            _map: map,
+        let len = (entries as usize * value_size).div_ceil(page) * page;
+        // SAFETY: a fresh shared mapping of the map's fd; the kernel checks `len` against
+        // the map's size (and a writable mapping against the map's flags) and refuses what
+        // does not fit.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(UsageMapError::Mmap {
+                bytes: len,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let base = NonNull::new(p.cast::<AtomicU64>()).ok_or(UsageMapError::Mmap {
+            bytes: len,
+            source: std::io::Error::other("mmap returned null"),
+        })?;
+        Ok(Mapping {
+            map,
             base,
             len,
             entries,
         })
     }
 
+    /// Word `i` of the array (values laid end to end), `None` past the mapped values.
+    fn word(&self, i: usize) -> Option<&AtomicU64> {
+        (i < self.len / 8).then(|| {
+            // SAFETY: i < len / 8: inside the mapping, 8-aligned (the mapping is page-aligned
+            // and values are whole words apart); AtomicU64 has u64's layout and lives as long
+            // as the mapping, which `&self` borrows.
+            unsafe { &*self.base.as_ptr().add(i) }
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A read-only mapping of the per-subscriber counter array.
+pub struct UsageMap(Mapping);
+
+impl UsageMap {
+    /// Maps `map` (the `SUB_COUNTERS` array) read-only into memory.
+    pub fn new(map: MapData) -> Result<UsageMap, UsageMapError> {
+        Mapping::new(map, std::mem::size_of::<SubUsage>(), libc::PROT_READ).map(UsageMap)
+    }
+
     /// The map itself (its fd and info).
     pub fn map(&self) -> &MapData {
-        &self._map
+        &self.0.map
     }
 
     /// Entries (subscriber indexes) the array holds.
     pub fn entries(&self) -> u32 {
-        self.entries
+        self.0.entries
     }
 
     /// The counters of subscriber `index`, `None` past the end.
     pub fn get(&self, index: u32) -> Option<SubUsage> {
-        if index >= self.entries {
+        if index >= self.0.entries {
             return None;
         }
         let mut words = [0u64; WORDS];
         let start = index as usize * WORDS;
         for (i, w) in words.iter_mut().enumerate() {
-            // SAFETY: start + i < entries * WORDS, inside the mapping, 8-aligned (the mapping
-            // is page-aligned and entries are 896 bytes apart); AtomicU64 has u64's layout.
-            *w = unsafe { &*self.base.as_ptr().add(start + i) }.load(Ordering::Relaxed);
+            *w = self.0.word(start + i)?.load(Ordering::Relaxed);
         }
         // SAFETY: SubUsage is repr(C), 112 u64 words with no padding; every bit pattern is
         // valid (it is Pod).
@@ -109,88 +165,21 @@ impl UsageMap {
     }
 }
 
-impl Drop for UsageMap {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
-    }
-}
-
-/// Maps `bytes` of an mmapable map (rounded up to pages) shared, with protection `prot`.
-fn map_shared(
-    map: &MapData,
-    bytes: usize,
-    prot: libc::c_int,
-) -> Result<(NonNull<AtomicU64>, usize), UsageMapError> {
-    // SAFETY: sysconf has no preconditions.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-        .unwrap_or(4096)
-        .max(1);
-    let len = bytes.div_ceil(page) * page;
-    // SAFETY: a fresh shared mapping of the map's fd; the kernel checks `len` against the
-    // map's size (and a writable mapping against the map's flags) and refuses what does
-    // not fit.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            prot,
-            libc::MAP_SHARED,
-            map.fd().as_fd().as_raw_fd(),
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(UsageMapError::Mmap {
-            bytes: len,
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    let base = NonNull::new(p.cast::<AtomicU64>()).ok_or(UsageMapError::Mmap {
-        bytes: len,
-        source: std::io::Error::other("mmap returned null"),
-    })?;
-    Ok((base, len))
-}
-
 /// A read-write mapping of `SUB_SEEN`: one word per subscriber index that the kernel sets
 /// to 1 when the index's counters change; [`SeenMap::take`] swaps it back to 0.
-pub struct SeenMap {
-    _map: MapData,
-    base: NonNull<AtomicU64>,
-    len: usize,
-    entries: u32,
-}
-
-// SAFETY: the mapping is only accessed through atomics (the kernel's side: plain word
-// loads and stores, see ebpf/src/policy.rs).
-unsafe impl Send for SeenMap {}
-// SAFETY: as above.
-unsafe impl Sync for SeenMap {}
+pub struct SeenMap(Mapping);
 
 impl SeenMap {
     /// Maps `map` (the `SUB_SEEN` array of u64) read-write.
     pub fn new(map: MapData) -> Result<SeenMap, UsageMapError> {
-        let info = map.info()?;
-        if info.map_flags() & BPF_F_MMAPABLE == 0 || info.value_size() != 8 {
-            return Err(UsageMapError::Shape {
-                expected: 8,
-                flags: info.map_flags(),
-                value_size: info.value_size(),
-            });
-        }
-        let entries = info.max_entries();
-        let (base, len) = map_shared(
-            &map,
-            entries as usize * 8,
-            libc::PROT_READ | libc::PROT_WRITE,
-        )?;
-        Ok(SeenMap {
-            _map: map,
-            base,
-            len,
-            entries,
-        })
+        Mapping::new(map, 8, libc::PROT_READ | libc::PROT_WRITE).map(SeenMap)
+    }
+
+    /// The flag of `index`, `None` past the end.
+    fn flag(&self, index: u32) -> Option<&AtomicU64> {
+        (index < self.0.entries)
+            .then(|| self.0.word(index as usize))
+            .flatten()
     }
 
     /// Whether index `index`'s counters changed since the last `take` (or since the map
@@ -199,24 +188,13 @@ impl SeenMap {
     /// before its check of the flag). `true` past the end, so nothing is ever skipped by
     /// mistake.
     pub fn take(&self, index: u32) -> bool {
-        if index >= self.entries {
-            return true;
-        }
-        // SAFETY: index < entries: inside the mapping, 8-aligned.
-        unsafe { &*self.base.as_ptr().add(index as usize) }.swap(0, Ordering::SeqCst) != 0
+        self.flag(index)
+            .is_none_or(|f| f.swap(0, Ordering::SeqCst) != 0)
     }
 
     /// Whether the flag of `index` is set, without clearing it (for tests).
     pub fn peek(&self, index: u32) -> bool {
-        index >= self.entries
-            // SAFETY: as in `take`.
-            || unsafe { &*self.base.as_ptr().add(index as usize) }.load(Ordering::SeqCst) != 0
-    }
-}
-
-impl Drop for SeenMap {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+        self.flag(index)
+            .is_none_or(|f| f.load(Ordering::SeqCst) != 0)
     }
 }
