@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aya::maps::{Array, Map, MapData};
 use peerwarden::{
-    history::{History, Retention},
+    history::{History, Retention, Which},
     probe::{Probe, ProbeOptions},
     subscribers::Readings,
 };
@@ -129,7 +129,31 @@ fn main() {
     let all = run(1, false);
     let some_full = run(100, false);
     let some = run(100, true);
-    let flush = timed(|| history.flush().expect("flush"));
+    // (d) The flush of what those passes left pending, and the API's query of the mix
+    // (all subscribers' label rows of the last hour) run over and over beside it: its
+    // longest time, against the same query's median with no flush running (same run).
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let query = || {
+        timed(|| {
+            std::hint::black_box(
+                history
+                    .sum(now - 3600, now + 60, None, Which::Labels)
+                    .expect("query"),
+            );
+        })
+    };
+    let alone = median((0..ROUNDS).map(|_| query()).collect());
+    let (flush, worst, queries) = std::thread::scope(|s| {
+        let flusher = s.spawn(|| timed(|| history.flush().expect("flush")));
+        let (mut worst, mut queries) = (Duration::ZERO, 0);
+        while !flusher.is_finished() {
+            worst = worst.max(query());
+            queries += 1;
+        }
+        (flusher.join().expect("flusher"), worst, queries)
+    });
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("Per-subscriber counters, {SUBSCRIBERS} subscribers, median of {ROUNDS} passes");
@@ -160,5 +184,10 @@ fn main() {
     println!(
         "store flush of the pending minutes    {:>8.2} ms",
         ms(flush)
+    );
+    println!(
+        "mix query: alone (median) {:.2} ms; during the flush, longest of {queries}: {:.2} ms",
+        ms(alone),
+        ms(worst)
     );
 }

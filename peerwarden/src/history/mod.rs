@@ -242,12 +242,25 @@ struct Writer {
     dirty_usage: Vec<u32>,
     /// Subscriber ids to their integer keys in the store.
     ids: HashMap<String, i64>,
+    /// The number of the last committed flush (`meta` key `flushes`).
+    committed: u64,
     last_flush: Instant,
     last_rollup: Option<Instant>,
 }
 
 /// Differences not yet written, by (minute start, key).
 type Pending = BTreeMap<(i64, Key), Values>;
+
+/// What a flush is writing: its differences and the number its transaction writes to
+/// `meta` (key `flushes`), by which a query's snapshot tells whether it holds them.
+#[derive(Default)]
+struct Flushing {
+    number: u64,
+    rows: Pending,
+}
+
+/// The `meta` key of the last committed flush's number.
+const FLUSHES_KEY: &str = "flushes";
 
 /// The store. Shared between the counter reader (writes) and the API (reads).
 pub struct History {
@@ -256,6 +269,14 @@ pub struct History {
     writer: Mutex<Writer>,
     reader: Mutex<Connection>,
     pending: RwLock<Pending>,
+    /// The differences a flush is writing (or that a failed flush left for the next try):
+    /// moved out of `pending` at the start of a flush, so that neither recording nor
+    /// queries wait while it writes and commits, and cleared after the commit. Lock
+    /// order: `flushing` before `pending`.
+    flushing: RwLock<Flushing>,
+    /// Test hook: called by a flush after its commit, before it clears `flushing`.
+    #[cfg(test)]
+    after_commit: Mutex<Option<Box<dyn FnMut() + Send>>>,
     /// Flushes written.
     pub flushes: AtomicU64,
     /// Flushes that failed (their differences stay in memory for the next try).
@@ -368,6 +389,10 @@ impl History {
                 .map_err(sql("writing the schema version"))?;
             }
         }
+        let committed = meta(FLUSHES_KEY)
+            .map_err(sql("reading the flush number"))?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let mut ids = HashMap::new();
         {
             let mut stmt = conn
@@ -450,11 +475,15 @@ impl History {
                 dirty: Vec::new(),
                 dirty_usage: Vec::new(),
                 ids,
+                committed,
                 last_flush: Instant::now(),
                 last_rollup: None,
             }),
             reader: Mutex::new(reader),
             pending: RwLock::new(Pending::new()),
+            flushing: RwLock::new(Flushing::default()),
+            #[cfg(test)]
+            after_commit: Mutex::new(None),
             flushes: AtomicU64::new(0),
             flush_failures: AtomicU64::new(0),
         };

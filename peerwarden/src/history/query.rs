@@ -4,9 +4,12 @@
 use std::collections::BTreeMap;
 
 use peerwarden_common::Label;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{History, HistoryError, Key, LABEL_ROW, Pending, Row, Values, Which, lock, values_at};
+use super::{
+    FLUSHES_KEY, History, HistoryError, Key, LABEL_ROW, Pending, Row, Values, Which, lock,
+    values_at,
+};
 
 /// One label's totals `[up, down]` for a subscriber (see [`History::subscriber_labels`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -137,20 +140,34 @@ impl History {
             .collect())
     }
 
-    /// A read transaction on the reader whose snapshot matches the pending differences
-    /// `read` is shown: both are taken under the pending lock, which a flush holds until
-    /// it commits. The (possibly long) query then runs on the snapshot without the lock,
-    /// so it never holds up the recording, and a flush meanwhile is not seen twice.
+    /// A read transaction on the reader, and the differences its snapshot does not hold,
+    /// shown to `read`: what a flush is writing (unless the snapshot already holds its
+    /// commit: the flush's number in `meta`), then what is pending. Both maps are read
+    /// under their locks' read side, which a flush takes only to move pending differences
+    /// over and to clear them after its commit, and the snapshot is fixed while they are
+    /// held. The (possibly long) query then runs on the snapshot without the locks: no
+    /// difference is seen twice or missed, and neither side waits for the other's work.
     fn snapshot<'c>(
         &self,
         conn: &'c mut Connection,
-        read: impl FnOnce(&Pending),
+        mut read: impl FnMut(&Pending),
     ) -> Result<rusqlite::Transaction<'c>, HistoryError> {
+        let flushing = self.flushing.read().unwrap_or_else(|p| p.into_inner());
         let pending = self.pending.read().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction().map_err(self.sql("starting a read"))?;
-        // SQLite fixes a WAL reader's snapshot at its first read, not at BEGIN.
-        tx.query_row("SELECT COUNT(*) FROM meta", [], |r| r.get::<_, i64>(0))
+        // SQLite fixes a WAL reader's snapshot at its first read, not at BEGIN: here.
+        let written: Option<String> = tx
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [FLUSHES_KEY],
+                |r| r.get(0),
+            )
+            .optional()
             .map_err(self.sql("starting a read"))?;
+        let written: u64 = written.and_then(|v| v.parse().ok()).unwrap_or(0);
+        if flushing.number > written {
+            read(&flushing.rows);
+        }
         read(&pending);
         Ok(tx)
     }
@@ -158,9 +175,13 @@ impl History {
     /// The start of the oldest row, written or pending (seconds since the epoch).
     pub fn first(&self) -> Result<Option<i64>, HistoryError> {
         let mut conn = lock(&self.reader);
-        let mut mem = None;
+        let mut mem: Option<i64> = None;
         let tx = self.snapshot(&mut conn, |pending| {
-            mem = pending.keys().map(|(t, _)| *t).min()
+            let oldest = pending.keys().map(|(t, _)| *t).min();
+            mem = match (mem, oldest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         })?;
         let stored: Option<i64> = tx
             .query_row("SELECT MIN(t) FROM (SELECT MIN(t) AS t FROM minute UNION ALL SELECT MIN(t) FROM hour)", [], |r| r.get(0))

@@ -352,6 +352,55 @@ fn queries_during_flushes_see_every_difference_once() {
 }
 
 #[test]
+fn a_query_during_a_flush_waits_for_no_commit_and_counts_everything_once() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering::SeqCst},
+        mpsc,
+    };
+    use std::time::Duration;
+    let dir = Dir::new("flush-wait");
+    let h = Arc::new(History::open(&dir.db(), "i", Retention::default()).expect("open"));
+    h.record(at(T0), &labels(1000, 0), &[]);
+    h.flush().expect("first flush");
+    h.record(at(T0 + 60), &labels(3000, 0), &[]);
+    // The next flush stops after its commit, before it drops the differences it wrote
+    // from memory, until a query has answered (or 10 s have passed: a query held up by
+    // the flush never answers in time). The query's snapshot holds the commit, and the
+    // differences are still in memory: counted once, not twice.
+    let (started_tx, started_rx) = mpsc::channel();
+    let (answered_tx, answered_rx) = mpsc::channel::<()>();
+    let answered_in_time = Arc::new(AtomicBool::new(false));
+    *lock(&h.after_commit) = Some(Box::new({
+        let answered_in_time = answered_in_time.clone();
+        move || {
+            let _ = started_tx.send(());
+            let ok = answered_rx.recv_timeout(Duration::from_secs(10)).is_ok();
+            answered_in_time.store(ok, SeqCst);
+        }
+    }));
+    let flusher = {
+        let h = h.clone();
+        std::thread::spawn(move || h.flush())
+    };
+    started_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the flush committed");
+    let during = h.sum(i64::MIN, i64::MAX, None, Which::Labels).expect("sum");
+    let _ = answered_tx.send(());
+    flusher.join().expect("flusher").expect("flush");
+    assert!(
+        answered_in_time.load(SeqCst),
+        "the query waited for the flush"
+    );
+    // Both minutes, the written one and the one being written, each once.
+    assert_eq!(total(&during, "bittorrent", 1).bytes, 3000);
+    let after = h.sum(i64::MIN, i64::MAX, None, Which::Labels).expect("sum");
+    assert_eq!(total(&after, "bittorrent", 1).bytes, 3000);
+    assert_eq!(h.flushes.load(SeqCst), 2);
+}
+
+#[test]
 fn a_store_of_another_schema_is_refused() {
     let dir = Dir::new("schema");
     drop(History::open(&dir.db(), "i", Retention::default()).expect("open"));

@@ -3,6 +3,7 @@
 //! minutes rolled up into hours.
 
 use std::{
+    collections::HashMap,
     sync::atomic::Ordering,
     time::{Instant, SystemTime},
 };
@@ -14,8 +15,8 @@ use peerwarden_common::{
 use rusqlite::params;
 
 use super::{
-    ALL, CLASS_NAMES, FLUSH_EVERY, History, HistoryError, Key, LABEL_ROW, ROLLUP_EVERY, Values,
-    Writer, difference, lock, minute_of, unix, usage_to_bytes,
+    ALL, CLASS_NAMES, FLUSH_EVERY, FLUSHES_KEY, History, HistoryError, Key, LABEL_ROW,
+    ROLLUP_EVERY, Values, Writer, difference, lock, minute_of, unix, usage_to_bytes,
 };
 use crate::probe::LabelCounters;
 
@@ -206,10 +207,27 @@ impl History {
     }
 
     /// One transaction: the pending differences added to their minutes, and the readings
-    /// they bring the store up to. The pending map is cleared only once it commits.
+    /// they bring the store up to. The differences move to `flushing` first (a swap under
+    /// both locks), are written from there with no lock held against queries or
+    /// recording, and leave it once the transaction has committed, with its number in
+    /// `meta` so that a query can tell whether its snapshot holds them; a failed write
+    /// keeps them there, and the next one adds what became pending meanwhile.
     fn write(&self, w: &mut Writer) -> Result<(), HistoryError> {
-        let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
-        if pending.is_empty() && w.dirty.is_empty() && w.dirty_usage.is_empty() {
+        let number = w.committed + 1;
+        {
+            let mut flushing = self.flushing.write().unwrap_or_else(|p| p.into_inner());
+            let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
+            flushing.number = number;
+            if flushing.rows.is_empty() {
+                std::mem::swap(&mut flushing.rows, &mut *pending);
+            } else {
+                for (k, v) in std::mem::take(&mut *pending) {
+                    flushing.rows.entry(k).or_default().add(&v);
+                }
+            }
+        }
+        let flushing = self.flushing.read().unwrap_or_else(|p| p.into_inner());
+        if flushing.rows.is_empty() && w.dirty.is_empty() && w.dirty_usage.is_empty() {
             return Ok(());
         }
         let Writer {
@@ -219,22 +237,25 @@ impl History {
             dirty,
             dirty_usage,
             ids,
+            committed,
             ..
         } = w;
         let tx = conn.transaction().map_err(self.sql("starting a write"))?;
+        // Subscriber ids this transaction adds: known to `ids` only once it commits.
+        let mut added: HashMap<String, i64> = HashMap::new();
         {
             let mut new_id = tx
                 .prepare_cached("INSERT INTO subscriber (id) VALUES (?1)")
                 .map_err(self.sql("adding a subscriber"))?;
             let mut sub_of = |id: &str| -> Result<i64, HistoryError> {
-                if let Some(s) = ids.get(id) {
+                if let Some(s) = ids.get(id).or_else(|| added.get(id)) {
                     return Ok(*s);
                 }
                 new_id
                     .execute([id])
                     .map_err(self.sql("adding a subscriber"))?;
                 let s = tx.last_insert_rowid();
-                ids.insert(id.to_string(), s);
+                added.insert(id.to_string(), s);
                 Ok(s)
             };
             let mut add = tx
@@ -248,7 +269,7 @@ impl History {
                         marked_packets = marked_packets + excluded.marked_packets",
                 )
                 .map_err(self.sql("adding to a minute"))?;
-            for ((t, key), v) in pending.iter() {
+            for ((t, key), v) in flushing.rows.iter() {
                 let sub = sub_of(&key.subscriber)?;
                 add.execute(params![
                     sub,
@@ -304,16 +325,30 @@ impl History {
                 }
             }
         }
+        drop(flushing);
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![FLUSHES_KEY, number.to_string()],
+        )
+        .map_err(self.sql("numbering a write"))?;
         if let Err(source) = tx.commit() {
-            // The transaction rolled back: subscriber ids it added are not in the file.
-            ids.clear();
             return Err(HistoryError::Sql {
                 path: self.path.clone(),
                 op: "committing a write",
                 source,
             });
         }
-        pending.clear();
+        *committed = number;
+        ids.extend(added);
+        #[cfg(test)]
+        if let Some(hook) = lock(&self.after_commit).as_mut() {
+            hook();
+        }
+        let mut flushing = self.flushing.write().unwrap_or_else(|p| p.into_inner());
+        let written = std::mem::take(&mut flushing.rows);
+        drop(flushing);
+        // Freed with no lock held: hundreds of thousands of keys take tens of ms.
+        drop(written);
         dirty.clear();
         dirty_usage.clear();
         self.flushes.fetch_add(1, Ordering::Relaxed);
