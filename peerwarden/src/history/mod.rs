@@ -45,7 +45,10 @@
 use std::{
     collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
-    sync::{Mutex, MutexGuard, RwLock, atomic::AtomicU64},
+    sync::{
+        Mutex, MutexGuard, RwLock, TryLockError,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -262,12 +265,20 @@ struct Flushing {
 /// The `meta` key of the last committed flush's number.
 const FLUSHES_KEY: &str = "flushes";
 
+/// Read connections of a store. SQLite in WAL mode lets them read side by side, so a long
+/// query (every subscriber's rows over hours, for the top list) holds up at most one of
+/// them and the others keep answering.
+const READERS: usize = 4;
+
 /// The store. Shared between the counter reader (writes) and the API (reads).
 pub struct History {
     path: PathBuf,
     retention: Retention,
     writer: Mutex<Writer>,
-    reader: Mutex<Connection>,
+    /// Read connections; a query takes a free one (see [`History::reader`]).
+    readers: Vec<Mutex<Connection>>,
+    /// Which reader a query waits for when none is free.
+    next_reader: AtomicUsize,
     pending: RwLock<Pending>,
     /// The differences a flush is writing (or that a failed flush left for the next try):
     /// moved out of `pending` at the start of a flush, so that neither recording nor
@@ -285,6 +296,21 @@ pub struct History {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl History {
+    /// A read connection: the first free one, or (all busy) the next in turn once it is.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for r in &self.readers {
+            match r.try_lock() {
+                Ok(g) => return g,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        lock(&self.readers[i])
+    }
 }
 
 /// A name for one load of unpinned kernel counters: the boot, this process and when it
@@ -461,10 +487,15 @@ impl History {
             )
             .map_err(sql("writing the instance"))?;
         }
-        let reader = Connection::open(path).map_err(sql("opening a reader"))?;
-        reader
-            .busy_timeout(Duration::from_secs(5))
-            .map_err(sql("setting the busy timeout"))?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open(path).map_err(sql("opening a reader"))?;
+                reader
+                    .busy_timeout(Duration::from_secs(5))
+                    .map_err(sql("setting the busy timeout"))?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<Vec<_>, HistoryError>>()?;
         let h = History {
             path: path.to_path_buf(),
             retention,
@@ -479,7 +510,8 @@ impl History {
                 last_flush: Instant::now(),
                 last_rollup: None,
             }),
-            reader: Mutex::new(reader),
+            readers,
+            next_reader: AtomicUsize::new(0),
             pending: RwLock::new(Pending::new()),
             flushing: RwLock::new(Flushing::default()),
             #[cfg(test)]

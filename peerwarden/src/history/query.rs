@@ -7,8 +7,7 @@ use peerwarden_common::Label;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{
-    FLUSHES_KEY, History, HistoryError, Key, LABEL_ROW, Pending, Row, Values, Which, lock,
-    values_at,
+    FLUSHES_KEY, History, HistoryError, Key, LABEL_ROW, Pending, Row, Values, Which, values_at,
 };
 
 /// One label's totals `[up, down]` for a subscriber (see [`History::subscriber_labels`]).
@@ -42,7 +41,7 @@ impl History {
         };
         let bucket = |t: i64| step.map_or(0, |s| (t - from).div_euclid(s));
         let mut out: BTreeMap<(i64, Key), Values> = BTreeMap::new();
-        let mut conn = lock(&self.reader);
+        let mut conn = self.reader();
         let tx = self.snapshot(&mut conn, |pending| {
             for ((t, key), v) in pending.iter() {
                 if *t >= from && *t < to && which.matches(&key.subscriber, &key.name) {
@@ -50,21 +49,25 @@ impl History {
                 }
             }
         })?;
-        // Per-subscriber label rows are named `label:<label>` (LABEL_ROW).
-        let (filter, arg) = match which {
-            Which::Labels => ("m.sub = 0", None),
-            Which::Subscriber(id) => ("s.id = ?3 AND m.name NOT LIKE 'label:%'", Some(id)),
-            Which::Subscribers => ("m.sub <> 0 AND m.name NOT LIKE 'label:%'", None),
-            Which::SubscriberLabels(id) => ("s.id = ?3 AND m.name LIKE 'label:%'", Some(id)),
-            Which::SubscribersLabels => ("m.sub <> 0 AND m.name LIKE 'label:%'", None),
+        // Which rows, by subscriber key (inside each table's scan, where it meets the
+        // primary key (sub, t, name, dir): one subscriber's rows are a range of it, not a
+        // scan of everyone's), and by name: per-subscriber label rows are named
+        // `label:<label>` (LABEL_ROW).
+        const ONE: &str = "sub = (SELECT sub FROM subscriber WHERE id = ?3)";
+        let (sub, name, arg) = match which {
+            Which::Labels => ("sub = 0", "1", None),
+            Which::Subscriber(id) => (ONE, "m.name NOT LIKE 'label:%'", Some(id)),
+            Which::Subscribers => ("sub <> 0", "m.name NOT LIKE 'label:%'", None),
+            Which::SubscriberLabels(id) => (ONE, "m.name LIKE 'label:%'", Some(id)),
+            Which::SubscribersLabels => ("sub <> 0", "m.name LIKE 'label:%'", None),
         };
         let query = format!(
             "SELECT s.id, m.t, m.name, m.dir, SUM(m.bytes), SUM(m.packets), SUM(m.flows),
                     SUM(m.dropped_packets), SUM(m.dropped_bytes), SUM(m.marked_packets)
-             FROM (SELECT * FROM minute WHERE t >= ?1 AND t < ?2
-                   UNION ALL SELECT * FROM hour WHERE t >= ?1 AND t < ?2) m
+             FROM (SELECT * FROM minute WHERE {sub} AND t >= ?1 AND t < ?2
+                   UNION ALL SELECT * FROM hour WHERE {sub} AND t >= ?1 AND t < ?2) m
              JOIN subscriber s ON s.sub = m.sub
-             WHERE {filter}
+             WHERE {name}
              GROUP BY {group}",
             // Without steps the time is not a group (the bare `m.t` is any row's, unused).
             group = if step.is_some() {
@@ -174,7 +177,7 @@ impl History {
 
     /// The start of the oldest row, written or pending (seconds since the epoch).
     pub fn first(&self) -> Result<Option<i64>, HistoryError> {
-        let mut conn = lock(&self.reader);
+        let mut conn = self.reader();
         let mut mem: Option<i64> = None;
         let tx = self.snapshot(&mut conn, |pending| {
             let oldest = pending.keys().map(|(t, _)| *t).min();

@@ -266,7 +266,7 @@ fn old_minutes_roll_up_into_hours_and_old_hours_go() {
     assert_eq!(all(&h), 100 * n as i64);
     let now = start + 5 * day;
     h.rollup(now).expect("rollup");
-    let conn = lock(&h.reader);
+    let conn = h.reader();
     let count = |sql: &str| {
         conn.query_row(sql, [], |r| r.get::<_, i64>(0))
             .expect("count")
@@ -398,6 +398,31 @@ fn a_query_during_a_flush_waits_for_no_commit_and_counts_everything_once() {
     let after = h.sum(i64::MIN, i64::MAX, None, Which::Labels).expect("sum");
     assert_eq!(total(&after, "bittorrent", 1).bytes, 3000);
     assert_eq!(h.flushes.load(SeqCst), 2);
+}
+
+#[test]
+fn a_query_takes_a_free_reader_while_a_long_one_holds_another() {
+    use std::sync::{Arc, mpsc};
+    let dir = Dir::new("readers");
+    let h = Arc::new(History::open(&dir.db(), "i", Retention::default()).expect("open"));
+    h.record(at(T0), &labels(1000, 0), &[]);
+    // A long query (every subscriber over hours, say) has the first reader.
+    let held = lock(&h.readers[0]);
+    let (tx, rx) = mpsc::channel();
+    let asker = {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            let rows = h.sum(i64::MIN, i64::MAX, None, Which::Labels);
+            let _ = tx.send(rows.map(|r| total(&r, "bittorrent", 1).bytes));
+        })
+    };
+    let answer = rx.recv_timeout(Duration::from_secs(10));
+    drop(held);
+    asker.join().expect("asker");
+    let bytes = answer
+        .expect("the query waited for the busy reader")
+        .expect("sum");
+    assert_eq!(bytes, 1000);
 }
 
 #[test]
