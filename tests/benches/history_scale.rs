@@ -1,0 +1,150 @@
+//! The history store at ISP scale: `MINUTES` minutes of rows for `SUBSCRIBERS` subscribers,
+//! every one of them active in every minute (a BitTorrent download and a TLS upload: two
+//! label rows and two class rows per subscriber and minute), recorded and flushed as the
+//! daemon does it. Then the store queries behind the API, each timed (median of `ROUNDS`):
+//!
+//! - the mix over the range (the per-label rows of all subscribers together: `/api/v1/mix`);
+//! - one subscriber's classes over the range (`/api/v1/subscribers/{id}?window=`);
+//! - every subscriber's classes over the range (`/api/v1/subscribers/top?window=`, which
+//!   ranks them);
+//!
+//! and the mix query's longest time while top queries run on another thread, against its
+//! median alone: the baseline of the same run.
+//!
+//! `cargo bench -p peerwarden-tests --bench history_scale` (no root needed; writes a few
+//! hundred MB under the temporary directory, removed at the end). `SUBSCRIBERS` and
+//! `MINUTES` can be set in the environment.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use peerwarden::{
+    history::{History, Retention, Which},
+    probe::LabelCounters,
+};
+use peerwarden_common::{CounterValue, Label, label::ALL_LABELS, policy::SubUsage};
+use peerwarden_tests::lab::TempDir;
+
+const ROUNDS: usize = 5;
+
+fn env_or(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
+    let t = Instant::now();
+    let out = f();
+    (t.elapsed(), out)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let subscribers = env_or("SUBSCRIBERS", 100_000);
+    let minutes = env_or("MINUTES", 15);
+    let tmp = TempDir::new("history-scale");
+    let history =
+        History::open(&tmp.0.join("history.db"), "bench", Retention::default()).expect("store");
+    let owners: Vec<(String, u32)> = (0..subscribers).map(|i| (format!("sub-{i}"), i)).collect();
+    // Whole minutes ending at the current one.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let first = (now / 60 - i64::from(minutes) + 1) * 60;
+    let (bt, tls) = (Label::Bittorrent.id() as usize, Label::Tls.id() as usize);
+    let mut kernel = vec![SubUsage::default(); subscribers as usize];
+    let mut labels: LabelCounters = vec![[CounterValue::default(); 2]; ALL_LABELS.len()];
+    let (fill, ()) = timed(|| {
+        for m in 0..i64::from(minutes) {
+            let at = UNIX_EPOCH + Duration::from_secs((first + m * 60 + 30) as u64);
+            for (i, u) in kernel.iter_mut().enumerate() {
+                let n = 1 + (i as u64 % 97);
+                u.labels[bt][1].bytes += 1500 * 1000 * n;
+                u.labels[bt][1].packets += 1000 * n;
+                u.labels[tls][0].bytes += 80 * 200 * n;
+                u.labels[tls][0].packets += 200 * n;
+            }
+            history.record_subscribers_with(at, &owners, |i| Some(kernel[i as usize]));
+            for (l, dir) in [(bt, 1), (tls, 0)] {
+                let c = &mut labels[l][dir];
+                c.bytes = kernel.iter().map(|u| u.labels[l][dir].bytes).sum::<u64>();
+                c.packets += 1;
+                c.flows += 1;
+            }
+            history.record_labels(at, &labels);
+            history.flush().expect("flush");
+        }
+    });
+    let db_bytes = ["history.db", "history.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(tmp.0.join(f)).ok())
+        .map(|m| m.len())
+        .sum::<u64>();
+    let (from, to) = (first, now + 60);
+    // One store query over the range: its time and the rows it gives.
+    let ask = |which: Which<'static>| {
+        timed(|| {
+            history
+                .sum(from, to, None, which)
+                .expect("store query")
+                .len()
+        })
+    };
+    // The median time of `ROUNDS` of them, and the rows.
+    let alone = |which: Which<'static>| {
+        let runs: Vec<(Duration, usize)> = (0..ROUNDS).map(|_| ask(which)).collect();
+        (median(runs.iter().map(|r| r.0).collect()), runs[0].1)
+    };
+    let (mix_alone, mix_rows) = alone(Which::Labels);
+    let (one_alone, one_rows) = alone(Which::Subscriber("sub-4242"));
+    let (all_alone, all_rows) = alone(Which::Subscribers);
+    // The mix asked over and over while top queries run beside it.
+    let (worst, asked) = std::thread::scope(|s| {
+        let top = s.spawn(|| {
+            for _ in 0..2 {
+                ask(Which::Subscribers);
+            }
+        });
+        let (mut worst, mut asked) = (Duration::ZERO, 0);
+        while !top.is_finished() {
+            worst = worst.max(ask(Which::Labels).0);
+            asked += 1;
+        }
+        top.join().expect("top");
+        (worst, asked)
+    });
+    println!(
+        "history store: {subscribers} subscribers x {minutes} minutes, {} rows a minute; filled in {:.1} s ({:.2} s a minute), {:.0} MB on disk",
+        subscribers as usize * 4 + 2,
+        fill.as_secs_f64(),
+        fill.as_secs_f64() / f64::from(minutes),
+        db_bytes as f64 / 1e6
+    );
+    println!("query over the {minutes} minutes, median of {ROUNDS}:");
+    println!(
+        "  mix (label rows of all)         {:>10.2} ms  ({mix_rows} rows out)",
+        ms(mix_alone)
+    );
+    println!(
+        "  one subscriber's classes        {:>10.2} ms  ({one_rows} rows out)",
+        ms(one_alone)
+    );
+    println!(
+        "  every subscriber's classes (top){:>10.2} ms  ({all_rows} rows out)",
+        ms(all_alone)
+    );
+    println!(
+        "  mix while top queries run: longest of {asked}: {:.2} ms (alone {:.2} ms)",
+        ms(worst),
+        ms(mix_alone)
+    );
+}
