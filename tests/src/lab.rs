@@ -657,8 +657,25 @@ impl Drop for Daemon {
     /// A test that did not stop its daemon (a failed assertion) stops it with SIGTERM, so
     /// that it detaches and unpins its programs (a daemon killed outright leaves them
     /// attached and pinned on purpose), and kills it if it has not exited within 10 s.
+    /// In a failing test, whether the daemon was still running and the end of its log are
+    /// printed first (the log's directory usually goes with the test).
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if thread::panicking() {
+                let state = match child.try_wait() {
+                    Ok(Some(status)) => format!("had exited: {status}"),
+                    Ok(None) => "was running".to_string(),
+                    Err(e) => format!("could not be asked: {e}"),
+                };
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!(
+                    "the daemon (pid {}) {state}; the last lines of {}:\n{}",
+                    child.id(),
+                    self.log.display(),
+                    lines[lines.len().saturating_sub(40)..].join("\n")
+                );
+            }
             kill(child.id(), "TERM");
             let deadline = Instant::now() + Duration::from_secs(10);
             while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
