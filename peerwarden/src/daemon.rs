@@ -540,12 +540,12 @@ fn read_subscribers(
     // taken (cleared) before the counters are read, so what changes after the read is
     // flagged again for the next pass; on a full pass every owner is read all the same.
     let seen = probe.seen_map();
-    let mut moved = vec![0u64; (probe.options().max_subscribers as usize).div_ceil(64) + 1];
+    let mut moved = vec![0u64; (probe.options().max_subscribers as usize).div_ceil(64)];
     for (_, i) in owners {
-        if seen.take(*i) || full {
-            if let Some(w) = moved.get_mut(*i as usize / 64) {
-                *w |= 1 << (i % 64);
-            }
+        if (seen.take(*i) || full)
+            && let Some(w) = moved.get_mut(*i as usize / 64)
+        {
+            *w |= 1 << (i % 64);
         }
     }
     let has_moved = |i: u32| {

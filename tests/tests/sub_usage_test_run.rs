@@ -269,19 +269,17 @@ fn a_subscribers_counters_changing_sets_its_flag_until_the_daemon_takes_it() {
     p.install();
     let index = |id: &str| p.owners.iter().find(|(o, _)| o == id).expect("owner").1;
     let (alice, bob) = (index("alice"), index("bob"));
-    let seen = p.probe.seen_map();
-    let flagged = || -> Vec<u32> { (0..64).filter(|i| seen.peek(*i)).collect() };
-    assert_eq!(flagged(), Vec::<u32>::new(), "no traffic yet");
+    // The indexes whose change flag is set (without taking them).
+    let flagged =
+        |p: &UsageProbe| -> Vec<u32> { (0..64).filter(|i| p.probe.seen_map().peek(*i)).collect() };
+    assert_eq!(flagged(&p), Vec::<u32>::new(), "no traffic yet");
 
     // Bob sends: his flag is set, and only his.
     let bob_c = from(Conversation::new(Family::V4, 6881, 6881), [100, 64, 1, 20]);
     let q = dht_get_peers_query(&PEER_ID, &INFO_HASH);
     p.send(UP, &bob_c.udp(UP, &q));
+    assert_eq!(flagged(&p), vec![bob]);
     let seen = p.probe.seen_map();
-    assert_eq!(
-        (0..64).filter(|i| seen.peek(*i)).collect::<Vec<_>>(),
-        vec![bob]
-    );
     // Taking it answers true once and clears it; more traffic sets it again.
     assert!(seen.take(bob));
     assert!(!seen.take(bob), "taken twice");
@@ -308,9 +306,5 @@ fn a_subscribers_counters_changing_sets_its_flag_until_the_daemon_takes_it() {
     assert!(seen.take(alice));
     let stranger = from(Conversation::new(Family::V4, 40003, 80), [100, 64, 9, 9]);
     p.send(UP, &zeros(&stranger, UP, 900));
-    let seen = p.probe.seen_map();
-    assert_eq!(
-        (0..64).filter(|i| seen.peek(*i)).collect::<Vec<_>>(),
-        Vec::<u32>::new()
-    );
+    assert_eq!(flagged(&p), Vec::<u32>::new());
 }

@@ -180,19 +180,12 @@ impl History {
         let mut conn = self.reader();
         let mut mem: Option<i64> = None;
         let tx = self.snapshot(&mut conn, |pending| {
-            let oldest = pending.keys().map(|(t, _)| *t).min();
-            mem = match (mem, oldest) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            mem = mem.into_iter().chain(pending.keys().map(|(t, _)| *t)).min();
         })?;
         let stored: Option<i64> = tx
             .query_row("SELECT MIN(t) FROM (SELECT MIN(t) AS t FROM minute UNION ALL SELECT MIN(t) FROM hour)", [], |r| r.get(0))
             .map_err(self.sql("finding the oldest row"))?;
         drop(tx);
-        Ok(match (stored, mem) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        Ok(stored.into_iter().chain(mem).min())
     }
 }
