@@ -98,14 +98,19 @@ pub struct Rule {
     pub htb_minor: u32,
 }
 
-/// A token bucket, per (subscriber, slot, direction): index [`bucket_index`].
+/// A police bucket, per (subscriber, slot, direction): index [`bucket_index`].
+///
+/// Kept as the time the bucket would be empty again (the generic cell rate algorithm's
+/// theoretical arrival time): a frame passes when taking its cost in time (`len / rate`)
+/// leaves that time at most the burst's worth (`burst / rate`) ahead of now. One word, so
+/// CPUs taking from the same bucket at once settle it with a compare-and-swap.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bucket {
-    /// Bytes available.
-    pub tokens: u64,
-    /// Last refill, `bpf_ktime_get_ns()`.
-    pub last_ns: u64,
+    /// Unused; keeps the layout of the maps pinned by earlier builds (bytes left, then).
+    pub _reserved: u64,
+    /// When the bucket is full again, `bpf_ktime_get_ns()`; 0 (or any time past) is full.
+    pub empty_until_ns: u64,
 }
 
 /// Packets and bytes of one (subscriber, label, direction).

@@ -8,11 +8,11 @@
 //! with the policy's drops and marks per (class, direction); `relabel` moves a flow's
 //! earlier packets to the label it receives, as the totals do.
 
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_ktime_get_coarse_ns,
+    helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{Array, LpmTrie, lpm_trie::Key},
     programs::XdpContext,
@@ -185,9 +185,9 @@ fn enforce_policy(
     }
     let sub = f.sub_slot - 1;
     let d = dir as u32;
-    // The coarse clock, as in flow.rs: buckets refill per tick (4 ms at HZ=250).
+    // The precise clock, for the police buckets (see `take_tokens`).
     // SAFETY: a helper without preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = unsafe { bpf_ktime_get_ns() };
     let plan = f.plan as u32;
     let class = (Label::from_id(f.label).class() as usize) & 3;
     let di = (d as usize) & 1;
@@ -261,7 +261,12 @@ fn apply(
 ) -> Applied {
     let passes = match rule.action {
         ACTION_BLOCK => return Applied::Drop,
-        ACTION_POLICE => take_tokens(rule, bucket, frame_len, now),
+        // The bucket is looked up here: a lookup needs its key on the stack, and
+        // `take_tokens` is to have none (see there).
+        ACTION_POLICE => match BUCKETS.get_ptr_mut(bucket) {
+            Some(b) => take_tokens(rule, b, frame_len, now),
+            None => true,
+        },
         ACTION_MARK => true,
         // NONE, and SHAPE (the TC egress program sets the class).
         _ => return Applied::Pass,
@@ -275,40 +280,51 @@ fn apply(
     Applied::Pass
 }
 
-/// A token bucket of `rule.burst_bytes`, refilled at `rule.rate_bytes_per_sec`. Updates
-/// from two CPUs at once may lose a refill or a take; flows of one subscriber usually hash
-/// to one receive queue, and the error is bounded by one packet per race.
-#[inline(always)]
-fn take_tokens(rule: &Rule, bucket: u32, frame_len: u64, now: u64) -> bool {
-    let Some(b) = BUCKETS.get_ptr_mut(bucket) else {
-        return true;
-    };
-    // SAFETY: a live array slot.
-    let b = unsafe { &mut *b };
-    let elapsed = now.saturating_sub(b.last_ns);
-    // Cap the refill interval at a second: rate (< 2^31 B/s) × 1e9 stays below 2^64.
-    let refill = if elapsed >= 1_000_000_000 {
-        rule.rate_bytes_per_sec
-    } else {
-        elapsed * rule.rate_bytes_per_sec / 1_000_000_000
-    };
-    let tokens = b.tokens.saturating_add(refill);
-    let tokens = if tokens > rule.burst_bytes {
-        rule.burst_bytes
-    } else {
-        tokens
-    };
-    // Only advance the clock by what was turned into tokens, so slow refills accumulate.
-    if refill > 0 || b.last_ns == 0 {
-        b.last_ns = now;
+/// The police bucket `b` of `rule` (depth `rule.burst_bytes`, rate `rule.rate_bytes_per_sec`;
+/// see [`Bucket`]): whether a frame of `frame_len` bytes fits, taking it if so.
+///
+/// Several CPUs take from one bucket at once (a NIC spreads a subscriber's flows over its
+/// receive queues by 5-tuple), so the take is a compare-and-swap of the bucket's one word,
+/// retried while another CPU moved it first. The clock is the precise one: the coarse
+/// clock ticks every 4 ms (HZ=250), and a bucket shallower than a tick's worth of rate
+/// could then pass no more than its depth per tick.
+// Not inlined: the retry loop's values would spill onto `enforce_policy`'s stack, and
+// the call chain's stacks must stay within 512 bytes together.
+#[inline(never)]
+fn take_tokens(rule: &Rule, b: *mut Bucket, frame_len: u64, now: u64) -> bool {
+    const NS: u64 = 1_000_000_000;
+    let rate = rule.rate_bytes_per_sec;
+    if rate == 0 {
+        return false;
     }
-    if tokens >= frame_len {
-        b.tokens = tokens - frame_len;
-        true
-    } else {
-        b.tokens = tokens;
-        false
+    // Frames are below 2^17 bytes and depths are capped at 8 GiB, so neither product
+    // overflows; the policy's rates are at least 1 kbit/s.
+    let cost = frame_len * NS / rate;
+    let depth = rule.burst_bytes.min(1 << 33) * NS / rate;
+    // SAFETY: a live, 8-aligned map value; the daemon never reads or writes buckets, and
+    // the programs only through these atomics (the bpf target has no AtomicU64 with
+    // compare-and-swap; the intrinsic compiles to BPF_CMPXCHG).
+    let word = unsafe { &raw mut (*b).empty_until_ns };
+    let mut seen = unsafe { core::ptr::read_volatile(word) };
+    // Each failed swap means another CPU took from the bucket in between; two CPUs racing
+    // settle within a few rounds. Past them the frame is dropped, as an empty bucket's.
+    for _ in 0..4 {
+        let next = seen.max(now) + cost;
+        if next - now > depth {
+            return false;
+        }
+        // SAFETY: as above.
+        let (current, swapped) = unsafe {
+            atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(
+                word, seen, next,
+            )
+        };
+        if swapped {
+            return true;
+        }
+        seen = current;
     }
+    false
 }
 
 #[inline(always)]
