@@ -256,6 +256,28 @@ pub fn spawn_in(ns: &str, args: &[&str], log: &Path) -> Child {
         .unwrap_or_else(|e| panic!("starting {args:?} in {ns}: {e}"))
 }
 
+/// Bytes received and sent on interface `dev` in namespace `ns`, from the interface's own
+/// counters (whole frames, Ethernet header included: what a police rule counts).
+pub fn link_bytes(ns: &str, dev: &str) -> (u64, u64) {
+    let out = Command::new("ip")
+        .args(["-j", "-s", "-n", ns, "link", "show", "dev", dev])
+        .output()
+        .unwrap_or_else(|e| panic!("ip -s link in {ns}: {e}"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ip -j -s -n {ns} link show dev {dev}: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let s = &v[0]["stats64"];
+    let get = |dir: &str| {
+        s[dir]["bytes"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{ns} {dev}: no {dir} bytes in {v}"))
+    };
+    (get("rx"), get("tx"))
+}
+
 /// Waits until something listens on TCP `port` in namespace `ns`, or panics after 10 s.
 pub fn wait_listening(ns: &str, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);

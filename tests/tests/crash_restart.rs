@@ -35,8 +35,8 @@ use std::{
 
 use peerwarden::lab::addr;
 use peerwarden_tests::lab::{
-    Daemon, Lab, LoopTraffic, TempDir, assert_nothing_attached, kill, peerwarden_bin, run_bounded,
-    spawn_in, until_still, wait_listening, xdp_attached,
+    Daemon, Lab, LoopTraffic, TempDir, assert_nothing_attached, kill, link_bytes, peerwarden_bin,
+    run_bounded, spawn_in, until_still, wait_listening, xdp_attached,
 };
 use serde_json::Value;
 
@@ -104,13 +104,8 @@ impl Drop for Background {
 
 /// Bytes received plus sent on `dev` in `ns` (the interface's own counters).
 fn iface_bytes(ns: &str, dev: &str) -> u64 {
-    let out = Command::new("ip")
-        .args(["-j", "-s", "-n", ns, "link", "show", "dev", dev])
-        .output()
-        .expect("ip -s link");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ip -j prints JSON");
-    let s = &v[0]["stats64"];
-    s["rx"]["bytes"].as_u64().expect("rx bytes") + s["tx"]["bytes"].as_u64().expect("tx bytes")
+    let (rx, tx) = link_bytes(ns, dev);
+    rx + tx
 }
 
 /// The daemon's attachments by program: (link id, program id, adopted).
