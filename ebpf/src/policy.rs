@@ -185,9 +185,6 @@ fn enforce_policy(
     }
     let sub = f.sub_slot - 1;
     let d = dir as u32;
-    // The precise clock, for the police buckets (see `take_tokens`).
-    // SAFETY: a helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
     let plan = f.plan as u32;
     let class = (Label::from_id(f.label).class() as usize) & 3;
     let di = (d as usize) & 1;
@@ -210,7 +207,7 @@ fn enforce_policy(
         let Some(rule) = RULES.get(set * RULES_PER_SET + rule_index(plan, s, d)) else {
             continue;
         };
-        match apply(ctx, pkt, rule, bucket_index(sub, s, d), frame_len, now) {
+        match apply(ctx, pkt, rule, bucket_index(sub, s, d), frame_len) {
             Applied::Drop => dropped = true,
             Applied::Marked => marked = true,
             Applied::Pass => {}
@@ -257,14 +254,13 @@ fn apply(
     rule: &Rule,
     bucket: u32,
     frame_len: u64,
-    now: u64,
 ) -> Applied {
     let passes = match rule.action {
         ACTION_BLOCK => return Applied::Drop,
         // The bucket is looked up here: a lookup needs its key on the stack, and
         // `take_tokens` is to have none (see there).
         ACTION_POLICE => match BUCKETS.get_ptr_mut(bucket) {
-            Some(b) => take_tokens(rule, b, frame_len, now),
+            Some(b) => take_tokens(rule, b, frame_len),
             None => true,
         },
         ACTION_MARK => true,
@@ -291,8 +287,11 @@ fn apply(
 // Not inlined: the retry loop's values would spill onto `enforce_policy`'s stack, and
 // the call chain's stacks must stay within 512 bytes together.
 #[inline(never)]
-fn take_tokens(rule: &Rule, b: *mut Bucket, frame_len: u64, now: u64) -> bool {
+fn take_tokens(rule: &Rule, b: *mut Bucket, frame_len: u64) -> bool {
     const NS: u64 = 1_000_000_000;
+    // The precise clock, read only for packets that meet a police rule.
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
     let rate = rule.rate_bytes_per_sec;
     if rate == 0 {
         return false;
