@@ -109,7 +109,8 @@ pub struct Rule {
 pub struct Bucket {
     /// Unused; keeps the layout of the maps pinned by earlier builds (bytes left, then).
     pub _reserved: u64,
-    /// When the bucket is full again, `bpf_ktime_get_ns()`; 0 (or any time past) is full.
+    /// When the bucket is full again, `bpf_ktime_get_coarse_ns()`; 0 (or any time past) is
+    /// full.
     pub empty_until_ns: u64,
 }
 

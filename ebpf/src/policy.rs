@@ -12,7 +12,7 @@ use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_ktime_get_ns,
+    helpers::bpf_ktime_get_coarse_ns,
     macros::map,
     maps::{Array, LpmTrie, lpm_trie::Key},
     programs::XdpContext,
@@ -185,6 +185,12 @@ fn enforce_policy(
     }
     let sub = f.sub_slot - 1;
     let d = dir as u32;
+    // The coarse clock, as in flow.rs (CLOCK_MONOTONIC at the last tick, 4 ms at HZ=250):
+    // about a nanosecond, where the precise one cost about 50 here (a KVM guest) on every
+    // policed packet. The daemon makes every bucket at least one tick deep, so a bucket
+    // still refills at its rate (see `take_tokens`).
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let plan = f.plan as u32;
     let class = (Label::from_id(f.label).class() as usize) & 3;
     let di = (d as usize) & 1;
@@ -207,7 +213,7 @@ fn enforce_policy(
         let Some(rule) = RULES.get(set * RULES_PER_SET + rule_index(plan, s, d)) else {
             continue;
         };
-        match apply(ctx, pkt, rule, bucket_index(sub, s, d), frame_len) {
+        match apply(ctx, pkt, rule, bucket_index(sub, s, d), frame_len, now) {
             Applied::Drop => dropped = true,
             Applied::Marked => marked = true,
             Applied::Pass => {}
@@ -254,13 +260,14 @@ fn apply(
     rule: &Rule,
     bucket: u32,
     frame_len: u64,
+    now: u64,
 ) -> Applied {
     let passes = match rule.action {
         ACTION_BLOCK => return Applied::Drop,
         // The bucket is looked up here: a lookup needs its key on the stack, and
         // `take_tokens` is to have none (see there).
         ACTION_POLICE => match BUCKETS.get_ptr_mut(bucket) {
-            Some(b) => take_tokens(rule, b, frame_len),
+            Some(b) => take_tokens(rule, b, frame_len, now),
             None => true,
         },
         ACTION_MARK => true,
@@ -277,21 +284,23 @@ fn apply(
 }
 
 /// The police bucket `b` of `rule` (depth `rule.burst_bytes`, rate `rule.rate_bytes_per_sec`;
-/// see [`Bucket`]): whether a frame of `frame_len` bytes fits, taking it if so.
+/// see [`Bucket`]): whether a frame of `frame_len` bytes fits at time `now`, taking it if
+/// so.
 ///
 /// Several CPUs take from one bucket at once (a NIC spreads a subscriber's flows over its
 /// receive queues by 5-tuple), so the take is a compare-and-swap of the bucket's one word,
-/// retried while another CPU moved it first. The clock is the precise one: the coarse
-/// clock ticks every 4 ms (HZ=250), and a bucket shallower than a tick's worth of rate
-/// could then pass no more than its depth per tick.
+/// retried while another CPU moved it first.
+///
+/// `now` is the coarse clock, which stands still for a tick and then jumps by one: a tick
+/// brings a tick's worth of the rate, and a bucket at least that deep keeps all of it,
+/// so the rate holds exactly. A shallower bucket would pass no more than its depth per
+/// tick; the daemon compiles every depth to at least one tick
+/// (`peerwarden::enforce::bucket_depth`).
 // Not inlined: the retry loop's values would spill onto `enforce_policy`'s stack, and
 // the call chain's stacks must stay within 512 bytes together.
 #[inline(never)]
-fn take_tokens(rule: &Rule, b: *mut Bucket, frame_len: u64) -> bool {
+fn take_tokens(rule: &Rule, b: *mut Bucket, frame_len: u64, now: u64) -> bool {
     const NS: u64 = 1_000_000_000;
-    // The precise clock, read only for packets that meet a police rule.
-    // SAFETY: a helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
     let rate = rule.rate_bytes_per_sec;
     if rate == 0 {
         return false;

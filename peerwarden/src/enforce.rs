@@ -23,6 +23,35 @@ pub fn default_burst(rate_bytes_per_sec: u64) -> u64 {
     (rate_bytes_per_sec * 3 / 10).max(16 * 1514)
 }
 
+/// The kernel's coarse clock tick (`CLOCK_MONOTONIC_COARSE`'s resolution: 4 ms at HZ=250,
+/// 10 ms at HZ=100), which the police buckets run on; 10 ms if the kernel does not say.
+pub fn coarse_tick_ns() -> u64 {
+    static TICK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICK.get_or_init(|| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_getres writes one timespec through a valid pointer.
+        let rc = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+        let ns = (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64;
+        if rc == 0 && ns > 0 { ns } else { 10_000_000 }
+    })
+}
+
+/// The depth a police bucket gets: `burst` as written (or [`default_burst`]), but at
+/// least one tick of the kernel's coarse clock at `rate` (a bucket that holds less than
+/// a tick's refill loses the rest, so its rate would not hold; the same rule as tc-tbf's
+/// "burst at least rate / HZ").
+pub fn bucket_depth(rate_bytes_per_sec: u64, burst: Option<u64>) -> u64 {
+    let tick = rate_bytes_per_sec
+        .saturating_mul(coarse_tick_ns())
+        .div_ceil(1_000_000_000);
+    burst
+        .unwrap_or_else(|| default_burst(rate_bytes_per_sec))
+        .max(tick)
+}
+
 /// A policy compiled for the kernel.
 #[derive(Debug, Default)]
 pub struct Compiled {
@@ -152,7 +181,7 @@ fn kernel_rule(action: Action, rate: Option<u64>, burst: Option<u64>, dscp: Opti
     };
     Rule {
         rate_bytes_per_sec: rate,
-        burst_bytes: burst.unwrap_or_else(|| default_burst(rate)),
+        burst_bytes: bucket_depth(rate, burst),
         action,
         dscp: dscp.unwrap_or(0),
         mark_too: u8::from(dscp.is_some() && (action == ACTION_POLICE || action == ACTION_SHAPE)),
@@ -400,6 +429,23 @@ impl Enforcer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_is_at_least_one_coarse_clock_tick_deep() {
+        let tick = coarse_tick_ns();
+        assert!(
+            (1_000_000..=10_000_000).contains(&tick),
+            "a tick of {tick} ns: HZ between 100 and 1000"
+        );
+        let rate = 12_500_000; // 100 mbit/s
+        let tick_bytes = rate * tick / 1_000_000_000;
+        // Written shallower than a tick: raised to one.
+        assert!(bucket_depth(rate, Some(1514)) >= tick_bytes);
+        // Deeper ones, and the default, as they are.
+        assert_eq!(bucket_depth(rate, Some(4 << 20)), 4 << 20);
+        assert_eq!(bucket_depth(rate, None), default_burst(rate));
+        assert_eq!(bucket_depth(1_000, Some(1514)), 1514);
+    }
 
     const POLICY: &str = r#"
 timezone: UTC
