@@ -5,8 +5,9 @@
 //!
 //! - the mix over the range (the per-label rows of all subscribers together: `/api/v1/mix`);
 //! - one subscriber's classes over the range (`/api/v1/subscribers/{id}?window=`);
-//! - every subscriber's classes over the range (`/api/v1/subscribers/top?window=`, which
-//!   ranks them);
+//! - every subscriber's classes over the range, all counters;
+//! - every subscriber's bytes and packets by class and by label over the range
+//!   (`History::traffic`, what `/api/v1/subscribers/top?window=` ranks);
 //!
 //! and the mix query's longest time while top queries run on another thread, against its
 //! median alone: the baseline of the same run.
@@ -91,32 +92,38 @@ fn main() {
         .sum::<u64>();
     let (from, to) = (first, now + 60);
     // One store query over the range: its time and the rows it gives.
-    let ask = |which: Which<'static>| {
+    // (`traffic`: bytes and packets only, as the top list asks.)
+    let ask = |which: Which<'static>, traffic: bool| {
         timed(|| {
-            history
-                .sum(from, to, None, which)
-                .expect("store query")
-                .len()
+            if traffic {
+                history.traffic(from, to, which)
+            } else {
+                history.sum(from, to, None, which)
+            }
+            .expect("store query")
+            .len()
         })
     };
     // The median time of `ROUNDS` of them, and the rows.
-    let alone = |which: Which<'static>| {
-        let runs: Vec<(Duration, usize)> = (0..ROUNDS).map(|_| ask(which)).collect();
+    let alone = |which: Which<'static>, traffic: bool| {
+        let runs: Vec<(Duration, usize)> = (0..ROUNDS).map(|_| ask(which, traffic)).collect();
         (median(runs.iter().map(|r| r.0).collect()), runs[0].1)
     };
-    let (mix_alone, mix_rows) = alone(Which::Labels);
-    let (one_alone, one_rows) = alone(Which::Subscriber("sub-4242"));
-    let (all_alone, all_rows) = alone(Which::Subscribers);
+    let (mix_alone, mix_rows) = alone(Which::Labels, false);
+    let (one_alone, one_rows) = alone(Which::Subscriber("sub-4242"), false);
+    let (all_alone, all_rows) = alone(Which::Subscribers, false);
+    let (top_alone, top_rows) = alone(Which::Subscribers, true);
+    let (top_labels_alone, top_labels_rows) = alone(Which::SubscribersLabels, true);
     // The mix asked over and over while top queries run beside it.
     let (worst, asked) = std::thread::scope(|s| {
         let top = s.spawn(|| {
             for _ in 0..2 {
-                ask(Which::Subscribers);
+                ask(Which::Subscribers, true);
             }
         });
         let (mut worst, mut asked) = (Duration::ZERO, 0);
         while !top.is_finished() {
-            worst = worst.max(ask(Which::Labels).0);
+            worst = worst.max(ask(Which::Labels, false).0);
             asked += 1;
         }
         top.join().expect("top");
@@ -139,8 +146,16 @@ fn main() {
         ms(one_alone)
     );
     println!(
-        "  every subscriber's classes (top){:>10.2} ms  ({all_rows} rows out)",
+        "  every subscriber's classes, all counters {:>10.2} ms  ({all_rows} rows out)",
         ms(all_alone)
+    );
+    println!(
+        "  every subscriber's class traffic (top by class) {:>10.2} ms  ({top_rows} rows out)",
+        ms(top_alone)
+    );
+    println!(
+        "  every subscriber's label traffic (top by label) {:>10.2} ms  ({top_labels_rows} rows out)",
+        ms(top_labels_alone)
     );
     println!(
         "  mix while top queries run: longest of {asked}: {:.2} ms (alone {:.2} ms)",

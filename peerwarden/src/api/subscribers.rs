@@ -212,7 +212,7 @@ pub async fn top(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Top>, Api
                 Some(w) if state.history_store.get().is_some() => {
                     let r = Range::last(w, SystemTime::now());
                     let rows = range::query(range::store(&state)?, move |h| {
-                        h.sum(r.from, r.to, None, Which::SubscribersLabels)
+                        h.traffic(r.from, r.to, Which::SubscribersLabels)
                     })
                     .await?;
                     for row in rows.iter().filter(|row| row.key.name == label.name()) {
@@ -280,10 +280,11 @@ pub async fn top(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Top>, Api
     Ok(Json(top))
 }
 
-/// Every subscriber's per-class counters over `range`, from the store.
+/// Every subscriber's per-class bytes and packets over `range`, from the store (the
+/// other counters read 0: the top list shows only these).
 async fn stored_totals(state: &State, r: Range) -> Result<Vec<(String, ClassCounters)>, ApiError> {
     let rows = range::query(range::store(state)?, move |h| {
-        h.sum(r.from, r.to, None, Which::Subscribers)
+        h.traffic(r.from, r.to, Which::Subscribers)
     })
     .await?;
     let mut per: BTreeMap<String, ClassCounters> = BTreeMap::new();

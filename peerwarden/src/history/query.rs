@@ -30,7 +30,36 @@ impl History {
         step: Option<i64>,
         which: Which<'_>,
     ) -> Result<Vec<Row>, HistoryError> {
+        self.sum_of(from, to, step, which, false)
+    }
+
+    /// [`History::sum`] without steps, of bytes and packets only (the other values are
+    /// 0): the top list's totals over a window. The minute rows it needs are all in the
+    /// index `minute_totals`, so it reads the index and never the table rows.
+    pub fn traffic(&self, from: i64, to: i64, which: Which<'_>) -> Result<Vec<Row>, HistoryError> {
+        self.sum_of(from, to, None, which, true)
+    }
+
+    fn sum_of(
+        &self,
+        from: i64,
+        to: i64,
+        step: Option<i64>,
+        which: Which<'_>,
+        traffic_only: bool,
+    ) -> Result<Vec<Row>, HistoryError> {
         let step = step.filter(|s| *s > 0);
+        let values = |v: &Values| {
+            if traffic_only {
+                Values {
+                    bytes: v.bytes,
+                    packets: v.packets,
+                    ..Values::default()
+                }
+            } else {
+                *v
+            }
+        };
         let strip = |k: &Key| match k.name.strip_prefix(LABEL_ROW) {
             Some(label) if which.label_rows() => Key {
                 subscriber: k.subscriber.clone(),
@@ -45,59 +74,36 @@ impl History {
         let tx = self.snapshot(&mut conn, |pending| {
             for ((t, key), v) in pending.iter() {
                 if *t >= from && *t < to && which.matches(&key.subscriber, &key.name) {
-                    out.entry((bucket(*t), strip(key))).or_default().add(v);
+                    out.entry((bucket(*t), strip(key)))
+                        .or_default()
+                        .add(&values(v));
                 }
             }
         })?;
-        // Which rows, by subscriber key (inside each table's scan, where it meets the
-        // primary key (sub, t, name, dir): one subscriber's rows are a range of it, not a
-        // scan of everyone's), and by name: per-subscriber label rows are named
-        // `label:<label>` (LABEL_ROW).
-        const ONE: &str = "sub = (SELECT sub FROM subscriber WHERE id = ?3)";
-        let (sub, name, arg) = match which {
-            Which::Labels => ("sub = 0", "1", None),
-            Which::Subscriber(id) => (ONE, "m.name NOT LIKE 'label:%'", Some(id)),
-            Which::Subscribers => ("sub <> 0", "m.name NOT LIKE 'label:%'", None),
-            Which::SubscriberLabels(id) => (ONE, "m.name LIKE 'label:%'", Some(id)),
-            Which::SubscribersLabels => ("sub <> 0", "m.name LIKE 'label:%'", None),
-        };
-        let query = format!(
-            "SELECT s.id, m.t, m.name, m.dir, SUM(m.bytes), SUM(m.packets), SUM(m.flows),
-                    SUM(m.dropped_packets), SUM(m.dropped_bytes), SUM(m.marked_packets)
-             FROM (SELECT * FROM minute WHERE {sub} AND t >= ?1 AND t < ?2
-                   UNION ALL SELECT * FROM hour WHERE {sub} AND t >= ?1 AND t < ?2) m
-             JOIN subscriber s ON s.sub = m.sub
-             WHERE {name}
-             GROUP BY {group}",
-            // Without steps the time is not a group (the bare `m.t` is any row's, unused).
-            group = if step.is_some() {
-                "m.sub, m.t, m.name, m.dir"
-            } else {
-                "m.sub, m.name, m.dir"
-            },
-        );
-        let mut stmt = tx.prepare_cached(&query).map_err(self.sql("querying"))?;
-        let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, Key, Values)> {
-            Ok((
-                r.get(1)?,
-                Key {
-                    subscriber: r.get(0)?,
-                    name: r.get(2)?,
-                    dir: r.get(3)?,
-                },
-                values_at(r, 4)?,
-            ))
-        };
-        let rows = match arg {
-            Some(id) => stmt.query_map(params![from, to, id], map),
-            None => stmt.query_map(params![from, to], map),
+        for table in ["minute", "hour"] {
+            let (query, arg) = sum_query(table, which, step.is_some(), traffic_only);
+            let mut stmt = tx.prepare_cached(&query).map_err(self.sql("querying"))?;
+            let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, Key, Values)> {
+                Ok((
+                    r.get(1)?,
+                    Key {
+                        subscriber: r.get(0)?,
+                        name: r.get(2)?,
+                        dir: r.get(3)?,
+                    },
+                    values_at(r, 4)?,
+                ))
+            };
+            let rows = match arg {
+                Some(id) => stmt.query_map(params![from, to, id], map),
+                None => stmt.query_map(params![from, to], map),
+            }
+            .map_err(self.sql("querying"))?;
+            for row in rows {
+                let (t, key, v) = row.map_err(self.sql("querying"))?;
+                out.entry((bucket(t), strip(&key))).or_default().add(&v);
+            }
         }
-        .map_err(self.sql("querying"))?;
-        for row in rows {
-            let (t, key, v) = row.map_err(self.sql("querying"))?;
-            out.entry((bucket(t), strip(&key))).or_default().add(&v);
-        }
-        drop(stmt);
         drop(tx);
         Ok(out
             .into_iter()
@@ -188,4 +194,45 @@ impl History {
         drop(tx);
         Ok(stored.into_iter().chain(mem).min())
     }
+}
+
+/// The query summing `table`'s rows of `which` over `[?1, ?2)`, per step (`stepped`: the
+/// time is a group) or not, all values or bytes and packets only; and the subscriber id
+/// it takes as `?3`, if any.
+pub(super) fn sum_query<'a>(
+    table: &str,
+    which: Which<'a>,
+    stepped: bool,
+    traffic_only: bool,
+) -> (String, Option<&'a str>) {
+    // Which rows, by subscriber key (where it meets the primary key (sub, t, name, dir):
+    // one subscriber's rows are a range of it, not a scan of everyone's), and by name:
+    // per-subscriber label rows are named `label:<label>` (LABEL_ROW).
+    const ONE: &str = "m.sub = (SELECT sub FROM subscriber WHERE id = ?3)";
+    let (sub, name, arg) = match which {
+        Which::Labels => ("m.sub = 0", "1", None),
+        Which::Subscriber(id) => (ONE, "m.name NOT LIKE 'label:%'", Some(id)),
+        Which::Subscribers => ("m.sub <> 0", "m.name NOT LIKE 'label:%'", None),
+        Which::SubscriberLabels(id) => (ONE, "m.name LIKE 'label:%'", Some(id)),
+        Which::SubscribersLabels => ("m.sub <> 0", "m.name LIKE 'label:%'", None),
+    };
+    let sums = if traffic_only {
+        "SUM(m.bytes), SUM(m.packets), 0, 0, 0, 0"
+    } else {
+        "SUM(m.bytes), SUM(m.packets), SUM(m.flows), SUM(m.dropped_packets), \
+         SUM(m.dropped_bytes), SUM(m.marked_packets)"
+    };
+    // Without steps the time is not a group (the bare `m.t` is any row's, unused).
+    let group = if stepped {
+        "m.sub, m.t, m.name, m.dir"
+    } else {
+        "m.sub, m.name, m.dir"
+    };
+    let query = format!(
+        "SELECT s.id, m.t, m.name, m.dir, {sums}
+         FROM {table} m JOIN subscriber s ON s.sub = m.sub
+         WHERE {sub} AND m.t >= ?1 AND m.t < ?2 AND {name}
+         GROUP BY {group}"
+    );
+    (query, arg)
 }

@@ -478,3 +478,65 @@ fn subscriber_readings_survive_the_store_as_bytes() {
     tagged[0] = 7;
     assert_eq!(usage_from_bytes(&tagged), None);
 }
+
+#[test]
+fn traffic_totals_are_the_sums_bytes_and_packets_read_from_the_covering_index() {
+    let dir = Dir::new("traffic");
+    let h = History::open(&dir.db(), "i", Retention::default()).expect("open");
+    let subs = |a: u64, a_dropped: u64, b: u64| {
+        vec![
+            ("alice".to_string(), 0, sub(a, a_dropped)),
+            ("bob".to_string(), 1, sub(b, 0)),
+        ]
+    };
+    h.record(at(T0), &labels(0, 0), &subs(1000, 1, 2000));
+    h.record(at(T0 + 60), &labels(5000, 10), &subs(5000, 2, 7000));
+    h.flush().expect("flush");
+    // And some still pending.
+    h.record(at(T0 + 120), &labels(9000, 20), &subs(8000, 4, 9000));
+    for which in [Which::Subscribers, Which::SubscribersLabels] {
+        let full = h.sum(0, i64::MAX, None, which).expect("sum");
+        let traffic = h.traffic(0, i64::MAX, which).expect("traffic");
+        let bytes_and_packets: Vec<Row> = full
+            .iter()
+            .map(|r| Row {
+                values: Values {
+                    bytes: r.values.bytes,
+                    packets: r.values.packets,
+                    ..Values::default()
+                },
+                ..r.clone()
+            })
+            .collect();
+        assert_eq!(traffic, bytes_and_packets, "{which:?}");
+        assert!(
+            traffic
+                .iter()
+                .any(|r| r.key.subscriber == "bob" && r.values.bytes > 0),
+            "{which:?}: {traffic:?}"
+        );
+    }
+    let full = h.sum(0, i64::MAX, None, Which::Subscribers).expect("sum");
+    assert!(
+        full.iter().any(|r| r.values.dropped_packets > 0),
+        "the full sum keeps the drops: {full:?}"
+    );
+    // Every subscriber's minute rows over a range, classes or labels, come from the index
+    // alone.
+    let conn = h.reader();
+    for which in [Which::Subscribers, Which::SubscribersLabels] {
+        let (query, _) = super::query::sum_query("minute", which, false, true);
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+            .expect("explain")
+            .query_map(rusqlite::params![0, 10], |r| r.get::<_, String>(3))
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("plan rows");
+        assert!(
+            plan.iter()
+                .any(|l| l.contains("COVERING INDEX minute_totals")),
+            "{which:?}: {plan:?}"
+        );
+    }
+}
