@@ -57,6 +57,28 @@ pub fn run_with_output(probe: &mut Probe, name: &'static str, frame: &[u8]) -> (
     (r.return_value, out)
 }
 
+/// Runs `prog` (program `name`, for messages) `repeat` times on `frame`; panics on a run
+/// error. Takes the program by shared reference, so threads can run it at once.
+pub fn run_repeat(
+    prog: &aya::programs::Xdp,
+    name: &str,
+    frame: &[u8],
+    repeat: u32,
+) -> aya::programs::TestRunResult {
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        repeat,
+        ..TestRunOptions::new()
+    };
+    match prog.test_run(opts) {
+        Ok(r) => r,
+        Err(e) => panic!(
+            "test_run of {name} on a {}-byte frame: {e} ({e:?})",
+            frame.len()
+        ),
+    }
+}
+
 /// A freshly loaded probe (its counters and flow table start empty).
 pub struct TestProbe {
     probe: Probe,
@@ -99,18 +121,7 @@ impl TestProbe {
             Ok(p) => p,
             Err(e) => panic!("program {name}: {e}"),
         };
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            repeat,
-            ..TestRunOptions::new()
-        };
-        match prog.test_run(opts) {
-            Ok(r) => r,
-            Err(e) => panic!(
-                "test_run of {name} on a {}-byte frame: {e} ({e:?})",
-                frame.len()
-            ),
-        }
+        run_repeat(prog, name, frame, repeat)
     }
 
     /// Runs the program for `dir` on `frame` (see [`program_for`]) and returns its verdict.

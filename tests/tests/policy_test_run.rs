@@ -24,7 +24,7 @@ use peerwarden_common::{Direction, Label, flow::PROTO_TCP};
 use peerwarden_policies::Weekday;
 use peerwarden_tests::{
     packets::{Conversation, Family, TcpFlags, Vlan, fix_ipv4_checksum, tcp_frame},
-    xdp::{XDP_PASS, program_for, require_root, run_with_output},
+    xdp::{XDP_PASS, program_for, require_root, run_repeat, run_with_output},
 };
 
 const XDP_DROP: u32 = 1;
@@ -326,12 +326,7 @@ fn police_holds_its_rate_on_two_cpus_with_a_bucket_of_two_milliseconds() {
                     start.wait();
                     let t0 = Instant::now();
                     while t0.elapsed() < Duration::from_secs(2) {
-                        let opts = aya::programs::TestRunOptions {
-                            data_in: Some(down),
-                            repeat: 20_000,
-                            ..aya::programs::TestRunOptions::new()
-                        };
-                        aya::programs::TestRun::test_run(prog, opts).expect("test_run");
+                        run_repeat(prog, program_for(DOWN), down, 20_000);
                     }
                     t0.elapsed()
                 })
