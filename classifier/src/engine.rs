@@ -288,6 +288,13 @@ impl Engine {
         None
     }
 
+    /// Whether the flow's inspection has ended, so its verdict will not change (a flow the
+    /// engine does not hold counts as ended). A verdict of a flow not yet final is
+    /// provisional: a stronger finding on a later packet may replace it.
+    pub fn is_final(&self, key: &FlowKey) -> bool {
+        self.flows.get(key).is_none_or(|st| st.done)
+    }
+
     /// The flow's current verdict.
     pub fn verdict(&self, key: &FlowKey) -> Option<&Verdict> {
         self.flows.get(key).map(|st| &st.verdict)

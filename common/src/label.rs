@@ -54,10 +54,30 @@ pub enum Label {
     Dns = 20,
     /// P2P TV other than PeerCast (PPLive/PPTV, PPStream, TVAnts), from the payload.
     P2pTv = 21,
+    /// SSH.
+    Ssh = 22,
+    /// WireGuard.
+    VpnWireguard = 23,
+    /// OpenVPN over UDP or TCP.
+    VpnOpenvpn = 24,
+    /// IPsec: IKE, NAT traversal (UDP 4500), ESP and AH.
+    VpnIpsec = 25,
+    /// WebRTC and its NAT traversal: STUN, TURN, DTLS-SRTP.
+    Webrtc = 26,
+    /// Voice over IP: SIP and RTP/RTCP.
+    Voip = 27,
+    /// Remote desktop (RDP).
+    Rdp = 28,
+    /// Online games' own protocols.
+    Game = 29,
+    /// ICMP and ICMPv6.
+    Icmp = 30,
+    /// GRE tunnels (PPTP, carrier tunnels).
+    Gre = 31,
 }
 
 /// Every label, in id order.
-pub const ALL_LABELS: [Label; 22] = [
+pub const ALL_LABELS: [Label; 32] = [
     Label::Unknown,
     Label::Bittorrent,
     Label::BittorrentUtp,
@@ -80,6 +100,16 @@ pub const ALL_LABELS: [Label; 22] = [
     Label::Quic,
     Label::Dns,
     Label::P2pTv,
+    Label::Ssh,
+    Label::VpnWireguard,
+    Label::VpnOpenvpn,
+    Label::VpnIpsec,
+    Label::Webrtc,
+    Label::Voip,
+    Label::Rdp,
+    Label::Game,
+    Label::Icmp,
+    Label::Gre,
 ];
 
 impl Label {
@@ -122,6 +152,16 @@ impl Label {
             Label::Quic => "quic",
             Label::Dns => "dns",
             Label::P2pTv => "p2p.tv",
+            Label::Ssh => "ssh",
+            Label::VpnWireguard => "vpn.wireguard",
+            Label::VpnOpenvpn => "vpn.openvpn",
+            Label::VpnIpsec => "vpn.ipsec",
+            Label::Webrtc => "webrtc",
+            Label::Voip => "voip",
+            Label::Rdp => "rdp",
+            Label::Game => "game",
+            Label::Icmp => "icmp",
+            Label::Gre => "gre",
         }
     }
 
@@ -158,7 +198,18 @@ impl Label {
             | Label::Rtsp
             | Label::VideoService => Class::Video,
             Label::Http | Label::Tls | Label::Quic => Class::Web,
-            Label::Dns | Label::Unknown => Class::Other,
+            Label::Dns
+            | Label::Unknown
+            | Label::Ssh
+            | Label::VpnWireguard
+            | Label::VpnOpenvpn
+            | Label::VpnIpsec
+            | Label::Webrtc
+            | Label::Voip
+            | Label::Rdp
+            | Label::Game
+            | Label::Icmp
+            | Label::Gre => Class::Other,
         }
     }
 }

@@ -52,7 +52,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use peerwarden_common::policy::SubUsage;
+use peerwarden_common::policy::{SUB_CLASSES, SUB_LABELS, SubUsage};
 use rusqlite::{Connection, OptionalExtension as _};
 
 mod query;
@@ -567,10 +567,18 @@ fn difference(before: &Values, now: &Values) -> Values {
 
 /// Words (u64 counters) of one subscriber reading.
 const USAGE_WORDS: usize = std::mem::size_of::<SubUsage>() / 8;
+/// Words of a mask over [`USAGE_WORDS`] counters.
+const MASK_WORDS: usize = USAGE_WORDS.div_ceil(64);
 /// The first byte of a sparse reading (see [`usage_to_bytes`]).
-const SPARSE: u8 = 1;
+const SPARSE: u8 = 2;
+/// The first byte of a sparse reading of stores written before labels 22-31 were added
+/// (22 labels, 112 counters, a 128-bit mask), still read.
+const SPARSE_22_LABELS: u8 = 1;
+/// Labels, and counters, of readings written before labels 22-31 were added.
+const LEGACY_LABELS: usize = 22;
+const LEGACY_WORDS: usize = LEGACY_LABELS * 4 + SUB_CLASSES * 2 * 3;
 
-/// A reading's 112 counters in the order they are stored: per label and direction
+/// A reading's counters in the order they are stored: per label and direction
 /// packets, bytes; per class and direction drops (packets, bytes) and marks.
 fn usage_words(u: &SubUsage) -> [u64; USAGE_WORDS] {
     let mut out = [0u64; USAGE_WORDS];
@@ -591,66 +599,90 @@ fn usage_words(u: &SubUsage) -> [u64; USAGE_WORDS] {
     out
 }
 
-/// A subscriber reading as stored in `usage_reading`, sparse: most of a subscriber's 112
-/// counters are zero (labels it never used), and writing all of them (896 bytes) for every
-/// changed subscriber was most of a flush at 100,000 subscribers. The byte [`SPARSE`], a
-/// 128-bit little-endian mask of the nonzero counters, then those counters little-endian:
-/// 17 + 8n bytes, never 896 (the dense layout of earlier stores, still read).
-fn usage_to_bytes(u: &SubUsage) -> Vec<u8> {
-    let words = usage_words(u);
-    let mask = words
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| **w != 0)
-        .fold(0u128, |m, (i, _)| m | 1 << i);
-    let mut out = Vec::with_capacity(17 + 8 * mask.count_ones() as usize);
-    out.push(SPARSE);
-    out.extend_from_slice(&mask.to_le_bytes());
-    for w in words.iter().filter(|w| **w != 0) {
-        out.extend_from_slice(&w.to_le_bytes());
-    }
-    out
-}
-
-/// The reverse of [`usage_to_bytes`], and of the dense layout (112 counters, 896 bytes)
-/// of earlier stores; `None` for a blob of neither shape.
-fn usage_from_bytes(b: &[u8]) -> Option<SubUsage> {
-    let mut words = [0u64; USAGE_WORDS];
-    let le = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or_default());
-    if b.len() == USAGE_WORDS * 8 {
-        for (w, c) in words.iter_mut().zip(b.chunks_exact(8)) {
-            *w = le(c);
-        }
-    } else {
-        let (&tag, rest) = b.split_first()?;
-        let mask = u128::from_le_bytes(rest.get(..16)?.try_into().ok()?);
-        let values = &rest[16..];
-        if tag != SPARSE
-            || mask >> USAGE_WORDS != 0
-            || values.len() != 8 * mask.count_ones() as usize
-        {
-            return None;
-        }
-        let mut values = values.chunks_exact(8);
-        for (i, w) in words.iter_mut().enumerate() {
-            if mask & (1 << i) != 0 {
-                *w = values.next().map(le)?;
-            }
-        }
-    }
-    let mut next = words.into_iter();
+/// The reverse of [`usage_words`] for a reading of `labels` labels (this build's, or
+/// [`LEGACY_LABELS`] for an older store's).
+fn usage_of_words(words: &[u64], labels: usize) -> SubUsage {
+    let mut next = words.iter().copied();
     let mut next = || next.next().unwrap_or(0);
     let mut u = SubUsage::default();
-    for d in u.labels.iter_mut().flatten() {
-        d.packets = next();
-        d.bytes = next();
+    for (i, dirs) in u.labels.iter_mut().enumerate() {
+        if i >= labels {
+            break;
+        }
+        for d in dirs.iter_mut() {
+            d.packets = next();
+            d.bytes = next();
+        }
+    }
+    for _ in u.labels.len()..labels {
+        next();
+        next();
+        next();
+        next();
     }
     for p in u.policy.iter_mut().flatten() {
         p.dropped_packets = next();
         p.dropped_bytes = next();
         p.marked_packets = next();
     }
-    Some(u)
+    u
+}
+
+/// A subscriber reading as stored in `usage_reading`, sparse: most of a subscriber's
+/// counters are zero (labels it never used), and writing all of them for every changed
+/// subscriber was most of a flush at 100,000 subscribers. The byte [`SPARSE`], a
+/// little-endian bit mask of the nonzero counters ([`MASK_WORDS`] words), then those
+/// counters little-endian. Stores written by earlier builds (the dense 896-byte layout and
+/// the [`SPARSE_22_LABELS`] form) are still read.
+fn usage_to_bytes(u: &SubUsage) -> Vec<u8> {
+    let words = usage_words(u);
+    let mut mask = [0u64; MASK_WORDS];
+    for (i, w) in words.iter().enumerate() {
+        if *w != 0 {
+            mask[i / 64] |= 1 << (i % 64);
+        }
+    }
+    let n: u32 = mask.iter().map(|m| m.count_ones()).sum();
+    let mut out = Vec::with_capacity(1 + 8 * MASK_WORDS + 8 * n as usize);
+    out.push(SPARSE);
+    for m in mask {
+        out.extend_from_slice(&m.to_le_bytes());
+    }
+    for w in words.iter().filter(|w| **w != 0) {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// The reverse of [`usage_to_bytes`], and of the layouts of earlier stores; `None` for a
+/// blob of no known shape.
+fn usage_from_bytes(b: &[u8]) -> Option<SubUsage> {
+    let le = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or_default());
+    if b.len() == LEGACY_WORDS * 8 {
+        let words: Vec<u64> = b.chunks_exact(8).map(le).collect();
+        return Some(usage_of_words(&words, LEGACY_LABELS));
+    }
+    let (&tag, rest) = b.split_first()?;
+    let (mask_words, total, labels) = match tag {
+        SPARSE => (MASK_WORDS, USAGE_WORDS, SUB_LABELS),
+        SPARSE_22_LABELS => (2, LEGACY_WORDS, LEGACY_LABELS),
+        _ => return None,
+    };
+    let mask: Vec<u64> = rest.get(..8 * mask_words)?.chunks_exact(8).map(le).collect();
+    let values = &rest[8 * mask_words..];
+    let bit = |i: usize| mask[i / 64] >> (i % 64) & 1 != 0;
+    let set: usize = mask.iter().map(|m| m.count_ones() as usize).sum();
+    if (total..mask_words * 64).any(bit) || values.len() != 8 * set {
+        return None;
+    }
+    let mut values = values.chunks_exact(8);
+    let mut words = vec![0u64; total];
+    for (i, w) in words.iter_mut().enumerate() {
+        if bit(i) {
+            *w = values.next().map(le)?;
+        }
+    }
+    Some(usage_of_words(&words, labels))
 }
 
 #[cfg(test)]

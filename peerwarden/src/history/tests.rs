@@ -458,18 +458,38 @@ fn subscriber_readings_survive_the_store_as_bytes() {
     assert_eq!(usage_from_bytes(&[0; 10]), None);
     // Sparse: only the nonzero counters are written.
     let nonzero = usage_words(&u).iter().filter(|w| **w != 0).count();
-    assert_eq!(usage_to_bytes(&u).len(), 17 + 8 * nonzero);
+    assert_eq!(usage_to_bytes(&u).len(), 1 + 8 * MASK_WORDS + 8 * nonzero);
     assert_eq!(
         usage_from_bytes(&usage_to_bytes(&SubUsage::default())),
         Some(SubUsage::default())
     );
-    // The dense layout of earlier stores (112 counters, 896 bytes) is still read.
-    let dense: Vec<u8> = usage_words(&u)
+    // A label added since (ssh, id 22) is kept.
+    let mut v = u;
+    v.labels[Label::Ssh.id() as usize][1].bytes = 99;
+    assert_eq!(usage_from_bytes(&usage_to_bytes(&v)), Some(v));
+    // The layouts of stores written with 22 labels are still read: dense (112 counters,
+    // 896 bytes) and sparse (tag 1, a 128-bit mask).
+    let legacy: Vec<u64> = usage_words(&u)
         .iter()
-        .flat_map(|w| w.to_le_bytes())
+        .take(LEGACY_LABELS * 4)
+        .chain(usage_words(&u)[SUB_LABELS * 4..].iter())
+        .copied()
         .collect();
+    assert_eq!(legacy.len(), 112);
+    let dense: Vec<u8> = legacy.iter().flat_map(|w| w.to_le_bytes()).collect();
     assert_eq!(dense.len(), 896);
     assert_eq!(usage_from_bytes(&dense), Some(u));
+    let mask = legacy
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| **w != 0)
+        .fold(0u128, |m, (i, _)| m | 1 << i);
+    let mut sparse = vec![SPARSE_22_LABELS];
+    sparse.extend_from_slice(&mask.to_le_bytes());
+    for w in legacy.iter().filter(|w| **w != 0) {
+        sparse.extend_from_slice(&w.to_le_bytes());
+    }
+    assert_eq!(usage_from_bytes(&sparse), Some(u));
     // A blob that does not add up is refused, not guessed at.
     let mut short = usage_to_bytes(&u);
     short.pop();
