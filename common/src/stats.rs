@@ -55,10 +55,17 @@ pub enum Stat {
     PolicyDrops = 11,
     /// Packets whose DSCP was rewritten by policy.
     PolicyMarks = 12,
+    /// Samples not sent because their subscriber had used its sample budget (one
+    /// subscriber's flood cannot fill the ring for everyone else): the flow is sampled on a
+    /// later packet. The other cause of a lost sample, a full ring, is [`Stat::RingDrops`].
+    SamplesOverBudget = 13,
+    /// Final labels not kept in `LABELLED` because the flow had not been seen both ways,
+    /// or its subscriber had used its budget of remembered flows.
+    LabelledRefused = 14,
 }
 
 /// Number of slots in the stats array.
-pub const STAT_SLOTS: u32 = 13;
+pub const STAT_SLOTS: u32 = 15;
 
 /// Every statistic with its report name.
 pub const ALL_STATS: [(Stat, &str); STAT_SLOTS as usize] = [
@@ -75,6 +82,8 @@ pub const ALL_STATS: [(Stat, &str); STAT_SLOTS as usize] = [
     (Stat::VerdictsApplied, "verdicts_applied"),
     (Stat::PolicyDrops, "policy_drops"),
     (Stat::PolicyMarks, "policy_marks"),
+    (Stat::SamplesOverBudget, "samples_over_budget"),
+    (Stat::LabelledRefused, "labelled_refused"),
 ];
 
 #[cfg(feature = "user")]

@@ -45,6 +45,15 @@ pub fn count_flow(label: u16, dir: Direction) {
     }
 }
 
+/// Takes one flow back from `label` (a provisional label the flow leaves); the per-CPU slot
+/// may go below zero, and user space sums flows with wrapping arithmetic.
+#[inline(always)]
+pub fn uncount_flow(label: u16, dir: Direction) {
+    if let Some(c) = slot(label, dir) {
+        c.flows = c.flows.wrapping_sub(1);
+    }
+}
+
 /// Moves a flow's earlier packets and bytes from `from` to `to` when it is labelled, so the
 /// mix shows the whole flow under its label. Per-CPU slots may go below zero on one CPU;
 /// user space sums them with wrapping arithmetic, and the sum is right.

@@ -3,7 +3,7 @@
 //! packet (so every change to a flow's label and counters is made here, in one place).
 
 use aya_ebpf::{
-    helpers::bpf_xdp_load_bytes,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_xdp_load_bytes},
     macros::map,
     maps::{LruHashMap, RingBuf},
     programs::XdpContext,
@@ -14,7 +14,7 @@ use peerwarden_common::{
     flow::FLAG_DEEP_PENDING,
 };
 
-use crate::{counters, parse::Packet};
+use crate::{counters, parse::Packet, quota};
 
 #[map]
 static SAMPLES: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
@@ -25,8 +25,14 @@ static VERDICTS: LruHashMap<FlowKey, Verdict> = LruHashMap::with_max_entries(65_
 
 /// Sends this packet's payload to the deep classifier, while the flow's budget lasts.
 #[inline(always)]
-pub fn sample(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue, now: u64) {
+pub fn sample(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue) {
     if f.samples >= DEEP_BUDGET || pkt.payload_len == 0 {
+        return;
+    }
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if !quota::take(&quota::SAMPLES, &pkt.key, now) {
+        counters::stat(Stat::SamplesOverBudget);
         return;
     }
     let Some(mut entry) = SAMPLES.reserve::<Sample>(0) else {

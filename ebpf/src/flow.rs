@@ -20,7 +20,7 @@ use peerwarden_common::{
     },
 };
 
-use crate::{counters, deep, parse::Packet, policy};
+use crate::{counters, deep, parse::Packet, policy, quota};
 
 /// The flow entry of a key, if any (for the TC egress program).
 #[inline(always)]
@@ -65,8 +65,11 @@ pub fn track(ctx: &XdpContext, pkt: &Packet, dir: Direction, frame_len: u64) -> 
         counters::count(UNKNOWN, dir, frame_len);
         return xdp_action::XDP_PASS;
     };
-    if f.label == UNKNOWN && f.flags & FLAG_FINAL == 0 {
-        classify(ctx, pkt, dir, f, now);
+    // Labelled or not, a flow is inspected until its label is final: a label from a weak
+    // signal (a host name, a web protocol, the endpoint cache, behaviour) is provisional,
+    // and a P2P signature found on a later packet replaces it.
+    if f.flags & FLAG_FINAL == 0 {
+        classify(ctx, pkt, dir, f);
     }
     let i = dir.index();
     // Packets of one flow can run on two CPUs at once: add atomically (BPF_XADD; the
@@ -81,42 +84,47 @@ pub fn track(ctx: &XdpContext, pkt: &Packet, dir: Direction, frame_len: u64) -> 
     policy::enforce(ctx, pkt, dir, f, frame_len)
 }
 
-/// Labels an undecided flow: a verdict of the deep classifier if one came back, else the
-/// kernel's own fingerprints on this payload, else a sample for the deep classifier.
+/// Labels a flow whose label is not final yet: a verdict of the deep classifier if one came
+/// back, else the kernel's own fingerprints on this payload, else a sample for the deep
+/// classifier. A deep verdict may be provisional (inspection goes on) or final; a kernel
+/// fingerprint is a P2P protocol's own bytes and is final at once. Only final labels are
+/// kept in `LABELLED`.
 /// Not inlined: as a BPF-to-BPF call the verifier walks it once per caller state instead of
 /// carrying its many outcomes through the policy code that follows.
 #[inline(never)]
-fn classify(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue, now: u64) {
-    if f.flags & FLAG_DEEP_PENDING != 0
-        && let Some(v) = deep::take_verdict(&pkt.key)
-    {
-        if v.label != UNKNOWN {
-            set_label(f, v.label, v.confidence, dir);
-            f.flags |= FLAG_USER_LABEL;
-            remember(&pkt.key, v.label, v.confidence, 1);
-            counters::stat(Stat::VerdictsApplied);
-            return;
-        }
-        if v.final_ != 0 {
-            f.flags |= FLAG_FINAL;
-            return;
-        }
+fn classify(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue) {
+    // One place gives the flow its new label, and few values live across the calls: this
+    // frame is on xdp_observe's deepest call chain, at the verifier's 512 bytes of stack
+    // (so `now` is read again where it is needed rather than kept here).
+    // The new label in the low 16 bits, its confidence above.
+    let mut found: u32 = UNKNOWN as u32;
+    if f.flags & FLAG_DEEP_PENDING != 0 {
+        found = deep_verdict(&pkt.key, f);
     }
-    if pkt.payload_len == 0 {
-        return;
-    }
-    if f.inspected < INSPECT_BUDGET {
+    if f.flags & FLAG_FINAL == 0 && pkt.payload_len != 0 && f.inspected < INSPECT_BUDGET {
         match inspect(ctx, pkt, dir, f) {
-            Some(label) => {
-                set_label(f, label as u16, Confidence::Payload as u8, dir);
-                remember(&pkt.key, label as u16, Confidence::Payload as u8, 0);
+            Some(l) => {
+                found = l as u32 | (Confidence::Payload as u32) << 16;
+                f.flags = (f.flags & !FLAG_USER_LABEL) | FLAG_FINAL;
                 counters::stat(Stat::FlowsLabelled);
-                return;
             }
             None => f.inspected += 1,
         }
     }
-    deep::sample(ctx, pkt, dir, f, now);
+    let label = found as u16;
+    if label != UNKNOWN && label != f.label {
+        set_label(f, label, (found >> 16) as u8, dir);
+        if f.flags & FLAG_USER_LABEL != 0 {
+            counters::stat(Stat::VerdictsApplied);
+        }
+    }
+    if f.flags & FLAG_FINAL != 0 {
+        if f.label != UNKNOWN {
+            remember(&pkt.key, f, dir);
+        }
+        return;
+    }
+    deep::sample(ctx, pkt, dir, f);
     // Final once both tiers have had their budget and nothing is pending.
     if f.inspected >= INSPECT_BUDGET && f.samples >= DEEP_BUDGET && f.flags & FLAG_DEEP_PENDING == 0
     {
@@ -124,20 +132,65 @@ fn classify(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue, n
     }
 }
 
-/// Gives an undecided flow its label, moving its earlier packets and bytes to the label.
+/// The deep classifier's verdict on the flow, if one came back: its label (low 16 bits)
+/// and confidence (above), `UNKNOWN` if none; sets the flow's flags it implies.
+// Not inlined: its values stay off `classify`'s frame (see there).
+#[inline(never)]
+fn deep_verdict(key: &FlowKey, f: &mut FlowValue) -> u32 {
+    let Some(v) = deep::take_verdict(key) else {
+        return UNKNOWN as u32;
+    };
+    if v.final_ != 0 {
+        f.flags |= FLAG_FINAL;
+    }
+    if v.label == UNKNOWN {
+        return UNKNOWN as u32;
+    }
+    f.flags |= FLAG_USER_LABEL;
+    v.label as u32 | (v.confidence as u32) << 16
+}
+
+/// Gives a flow its (new) label, moving its earlier packets, bytes and its flow count from
+/// the label it had (unknown, or a provisional one) to the new one.
 #[inline(always)]
 fn set_label(f: &mut FlowValue, label: u16, confidence: u8, dir: Direction) {
-    counters::relabel(UNKNOWN, label, &f.packets, &f.bytes);
-    policy::relabel(f, UNKNOWN, label);
+    let old = f.label;
+    counters::relabel(old, label, &f.packets, &f.bytes);
+    policy::relabel(f, old, label);
+    if old != UNKNOWN {
+        // The flow was counted under its provisional label; it now counts under the new one.
+        counters::uncount_flow(old, dir);
+    }
     f.label = label;
     f.confidence = confidence;
     counters::count_flow(label, dir);
 }
 
-/// Keeps a flow's new label in `LABELLED` (`user`: 1 if the deep classifier gave it).
-// Not inlined: the memory's bytes stay off `classify`'s stack frame.
+/// Keeps a flow's final label in `LABELLED`, if the flow was seen both ways (this packet
+/// counts) and its subscriber has budget left (quota.rs): a flood of one-way packets that
+/// look labelled, or one subscriber's flood of answered ones, cannot push other flows'
+/// labels out.
+// Not inlined: its values stay off `classify`'s frame (see there).
 #[inline(never)]
-fn remember(key: &FlowKey, label: u16, confidence: u8, user: u8) {
+fn remember(key: &FlowKey, f: &FlowValue, dir: Direction) {
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let up = f.packets[0] != 0 || dir == Direction::Up;
+    let down = f.packets[1] != 0 || dir == Direction::Down;
+    if up && down && quota::take(&quota::LABELLED, key, now) {
+        keep(
+            key,
+            f.label,
+            f.confidence,
+            u8::from(f.flags & FLAG_USER_LABEL != 0),
+        );
+    } else {
+        counters::stat(Stat::LabelledRefused);
+    }
+}
+
+#[inline(always)]
+fn keep(key: &FlowKey, label: u16, confidence: u8, user: u8) {
     let m = LabelMemory {
         label,
         confidence,
@@ -172,8 +225,10 @@ fn lookup_or_create(
     if !opening && let Some(m) = unsafe { LABELLED.get(key) }.copied() {
         fresh.label = m.label;
         fresh.confidence = m.confidence;
+        // Only final labels are remembered: the resumed flow is not inspected again.
+        fresh.flags = FLAG_FINAL;
         if m.user != 0 {
-            fresh.flags = FLAG_USER_LABEL;
+            fresh.flags |= FLAG_USER_LABEL;
         }
     }
     // NOEXIST: if another CPU created it first, keep theirs.

@@ -23,6 +23,7 @@ mod flow;
 mod observe;
 mod parse;
 mod policy;
+mod quota;
 mod shape;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};

@@ -125,7 +125,7 @@ pub fn relabel(f: &FlowValue, from: u16, to: u16) {
     if f.flags & FLAG_SUB_COUNTED == 0 || f.sub_slot == 0 {
         return;
     }
-    // `to` is never `from` here (set_label gives an undecided flow a label).
+    // `to` is never `from` here (set_label is called only with a label the flow lacks).
     let (a, b) = (label_slot(from), label_slot(to));
     let Some(u) = SUB_COUNTERS.get_ptr_mut(f.sub_slot - 1) else {
         return;

@@ -137,34 +137,50 @@ fn handle(probe: &Probe, engine: &mut Engine, deep: &DeepState, seen: &mut Seen,
     let count = seen.entry(s.key).or_insert(0);
     *count = count.saturating_add(1);
     let verdict = engine.on_packet(&meta);
-    let out = match verdict {
-        Some(v) if v.label != Label::Unknown => {
-            if let Some(service) = &v.service {
-                deep.services.insert(s.key, service.clone());
-            }
-            Some(Verdict {
-                label: v.label.id(),
-                confidence: v.confidence as u8,
-                final_: 1,
-            })
+    // The engine holds the flow (it may not, when it is full) and has ended its inspection,
+    // or the deep tier's budget is spent: the verdict is final, with the engine's fallbacks
+    // (endpoint cache, behaviour) for a flow no detector decided.
+    let held = engine.verdict(&meta.key).is_some();
+    let out = if held && engine.is_final(&meta.key) || *count >= DEEP_BUDGET {
+        let v = engine.finish(&meta.key, s.ts_ns);
+        if let Some(service) = &v.service {
+            deep.services.insert(s.key, service.clone());
+        } else {
+            deep.services.remove(&s.key);
         }
-        // The deep tier's budget is spent: tell the kernel to stop looking.
-        _ if *count >= DEEP_BUDGET => {
-            let v = engine.finish(&meta.key, s.ts_ns);
-            Some(Verdict {
-                label: v.label.id(),
-                confidence: if v.label == Label::Unknown {
-                    Confidence::None as u8
+        Some(Verdict {
+            label: v.label.id(),
+            confidence: if v.label == Label::Unknown {
+                Confidence::None as u8
+            } else {
+                v.confidence as u8
+            },
+            final_: 1,
+        })
+    } else {
+        // A label the flow may still lose (a web protocol, a host name, the endpoint
+        // cache): the kernel applies it and goes on sampling.
+        match verdict {
+            Some(v) if v.label != Label::Unknown => {
+                if let Some(service) = &v.service {
+                    deep.services.insert(s.key, service.clone());
                 } else {
-                    v.confidence as u8
-                },
-                final_: 1,
-            })
+                    deep.services.remove(&s.key);
+                }
+                Some(Verdict {
+                    label: v.label.id(),
+                    confidence: v.confidence as u8,
+                    final_: 0,
+                })
+            }
+            _ => None,
         }
-        _ => None,
     };
+    let final_ = out.is_some_and(|v| v.final_ != 0);
     if let Some(v) = out {
-        seen.remove(&s.key);
+        if final_ {
+            seen.remove(&s.key);
+        }
         if let Err(e) = probe.put_verdict(&s.key, v) {
             tracing::warn!(error = %e, "handing a verdict to the kernel");
         }

@@ -668,7 +668,11 @@ fn usage_from_bytes(b: &[u8]) -> Option<SubUsage> {
         SPARSE_22_LABELS => (2, LEGACY_WORDS, LEGACY_LABELS),
         _ => return None,
     };
-    let mask: Vec<u64> = rest.get(..8 * mask_words)?.chunks_exact(8).map(le).collect();
+    let mask: Vec<u64> = rest
+        .get(..8 * mask_words)?
+        .chunks_exact(8)
+        .map(le)
+        .collect();
     let values = &rest[8 * mask_words..];
     let bit = |i: usize| mask[i / 64] >> (i % 64) & 1 != 0;
     let set: usize = mask.iter().map(|m| m.count_ones() as usize).sum();
