@@ -5,14 +5,29 @@
 //! kernel's and nDPI's 32); after that, or once a detector is sure, its label is final and
 //! its inspection state is dropped. A flow still undecided when inspection ends falls back
 //! to the endpoint cache, then to behaviour.
+//!
+//! Labels from weak signals are provisional: web and video labels found by protocol shape
+//! or host name (`http`, `tls`, `quic`, `video.<service>`, `hls`, `dash`, `http.video`), a
+//! one-way match (a peer-wire handshake not yet answered, one SSH banner), and cache
+//! labels. Inspection goes on within the budget so a P2P signature found later, in either
+//! direction, replaces them; [`Engine::is_final`] is false meanwhile, and always for a
+//! cache label.
+//!
+//! Only flows confirmed in both directions teach the endpoint cache (a handshake answered
+//! by a handshake, a uTP SYN answered by its STATE, a DHT query by its response, ...),
+//! never a single datagram, LSD, multicast or broadcast; and one subscriber (the flow's `Up`
+//! side) teaches at most `learn_budget` new endpoints a minute.
 
-use std::{fmt, net::SocketAddr};
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+};
 
 use peerwarden_common::{Class, Confidence, Label};
 
 use crate::{
     behaviour::{Behaviour, BehaviourConfig, HIGH_PORT},
-    cache::EndpointCache,
+    cache::{Endpoint, EndpointCache},
     flow::{Direction, FlowKey, FxMap},
     hosts::HostList,
     inspect::{Inspector, NON_P2P_SERVICE_PORTS},
@@ -95,6 +110,9 @@ pub struct EngineConfig {
     /// Run only what the kernel runs (the fixed-offset fingerprints and uTP id pairing),
     /// with no deep detectors and no fallbacks: the baseline the deep tier is measured against.
     pub kernel_only: bool,
+    /// New endpoints one subscriber (a flow's `Up` side) may teach the cache per minute;
+    /// beyond, learnings are refused and counted ([`Engine::cache_refused`]).
+    pub learn_budget: u32,
 }
 
 impl Default for EngineConfig {
@@ -106,6 +124,7 @@ impl Default for EngineConfig {
             behaviour: BehaviourConfig::default(),
             kernel_only: false,
             max_flows: 1 << 20,
+            learn_budget: 256,
         }
     }
 }
@@ -119,11 +138,20 @@ struct FlowState {
     done: bool,
     inspected: u8,
     last_ts: u64,
-    /// A detector recognised a protocol without a label of its own (SSH, SIP, STUN):
+    /// A detector recognised a protocol that is neither P2P nor video (SSH, a VPN, DTLS):
     /// the flow is not P2P, whatever the fallbacks would say.
     known_other: bool,
+    /// The direction of the flow's first packet (its initiator's).
+    init_dir: Direction,
     inspector: Option<Box<Inspector>>,
 }
+
+/// How long a learning budget window lasts.
+const MINUTE_NS: u64 = 60 * 1_000_000_000;
+
+/// Subscribers whose learning budget is tracked at most; past it, windows that ended are
+/// swept, and if none has, new subscribers are refused until one does.
+const MAX_LEARNERS: usize = 1 << 16;
 
 /// The deep classifier.
 ///
@@ -150,6 +178,10 @@ pub struct Engine {
     flows: FxMap<FlowKey, FlowState>,
     cache: EndpointCache,
     behaviour: Behaviour,
+    /// Per subscriber: (start of the current minute window, endpoints taught in it).
+    learners: FxMap<IpAddr, (u64, u32)>,
+    learned: u64,
+    refused: u64,
 }
 
 impl Engine {
@@ -160,8 +192,22 @@ impl Engine {
             behaviour: Behaviour::new(cfg.behaviour),
             hosts: HostList::default(),
             flows: FxMap::default(),
+            learners: FxMap::default(),
+            learned: 0,
+            refused: 0,
             cfg,
         }
+    }
+
+    /// Endpoints the cache learned (new or refreshed entries) since the engine started.
+    pub fn cache_learned(&self) -> u64 {
+        self.learned
+    }
+
+    /// Endpoint learnings refused because their subscriber had used its budget for the
+    /// minute (a counter for `/metrics`).
+    pub fn cache_refused(&self) -> u64 {
+        self.refused
     }
 
     /// Adds a video service host suffix (the policy file's list extends the built-in one).
@@ -207,6 +253,7 @@ impl Engine {
                     inspected: 0,
                     last_ts: p.ts_ns,
                     known_other: false,
+                    init_dir: p.dir,
                     inspector: None,
                 },
             );
@@ -226,32 +273,45 @@ impl Engine {
                 return changed.then(|| st.verdict.clone());
             }
             st.inspected = st.inspected.saturating_add(1);
+            let mut teach = None;
             if let Some(hit) = insp.inspect(p, &self.hosts, st.verdict.label, self.cfg.kernel_only)
             {
-                if improves(&st.verdict, &hit.verdict) {
-                    st.verdict = hit.verdict;
+                let stays = improves(&st.verdict, &hit.verdict);
+                if stays {
+                    st.verdict = hit.verdict.clone();
                     changed = true;
                 }
-                if hit.fin {
+                // Weak labels stay provisional: inspection goes on within the budget.
+                if hit.fin && (self.cfg.kernel_only || !weak(&hit.verdict)) {
                     st.done = true;
+                }
+                // Only definite payload matches confirmed both ways teach the cache: an
+                // inferred label (MSE's shape) spreading to other flows would multiply its
+                // mistakes, and a one-way packet is anyone's to forge.
+                let l = hit.verdict.label;
+                if hit.two_way
+                    && st.verdict.label == l
+                    && l.class() == Class::P2p
+                    && hit.verdict.confidence == Confidence::Payload
+                    && l != Label::BittorrentEncrypted
+                {
+                    teach = Some((l, st.init_dir));
                 }
             }
             if st.inspected >= budget {
                 st.done = true;
             }
+            if let Some((label, init_dir)) = teach
+                && !self.cfg.kernel_only
+            {
+                self.learn(&p.key, init_dir, label, p.ts_ns);
+            }
+            let st = self.flows.get_mut(&p.key)?;
             if st.done {
                 let insp = st.inspector.take();
                 st.known_other |= insp.is_some_and(|i| i.known_other);
                 let known_other = st.known_other;
                 let label = st.verdict.label;
-                // Only definite payload matches teach the cache: an inferred label (MSE's shape)
-                // spreading to other flows would multiply its mistakes.
-                if label.class() == Class::P2p
-                    && st.verdict.confidence == Confidence::Payload
-                    && label != Label::BittorrentEncrypted
-                {
-                    learn(&mut self.cache, &p.key, label, p.ts_ns);
-                }
                 if label == Label::Unknown && !known_other && !self.cfg.kernel_only {
                     let key = p.key;
                     let now = p.ts_ns;
@@ -265,6 +325,7 @@ impl Engine {
                 let st = self.flows.get_mut(&p.key)?;
                 return changed.then(|| st.verdict.clone());
             }
+            return changed.then(|| st.verdict.clone());
         }
         changed.then(|| st.verdict.clone())
     }
@@ -290,9 +351,62 @@ impl Engine {
 
     /// Whether the flow's inspection has ended, so its verdict will not change (a flow the
     /// engine does not hold counts as ended). A verdict of a flow not yet final is
-    /// provisional: a stronger finding on a later packet may replace it.
+    /// provisional: a stronger finding on a later packet may replace it. A cache label is
+    /// never final: it was learned from other flows, not seen on this one.
     pub fn is_final(&self, key: &FlowKey) -> bool {
-        self.flows.get(key).is_none_or(|st| st.done)
+        self.flows
+            .get(key)
+            .is_none_or(|st| st.done && st.verdict.confidence != Confidence::Cache)
+    }
+
+    /// Teaches the cache a confirmed flow's endpoints, within the `Up` side's budget.
+    fn learn(&mut self, key: &FlowKey, init_dir: Direction, label: Label, now: u64) {
+        // Trackers are servers for many swarms, not peers; their endpoints say nothing.
+        if label == Label::BittorrentTracker || label == Label::P2pBehavioural {
+            return;
+        }
+        let mut eps: Vec<Endpoint> = [key.src, key.dst]
+            .into_iter()
+            .filter(|ep| !is_unspecified(ep))
+            .map(|ep| (key.proto, ep))
+            .collect();
+        // BitTorrent clients listen for peer wire (TCP) and uTP/DHT (UDP) on one port
+        // (libtorrent, Transmission, qBittorrent: `listen_interfaces`, BEP 29 and BEP 5 share
+        // it): the accepting side's high port is taught for the other transport too. Only
+        // the responder's: the initiator's port is ephemeral on its transport alone.
+        let responder = key.sender(opposite(init_dir));
+        if is_bittorrent(label) && responder.port() >= HIGH_PORT && !is_unspecified(&responder) {
+            let other = if key.proto == TCP { 17 } else { TCP };
+            eps.push((other, responder));
+        }
+        let sub = key.src.ip();
+        let fresh = eps
+            .iter()
+            .filter(|ep| self.cache.get(ep, now).is_none())
+            .count() as u32;
+        if fresh > 0 {
+            if self.learners.len() >= MAX_LEARNERS && !self.learners.contains_key(&sub) {
+                self.learners
+                    .retain(|_, (start, _)| now.saturating_sub(*start) < MINUTE_NS);
+            }
+            if self.learners.len() >= MAX_LEARNERS && !self.learners.contains_key(&sub) {
+                self.refused += u64::from(fresh);
+                return;
+            }
+            let w = self.learners.entry(sub).or_insert((now, 0));
+            if now.saturating_sub(w.0) >= MINUTE_NS {
+                *w = (now, 0);
+            }
+            if w.1.saturating_add(fresh) > self.cfg.learn_budget {
+                self.refused += u64::from(fresh);
+                return;
+            }
+            w.1 += fresh;
+        }
+        for ep in eps {
+            self.cache.insert(ep, label, now);
+            self.learned += 1;
+        }
     }
 
     /// The flow's current verdict.
@@ -391,9 +505,38 @@ pub(crate) fn opposite(d: Direction) -> Direction {
 
 fn cached(cache: &EndpointCache, key: &FlowKey, now: u64) -> Option<Label> {
     let l = cache
-        .get(&key.src, now)
-        .or_else(|| cache.get(&key.dst, now))?;
+        .get(&(key.proto, key.src), now)
+        .or_else(|| cache.get(&(key.proto, key.dst), now))?;
     Some(transport_form(l, key.proto))
+}
+
+fn is_bittorrent(l: Label) -> bool {
+    matches!(
+        l,
+        Label::Bittorrent
+            | Label::BittorrentUtp
+            | Label::BittorrentDht
+            | Label::BittorrentEncrypted
+            | Label::BittorrentLsd
+    )
+}
+
+/// Labels from weak signals, which later findings on the flow may still replace: web
+/// protocols by shape, video by host name or HTTP request, and anything learned elsewhere.
+fn weak(v: &Verdict) -> bool {
+    matches!(
+        v.label,
+        Label::Http
+            | Label::Tls
+            | Label::Quic
+            | Label::VideoService
+            | Label::Hls
+            | Label::Dash
+            | Label::HttpVideo
+    ) || matches!(
+        v.confidence,
+        Confidence::Hostname | Confidence::Cache | Confidence::Behaviour
+    )
 }
 
 /// A cached BitTorrent endpoint seen on another transport: TCP flows are peer wire, UDP
@@ -415,20 +558,13 @@ fn transport_form(l: Label, proto: u8) -> Label {
     }
 }
 
-fn learn(cache: &mut EndpointCache, key: &FlowKey, label: Label, now: u64) {
-    // Trackers are servers for many swarms, not peers; their endpoints say nothing.
-    if label == Label::BittorrentTracker || label == Label::P2pBehavioural {
-        return;
-    }
-    for ep in [key.src, key.dst] {
-        if !is_unspecified(&ep) {
-            cache.insert(ep, label, now);
-        }
-    }
-}
-
+/// Endpoints that must never be learned: unspecified, multicast, broadcast, port 0.
 fn is_unspecified(ep: &SocketAddr) -> bool {
-    ep.ip().is_unspecified() || ep.ip().is_multicast() || ep.port() == 0
+    let broadcast = match ep.ip() {
+        IpAddr::V4(a) => a.is_broadcast() || a.octets()[3] == 255,
+        IpAddr::V6(_) => false,
+    };
+    ep.ip().is_unspecified() || ep.ip().is_multicast() || broadcast || ep.port() == 0
 }
 
 #[cfg(test)]
