@@ -470,6 +470,9 @@ impl Inspector {
     /// retransmitted bytes, it needs the other direction too. Both directions showing it,
     /// or one showing it and the other framing as peer wire, confirm the flow.
     fn handshake(&mut self, d: usize, pl: &[u8], push: &Push) -> Option<Hit> {
+        // A packet that frames as peer-wire messages is the other side's answer, if the
+        // handshake stood in the other direction.
+        self.framed[d] |= bittorrent::framing(pl).is_some();
         let s = &self.streams[d];
         let mut found = Hs::No;
         if push.grew {
