@@ -23,6 +23,7 @@ mod everyday;
 pub mod flow;
 pub mod hosts;
 mod inspect;
+mod learning;
 pub mod offline;
 pub mod packet;
 pub mod protocols;
