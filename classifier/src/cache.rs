@@ -1,7 +1,10 @@
-//! The endpoint cache: (address, port) pairs seen speaking a P2P protocol, with an expiry.
-//! A flow that stays undecided but has such an endpoint on either side (as sender or
-//! receiver) takes the cached protocol, with confidence `cache`. BitTorrent clients use one
-//! port for TCP peer wire, uTP and DHT, so the key leaves the transport out.
+//! The endpoint cache: (transport, address, port) seen speaking a P2P protocol, with an
+//! expiry. A flow that has such an endpoint on either side (as sender or receiver) takes
+//! the cached protocol provisionally, with confidence `cache`, until its own payload says
+//! more. The engine fills it only from flows confirmed in both directions, within a
+//! per-subscriber budget (see [`crate::engine`]). The key holds the transport: a TCP
+//! endpoint says nothing about UDP on the same port, except where the engine decides so
+//! (BitTorrent's shared listen port).
 
 use std::net::SocketAddr;
 
@@ -9,10 +12,13 @@ use peerwarden_common::Label;
 
 use crate::flow::FxMap;
 
+/// A cache key: IP protocol and endpoint.
+pub type Endpoint = (u8, SocketAddr);
+
 /// Bounded map of endpoint → (label, expiry).
 #[derive(Debug)]
 pub struct EndpointCache {
-    entries: FxMap<SocketAddr, (Label, u64)>,
+    entries: FxMap<Endpoint, (Label, u64)>,
     ttl_ns: u64,
     capacity: usize,
 }
@@ -29,7 +35,7 @@ impl EndpointCache {
     }
 
     /// Records that `ep` spoke `label` at `now`.
-    pub fn insert(&mut self, ep: SocketAddr, label: Label, now: u64) {
+    pub fn insert(&mut self, ep: Endpoint, label: Label, now: u64) {
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&ep) {
             // Full: drop what has expired; if nothing has, forget the oldest half. Rare and
             // amortised over `capacity / 2` inserts.
@@ -46,7 +52,7 @@ impl EndpointCache {
     }
 
     /// The label cached for `ep`, if it has not expired at `now`.
-    pub fn get(&self, ep: &SocketAddr, now: u64) -> Option<Label> {
+    pub fn get(&self, ep: &Endpoint, now: u64) -> Option<Label> {
         self.entries
             .get(ep)
             .filter(|(_, exp)| *exp > now)
@@ -70,12 +76,13 @@ mod tests {
 
     #[test]
     fn expiry_and_capacity() {
-        let ep = |p: u16| SocketAddr::from(([198, 51, 100, 7], p));
+        let ep = |p: u16| (17u8, SocketAddr::from(([198, 51, 100, 7], p)));
         let mut c = EndpointCache::new(100, 4);
         c.insert(ep(6881), Label::Bittorrent, 10);
         assert_eq!(c.get(&ep(6881), 50), Some(Label::Bittorrent));
         assert_eq!(c.get(&ep(6881), 110), None, "expired");
         assert_eq!(c.get(&ep(6882), 50), None);
+        assert_eq!(c.get(&(6, ep(6881).1), 50), None, "another transport");
         for p in 0..10 {
             c.insert(ep(p), Label::BittorrentDht, 20 + p as u64);
         }

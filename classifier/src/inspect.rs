@@ -8,15 +8,18 @@ use peerwarden_common::{
 
 use crate::{
     engine::{PacketMeta, Verdict},
+    everyday::Everyday,
     flow::Direction,
     hosts::{HostList, HostMatch},
     packet::TCP,
     protocols::{bittorrent, dns, edonkey, gnutella, http, p2ptv, peercast, quic, streaming, tls},
+    stream::{Push, Stream},
 };
 
-/// How many bytes of each direction's TCP stream are kept for detectors that need more
-/// than one segment (a ClientHello over several segments, HTTP heads, RTMP's 1537 bytes).
-const STREAM_CAP: usize = 8 * 1024;
+/// The peer-wire handshake's fixed start: length 19 and the protocol string.
+const HANDSHAKE: &[u8] = b"\x13BitTorrent protocol";
+/// The whole handshake: that, 8 reserved bytes, the info hash and the peer id.
+const HANDSHAKE_LEN: usize = 68;
 
 /// Ports whose services encrypt from the first byte, so a random-looking exchange there
 /// is not taken for MSE (SSH, HTTPS, IMAPS, POP3S, OpenVPN, RDP, XMPP over TLS, Spotify's
@@ -38,6 +41,9 @@ pub(crate) struct Hit {
     pub verdict: Verdict,
     /// No later packet can change it: inspection stops.
     pub fin: bool,
+    /// Both directions confirmed it (a question and its answer): only such findings may
+    /// spread to other flows through the endpoint cache.
+    pub two_way: bool,
 }
 
 impl Hit {
@@ -45,52 +51,37 @@ impl Hit {
         Hit {
             verdict: Verdict::new(label, Confidence::Payload),
             fin: true,
+            two_way: false,
         }
     }
     fn tentative(label: Label) -> Hit {
         Hit {
-            verdict: Verdict::new(label, Confidence::Payload),
             fin: false,
+            ..Hit::payload(label)
         }
+    }
+    /// Confirmed both ways: final.
+    pub(crate) fn confirmed(label: Label) -> Hit {
+        Hit {
+            two_way: true,
+            ..Hit::payload(label)
+        }
+    }
+    /// Seen one way only: a provisional label; inspection goes on.
+    pub(crate) fn one_way(label: Label) -> Hit {
+        Hit::tentative(label)
     }
 }
 
-/// A TCP direction's stream head, reassembled in sequence order up to [`STREAM_CAP`].
-#[derive(Debug, Default)]
-struct Stream {
-    buf: Vec<u8>,
-    next: Option<u32>,
-    /// A gap or the cap was reached: the head is what it is.
-    closed: bool,
-}
-
-impl Stream {
-    /// Adds a segment; whether the head grew.
-    fn push(&mut self, seq: u32, data: &[u8]) -> bool {
-        if self.closed || data.is_empty() {
-            return false;
-        }
-        let next = *self.next.get_or_insert(seq);
-        let ahead = seq.wrapping_sub(next) as i32;
-        if ahead > 0 {
-            self.closed = true;
-            return false;
-        }
-        // Behind or at `next`: skip what was already taken (a retransmission).
-        let skip = (-(ahead as i64)) as usize;
-        if skip >= data.len() {
-            return false;
-        }
-        let take = &data[skip..];
-        let room = STREAM_CAP - self.buf.len();
-        let n = take.len().min(room);
-        self.buf.extend_from_slice(&take[..n]);
-        self.next = Some(next.wrapping_add(n as u32));
-        if self.buf.len() >= STREAM_CAP {
-            self.closed = true;
-        }
-        n > 0
-    }
+/// Where a direction's stream showed the peer-wire handshake.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Hs {
+    #[default]
+    No,
+    /// After other bytes (a prefix), or in a packet off the reassembled head.
+    Later,
+    /// At the stream's first byte.
+    Start,
 }
 
 /// Per-flow detector state, dropped when inspection ends.
@@ -105,7 +96,7 @@ pub(crate) struct Inspector {
     first: [Option<(usize, bool)>; 2],
     /// uTP connection ids per direction (the kernel's pairing rule) and sequence runs.
     utp_id: [Option<u16>; 2],
-    utp_seqs: [Vec<(u16, u32, u16)>; 2],
+    utp_seqs: [Vec<(u16, u32, u16, u16)>; 2],
     /// Peer-wire framing: packets that framed, messages, a telling message seen.
     bt_packets: u8,
     bt_messages: u32,
@@ -123,6 +114,22 @@ pub(crate) struct Inspector {
     pub known_other: bool,
     /// The direction of the connection's SYN, if it was seen.
     syn_dir: Option<Direction>,
+    /// The everyday protocols' state (SSH, VPNs, WebRTC, VoIP, RDP, games).
+    everyday: Everyday,
+    /// Peer-wire handshake evidence per direction, and how far each head was searched.
+    hs: [Hs; 2],
+    searched: [usize; 2],
+    /// A direction framed as peer-wire messages (after its handshake, or mid-flow).
+    framed: [bool; 2],
+    /// Peer-wire framing counts per direction (packets that framed).
+    bt_dir_packets: [u8; 2],
+    /// A direction's stream head was decided by `stream_start` (TLS hello read, ...).
+    head_done: [bool; 2],
+    /// DHT queries and answers seen per direction.
+    dht_q: [bool; 2],
+    dht_r: [bool; 2],
+    /// A uTP SYN: its direction, connection id and sequence number.
+    utp_syn: Option<(usize, u16, u16)>,
 }
 
 impl Inspector {
@@ -133,10 +140,7 @@ impl Inspector {
         }
         if p.tcp_flags & 0x02 != 0 {
             // Data starts one past the SYN's sequence number.
-            let s = &mut self.streams[p.dir.index()];
-            if s.buf.is_empty() {
-                s.next = Some(p.tcp_seq.wrapping_add(1));
-            }
+            self.streams[p.dir.index()].start_at(p.tcp_seq.wrapping_add(1));
         }
     }
 
@@ -156,11 +160,13 @@ impl Inspector {
         }
         let sample = &p.payload[..p.payload.len().min(SAMPLE_LEN)];
         if p.key.proto == TCP {
-            if let Some(l) = fingerprint::tcp(sample) {
-                return Some(Hit::payload(l));
-            }
             if kernel_only {
-                return None;
+                return fingerprint::tcp(sample).map(Hit::payload);
+            }
+            // The handshake fingerprint is the stream's business here (it must stand at
+            // the stream's start, or be answered); the tracker one is the packet's.
+            if fingerprint::http_tracker(sample) {
+                return Some(Hit::payload(Label::BittorrentTracker));
             }
             self.tcp(p, hosts, first_in_dir, current)
         } else {
@@ -172,8 +178,19 @@ impl Inspector {
                 let loose_announce = l == Label::BittorrentTracker
                     && !fingerprint::udp_tracker_connect(sample)
                     && !bittorrent::udp_tracker_announce(p.payload);
-                if kernel_only || !loose_announce {
+                if kernel_only {
                     return Some(Hit::payload(l));
+                }
+                match l {
+                    Label::BittorrentDht => return Some(self.dht(p.payload, d)),
+                    Label::BittorrentUtp => {
+                        if let Some((id, _, seq, _)) = bittorrent::utp_fields(p.payload) {
+                            self.utp_syn = Some((d, id, seq));
+                        }
+                        return Some(Hit::one_way(l));
+                    }
+                    _ if !loose_announce => return Some(Hit::payload(l)),
+                    _ => {}
                 }
             }
             if kernel_only {
@@ -192,17 +209,24 @@ impl Inspector {
     ) -> Option<Hit> {
         let d = p.dir.index();
         let pl = p.payload;
-        let grew = self.streams[d].push(p.tcp_seq, pl);
+        let push = self.streams[d].push(p.tcp_seq, pl);
+        let grew = push.grew;
+        if let Some(h) = self.handshake(d, pl, &push) {
+            return Some(h);
+        }
         // The direction's reassembled head if this packet extended it, else the packet.
         let head: &[u8] = if grew { &self.streams[d].buf } else { pl };
-        if grew && head.len() > pl.len() && fingerprint::bittorrent_handshake(head) {
-            return Some(Hit::payload(Label::Bittorrent));
-        }
         if grew || first_in_dir {
-            let (hit, other) = stream_start(head, hosts);
-            self.known_other |= other;
-            if hit.is_some() {
-                return hit;
+            if let Some(h) = self.everyday.tcp_head(head, d) {
+                self.known_other = true;
+                return Some(h);
+            }
+            if !self.head_done[d] {
+                let hit = stream_start(head, hosts);
+                if let Some(h) = hit {
+                    self.head_done[d] = h.fin;
+                    return Some(h);
+                }
             }
         }
         // Any packet can start an HTTP message; a head split over segments is read whole.
@@ -253,10 +277,16 @@ impl Inspector {
         // telling size.
         if let Some(f) = bittorrent::framing(pl) {
             self.bt_packets = self.bt_packets.saturating_add(1);
+            self.bt_dir_packets[d] = self.bt_dir_packets[d].saturating_add(1);
             self.bt_messages += f.messages;
             self.bt_telling |= f.telling;
+            self.framed[d] = true;
             if self.bt_packets >= 2 && self.bt_messages >= 3 && self.bt_telling {
-                return Some(Hit::payload(Label::Bittorrent));
+                return Some(if self.framed[0] && self.framed[1] {
+                    Hit::confirmed(Label::Bittorrent)
+                } else {
+                    Hit::one_way(Label::Bittorrent)
+                });
             }
         }
         if first_in_dir {
@@ -314,7 +344,7 @@ impl Inspector {
         }
         match (self.utp_id[0], self.utp_id[1]) {
             (Some(a), Some(b)) if fingerprint::utp_pair(a, b) => {
-                Some(Hit::payload(Label::BittorrentUtp))
+                Some(Hit::confirmed(Label::BittorrentUtp))
             }
             _ => None,
         }
@@ -323,21 +353,39 @@ impl Inspector {
     fn udp(&mut self, p: &PacketMeta<'_>, hosts: &HostList, first_in_dir: bool) -> Option<Hit> {
         let d = p.dir.index();
         let pl = p.payload;
-        // uTP: the kernel's pairing of connection ids across directions, and a run of
+        // Everyday protocols first: a confirmed one is final; a one-way one stands unless a
+        // P2P detector below finds something on this packet.
+        let everyday = self.everyday.udp(p, d);
+        if let Some(h) = everyday.as_ref() {
+            self.known_other = true;
+            if h.fin {
+                return everyday;
+            }
+        }
+        // uTP: the kernel's pairing of connection ids across directions, a SYN answered by
+        // a STATE on its connection id acknowledging its sequence number, and a run of
         // consecutive sequence numbers in one direction.
         if let Some(h) = self.utp_pairing(pl, d) {
             return Some(h);
         }
         if let Some(f) = bittorrent::utp_fields(pl) {
+            if let Some((sd, id, seq)) = self.utp_syn
+                && sd != d
+                && pl[0] >> 4 == 2
+                && f.0 == id
+                && pl.get(18..20) == Some(&seq.to_be_bytes()[..])
+            {
+                return Some(Hit::confirmed(Label::BittorrentUtp));
+            }
             if self.utp_seqs[d].len() < 4 {
                 self.utp_seqs[d].push(f);
             }
             if bittorrent::utp_one_way(&self.utp_seqs[d]) {
-                return Some(Hit::payload(Label::BittorrentUtp));
+                return Some(Hit::one_way(Label::BittorrentUtp));
             }
         }
         if bittorrent::dht_any_order(pl) {
-            return Some(Hit::payload(Label::BittorrentDht));
+            return Some(self.dht(pl, d));
         }
         if bittorrent::lsd(pl) {
             return Some(Hit::payload(Label::BittorrentLsd));
@@ -354,7 +402,7 @@ impl Inspector {
         if first_in_dir && p2ptv::pplive_head(pl) {
             self.pplive[d] = true;
             if self.pplive[0] && self.pplive[1] {
-                return Some(Hit::payload(Label::P2pTv));
+                return Some(Hit::confirmed(Label::P2pTv));
             }
         }
         if p2ptv::ppstream(pl, p.key.src.port(), p.key.dst.port()) {
@@ -374,7 +422,7 @@ impl Inspector {
         {
             let q = self.quic.get_or_insert_with(Default::default);
             if q.done {
-                return None;
+                return everyday;
             }
             match q.feed(pl) {
                 quic::Outcome::Sni(sni) => return Some(by_host(sni, Label::Quic, hosts)),
@@ -393,29 +441,95 @@ impl Inspector {
         if ports.iter().any(|p| matches!(p, 53 | 5353 | 5355)) && dns::udp(pl) {
             return Some(Hit::payload(Label::Dns));
         }
-        if stun(pl) || sip(pl) {
+        if crate::protocols::rtc::dtls(pl) {
             self.known_other = true;
         }
-        None
+        everyday
+    }
+
+    /// A DHT message: a query one way answered (a response or an error) the other way is
+    /// confirmed; one message alone is a provisional label.
+    fn dht(&mut self, pl: &[u8], d: usize) -> Hit {
+        let has = |pat: &[u8]| pl.windows(pat.len()).any(|w| w == pat);
+        // The canonical order puts `y` last, so its value is near the end.
+        if has(b"1:y1:q") {
+            self.dht_q[d] = true;
+        } else if has(b"1:y1:r") || has(b"1:y1:e") {
+            self.dht_r[d] = true;
+        }
+        let o = 1 - d;
+        if self.dht_q[d] && self.dht_r[o] || self.dht_r[d] && self.dht_q[o] {
+            Hit::confirmed(Label::BittorrentDht)
+        } else {
+            Hit::one_way(Label::BittorrentDht)
+        }
+    }
+
+    /// The peer-wire handshake in a direction's stream. At the stream's first byte it labels
+    /// the flow at once (provisionally); after a prefix, or only in a conflicting copy of
+    /// retransmitted bytes, it needs the other direction too. Both directions showing it,
+    /// or one showing it and the other framing as peer wire, confirm the flow.
+    fn handshake(&mut self, d: usize, pl: &[u8], push: &Push) -> Option<Hit> {
+        // A packet that frames as peer-wire messages is the other side's answer, if the
+        // handshake stood in the other direction.
+        self.framed[d] |= bittorrent::framing(pl).is_some();
+        let s = &self.streams[d];
+        let mut found = Hs::No;
+        if push.grew {
+            let from = self.searched[d].saturating_sub(HANDSHAKE.len() - 1);
+            if let Some(i) = find(&s.buf[from..], HANDSHAKE) {
+                let at = from + i;
+                found = if at == 0 { Hs::Start } else { Hs::Later };
+                let after = &s.buf[(at + HANDSHAKE_LEN).min(s.buf.len())..];
+                self.framed[d] |= bittorrent::framing(after).is_some();
+            }
+            self.searched[d] = s.buf.len();
+        } else if find(pl, HANDSHAKE).is_some() {
+            // Off the head: held out of order, or past the cap. Its place is unknown.
+            found = Hs::Later;
+        }
+        for (at, copy) in &push.conflicts {
+            let mut alt = s.buf[..(*at).min(s.buf.len())].to_vec();
+            alt.extend_from_slice(copy);
+            match find(&alt, HANDSHAKE) {
+                Some(0) => found = found.max(Hs::Start),
+                Some(_) => found = found.max(Hs::Later),
+                None => {}
+            }
+        }
+        self.hs[d] = self.hs[d].max(found);
+        let o = 1 - d;
+        let evidence = |x: usize| self.hs[x] != Hs::No || self.framed[x];
+        if self.hs[d] != Hs::No && evidence(o) || self.hs[o] != Hs::No && evidence(d) {
+            return Some(Hit::confirmed(Label::Bittorrent));
+        }
+        (self.hs[d] == Hs::Start || self.hs[o] == Hs::Start)
+            .then(|| Hit::one_way(Label::Bittorrent))
     }
 }
 
-/// Matchers that need the start of a direction's stream; the flag says the stream is a
-/// known protocol that has no label of its own (SSH).
-fn stream_start(head: &[u8], hosts: &HostList) -> (Option<Hit>, bool) {
+/// Where `pat` first stands in `hay`.
+fn find(hay: &[u8], pat: &[u8]) -> Option<usize> {
+    hay.windows(pat.len()).position(|w| w == pat)
+}
+
+/// Matchers that need the start of a direction's stream. A hit that is `fin` decided the
+/// head (its ClientHello was read): the head is not parsed again.
+fn stream_start(head: &[u8], hosts: &HostList) -> Option<Hit> {
     if tls::is_handshake_record(head) {
-        return match tls::from_records(head) {
-            tls::Hello::Done(sni) => (Some(by_host(sni, Label::Tls, hosts)), false),
-            tls::Hello::Partial | tls::Hello::No => (Some(Hit::tentative(Label::Tls)), false),
-        };
+        return Some(match tls::from_records(head) {
+            tls::Hello::Done(sni) => by_host(sni, Label::Tls, hosts),
+            tls::Hello::No => Hit::payload(Label::Tls),
+            tls::Hello::Partial => Hit::tentative(Label::Tls),
+        });
     }
     if gnutella::tcp(head) {
-        return (Some(Hit::payload(Label::Gnutella)), false);
+        return Some(Hit::payload(Label::Gnutella));
     }
     if peercast::pcp(head) {
-        return (Some(Hit::payload(Label::Peercast)), false);
+        return Some(Hit::payload(Label::Peercast));
     }
-    (None, head.starts_with(b"SSH-") || sip(head))
+    None
 }
 
 /// An HTTP request or response head in `p`.
@@ -449,10 +563,12 @@ fn host_hit(m: HostMatch) -> Hit {
                 confidence: Confidence::Hostname,
             },
             fin: true,
+            two_way: false,
         },
         HostMatch::P2p(label) => Hit {
             verdict: Verdict::new(label, Confidence::Hostname),
             fin: true,
+            two_way: false,
         },
     }
 }
@@ -463,33 +579,4 @@ fn by_host(sni: Option<String>, otherwise: Label, hosts: &HostList) -> Hit {
         Some(m) => host_hit(m),
         None => Hit::payload(otherwise),
     }
-}
-
-/// A SIP request or status line (RFC 3261).
-fn sip(p: &[u8]) -> bool {
-    p.starts_with(b"SIP/2.0 ")
-        || [
-            &b"INVITE sip:"[..],
-            b"REGISTER sip:",
-            b"OPTIONS sip:",
-            b"ACK sip:",
-            b"BYE sip:",
-            b"NOTIFY sip:",
-            b"SUBSCRIBE sip:",
-            b"MESSAGE sip:",
-            b"CANCEL sip:",
-            b"INFO sip:",
-            b"PUBLISH sip:",
-        ]
-        .iter()
-        .any(|m| p.starts_with(m))
-}
-
-/// A STUN message (RFC 5389): type with the top bits clear, length fitting the datagram, and
-/// the magic cookie.
-fn stun(p: &[u8]) -> bool {
-    p.len() >= 20
-        && p[0] & 0xc0 == 0
-        && p[4..8] == [0x21, 0x12, 0xa4, 0x42]
-        && u16::from_be_bytes([p[2], p[3]]) as usize + 20 == p.len()
 }

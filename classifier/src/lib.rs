@@ -19,12 +19,15 @@ pub mod behaviour;
 pub mod cache;
 pub mod capture;
 pub mod engine;
+mod everyday;
 pub mod flow;
 pub mod hosts;
 mod inspect;
+mod learning;
 pub mod offline;
 pub mod packet;
 pub mod protocols;
+pub mod stream;
 
 pub use capture::{CaptureError, CaptureReader, Frame};
 pub use engine::{Engine, EngineConfig, PacketMeta, Verdict};

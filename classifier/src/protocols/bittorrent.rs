@@ -130,26 +130,36 @@ pub fn dht_any_order(p: &[u8]) -> bool {
     (has(b"1:y1:q") || has(b"1:y1:r") || has(b"1:y1:e")) && has(b"1:t")
 }
 
-/// uTP in one direction: `run` holds the (connection id, timestamp, sequence number) of
-/// consecutive uTP-shaped packets of one sender. A connection keeps its id, its microsecond
-/// timestamps move forward, and its sequence numbers count up by one or two (state packets
-/// repeat theirs, so a run of three with one step of 1..=2 and none backwards is asked).
-pub fn utp_one_way(run: &[(u16, u32, u16)]) -> bool {
+/// uTP in one direction: `run` holds the (connection id, timestamp, sequence number,
+/// acknowledgement number) of consecutive uTP-shaped packets of one sender. A connection
+/// keeps its id, its microsecond timestamps move forward, its sequence numbers count up by
+/// one or two and its acknowledgements by at most 16 (state packets repeat their sequence
+/// number while acknowledging what arrives, so a run of three with some step forward and
+/// none backwards is asked).
+pub fn utp_one_way(run: &[(u16, u32, u16, u16)]) -> bool {
     run.len() >= 3
         && run.windows(2).all(|w| {
             let step = w[1].2.wrapping_sub(w[0].2);
+            let ack = w[1].3.wrapping_sub(w[0].3);
             w[0].0 == w[1].0
                 && w[1].1.wrapping_sub(w[0].1).wrapping_sub(1) < 60_000_000
                 && step <= 2
+                && ack <= 16
         })
-        && run.windows(2).any(|w| w[1].2.wrapping_sub(w[0].2) >= 1)
+        && run.windows(2).any(|w| w[1].2 != w[0].2 || w[1].3 != w[0].3)
 }
 
-/// (connection id, timestamp, sequence number) of a uTP-shaped packet.
-pub fn utp_fields(p: &[u8]) -> Option<(u16, u32, u16)> {
+/// (connection id, timestamp, sequence number, acknowledgement number) of a uTP-shaped
+/// packet.
+pub fn utp_fields(p: &[u8]) -> Option<(u16, u32, u16, u16)> {
     let id = fingerprint::utp_header(p)?;
     let ts = u32::from_be_bytes([*p.get(4)?, *p.get(5)?, *p.get(6)?, *p.get(7)?]);
-    Some((id, ts, u16::from_be_bytes([*p.get(16)?, *p.get(17)?])))
+    Some((
+        id,
+        ts,
+        u16::from_be_bytes([*p.get(16)?, *p.get(17)?]),
+        u16::from_be_bytes([*p.get(18)?, *p.get(19)?]),
+    ))
 }
 
 /// Whether the first bytes of a payload show structure that MSE's random key never has:
@@ -264,15 +274,38 @@ mod tests {
 
     #[test]
     fn utp_in_one_direction() {
-        assert!(utp_one_way(&[(7, 10, 100), (7, 20, 101), (7, 30, 102)]));
-        assert!(!utp_one_way(&[(7, 10, 100), (8, 20, 101), (7, 30, 102)]));
-        assert!(!utp_one_way(&[(7, 10, 100), (7, 20, 900), (7, 30, 901)]));
-        assert!(!utp_one_way(&[(7, 10, 100), (7, 20, 101)]));
+        assert!(utp_one_way(&[
+            (7, 10, 100, 5),
+            (7, 20, 101, 5),
+            (7, 30, 102, 5)
+        ]));
+        assert!(!utp_one_way(&[
+            (7, 10, 100, 5),
+            (8, 20, 101, 5),
+            (7, 30, 102, 5)
+        ]));
+        assert!(!utp_one_way(&[
+            (7, 10, 100, 5),
+            (7, 20, 900, 5),
+            (7, 30, 901, 5)
+        ]));
+        assert!(!utp_one_way(&[(7, 10, 100, 5), (7, 20, 101, 5)]));
+        // State packets: the sequence number stays, the acknowledgements move.
+        assert!(utp_one_way(&[
+            (7, 10, 100, 5),
+            (7, 20, 100, 6),
+            (7, 30, 100, 8)
+        ]));
+        assert!(!utp_one_way(&[
+            (7, 10, 100, 5),
+            (7, 20, 100, 900),
+            (7, 30, 100, 901)
+        ]));
         // A DHCP discover repeated: same "id", same "timestamp" (the xid), same "seq".
         assert!(!utp_one_way(&[
-            (0x0600, 5, 0),
-            (0x0600, 5, 0),
-            (0x0600, 5, 0)
+            (0x0600, 5, 0, 0),
+            (0x0600, 5, 0, 0),
+            (0x0600, 5, 0, 0)
         ]));
     }
 }

@@ -5,10 +5,14 @@
 pub mod bittorrent;
 pub mod dns;
 pub mod edonkey;
+pub mod game;
 pub mod gnutella;
 pub mod http;
 pub mod p2ptv;
 pub mod peercast;
 pub mod quic;
+pub mod remote;
+pub mod rtc;
 pub mod streaming;
 pub mod tls;
+pub mod vpn;

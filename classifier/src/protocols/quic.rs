@@ -30,6 +30,15 @@ const V2: u32 = 0x6b33_43cf;
 /// is under 2 KiB; ten times that is generous).
 const MAX_CRYPTO: usize = 16 * 1024;
 
+/// Disjoint ranges of the CRYPTO stream held at most. Clients split a ClientHello into a
+/// handful of frames (Chrome's "chaos protection" into a dozen or so, out of order); a
+/// crafted Initial of one-byte frames at alternating offsets would otherwise cost a sort
+/// and merge over thousands of ranges per frame. Past the cap the flow's hello is given up.
+pub const MAX_RANGES: usize = 32;
+
+/// Frames other than PADDING read per packet: past it the rest of the packet is skipped.
+pub const MAX_FRAMES: usize = 64;
+
 const fn hex20(s: &[u8; 40]) -> [u8; 20] {
     let mut out = [0u8; 20];
     let mut i = 0;
@@ -170,6 +179,9 @@ pub enum Outcome {
 impl Initials {
     /// Feeds one client datagram.
     pub fn feed(&mut self, dgram: &[u8]) -> Outcome {
+        if self.done {
+            return Outcome::Quic;
+        }
         if let Some(sni) = google_chlo_sni(dgram) {
             self.done = true;
             return Outcome::Sni(sni);
@@ -291,8 +303,15 @@ impl Initials {
 
     fn frames(&mut self, f: &[u8]) {
         let mut o = 0;
+        let mut frames = 0;
         while o < f.len() {
             let Some(t) = varint(f, &mut o) else { return };
+            if t != 0x00 {
+                frames += 1;
+                if frames > MAX_FRAMES {
+                    return;
+                }
+            }
             match t {
                 0x00 | 0x01 => {}
                 0x02 | 0x03 => {
@@ -325,6 +344,9 @@ impl Initials {
                     };
                     o += len;
                     self.add_crypto(off, data);
+                    if self.done {
+                        return;
+                    }
                 }
                 _ => return,
             }
@@ -348,6 +370,12 @@ impl Initials {
                 Some(last) if s <= last.1 => last.1 = last.1.max(e),
                 _ => merged.push((s, e)),
             }
+        }
+        if merged.len() > MAX_RANGES {
+            // Not a client's hello: stop collecting (and decrypting) for this flow.
+            self.done = true;
+            self.crypto = Vec::new();
+            merged.clear();
         }
         self.filled = merged;
     }
@@ -462,6 +490,44 @@ pub(crate) mod tests {
         let mut q = Initials::default();
         assert_eq!(q.feed(&initial(V1, &[9; 8], &[(30, b)])), Outcome::Quic);
         assert_eq!(q.feed(&initial(V1, &[9; 8], &[(0, a)])), want);
+    }
+
+    /// Crafted worst cases cost bounded work: thousands of one-byte CRYPTO frames at
+    /// alternating offsets (ranges never merge), and a packet of nothing but frames.
+    #[test]
+    fn crafted_initials_are_bounded() {
+        let data = [0x16u8; 1];
+        let frames: Vec<(usize, &[u8])> = (0..200).map(|i| (2 * i + 1, &data[..])).collect();
+        let mut q = Initials::default();
+        let out = q.feed(&initial(V1, &[3; 8], &frames[..60]));
+        assert_eq!(out, Outcome::Quic);
+        assert!(q.filled.len() <= MAX_RANGES);
+        assert!(q.done, "past the range cap the hello is given up");
+        assert!(q.crypto.is_empty());
+        // Later datagrams of the flow are not decrypted at all.
+        assert_eq!(
+            q.feed(&initial(V1, &[3; 8], &frames[60..100])),
+            Outcome::Quic
+        );
+        assert!(q.filled.is_empty());
+        // Frames per packet: of 200 one-byte frames only the first MAX_FRAMES are read.
+        let contiguous: Vec<(usize, &[u8])> = (0..200).map(|i| (i, &data[..])).collect();
+        let mut q = Initials::default();
+        q.feed(&initial(V1, &[4; 8], &contiguous));
+        assert_eq!(q.filled, vec![(0, MAX_FRAMES)]);
+        // A real hello in 20 out-of-order pieces still reads.
+        let hello = tls::tests::client_hello_msg(Some("rr2.googlevideo.com"));
+        let step = hello.len().div_ceil(20);
+        let mut pieces: Vec<(usize, &[u8])> = hello
+            .chunks(step)
+            .enumerate()
+            .map(|(i, c)| (i * step, c))
+            .collect();
+        pieces.reverse();
+        assert_eq!(
+            Initials::default().feed(&initial(V1, &[5; 8], &pieces)),
+            Outcome::Sni(Some("rr2.googlevideo.com".into()))
+        );
     }
 
     #[test]

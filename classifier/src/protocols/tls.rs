@@ -31,6 +31,9 @@ pub fn is_record(p: &[u8]) -> bool {
         && u16::from_be_bytes([p[3], p[4]]) <= 18_432
 }
 
+/// Handshake records read at most for one ClientHello.
+pub const MAX_RECORDS: usize = 16;
+
 /// Parses the ClientHello out of a TCP stream head (TLS records).
 pub fn from_records(stream: &[u8]) -> Hello {
     if !is_handshake_record(stream) {
@@ -39,7 +42,14 @@ pub fn from_records(stream: &[u8]) -> Hello {
     // Concatenate the handshake records' fragments, up to what is needed.
     let mut hs = Vec::with_capacity(stream.len());
     let mut o = 0;
+    let mut records = 0;
     while o + 5 <= stream.len() && stream[o] == 22 {
+        records += 1;
+        if records > MAX_RECORDS {
+            // Clients send a hello in one record, or a few when it is large (post-quantum
+            // key shares): a stream of tiny records is not a client's hello.
+            return Hello::No;
+        }
         let len = u16::from_be_bytes([stream[o + 3], stream[o + 4]]) as usize;
         let end = (o + 5 + len).min(stream.len());
         hs.extend_from_slice(&stream[o + 5..end]);
@@ -216,5 +226,15 @@ pub(crate) mod tests {
             let _ = client_hello(&m[..n]);
             let _ = from_records(&records(&m[..n], 50));
         }
+    }
+
+    /// A hello cut into one-byte records is given up after MAX_RECORDS records, not
+    /// reassembled over the whole stream head.
+    #[test]
+    fn record_floods_are_bounded() {
+        let m = client_hello_msg(Some("www.example.org"));
+        assert!(matches!(from_records(&records(&m, 1)), Hello::No));
+        let few = records(&m, m.len().div_ceil(MAX_RECORDS));
+        assert!(matches!(from_records(&few), Hello::Done(Some(_))));
     }
 }
