@@ -1,0 +1,964 @@
+//! The adversarial corpus of issue 11: BitTorrent disguised, segmented and reordered (it must
+//! still be p2p), innocent sessions after an endpoint was poisoned by one subscriber (they must
+//! keep their own label), and client-server traffic that looks like a P2P node from afar.
+//!
+//! Every case is generated here as Ethernet frames with their direction, in IPv4 and IPv6,
+//! on lab addresses only (subscribers in 100.64.0.0/10 and 2001:db8:1::/48-style prefixes,
+//! the internet side in 198.51.100.0/24, 203.0.113.0/24 and 2001:db8:ffff::/48), with ports
+//! of its own, so that no case's verdict can leak into another's through an endpoint cache.
+//! [`corpus`] lists them in the order they are to be replayed: poisoning happens before the
+//! innocent sessions it targets, inside the same case.
+//!
+//! The runners (`tests/tests/adversarial.rs`) replay the frames through `peerwarden classify`
+//! and through the gateway of a namespace lab, and compare each [`Check`]'s flow label with
+//! its exact expectation.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use peerwarden_common::Direction;
+use pnet_packet::{
+    ip::IpNextHeaderProtocols,
+    tcp::{self, MutableTcpPacket},
+};
+
+use crate::{
+    packets::{Family, TcpFlags, Vlan, ip_frame, tcp_segment, udp_frame},
+    payloads::{
+        INFO_HASH, PEER_ID, dht_get_peers_query, dht_ping_query, dht_response_with_ip,
+        peer_wire_handshake, peer_wire_message, tls_client_hello, utp_packet, utp_syn, utp_type,
+    },
+    rng::SplitMix64,
+};
+
+/// What a case attacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// BitTorrent hidden behind another protocol's first bytes, or cut and shuffled.
+    Disguise,
+    /// One subscriber teaches the classifier a lie about an endpoint; others then use it.
+    Poisoning,
+    /// Client-server traffic shaped like P2P (fan-out) or quoting P2P bytes.
+    Lookalike,
+}
+
+impl Group {
+    /// Short name for the results table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Disguise => "disguise",
+            Group::Poisoning => "poisoning",
+            Group::Lookalike => "look-alike",
+        }
+    }
+}
+
+/// A flow whose label is checked, and the label it must have.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// `tcp` or `udp`.
+    pub proto: &'static str,
+    /// The subscriber's end.
+    pub sub: SocketAddr,
+    /// The internet end.
+    pub remote: SocketAddr,
+    /// The exact label (DESIGN.md's report name, e.g. `bittorrent.utp`).
+    pub expected: &'static str,
+}
+
+/// One frame of a case.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    /// `Up`: from the subscriber side (arrives on the gateway's downlink); `Down`: from the
+    /// internet side (arrives on the uplink).
+    pub dir: Direction,
+    /// The whole Ethernet frame (untagged; the runner may rewrite the MAC addresses).
+    pub frame: Vec<u8>,
+    /// Whether the gateway runner must leave time for a deep-tier verdict after this frame
+    /// (the verdict is applied on the flow's next packet). Bulk poisoning is not paced.
+    pub paced: bool,
+}
+
+/// One adversarial case in one address family.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// What it is, e.g. `A1 tls-record-prefix`.
+    pub name: String,
+    /// What it attacks.
+    pub group: Group,
+    /// IPv4 or IPv6.
+    pub family: Family,
+    /// Every frame, in the order to replay them.
+    pub frames: Vec<Sent>,
+    /// The flows whose labels are checked (several for fan-out and poisoning cases).
+    pub checks: Vec<Check>,
+}
+
+impl Case {
+    fn new(name: &str, group: Group, family: Family) -> Case {
+        Case {
+            name: name.to_string(),
+            group,
+            family,
+            frames: Vec::new(),
+            checks: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, dir: Direction, frame: Vec<u8>) {
+        self.frames.push(Sent {
+            dir,
+            frame,
+            paced: true,
+        });
+    }
+
+    fn push_bulk(&mut self, dir: Direction, frame: Vec<u8>) {
+        self.frames.push(Sent {
+            dir,
+            frame,
+            paced: false,
+        });
+    }
+
+    fn check(
+        &mut self,
+        proto: &'static str,
+        sub: SocketAddr,
+        remote: SocketAddr,
+        expected: &'static str,
+    ) {
+        self.checks.push(Check {
+            proto,
+            sub,
+            remote,
+            expected,
+        });
+    }
+}
+
+/// An address of the lab plan in `family`: `v4` for IPv4, else `v6` (the interface id).
+fn host(family: Family, v4: [u8; 4], v6: [u16; 8]) -> IpAddr {
+    match family {
+        Family::V4 => Ipv4Addr::from(v4).into(),
+        Family::V6 => Ipv6Addr::from(v6).into(),
+    }
+}
+
+/// A subscriber: 100.64.`net`.`id` / 2001:db8:`net`::`id` (hex digits as written).
+fn subscriber(family: Family, net: u8, id: u8) -> IpAddr {
+    host(
+        family,
+        [100, 64, net, id],
+        [0x2001, 0xdb8, u16::from(net), 0, 0, 0, 0, u16::from(id)],
+    )
+}
+
+/// An internet host: 198.51.100.`id` / 2001:db8:ffff::`id`.
+fn internet(family: Family, id: u8) -> IpAddr {
+    host(
+        family,
+        [198, 51, 100, id],
+        [0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, u16::from(id)],
+    )
+}
+
+/// A server in the second internet range: 203.0.113.`id` / 2001:db8:ffff:113::`id`.
+fn server(family: Family, id: u8) -> IpAddr {
+    host(
+        family,
+        [203, 0, 113, id],
+        [0x2001, 0xdb8, 0xffff, 0x113, 0, 0, 0, u16::from(id)],
+    )
+}
+
+/// A UDP conversation between a subscriber and a remote end.
+#[derive(Clone, Copy)]
+struct Udp {
+    sub: SocketAddr,
+    remote: SocketAddr,
+}
+
+impl Udp {
+    fn frame(&self, dir: Direction, payload: &[u8]) -> Vec<u8> {
+        match dir {
+            Direction::Up => udp_frame(Vlan::Untagged, self.sub, self.remote, payload),
+            Direction::Down => udp_frame(Vlan::Untagged, self.remote, self.sub, payload),
+        }
+    }
+}
+
+/// A TCP connection with real sequence numbers, so that segmentation, reordering and
+/// overlapping retransmissions mean what they say.
+struct Tcp {
+    sub: SocketAddr,
+    remote: SocketAddr,
+    /// Next sequence number of each direction (`Up`, `Down`).
+    next: [u32; 2],
+}
+
+impl Tcp {
+    fn new(sub: SocketAddr, remote: SocketAddr) -> Tcp {
+        Tcp {
+            sub,
+            remote,
+            next: [0x1000_0000, 0x5000_0000],
+        }
+    }
+
+    /// A segment going `dir` at `seq`, acknowledging what the other side sent so far.
+    fn segment(&self, dir: Direction, flags: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let (src, dst, ack) = match dir {
+            Direction::Up => (self.sub, self.remote, self.next[1]),
+            Direction::Down => (self.remote, self.sub, self.next[0]),
+        };
+        let mut seg = tcp_segment(src, dst, flags, payload);
+        {
+            let mut t = MutableTcpPacket::new(&mut seg).expect("a TCP header");
+            t.set_sequence(seq);
+            t.set_acknowledgement(if flags & TcpFlags::ACK != 0 { ack } else { 0 });
+            let sum = match (src.ip(), dst.ip()) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => tcp::ipv4_checksum(&t.to_immutable(), &s, &d),
+                (IpAddr::V6(s), IpAddr::V6(d)) => tcp::ipv6_checksum(&t.to_immutable(), &s, &d),
+                _ => unreachable!("one family per connection"),
+            };
+            t.set_checksum(sum);
+        }
+        ip_frame(
+            Vlan::Untagged,
+            src.ip(),
+            dst.ip(),
+            IpNextHeaderProtocols::Tcp,
+            &seg,
+        )
+    }
+
+    /// SYN, SYN-ACK, ACK.
+    fn open(&mut self, case: &mut Case) {
+        case.push(
+            Direction::Up,
+            self.segment(Direction::Up, TcpFlags::SYN, self.next[0], &[]),
+        );
+        self.next[0] += 1;
+        case.push(
+            Direction::Down,
+            self.segment(
+                Direction::Down,
+                TcpFlags::SYN | TcpFlags::ACK,
+                self.next[1],
+                &[],
+            ),
+        );
+        self.next[1] += 1;
+        case.push(
+            Direction::Up,
+            self.segment(Direction::Up, TcpFlags::ACK, self.next[0], &[]),
+        );
+    }
+
+    /// One in-order data segment going `dir`.
+    fn send(&mut self, case: &mut Case, dir: Direction, payload: &[u8]) {
+        let i = dir as usize;
+        let f = self.segment(dir, TcpFlags::PSH | TcpFlags::ACK, self.next[i], payload);
+        self.next[i] = self.next[i].wrapping_add(payload.len() as u32);
+        case.push(dir, f);
+    }
+
+    /// `payload` going `dir` as segments of `sizes` bytes (the last takes the rest), sent
+    /// in the order `order` gives (indices into the segments); the stream then continues
+    /// after the whole payload.
+    fn send_pieces(
+        &mut self,
+        case: &mut Case,
+        dir: Direction,
+        payload: &[u8],
+        size: usize,
+        order: &[usize],
+    ) {
+        let i = dir as usize;
+        let start = self.next[i];
+        let pieces: Vec<(u32, &[u8])> = payload
+            .chunks(size)
+            .enumerate()
+            .map(|(k, c)| (start.wrapping_add((k * size) as u32), c))
+            .collect();
+        assert_eq!(order.len(), pieces.len(), "an order for every piece");
+        for &k in order {
+            let (seq, bytes) = pieces[k];
+            let f = self.segment(dir, TcpFlags::PSH | TcpFlags::ACK, seq, bytes);
+            case.push(dir, f);
+        }
+        self.next[i] = start.wrapping_add(payload.len() as u32);
+    }
+
+    /// Two different copies of the same stretch of `dir`'s stream, `first` then `second`
+    /// (an overlapping retransmission whose content changed); the stream continues after.
+    fn send_twice(&mut self, case: &mut Case, dir: Direction, first: &[u8], second: &[u8]) {
+        let i = dir as usize;
+        let seq = self.next[i];
+        for copy in [first, second] {
+            let f = self.segment(dir, TcpFlags::PSH | TcpFlags::ACK, seq, copy);
+            case.push(dir, f);
+        }
+        self.next[i] = seq.wrapping_add(first.len().max(second.len()) as u32);
+    }
+}
+
+/// A 10-byte TLS application-data record (type 23, TLS 1.2, 5 bytes of "ciphertext").
+pub fn tls_app_data_record() -> Vec<u8> {
+    vec![0x17, 0x03, 0x03, 0x00, 0x05, 0x8e, 0x21, 0x4c, 0xd7, 0x93]
+}
+
+/// An HTTP GET for YouTube's home page.
+pub fn http_get_youtube() -> Vec<u8> {
+    b"GET / HTTP/1.1\r\nHost: www.youtube.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\nAccept: */*\r\n\r\n".to_vec()
+}
+
+/// A BEP 14 local service discovery announce, as one subscriber sends it (unicast) to an
+/// endpoint it wants the classifier to take for a BitTorrent peer.
+pub fn lsd_announce(port: u16) -> Vec<u8> {
+    let hex: String = INFO_HASH.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "BT-SEARCH * HTTP/1.1\r\nHost: 239.192.152.143:6771\r\nPort: {port}\r\nInfohash: {hex}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The peer-wire messages after both handshakes: interested, unchoke, a request and the
+/// start of its piece, so that a verdict has packets to land on in both directions.
+fn peer_wire_tail(tcp: &mut Tcp, case: &mut Case) {
+    let mut request = Vec::new();
+    for v in [0u32, 0, 16384] {
+        request.extend_from_slice(&v.to_be_bytes());
+    }
+    let mut piece = vec![0u8; 8];
+    piece.extend((0..1000u32).map(|i| (i * 7) as u8));
+    tcp.send(case, Direction::Up, &peer_wire_message(2, &[]));
+    tcp.send(case, Direction::Down, &peer_wire_message(1, &[]));
+    tcp.send(case, Direction::Up, &peer_wire_message(6, &request));
+    tcp.send(case, Direction::Down, &peer_wire_message(7, &piece));
+}
+
+/// Ports of the `i`-th disguise case: distinct for every case, both ends high.
+fn disguise_ends(family: Family, i: u16) -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::new(subscriber(family, 2, 0x10), 40_000 + i * 10),
+        SocketAddr::new(internet(family, 100), 20_000 + i * 10),
+    )
+}
+
+/// A peer-wire connection whose client stream starts with `prefix` (its own segment), then
+/// the handshake; the server answers with its handshake; peer-wire messages follow.
+fn prefixed_handshake(name: &str, family: Family, i: u16, prefix: &[u8]) -> Case {
+    let mut case = Case::new(name, Group::Disguise, family);
+    let (sub, remote) = disguise_ends(family, i);
+    let mut tcp = Tcp::new(sub, remote);
+    tcp.open(&mut case);
+    tcp.send(&mut case, Direction::Up, prefix);
+    tcp.send(
+        &mut case,
+        Direction::Up,
+        &peer_wire_handshake(&INFO_HASH, &PEER_ID),
+    );
+    tcp.send(
+        &mut case,
+        Direction::Down,
+        &peer_wire_handshake(&INFO_HASH, b"-TR4050-mnopqrstuvwx"),
+    );
+    peer_wire_tail(&mut tcp, &mut case);
+    case.check("tcp", sub, remote, "bittorrent");
+    case
+}
+
+/// A peer-wire connection whose client handshake is cut into `size`-byte segments sent in
+/// `order`.
+fn cut_handshake(name: &str, family: Family, i: u16, size: usize, order: &[usize]) -> Case {
+    let mut case = Case::new(name, Group::Disguise, family);
+    let (sub, remote) = disguise_ends(family, i);
+    let mut tcp = Tcp::new(sub, remote);
+    tcp.open(&mut case);
+    let hs = peer_wire_handshake(&INFO_HASH, &PEER_ID);
+    tcp.send_pieces(&mut case, Direction::Up, &hs, size, order);
+    tcp.send(
+        &mut case,
+        Direction::Down,
+        &peer_wire_handshake(&INFO_HASH, b"-TR4050-mnopqrstuvwx"),
+    );
+    peer_wire_tail(&mut tcp, &mut case);
+    case.check("tcp", sub, remote, "bittorrent");
+    case
+}
+
+/// The client handshake sent twice at the same sequence number, once as junk and once for
+/// real, in the order given.
+fn overlapping_handshake(name: &str, family: Family, i: u16, junk_first: bool) -> Case {
+    let mut case = Case::new(name, Group::Disguise, family);
+    let (sub, remote) = disguise_ends(family, i);
+    let mut tcp = Tcp::new(sub, remote);
+    tcp.open(&mut case);
+    let hs = peer_wire_handshake(&INFO_HASH, &PEER_ID);
+    let junk = SplitMix64::new(0xad_0006 + u64::from(i)).bytes(hs.len());
+    let (first, second) = if junk_first {
+        (&junk, &hs)
+    } else {
+        (&hs, &junk)
+    };
+    tcp.send_twice(&mut case, Direction::Up, first, second);
+    tcp.send(
+        &mut case,
+        Direction::Down,
+        &peer_wire_handshake(&INFO_HASH, b"-TR4050-mnopqrstuvwx"),
+    );
+    peer_wire_tail(&mut tcp, &mut case);
+    case.check("tcp", sub, remote, "bittorrent");
+    case
+}
+
+/// A peer-wire connection picked up mid-flow (no SYN, no handshake seen) whose first client
+/// bytes are a TLS record, then peer-wire messages both ways.
+fn mid_flow_after_prefix(family: Family, i: u16) -> Case {
+    let mut case = Case::new("A7 mid-flow-after-tls-record", Group::Disguise, family);
+    let (sub, remote) = disguise_ends(family, i);
+    let mut tcp = Tcp::new(sub, remote);
+    let requests = |from: u32| -> Vec<u8> {
+        (from..from + 3)
+            .flat_map(|index| {
+                let mut b = Vec::new();
+                for v in [index, 0, 16384] {
+                    b.extend_from_slice(&v.to_be_bytes());
+                }
+                peer_wire_message(6, &b)
+            })
+            .collect()
+    };
+    let haves = |from: u32| -> Vec<u8> {
+        (from..from + 3)
+            .flat_map(|k| peer_wire_message(4, &k.to_be_bytes()))
+            .collect()
+    };
+    tcp.send(&mut case, Direction::Up, &tls_app_data_record());
+    tcp.send(&mut case, Direction::Up, &requests(10));
+    tcp.send(&mut case, Direction::Down, &haves(40));
+    tcp.send(&mut case, Direction::Up, &requests(13));
+    tcp.send(&mut case, Direction::Down, &haves(43));
+    tcp.send(&mut case, Direction::Up, &requests(16));
+    tcp.send(&mut case, Direction::Down, &haves(46));
+    case.check("tcp", sub, remote, "bittorrent");
+    case
+}
+
+/// uTP after a junk datagram on the same 5-tuple: SYN, STATE with the paired connection id,
+/// then the peer-wire handshakes as uTP data.
+fn utp_after_junk(family: Family, i: u16) -> Case {
+    let mut case = Case::new("A8 utp-after-junk-datagram", Group::Disguise, family);
+    let (sub, remote) = disguise_ends(family, i);
+    let u = Udp { sub, remote };
+    let recv_id: u16 = 0x3a51;
+    case.push(
+        Direction::Up,
+        u.frame(Direction::Up, &SplitMix64::new(0xad_0008).bytes(40)),
+    );
+    case.push(Direction::Up, u.frame(Direction::Up, &utp_syn(recv_id)));
+    case.push(
+        Direction::Down,
+        u.frame(
+            Direction::Down,
+            &utp_packet(utp_type::STATE, recv_id, 1200, 0x7001, 1, &[]),
+        ),
+    );
+    let hs = peer_wire_handshake(&INFO_HASH, &PEER_ID);
+    case.push(
+        Direction::Up,
+        u.frame(
+            Direction::Up,
+            &utp_packet(utp_type::DATA, recv_id + 1, 900, 2, 0x7001, &hs),
+        ),
+    );
+    let hs2 = peer_wire_handshake(&INFO_HASH, b"-TR4050-mnopqrstuvwx");
+    case.push(
+        Direction::Down,
+        u.frame(
+            Direction::Down,
+            &utp_packet(utp_type::DATA, recv_id, 800, 0x7002, 2, &hs2),
+        ),
+    );
+    case.push(
+        Direction::Up,
+        u.frame(
+            Direction::Up,
+            &utp_packet(utp_type::STATE, recv_id + 1, 700, 3, 0x7002, &[]),
+        ),
+    );
+    case.push(
+        Direction::Down,
+        u.frame(
+            Direction::Down,
+            &utp_packet(utp_type::STATE, recv_id, 600, 0x7003, 3, &[]),
+        ),
+    );
+    case.check("udp", sub, remote, "bittorrent.utp");
+    case
+}
+
+/// A DHT ping answered by a response, then a get_peers.
+fn dht_exchange(family: Family, i: u16) -> Case {
+    let mut case = Case::new("A9 dht-query-response", Group::Disguise, family);
+    let (sub, remote) = disguise_ends(family, i);
+    let u = Udp { sub, remote };
+    let node: [u8; 20] = *b"abcdefghij0123456789";
+    let other: [u8; 20] = *b"mnopqrstuv9876543210";
+    case.push(
+        Direction::Up,
+        u.frame(Direction::Up, &dht_ping_query(&node)),
+    );
+    case.push(
+        Direction::Down,
+        u.frame(Direction::Down, &dht_response_with_ip(sub, &other)),
+    );
+    case.push(
+        Direction::Up,
+        u.frame(Direction::Up, &dht_get_peers_query(&node, &INFO_HASH)),
+    );
+    case.push(
+        Direction::Down,
+        u.frame(Direction::Down, &dht_response_with_ip(sub, &other)),
+    );
+    case.check("udp", sub, remote, "bittorrent.dht");
+    case
+}
+
+/// Every disguise case in `family`.
+pub fn disguise(family: Family) -> Vec<Case> {
+    let hs_len = peer_wire_handshake(&INFO_HASH, &PEER_ID).len();
+    let one_byte: Vec<usize> = (0..hs_len).collect();
+    vec![
+        prefixed_handshake("A1 tls-record-prefix", family, 1, &tls_app_data_record()),
+        prefixed_handshake("A2 http-youtube-prefix", family, 2, &http_get_youtube()),
+        prefixed_handshake(
+            "A3 tls-sni-netflix-prefix",
+            family,
+            3,
+            &tls_client_hello("www.netflix.com"),
+        ),
+        cut_handshake("A4 handshake-1-byte-segments", family, 4, 1, &one_byte),
+        cut_handshake("A5 handshake-out-of-order", family, 5, 17, &[1, 3, 0, 2]),
+        overlapping_handshake("A6a overlap-junk-then-handshake", family, 6, true),
+        overlapping_handshake("A6b overlap-handshake-then-junk", family, 7, false),
+        mid_flow_after_prefix(family, 8),
+        utp_after_junk(family, 9),
+        dht_exchange(family, 10),
+    ]
+}
+
+/// The endpoints the poisoners lie about: a WireGuard server, an SSH server, an OpenVPN
+/// server.
+fn wireguard_server(family: Family) -> SocketAddr {
+    SocketAddr::new(internet(family, 20), 51820)
+}
+fn ssh_server(family: Family) -> SocketAddr {
+    SocketAddr::new(internet(family, 21), 22)
+}
+fn openvpn_server(family: Family) -> SocketAddr {
+    SocketAddr::new(internet(family, 22), 1194)
+}
+
+/// Subscribers that poison: A (100.64.1.10, as in the issue) sends 50 of each lie, three
+/// others 10 each.
+const POISONERS: [(u8, usize); 4] = [(0x10, 50), (0x11, 10), (0x12, 10), (0x13, 10)];
+/// The innocent subscribers B and C.
+const INNOCENTS: [u8; 2] = [0x40, 0x41];
+
+/// LSD datagrams from every poisoner to `target` (each from its own port), then one
+/// BitTorrent handshake over TCP from A to `target`'s port that nobody answers, and for TCP
+/// services an LSD announce as a TCP stream's first bytes.
+fn poison(case: &mut Case, family: Family, target: SocketAddr, tcp_service: bool, base_port: u16) {
+    for (id, count) in POISONERS {
+        let addr = subscriber(family, 1, id);
+        for k in 0..count {
+            let u = Udp {
+                sub: SocketAddr::new(addr, base_port + k as u16),
+                remote: target,
+            };
+            case.push_bulk(
+                Direction::Up,
+                u.frame(Direction::Up, &lsd_announce(target.port())),
+            );
+        }
+    }
+    let a = subscriber(family, 1, 0x10);
+    let mut hs = Tcp::new(SocketAddr::new(a, base_port + 100), target);
+    case.push(
+        Direction::Up,
+        hs.segment(Direction::Up, TcpFlags::SYN, hs.next[0], &[]),
+    );
+    hs.next[0] += 1;
+    let f = hs.segment(
+        Direction::Up,
+        TcpFlags::PSH | TcpFlags::ACK,
+        hs.next[0],
+        &peer_wire_handshake(&INFO_HASH, &PEER_ID),
+    );
+    case.push(Direction::Up, f);
+    if tcp_service {
+        let mut lsd = Tcp::new(SocketAddr::new(a, base_port + 101), target);
+        lsd.open(case);
+        lsd.send(case, Direction::Up, &lsd_announce(target.port()));
+        lsd.send(case, Direction::Up, &lsd_announce(target.port()));
+    }
+}
+
+/// WireGuard: handshake initiation (148 bytes), response (92 bytes, receiver = the
+/// initiator's sender index), then transport data both ways.
+fn wireguard_session(case: &mut Case, u: Udp, seed: u64) {
+    let mut r = SplitMix64::new(seed);
+    let init_index = (r.next_u64() as u32).to_le_bytes();
+    let resp_index = (r.next_u64() as u32).to_le_bytes();
+    let mut init = vec![1, 0, 0, 0];
+    init.extend_from_slice(&init_index);
+    init.extend(r.bytes(148 - 8));
+    let mut resp = vec![2, 0, 0, 0];
+    resp.extend_from_slice(&resp_index);
+    resp.extend_from_slice(&init_index);
+    resp.extend(r.bytes(92 - 12));
+    assert_eq!((init.len(), resp.len()), (148, 92));
+    case.push(Direction::Up, u.frame(Direction::Up, &init));
+    case.push(Direction::Down, u.frame(Direction::Down, &resp));
+    for n in 0..4u64 {
+        for (dir, receiver) in [(Direction::Up, resp_index), (Direction::Down, init_index)] {
+            let mut data = vec![4, 0, 0, 0];
+            data.extend_from_slice(&receiver);
+            data.extend_from_slice(&n.to_le_bytes());
+            let len = 16 + 16 * r.range(2, 60);
+            data.extend(r.bytes(len));
+            case.push(dir, u.frame(dir, &data));
+        }
+    }
+}
+
+/// OpenVPN over UDP without tls-auth: hard reset client v2, hard reset server v2, an ACK,
+/// then P_DATA_V2 both ways.
+fn openvpn_session(case: &mut Case, u: Udp, seed: u64) {
+    let mut r = SplitMix64::new(seed);
+    let client_sid = r.bytes(8);
+    let server_sid = r.bytes(8);
+    let mut reset_client = vec![7 << 3];
+    reset_client.extend_from_slice(&client_sid);
+    reset_client.push(0); // no ACKs
+    reset_client.extend_from_slice(&0u32.to_be_bytes()); // packet id
+    let mut reset_server = vec![8 << 3];
+    reset_server.extend_from_slice(&server_sid);
+    reset_server.push(1); // one ACK: the client's packet 0
+    reset_server.extend_from_slice(&0u32.to_be_bytes());
+    reset_server.extend_from_slice(&client_sid);
+    reset_server.extend_from_slice(&0u32.to_be_bytes());
+    let mut ack = vec![5 << 3];
+    ack.extend_from_slice(&client_sid);
+    ack.push(1);
+    ack.extend_from_slice(&0u32.to_be_bytes());
+    ack.extend_from_slice(&server_sid);
+    case.push(Direction::Up, u.frame(Direction::Up, &reset_client));
+    case.push(Direction::Down, u.frame(Direction::Down, &reset_server));
+    case.push(Direction::Up, u.frame(Direction::Up, &ack));
+    for n in 1..=4u32 {
+        for dir in [Direction::Up, Direction::Down] {
+            let mut data = vec![9 << 3, 0, 0, 1]; // key id 0, peer id 1
+            data.extend_from_slice(&n.to_be_bytes());
+            let len = 16 * r.range(3, 60);
+            data.extend(r.bytes(len));
+            case.push(dir, u.frame(dir, &data));
+        }
+    }
+}
+
+/// An SSH binary packet (RFC 4253 section 6) around `payload`, padded to 8 bytes.
+fn ssh_packet(payload: &[u8]) -> Vec<u8> {
+    let mut pad = 8 - (payload.len() + 5) % 8;
+    if pad < 4 {
+        pad += 8;
+    }
+    let len = u32::try_from(1 + payload.len() + pad).expect("short packet");
+    let mut p = len.to_be_bytes().to_vec();
+    p.push(pad as u8);
+    p.extend_from_slice(payload);
+    p.extend(std::iter::repeat_n(0u8, pad));
+    p
+}
+
+/// SSH: version strings both ways, KEXINIT both ways, then encrypted-looking packets.
+fn ssh_session(case: &mut Case, tcp: &mut Tcp, seed: u64) {
+    let mut r = SplitMix64::new(seed);
+    tcp.open(case);
+    tcp.send(case, Direction::Up, b"SSH-2.0-OpenSSH_9.2\r\n");
+    tcp.send(
+        case,
+        Direction::Down,
+        b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n",
+    );
+    let mut kexinit = vec![20];
+    kexinit.extend(r.bytes(16));
+    for list in [
+        "curve25519-sha256,ecdh-sha2-nistp256",
+        "ssh-ed25519,rsa-sha2-512",
+        "chacha20-poly1305@openssh.com,aes128-ctr",
+        "chacha20-poly1305@openssh.com,aes128-ctr",
+        "hmac-sha2-256-etm@openssh.com",
+        "hmac-sha2-256-etm@openssh.com",
+        "none,zlib@openssh.com",
+        "none,zlib@openssh.com",
+        "",
+        "",
+    ] {
+        kexinit.extend_from_slice(&(list.len() as u32).to_be_bytes());
+        kexinit.extend_from_slice(list.as_bytes());
+    }
+    kexinit.extend_from_slice(&[0, 0, 0, 0, 0]);
+    tcp.send(case, Direction::Up, &ssh_packet(&kexinit));
+    tcp.send(case, Direction::Down, &ssh_packet(&kexinit));
+    for _ in 0..4 {
+        for dir in [Direction::Up, Direction::Down] {
+            let len = 4 + 16 * r.range(2, 20) + 16;
+            tcp.send(case, dir, &r.bytes(len));
+        }
+    }
+}
+
+/// Every poisoning case in `family`: the lies first, then two innocent subscribers' sessions
+/// with the endpoint lied about.
+pub fn poisoning(family: Family) -> Vec<Case> {
+    let mut out = Vec::new();
+    let mut wg = Case::new("B1 poisoned-wireguard", Group::Poisoning, family);
+    let w = wireguard_server(family);
+    poison(&mut wg, family, w, false, 30_000);
+    for (k, id) in INNOCENTS.into_iter().enumerate() {
+        let u = Udp {
+            sub: SocketAddr::new(subscriber(family, 1, id), 41_000 + k as u16),
+            remote: w,
+        };
+        wireguard_session(&mut wg, u, 0xb1 + k as u64);
+        wg.check("udp", u.sub, u.remote, "vpn.wireguard");
+    }
+    out.push(wg);
+
+    let mut ovpn = Case::new("B2 poisoned-openvpn", Group::Poisoning, family);
+    let o = openvpn_server(family);
+    poison(&mut ovpn, family, o, false, 31_000);
+    for (k, id) in INNOCENTS.into_iter().enumerate() {
+        let u = Udp {
+            sub: SocketAddr::new(subscriber(family, 1, id), 42_000 + k as u16),
+            remote: o,
+        };
+        openvpn_session(&mut ovpn, u, 0xb2 + k as u64);
+        ovpn.check("udp", u.sub, u.remote, "vpn.openvpn");
+    }
+    out.push(ovpn);
+
+    let mut ssh = Case::new("B3 poisoned-ssh", Group::Poisoning, family);
+    let s = ssh_server(family);
+    poison(&mut ssh, family, s, true, 32_000);
+    for (k, id) in INNOCENTS.into_iter().enumerate() {
+        let sub = SocketAddr::new(subscriber(family, 1, id), 43_000 + k as u16);
+        let mut tcp = Tcp::new(sub, s);
+        ssh_session(&mut ssh, &mut tcp, 0xb3 + k as u64);
+        ssh.check("tcp", sub, s, "ssh");
+    }
+    out.push(ssh);
+    out
+}
+
+/// A DNS answer to `query` with one A record.
+fn dns_answer(query: &[u8]) -> Vec<u8> {
+    let mut p = query.to_vec();
+    p[2..4].copy_from_slice(&[0x81, 0x80]);
+    p[6..8].copy_from_slice(&[0, 1]);
+    p.extend_from_slice(&[
+        0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 192, 0, 2, 80,
+    ]);
+    p
+}
+
+/// One local port talking to 20 servers on one well-known port, each a request and its
+/// answer. `exchange(k)` gives the request and the answer for server `k`.
+fn fan_out(
+    name: &str,
+    family: Family,
+    local_port: u16,
+    first_server: u8,
+    port: u16,
+    expected: &'static str,
+    exchange: impl Fn(u16) -> (Vec<u8>, Vec<u8>),
+) -> Case {
+    let mut case = Case::new(name, Group::Lookalike, family);
+    let sub = SocketAddr::new(subscriber(family, 3, 0x10), local_port);
+    for k in 0..20u8 {
+        let u = Udp {
+            sub,
+            remote: SocketAddr::new(server(family, first_server + k), port),
+        };
+        let (req, resp) = exchange(u16::from(k));
+        case.push(Direction::Up, u.frame(Direction::Up, &req));
+        case.push(Direction::Down, u.frame(Direction::Down, &resp));
+        case.check("udp", u.sub, u.remote, expected);
+    }
+    case
+}
+
+/// NTP client request (mode 3) and server answer (mode 4), 48 bytes each.
+fn ntp_exchange(k: u16) -> (Vec<u8>, Vec<u8>) {
+    let mut r = SplitMix64::new(0xc2 + u64::from(k));
+    let mut req = vec![0x23, 0, 6, 0xec];
+    req.extend(std::iter::repeat_n(0u8, 36));
+    req.extend(r.bytes(8)); // transmit timestamp
+    let mut resp = vec![0x24, 2, 6, 0xe9];
+    resp.extend(r.bytes(12));
+    resp.extend_from_slice(&req[40..48]); // origin = the request's transmit time
+    resp.extend(r.bytes(16));
+    (req, resp)
+}
+
+/// RADIUS Access-Request (User-Name, User-Password, NAS-IP-Address) and an Access-Reject.
+fn radius_exchange(k: u16) -> (Vec<u8>, Vec<u8>) {
+    let mut r = SplitMix64::new(0xc3 + u64::from(k));
+    let id = k as u8;
+    let mut attrs = vec![1, 19];
+    attrs.extend_from_slice(b"alice@isp.example");
+    attrs.extend_from_slice(&[2, 18]);
+    attrs.extend(r.bytes(16));
+    attrs.extend_from_slice(&[4, 6, 100, 64, 3, 1]);
+    let mut req = vec![1, id];
+    req.extend_from_slice(&((20 + attrs.len()) as u16).to_be_bytes());
+    req.extend(r.bytes(16));
+    req.extend(attrs);
+    let mut resp = vec![3, id, 0, 20];
+    resp.extend(r.bytes(16));
+    (req, resp)
+}
+
+/// A web page over plain HTTP whose body quotes the peer-wire protocol string at the start
+/// of a segment, in the server's direction only.
+fn http_quoting_bittorrent(family: Family) -> Case {
+    let mut case = Case::new("C4 http-body-quotes-handshake", Group::Lookalike, family);
+    let sub = SocketAddr::new(subscriber(family, 3, 0x10), 44_080);
+    let remote = SocketAddr::new(server(family, 200), 80);
+    let mut tcp = Tcp::new(sub, remote);
+    tcp.open(&mut case);
+    tcp.send(
+        &mut case,
+        Direction::Up,
+        b"GET /wiki/BitTorrent HTTP/1.1\r\nHost: wiki.example.org\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n",
+    );
+    let mut body = b"\x13BitTorrent protocol".to_vec();
+    body.extend_from_slice(
+        b" is how a peer-wire handshake starts: a length byte of 19, then the protocol name, \
+          eight reserved bytes, the info hash and the peer id.</p></body></html>\n",
+    );
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tcp.send(&mut case, Direction::Down, head.as_bytes());
+    tcp.send(&mut case, Direction::Down, &body);
+    tcp.send(
+        &mut case,
+        Direction::Up,
+        b"GET /favicon.ico HTTP/1.1\r\nHost: wiki.example.org\r\nUser-Agent: curl/8.5.0\r\n\r\n",
+    );
+    tcp.send(
+        &mut case,
+        Direction::Down,
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+    );
+    case.check("tcp", sub, remote, "http");
+    case
+}
+
+/// Every look-alike case in `family`.
+pub fn lookalikes(family: Family) -> Vec<Case> {
+    vec![
+        fan_out("C1 dns-fan-out", family, 53_053, 101, 53, "dns", |k| {
+            let q = crate::payloads::dns_query(0x1000 + k, &format!("host{k}.example.com"));
+            let a = dns_answer(&q);
+            (q, a)
+        }),
+        fan_out(
+            "C2 ntp-fan-out",
+            family,
+            50_123,
+            121,
+            123,
+            "unknown",
+            ntp_exchange,
+        ),
+        fan_out(
+            "C3 radius-fan-out",
+            family,
+            51_812,
+            141,
+            1812,
+            "unknown",
+            radius_exchange,
+        ),
+        http_quoting_bittorrent(family),
+    ]
+}
+
+/// The whole corpus, in replay order: every case in IPv4, then every case in IPv6.
+pub fn corpus() -> Vec<Case> {
+    let mut out = Vec::new();
+    for family in Family::ALL {
+        out.extend(disguise(family));
+        out.extend(poisoning(family));
+        out.extend(lookalikes(family));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_checked_flow_is_distinct_and_every_case_has_frames() {
+        let corpus = corpus();
+        let mut seen = HashSet::new();
+        for case in &corpus {
+            assert!(!case.frames.is_empty(), "{}: no frames", case.name);
+            assert!(!case.checks.is_empty(), "{}: nothing checked", case.name);
+            for c in &case.checks {
+                assert!(
+                    seen.insert((c.proto, c.sub, c.remote)),
+                    "{}: flow {} {} -> {} checked twice",
+                    case.name,
+                    c.proto,
+                    c.sub,
+                    c.remote
+                );
+            }
+        }
+        assert_eq!(corpus.len(), 2 * (10 + 3 + 4));
+    }
+
+    #[test]
+    fn wireguard_messages_have_their_sizes() {
+        let mut case = Case::new("t", Group::Poisoning, Family::V4);
+        let u = Udp {
+            sub: "100.64.1.40:1".parse().expect("addr"),
+            remote: "198.51.100.20:51820".parse().expect("addr"),
+        };
+        wireguard_session(&mut case, u, 1);
+        // Ethernet 14 + IPv4 20 + UDP 8 before the message.
+        assert_eq!(case.frames[0].frame.len() - 42, 148);
+        assert_eq!(case.frames[1].frame.len() - 42, 92);
+        assert_eq!(case.frames[0].frame[42..46], [1, 0, 0, 0]);
+        assert_eq!(
+            case.frames[1].frame[42 + 8..42 + 12],
+            case.frames[0].frame[42 + 4..42 + 8]
+        );
+    }
+
+    #[test]
+    fn lsd_announce_is_bep14() {
+        let p = String::from_utf8(lsd_announce(51820)).expect("ascii");
+        assert!(p.starts_with("BT-SEARCH * HTTP/1.1\r\nHost: 239.192.152.143:6771\r\nPort: 51820\r\nInfohash: 123456789abcdef0"));
+        assert!(p.ends_with("\r\n\r\n"));
+    }
+}
