@@ -349,6 +349,17 @@ fn disguise_ends(family: Family, i: u16) -> (SocketAddr, SocketAddr) {
 /// A peer-wire connection whose client stream starts with `prefix` (its own segment), then
 /// the handshake; the server answers with its handshake; peer-wire messages follow.
 fn prefixed_handshake(name: &str, family: Family, i: u16, prefix: &[u8]) -> Case {
+    prefixed_both(name, family, i, prefix, None)
+}
+
+/// As [`prefixed_handshake`], and the server's stream starts with `server_prefix` if given.
+fn prefixed_both(
+    name: &str,
+    family: Family,
+    i: u16,
+    prefix: &[u8],
+    server_prefix: Option<&[u8]>,
+) -> Case {
     let mut case = Case::new(name, Group::Disguise, family);
     let (sub, remote) = disguise_ends(family, i);
     let mut tcp = Tcp::new(sub, remote);
@@ -359,6 +370,9 @@ fn prefixed_handshake(name: &str, family: Family, i: u16, prefix: &[u8]) -> Case
         Direction::Up,
         &peer_wire_handshake(&INFO_HASH, &PEER_ID),
     );
+    if let Some(p) = server_prefix {
+        tcp.send(&mut case, Direction::Down, p);
+    }
     tcp.send(
         &mut case,
         Direction::Down,
@@ -369,8 +383,8 @@ fn prefixed_handshake(name: &str, family: Family, i: u16, prefix: &[u8]) -> Case
     case
 }
 
-/// A peer-wire connection whose client handshake is cut into `size`-byte segments sent in
-/// `order`.
+/// A peer-wire connection whose handshakes, both ways, are cut into `size`-byte segments
+/// sent in `order` (a handshake answered in one piece would give the game away by itself).
 fn cut_handshake(name: &str, family: Family, i: u16, size: usize, order: &[usize]) -> Case {
     let mut case = Case::new(name, Group::Disguise, family);
     let (sub, remote) = disguise_ends(family, i);
@@ -378,18 +392,15 @@ fn cut_handshake(name: &str, family: Family, i: u16, size: usize, order: &[usize
     tcp.open(&mut case);
     let hs = peer_wire_handshake(&INFO_HASH, &PEER_ID);
     tcp.send_pieces(&mut case, Direction::Up, &hs, size, order);
-    tcp.send(
-        &mut case,
-        Direction::Down,
-        &peer_wire_handshake(&INFO_HASH, b"-TR4050-mnopqrstuvwx"),
-    );
+    let answer = peer_wire_handshake(&INFO_HASH, b"-TR4050-mnopqrstuvwx");
+    tcp.send_pieces(&mut case, Direction::Down, &answer, size, order);
     peer_wire_tail(&mut tcp, &mut case);
     case.check("tcp", sub, remote, "bittorrent");
     case
 }
 
-/// The client handshake sent twice at the same sequence number, once as junk and once for
-/// real, in the order given.
+/// Each handshake sent twice at the same sequence number, once as junk and once for real,
+/// in the order given (both directions alike).
 fn overlapping_handshake(name: &str, family: Family, i: u16, junk_first: bool) -> Case {
     let mut case = Case::new(name, Group::Disguise, family);
     let (sub, remote) = disguise_ends(family, i);
@@ -403,11 +414,14 @@ fn overlapping_handshake(name: &str, family: Family, i: u16, junk_first: bool) -
         (&hs, &junk)
     };
     tcp.send_twice(&mut case, Direction::Up, first, second);
-    tcp.send(
-        &mut case,
-        Direction::Down,
-        &peer_wire_handshake(&INFO_HASH, b"-TR4050-mnopqrstuvwx"),
-    );
+    let answer = peer_wire_handshake(&INFO_HASH, b"-TR4050-mnopqrstuvwx");
+    let junk = SplitMix64::new(0xad_0106 + u64::from(i)).bytes(answer.len());
+    let (first, second) = if junk_first {
+        (&junk, &answer)
+    } else {
+        (&answer, &junk)
+    };
+    tcp.send_twice(&mut case, Direction::Down, first, second);
     peer_wire_tail(&mut tcp, &mut case);
     case.check("tcp", sub, remote, "bittorrent");
     case
@@ -543,6 +557,13 @@ pub fn disguise(family: Family) -> Vec<Case> {
         cut_handshake("A5 handshake-out-of-order", family, 5, 17, &[1, 3, 0, 2]),
         overlapping_handshake("A6a overlap-junk-then-handshake", family, 6, true),
         overlapping_handshake("A6b overlap-handshake-then-junk", family, 7, false),
+        prefixed_both(
+            "A1b tls-record-prefix-both-ways",
+            family,
+            11,
+            &tls_app_data_record(),
+            Some(&tls_app_data_record()),
+        ),
         mid_flow_after_prefix(family, 8),
         utp_after_junk(family, 9),
         dht_exchange(family, 10),
@@ -725,6 +746,34 @@ fn ssh_session(case: &mut Case, tcp: &mut Tcp, seed: u64) {
 /// with the endpoint lied about.
 pub fn poisoning(family: Family) -> Vec<Case> {
     let mut out = Vec::new();
+    // Controls: the same sessions with endpoints nobody lied about, so that a failure of
+    // B1-B3 tells a missing detector (B0 fails too) from a poisoned one (only B1-B3 fail).
+    let mut clean = Case::new("B0 unpoisoned-wireguard", Group::Poisoning, family);
+    let sub = subscriber(family, 1, INNOCENTS[0]);
+    let u = Udp {
+        sub: SocketAddr::new(sub, 40_100),
+        remote: SocketAddr::new(internet(family, 23), 51820),
+    };
+    wireguard_session(&mut clean, u, 0xb0);
+    clean.check("udp", u.sub, u.remote, "vpn.wireguard");
+    out.push(clean);
+    let mut clean = Case::new("B0 unpoisoned-openvpn", Group::Poisoning, family);
+    let u = Udp {
+        sub: SocketAddr::new(sub, 40_101),
+        remote: SocketAddr::new(internet(family, 24), 1194),
+    };
+    openvpn_session(&mut clean, u, 0xb0);
+    clean.check("udp", u.sub, u.remote, "vpn.openvpn");
+    out.push(clean);
+    let mut clean = Case::new("B0 unpoisoned-ssh", Group::Poisoning, family);
+    let (s, r) = (
+        SocketAddr::new(sub, 40_102),
+        SocketAddr::new(internet(family, 25), 22),
+    );
+    ssh_session(&mut clean, &mut Tcp::new(s, r), 0xb0);
+    clean.check("tcp", s, r, "ssh");
+    out.push(clean);
+
     let mut wg = Case::new("B1 poisoned-wireguard", Group::Poisoning, family);
     let w = wireguard_server(family);
     poison(&mut wg, family, w, false, 30_000);
@@ -934,7 +983,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(corpus.len(), 2 * (10 + 3 + 4));
+        assert_eq!(corpus.len(), 2 * (11 + 6 + 4));
     }
 
     #[test]
