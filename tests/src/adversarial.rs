@@ -91,6 +91,9 @@ pub struct Case {
     pub frames: Vec<Sent>,
     /// The flows whose labels are checked (several for fan-out and poisoning cases).
     pub checks: Vec<Check>,
+    /// Whether the kernel's own fingerprints hold the evidence for the exact label, so the
+    /// kernel alone (no deep tier) must give it too.
+    pub kernel_alone: bool,
 }
 
 impl Case {
@@ -101,6 +104,7 @@ impl Case {
             family,
             frames: Vec::new(),
             checks: Vec::new(),
+            kernel_alone: false,
         }
     }
 
@@ -510,6 +514,8 @@ fn utp_after_junk(family: Family, i: u16) -> Case {
         ),
     );
     case.check("udp", sub, remote, "bittorrent.utp");
+    // uTP ids pairing across directions is a kernel rule.
+    case.kernel_alone = true;
     case
 }
 
@@ -537,6 +543,8 @@ fn dht_exchange(family: Family, i: u16) -> Case {
         u.frame(Direction::Down, &dht_response_with_ip(sub, &other)),
     );
     case.check("udp", sub, remote, "bittorrent.dht");
+    // KRPC in canonical key order is a kernel fingerprint.
+    case.kernel_alone = true;
     case
 }
 

@@ -13,7 +13,13 @@
 //!   gateway forwards them into unanswered ARP/ND), so nothing answers but the corpus.
 //!   IPv4 and IPv6 alike: XDP sees every frame whatever the lab routes.
 //!
-//! Both print a table (case, family, group, expected, classify's labels, the gateway's) and
+//! - `kernel_alone_never_hits_the_innocent` (root): the same frames through the kernel
+//!   program alone (`BPF_PROG_TEST_RUN`, no deep tier). It must give the exact label where
+//!   its own fingerprints hold the evidence (uTP pairing, DHT), and never a p2p or video
+//!   label to a poisoning case's innocent sessions or a look-alike; disguises that need the
+//!   deep tier are shown, not judged.
+//!
+//! All print a table (case, family, group, expected, classify's labels, the gateway's) and
 //! then fail on any case whose every checked flow does not have the exact expected label.
 //! `cargo test -p peerwarden-tests --test adversarial -- --nocapture --test-threads=1`.
 
@@ -28,11 +34,12 @@ use std::{
     time::Duration,
 };
 
-use peerwarden_common::Direction;
+use peerwarden_common::{Class, Direction, Label};
 use peerwarden_tests::{
-    adversarial::{Case, Check, corpus},
+    adversarial::{Case, Check, Group, corpus},
     lab::{Lab, TempDir, peerwarden_ok},
-    packets::Family,
+    packets::{Conversation, Family, Vlan},
+    xdp::TestProbe,
 };
 use serde_json::Value;
 
@@ -52,9 +59,7 @@ fn check_id(c: &Check) -> FlowId {
 /// millisecond apart from a fixed start.
 fn write_pcap(path: &Path, frames: &[&[u8]]) {
     let mut out = Vec::new();
-    for v in [0xa1b2_c3d4_u32] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
+    out.extend_from_slice(&0xa1b2_c3d4_u32.to_le_bytes()); // magic: microseconds
     out.extend_from_slice(&2u16.to_le_bytes()); // version 2.4
     out.extend_from_slice(&4u16.to_le_bytes());
     out.extend_from_slice(&0i32.to_le_bytes()); // thiszone
@@ -121,14 +126,59 @@ fn classify(cases: &[Case]) -> HashMap<FlowId, String> {
     labels_of(records.iter())
 }
 
+/// How a tier's label for one checked flow is judged.
+#[derive(Clone, Copy)]
+enum Judge {
+    /// The exact expected label (classify and the gateway: both tiers together).
+    Exact,
+    /// The kernel alone: the exact label where its fingerprints hold the evidence
+    /// (`Case::kernel_alone`); for poisoning and look-alike cases, a class other than p2p
+    /// and video (the innocent must never be hit, whatever else the kernel cannot name);
+    /// disguises that need the deep tier are shown, not judged.
+    KernelAlone,
+}
+
+/// The class of a report label (`video.<service>` is video).
+fn class_of(label: &str) -> Option<Class> {
+    if label.starts_with("video.") {
+        return Some(Class::Video);
+    }
+    Label::from_name(label).map(Label::class)
+}
+
+impl Judge {
+    /// What it wants of `case`, for failure messages.
+    fn wanted(self, case: &Case) -> String {
+        match self {
+            Judge::KernelAlone if !case.kernel_alone => "no p2p or video label".to_string(),
+            _ => expected(case).to_string(),
+        }
+    }
+
+    fn judge(self, case: &Case, check: &Check, got: &str) -> Option<bool> {
+        match self {
+            Judge::Exact => Some(got == check.expected),
+            Judge::KernelAlone if case.kernel_alone => Some(got == check.expected),
+            Judge::KernelAlone if case.group == Group::Disguise => None,
+            Judge::KernelAlone => {
+                Some(got != "missing" && !matches!(class_of(got), Some(Class::P2p | Class::Video)))
+            }
+        }
+    }
+}
+
 /// What a tier said about a case's checked flows: each distinct label with its count
-/// (`missing` for a flow the tier did not report), and whether all are the expected one.
-fn verdict(case: &Case, labels: &HashMap<FlowId, String>) -> (String, bool) {
+/// (`missing` for a flow the tier did not report), and whether all pass the judge (`None`:
+/// not judged for this tier).
+fn verdict(case: &Case, labels: &HashMap<FlowId, String>, judge: Judge) -> (String, Option<bool>) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut ok = true;
+    let mut ok = Some(true);
     for c in &case.checks {
         let got = labels.get(&check_id(c)).map_or("missing", String::as_str);
-        ok &= got == c.expected;
+        ok = match (ok, judge.judge(case, c, got)) {
+            (Some(a), Some(b)) => Some(a && b),
+            _ => None,
+        };
         *seen.entry(got).or_default() += 1;
     }
     let text = seen
@@ -162,18 +212,27 @@ fn family(f: Family) -> &'static str {
     }
 }
 
-/// Prints the table; returns the failing rows of the tiers asserted (`tiers`' flags).
-fn report(cases: &[Case], tiers: &[(&str, &HashMap<FlowId, String>, bool)]) -> Vec<String> {
+/// One column of the results table.
+struct Tier<'a> {
+    name: &'static str,
+    labels: &'a HashMap<FlowId, String>,
+    judge: Judge,
+    /// Whether its failures fail the test (the gateway test shows classify's column too).
+    asserted: bool,
+}
+
+/// Prints the table; returns the failing rows of the asserted tiers.
+fn report(cases: &[Case], tiers: &[Tier]) -> Vec<String> {
     let mut head = format!(
         "{:<34} {:<3} {:<10} {:<15}",
         "case", "fam", "group", "expected"
     );
-    for (name, _, _) in tiers {
-        head.push_str(&format!(" {name:<30}"));
+    for t in tiers {
+        head.push_str(&format!(" {:<30}", t.name));
     }
     eprintln!("{head}");
     let mut failures = Vec::new();
-    let mut passed = vec![0usize; tiers.len()];
+    let mut passed = vec![(0usize, 0usize); tiers.len()];
     for case in cases {
         let mut row = format!(
             "{:<34} {:<3} {:<10} {:<15}",
@@ -182,25 +241,33 @@ fn report(cases: &[Case], tiers: &[(&str, &HashMap<FlowId, String>, bool)]) -> V
             case.group.name(),
             expected(case)
         );
-        for (i, (name, labels, asserted)) in tiers.iter().enumerate() {
-            let (text, ok) = verdict(case, labels);
-            let mark = if ok { "ok" } else { "FAIL" };
+        for (i, t) in tiers.iter().enumerate() {
+            let (text, ok) = verdict(case, t.labels, t.judge);
+            let mark = match ok {
+                Some(true) => "ok",
+                Some(false) => "FAIL",
+                None => "n/a",
+            };
             row.push_str(&format!(" {:<30}", format!("{mark} {text}")));
-            if ok {
-                passed[i] += 1;
-            } else if *asserted {
-                failures.push(format!(
-                    "{} ({}): {name} said {text}, expected {}",
-                    case.name,
-                    family(case.family),
-                    expected(case)
-                ));
+            if let Some(ok) = ok {
+                passed[i].1 += 1;
+                if ok {
+                    passed[i].0 += 1;
+                } else if t.asserted {
+                    failures.push(format!(
+                        "{} ({}): {} said {text}, expected {}",
+                        case.name,
+                        family(case.family),
+                        t.name,
+                        t.judge.wanted(case)
+                    ));
+                }
             }
         }
         eprintln!("{row}");
     }
-    for (i, (name, _, _)) in tiers.iter().enumerate() {
-        eprintln!("{name}: {}/{} cases pass", passed[i], cases.len());
+    for (t, (ok, judged)) in tiers.iter().zip(passed) {
+        eprintln!("{}: {ok}/{judged} judged cases pass", t.name);
     }
     failures
 }
@@ -209,7 +276,15 @@ fn report(cases: &[Case], tiers: &[(&str, &HashMap<FlowId, String>, bool)]) -> V
 fn classify_labels_every_case() {
     let cases = corpus();
     let labels = classify(&cases);
-    let failures = report(&cases, &[("classify", &labels, true)]);
+    let failures = report(
+        &cases,
+        &[Tier {
+            name: "classify",
+            labels: &labels,
+            judge: Judge::Exact,
+            asserted: true,
+        }],
+    );
     assert!(
         failures.is_empty(),
         "{} adversarial cases mislabelled by classify:\n{}",
@@ -358,11 +433,66 @@ fn gateway_labels_every_case() {
     eprintln!("{sent} frames injected, {listed} flows listed by the gateway");
     let failures = report(
         &cases,
-        &[("classify", &offline, false), ("gateway", &labels, true)],
+        &[
+            Tier {
+                name: "classify",
+                labels: &offline,
+                judge: Judge::Exact,
+                asserted: false,
+            },
+            Tier {
+                name: "gateway",
+                labels: &labels,
+                judge: Judge::Exact,
+                asserted: true,
+            },
+        ],
     );
     assert!(
         failures.is_empty(),
         "{} adversarial cases mislabelled through the gateway:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn kernel_alone_never_hits_the_innocent() {
+    let cases = corpus();
+    let mut probe = TestProbe::load();
+    for case in &cases {
+        for s in &case.frames {
+            probe.send(s.dir, &s.frame);
+        }
+    }
+    let table = probe.flows();
+    let mut labels = HashMap::new();
+    for case in &cases {
+        for c in &case.checks {
+            let conv = Conversation {
+                sub: c.sub,
+                remote: c.remote,
+                vlan: Vlan::Untagged,
+            };
+            let proto = if c.proto == "tcp" { 6 } else { 17 };
+            let key = conv.key(proto);
+            if let Some((_, v)) = table.iter().find(|(k, _)| *k == key) {
+                labels.insert(check_id(c), Label::from_id(v.label).name().to_string());
+            }
+        }
+    }
+    let failures = report(
+        &cases,
+        &[Tier {
+            name: "kernel alone",
+            labels: &labels,
+            judge: Judge::KernelAlone,
+            asserted: true,
+        }],
+    );
+    assert!(
+        failures.is_empty(),
+        "{} adversarial cases failed in the kernel alone:\n{}",
         failures.len(),
         failures.join("\n")
     );
