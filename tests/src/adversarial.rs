@@ -13,16 +13,19 @@
 //! and through the gateway of a namespace lab, and compare each [`Check`]'s flow label with
 //! its exact expectation.
 
+mod protocols;
+mod stream;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use peerwarden_common::Direction;
-use pnet_packet::{
-    ip::IpNextHeaderProtocols,
-    tcp::{self, MutableTcpPacket},
-};
+
+use protocols::{dns_answer, ntp_exchange, radius_exchange};
+pub use protocols::{http_get_youtube, lsd_announce, tls_app_data_record};
+use stream::{Tcp, Udp};
 
 use crate::{
-    packets::{Family, TcpFlags, Vlan, ip_frame, tcp_segment, udp_frame},
+    packets::{Family, TcpFlags},
     payloads::{
         INFO_HASH, PEER_ID, dht_get_peers_query, dht_ping_query, dht_response_with_ip,
         peer_wire_handshake, peer_wire_message, tls_client_hello, utp_packet, utp_syn, utp_type,
@@ -173,158 +176,6 @@ fn server(family: Family, id: u8) -> IpAddr {
         [203, 0, 113, id],
         [0x2001, 0xdb8, 0xffff, 0x113, 0, 0, 0, u16::from(id)],
     )
-}
-
-/// A UDP conversation between a subscriber and a remote end.
-#[derive(Clone, Copy)]
-struct Udp {
-    sub: SocketAddr,
-    remote: SocketAddr,
-}
-
-impl Udp {
-    fn frame(&self, dir: Direction, payload: &[u8]) -> Vec<u8> {
-        match dir {
-            Direction::Up => udp_frame(Vlan::Untagged, self.sub, self.remote, payload),
-            Direction::Down => udp_frame(Vlan::Untagged, self.remote, self.sub, payload),
-        }
-    }
-}
-
-/// A TCP connection with real sequence numbers, so that segmentation, reordering and
-/// overlapping retransmissions mean what they say.
-struct Tcp {
-    sub: SocketAddr,
-    remote: SocketAddr,
-    /// Next sequence number of each direction (`Up`, `Down`).
-    next: [u32; 2],
-}
-
-impl Tcp {
-    fn new(sub: SocketAddr, remote: SocketAddr) -> Tcp {
-        Tcp {
-            sub,
-            remote,
-            next: [0x1000_0000, 0x5000_0000],
-        }
-    }
-
-    /// A segment going `dir` at `seq`, acknowledging what the other side sent so far.
-    fn segment(&self, dir: Direction, flags: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
-        let (src, dst, ack) = match dir {
-            Direction::Up => (self.sub, self.remote, self.next[1]),
-            Direction::Down => (self.remote, self.sub, self.next[0]),
-        };
-        let mut seg = tcp_segment(src, dst, flags, payload);
-        {
-            let mut t = MutableTcpPacket::new(&mut seg).expect("a TCP header");
-            t.set_sequence(seq);
-            t.set_acknowledgement(if flags & TcpFlags::ACK != 0 { ack } else { 0 });
-            let sum = match (src.ip(), dst.ip()) {
-                (IpAddr::V4(s), IpAddr::V4(d)) => tcp::ipv4_checksum(&t.to_immutable(), &s, &d),
-                (IpAddr::V6(s), IpAddr::V6(d)) => tcp::ipv6_checksum(&t.to_immutable(), &s, &d),
-                _ => unreachable!("one family per connection"),
-            };
-            t.set_checksum(sum);
-        }
-        ip_frame(
-            Vlan::Untagged,
-            src.ip(),
-            dst.ip(),
-            IpNextHeaderProtocols::Tcp,
-            &seg,
-        )
-    }
-
-    /// SYN, SYN-ACK, ACK.
-    fn open(&mut self, case: &mut Case) {
-        case.push(
-            Direction::Up,
-            self.segment(Direction::Up, TcpFlags::SYN, self.next[0], &[]),
-        );
-        self.next[0] += 1;
-        case.push(
-            Direction::Down,
-            self.segment(
-                Direction::Down,
-                TcpFlags::SYN | TcpFlags::ACK,
-                self.next[1],
-                &[],
-            ),
-        );
-        self.next[1] += 1;
-        case.push(
-            Direction::Up,
-            self.segment(Direction::Up, TcpFlags::ACK, self.next[0], &[]),
-        );
-    }
-
-    /// One in-order data segment going `dir`.
-    fn send(&mut self, case: &mut Case, dir: Direction, payload: &[u8]) {
-        let i = dir as usize;
-        let f = self.segment(dir, TcpFlags::PSH | TcpFlags::ACK, self.next[i], payload);
-        self.next[i] = self.next[i].wrapping_add(payload.len() as u32);
-        case.push(dir, f);
-    }
-
-    /// `payload` going `dir` as segments of `sizes` bytes (the last takes the rest), sent
-    /// in the order `order` gives (indices into the segments); the stream then continues
-    /// after the whole payload.
-    fn send_pieces(
-        &mut self,
-        case: &mut Case,
-        dir: Direction,
-        payload: &[u8],
-        size: usize,
-        order: &[usize],
-    ) {
-        let i = dir as usize;
-        let start = self.next[i];
-        let pieces: Vec<(u32, &[u8])> = payload
-            .chunks(size)
-            .enumerate()
-            .map(|(k, c)| (start.wrapping_add((k * size) as u32), c))
-            .collect();
-        assert_eq!(order.len(), pieces.len(), "an order for every piece");
-        for &k in order {
-            let (seq, bytes) = pieces[k];
-            let f = self.segment(dir, TcpFlags::PSH | TcpFlags::ACK, seq, bytes);
-            case.push(dir, f);
-        }
-        self.next[i] = start.wrapping_add(payload.len() as u32);
-    }
-
-    /// Two different copies of the same stretch of `dir`'s stream, `first` then `second`
-    /// (an overlapping retransmission whose content changed); the stream continues after.
-    fn send_twice(&mut self, case: &mut Case, dir: Direction, first: &[u8], second: &[u8]) {
-        let i = dir as usize;
-        let seq = self.next[i];
-        for copy in [first, second] {
-            let f = self.segment(dir, TcpFlags::PSH | TcpFlags::ACK, seq, copy);
-            case.push(dir, f);
-        }
-        self.next[i] = seq.wrapping_add(first.len().max(second.len()) as u32);
-    }
-}
-
-/// A 10-byte TLS application-data record (type 23, TLS 1.2, 5 bytes of "ciphertext").
-pub fn tls_app_data_record() -> Vec<u8> {
-    vec![0x17, 0x03, 0x03, 0x00, 0x05, 0x8e, 0x21, 0x4c, 0xd7, 0x93]
-}
-
-/// An HTTP GET for YouTube's home page.
-pub fn http_get_youtube() -> Vec<u8> {
-    b"GET / HTTP/1.1\r\nHost: www.youtube.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\nAccept: */*\r\n\r\n".to_vec()
-}
-
-/// A BEP 14 local service discovery announce, as one subscriber sends it (unicast) to an
-/// endpoint it wants the classifier to take for a BitTorrent peer.
-pub fn lsd_announce(port: u16) -> Vec<u8> {
-    let hex: String = INFO_HASH.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "BT-SEARCH * HTTP/1.1\r\nHost: 239.192.152.143:6771\r\nPort: {port}\r\nInfohash: {hex}\r\n\r\n"
-    )
-    .into_bytes()
 }
 
 /// The peer-wire messages after both handshakes: interested, unchoke, a request and the
@@ -635,118 +486,18 @@ fn poison(case: &mut Case, family: Family, target: SocketAddr, tcp_service: bool
     }
 }
 
-/// WireGuard: handshake initiation (148 bytes), response (92 bytes, receiver = the
-/// initiator's sender index), then transport data both ways.
-fn wireguard_session(case: &mut Case, u: Udp, seed: u64) {
-    let mut r = SplitMix64::new(seed);
-    let init_index = (r.next_u64() as u32).to_le_bytes();
-    let resp_index = (r.next_u64() as u32).to_le_bytes();
-    let mut init = vec![1, 0, 0, 0];
-    init.extend_from_slice(&init_index);
-    init.extend(r.bytes(148 - 8));
-    let mut resp = vec![2, 0, 0, 0];
-    resp.extend_from_slice(&resp_index);
-    resp.extend_from_slice(&init_index);
-    resp.extend(r.bytes(92 - 12));
-    assert_eq!((init.len(), resp.len()), (148, 92));
-    case.push(Direction::Up, u.frame(Direction::Up, &init));
-    case.push(Direction::Down, u.frame(Direction::Down, &resp));
-    for n in 0..4u64 {
-        for (dir, receiver) in [(Direction::Up, resp_index), (Direction::Down, init_index)] {
-            let mut data = vec![4, 0, 0, 0];
-            data.extend_from_slice(&receiver);
-            data.extend_from_slice(&n.to_le_bytes());
-            let len = 16 + 16 * r.range(2, 60);
-            data.extend(r.bytes(len));
-            case.push(dir, u.frame(dir, &data));
-        }
+/// A UDP session's messages framed in `u`.
+fn udp_session(case: &mut Case, u: Udp, messages: Vec<(Direction, Vec<u8>)>) {
+    for (dir, m) in messages {
+        case.push(dir, u.frame(dir, &m));
     }
 }
 
-/// OpenVPN over UDP without tls-auth: hard reset client v2, hard reset server v2, an ACK,
-/// then P_DATA_V2 both ways.
-fn openvpn_session(case: &mut Case, u: Udp, seed: u64) {
-    let mut r = SplitMix64::new(seed);
-    let client_sid = r.bytes(8);
-    let server_sid = r.bytes(8);
-    let mut reset_client = vec![7 << 3];
-    reset_client.extend_from_slice(&client_sid);
-    reset_client.push(0); // no ACKs
-    reset_client.extend_from_slice(&0u32.to_be_bytes()); // packet id
-    let mut reset_server = vec![8 << 3];
-    reset_server.extend_from_slice(&server_sid);
-    reset_server.push(1); // one ACK: the client's packet 0
-    reset_server.extend_from_slice(&0u32.to_be_bytes());
-    reset_server.extend_from_slice(&client_sid);
-    reset_server.extend_from_slice(&0u32.to_be_bytes());
-    let mut ack = vec![5 << 3];
-    ack.extend_from_slice(&client_sid);
-    ack.push(1);
-    ack.extend_from_slice(&0u32.to_be_bytes());
-    ack.extend_from_slice(&server_sid);
-    case.push(Direction::Up, u.frame(Direction::Up, &reset_client));
-    case.push(Direction::Down, u.frame(Direction::Down, &reset_server));
-    case.push(Direction::Up, u.frame(Direction::Up, &ack));
-    for n in 1..=4u32 {
-        for dir in [Direction::Up, Direction::Down] {
-            let mut data = vec![9 << 3, 0, 0, 1]; // key id 0, peer id 1
-            data.extend_from_slice(&n.to_be_bytes());
-            let len = 16 * r.range(3, 60);
-            data.extend(r.bytes(len));
-            case.push(dir, u.frame(dir, &data));
-        }
-    }
-}
-
-/// An SSH binary packet (RFC 4253 section 6) around `payload`, padded to 8 bytes.
-fn ssh_packet(payload: &[u8]) -> Vec<u8> {
-    let mut pad = 8 - (payload.len() + 5) % 8;
-    if pad < 4 {
-        pad += 8;
-    }
-    let len = u32::try_from(1 + payload.len() + pad).expect("short packet");
-    let mut p = len.to_be_bytes().to_vec();
-    p.push(pad as u8);
-    p.extend_from_slice(payload);
-    p.extend(std::iter::repeat_n(0u8, pad));
-    p
-}
-
-/// SSH: version strings both ways, KEXINIT both ways, then encrypted-looking packets.
-fn ssh_session(case: &mut Case, tcp: &mut Tcp, seed: u64) {
-    let mut r = SplitMix64::new(seed);
+/// A TCP session: the connection's opening, then its messages as one segment each.
+fn tcp_session(case: &mut Case, tcp: &mut Tcp, messages: Vec<(Direction, Vec<u8>)>) {
     tcp.open(case);
-    tcp.send(case, Direction::Up, b"SSH-2.0-OpenSSH_9.2\r\n");
-    tcp.send(
-        case,
-        Direction::Down,
-        b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n",
-    );
-    let mut kexinit = vec![20];
-    kexinit.extend(r.bytes(16));
-    for list in [
-        "curve25519-sha256,ecdh-sha2-nistp256",
-        "ssh-ed25519,rsa-sha2-512",
-        "chacha20-poly1305@openssh.com,aes128-ctr",
-        "chacha20-poly1305@openssh.com,aes128-ctr",
-        "hmac-sha2-256-etm@openssh.com",
-        "hmac-sha2-256-etm@openssh.com",
-        "none,zlib@openssh.com",
-        "none,zlib@openssh.com",
-        "",
-        "",
-    ] {
-        kexinit.extend_from_slice(&(list.len() as u32).to_be_bytes());
-        kexinit.extend_from_slice(list.as_bytes());
-    }
-    kexinit.extend_from_slice(&[0, 0, 0, 0, 0]);
-    tcp.send(case, Direction::Up, &ssh_packet(&kexinit));
-    tcp.send(case, Direction::Down, &ssh_packet(&kexinit));
-    for _ in 0..4 {
-        for dir in [Direction::Up, Direction::Down] {
-            let len = 4 + 16 * r.range(2, 20) + 16;
-            tcp.send(case, dir, &r.bytes(len));
-        }
+    for (dir, m) in messages {
+        tcp.send(case, dir, &m);
     }
 }
 
@@ -762,7 +513,7 @@ pub fn poisoning(family: Family) -> Vec<Case> {
         sub: SocketAddr::new(sub, 40_100),
         remote: SocketAddr::new(internet(family, 23), 51820),
     };
-    wireguard_session(&mut clean, u, 0xb0);
+    udp_session(&mut clean, u, protocols::wireguard(0xb0));
     clean.check("udp", u.sub, u.remote, "vpn.wireguard");
     out.push(clean);
     let mut clean = Case::new("B0 unpoisoned-openvpn", Group::Poisoning, family);
@@ -770,7 +521,7 @@ pub fn poisoning(family: Family) -> Vec<Case> {
         sub: SocketAddr::new(sub, 40_101),
         remote: SocketAddr::new(internet(family, 24), 1194),
     };
-    openvpn_session(&mut clean, u, 0xb0);
+    udp_session(&mut clean, u, protocols::openvpn(0xb0));
     clean.check("udp", u.sub, u.remote, "vpn.openvpn");
     out.push(clean);
     let mut clean = Case::new("B0 unpoisoned-ssh", Group::Poisoning, family);
@@ -778,7 +529,7 @@ pub fn poisoning(family: Family) -> Vec<Case> {
         SocketAddr::new(sub, 40_102),
         SocketAddr::new(internet(family, 25), 22),
     );
-    ssh_session(&mut clean, &mut Tcp::new(s, r), 0xb0);
+    tcp_session(&mut clean, &mut Tcp::new(s, r), protocols::ssh(0xb0));
     clean.check("tcp", s, r, "ssh");
     out.push(clean);
 
@@ -790,7 +541,7 @@ pub fn poisoning(family: Family) -> Vec<Case> {
             sub: SocketAddr::new(subscriber(family, 1, id), 41_000 + k as u16),
             remote: w,
         };
-        wireguard_session(&mut wg, u, 0xb1 + k as u64);
+        udp_session(&mut wg, u, protocols::wireguard(0xb1 + k as u64));
         wg.check("udp", u.sub, u.remote, "vpn.wireguard");
     }
     out.push(wg);
@@ -803,7 +554,7 @@ pub fn poisoning(family: Family) -> Vec<Case> {
             sub: SocketAddr::new(subscriber(family, 1, id), 42_000 + k as u16),
             remote: o,
         };
-        openvpn_session(&mut ovpn, u, 0xb2 + k as u64);
+        udp_session(&mut ovpn, u, protocols::openvpn(0xb2 + k as u64));
         ovpn.check("udp", u.sub, u.remote, "vpn.openvpn");
     }
     out.push(ovpn);
@@ -814,22 +565,11 @@ pub fn poisoning(family: Family) -> Vec<Case> {
     for (k, id) in INNOCENTS.into_iter().enumerate() {
         let sub = SocketAddr::new(subscriber(family, 1, id), 43_000 + k as u16);
         let mut tcp = Tcp::new(sub, s);
-        ssh_session(&mut ssh, &mut tcp, 0xb3 + k as u64);
+        tcp_session(&mut ssh, &mut tcp, protocols::ssh(0xb3 + k as u64));
         ssh.check("tcp", sub, s, "ssh");
     }
     out.push(ssh);
     out
-}
-
-/// A DNS answer to `query` with one A record.
-fn dns_answer(query: &[u8]) -> Vec<u8> {
-    let mut p = query.to_vec();
-    p[2..4].copy_from_slice(&[0x81, 0x80]);
-    p[6..8].copy_from_slice(&[0, 1]);
-    p.extend_from_slice(&[
-        0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 192, 0, 2, 80,
-    ]);
-    p
 }
 
 /// One local port talking to 20 servers on one well-known port, each a request and its
@@ -856,37 +596,6 @@ fn fan_out(
         case.check("udp", u.sub, u.remote, expected);
     }
     case
-}
-
-/// NTP client request (mode 3) and server answer (mode 4), 48 bytes each.
-fn ntp_exchange(k: u16) -> (Vec<u8>, Vec<u8>) {
-    let mut r = SplitMix64::new(0xc2 + u64::from(k));
-    let mut req = vec![0x23, 0, 6, 0xec];
-    req.extend(std::iter::repeat_n(0u8, 36));
-    req.extend(r.bytes(8)); // transmit timestamp
-    let mut resp = vec![0x24, 2, 6, 0xe9];
-    resp.extend(r.bytes(12));
-    resp.extend_from_slice(&req[40..48]); // origin = the request's transmit time
-    resp.extend(r.bytes(16));
-    (req, resp)
-}
-
-/// RADIUS Access-Request (User-Name, User-Password, NAS-IP-Address) and an Access-Reject.
-fn radius_exchange(k: u16) -> (Vec<u8>, Vec<u8>) {
-    let mut r = SplitMix64::new(0xc3 + u64::from(k));
-    let id = k as u8;
-    let mut attrs = vec![1, 19];
-    attrs.extend_from_slice(b"alice@isp.example");
-    attrs.extend_from_slice(&[2, 18]);
-    attrs.extend(r.bytes(16));
-    attrs.extend_from_slice(&[4, 6, 100, 64, 3, 1]);
-    let mut req = vec![1, id];
-    req.extend_from_slice(&((20 + attrs.len()) as u16).to_be_bytes());
-    req.extend(r.bytes(16));
-    req.extend(attrs);
-    let mut resp = vec![3, id, 0, 20];
-    resp.extend(r.bytes(16));
-    (req, resp)
 }
 
 /// A web page over plain HTTP whose body quotes the peer-wire protocol string at the start
@@ -1001,7 +710,7 @@ mod tests {
             sub: "100.64.1.40:1".parse().expect("addr"),
             remote: "198.51.100.20:51820".parse().expect("addr"),
         };
-        wireguard_session(&mut case, u, 1);
+        udp_session(&mut case, u, protocols::wireguard(1));
         // Ethernet 14 + IPv4 20 + UDP 8 before the message.
         assert_eq!(case.frames[0].frame.len() - 42, 148);
         assert_eq!(case.frames[1].frame.len() - 42, 92);
