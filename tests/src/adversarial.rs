@@ -9,9 +9,30 @@
 //! [`corpus`] lists them in the order they are to be replayed: poisoning happens before the
 //! innocent sessions it targets, inside the same case.
 //!
-//! The runners (`tests/tests/adversarial.rs`) replay the frames through `peerwarden classify`
-//! and through the gateway of a namespace lab, and compare each [`Check`]'s flow label with
-//! its exact expectation.
+//! The runners (`tests/tests/adversarial.rs`) replay the frames through `peerwarden classify`,
+//! through the kernel program alone (`BPF_PROG_TEST_RUN`) and through the gateway of a
+//! namespace lab, and compare each [`Check`]'s flow label with its exact expectation.
+//!
+//! | case | expected | what it defends against |
+//! | --- | --- | --- |
+//! | A1 tls-record-prefix | `bittorrent` | a 10-byte TLS application-data record before the client's handshake: a first guess (`tls`) taken as final |
+//! | A1b tls-record-prefix-both-ways | `bittorrent` | the same prefix in both directions, so neither handshake is at stream offset 0 |
+//! | A2 http-youtube-prefix | `bittorrent` | an HTTP GET with `Host: www.youtube.com` first: video-by-host taken as final |
+//! | A3 tls-sni-netflix-prefix | `bittorrent` | a ClientHello with SNI `www.netflix.com` first: video-by-SNI taken as final |
+//! | A4 handshake-1-byte-segments | `bittorrent` | both handshakes in 1-byte TCP segments: matching per packet instead of per stream |
+//! | A5 handshake-out-of-order | `bittorrent` | both handshakes in 17-byte segments sent 2nd, 4th, 1st, 3rd: in-order-only reassembly |
+//! | A6a/A6b overlap-* | `bittorrent` | each handshake sent twice at one sequence number, junk and real, in either order: trusting one copy |
+//! | A7 mid-flow-after-tls-record | `bittorrent` | a flow picked up mid-way (no SYN) whose first bytes are a TLS record, then peer-wire messages |
+//! | A8 utp-after-junk-datagram | `bittorrent.utp` | a junk datagram before the uTP SYN/STATE pair: deciding on the first datagram |
+//! | A9 dht-query-response | `bittorrent.dht` | (baseline) a KRPC ping answered by a response |
+//! | B0 unpoisoned-* | `vpn.wireguard`, `vpn.openvpn`, `ssh` | controls: the sessions of B1-B3 with endpoints nobody lied about (tells a missing detector from poisoning) |
+//! | B1 poisoned-wireguard | `vpn.wireguard` | unicast LSD datagrams (50 from 100.64.1.10, 10 each from three others) and an unanswered handshake to a WireGuard endpoint, then two other subscribers' WireGuard sessions there: an endpoint cache that learns from one direction, from LSD, across transports |
+//! | B2 poisoned-openvpn | `vpn.openvpn` | the same against an OpenVPN (UDP) endpoint |
+//! | B3 poisoned-ssh | `ssh` | the same against an SSH server, plus LSD as a TCP stream's first bytes |
+//! | C1 dns-fan-out | `dns` | one local port to 20 DNS servers on port 53: behaviour taken from a port count |
+//! | C2 ntp-fan-out | `unknown` | the same to 20 NTP servers (no label of its own: `unknown`, never `p2p.behavioural`) |
+//! | C3 radius-fan-out | `unknown` | the same to 20 RADIUS servers on port 1812: both ports at or above 1024, as the behaviour rule's high-port condition asks |
+//! | C4 http-body-quotes-handshake | `http` | a web page whose body segment starts with `\x13BitTorrent protocol`, one direction only: a fixed-offset match on any packet |
 
 mod protocols;
 mod stream;
