@@ -174,12 +174,19 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn pieces_sent_out_of_order_reassemble_by_sequence_number() {
-        let mut case = Case::new("t", Group::Disguise, Family::V6);
+    /// An empty IPv6 case and a connection in it.
+    fn connection() -> (Case, Tcp) {
         let sub: SocketAddr = "[2001:db8:2::10]:40000".parse().expect("addr");
         let remote: SocketAddr = "[2001:db8:ffff::100]:20000".parse().expect("addr");
-        let mut tcp = Tcp::new(sub, remote);
+        (
+            Case::new("t", Group::Disguise, Family::V6),
+            Tcp::new(sub, remote),
+        )
+    }
+
+    #[test]
+    fn pieces_sent_out_of_order_reassemble_by_sequence_number() {
+        let (mut case, mut tcp) = connection();
         let data: Vec<u8> = (0u8..68).collect();
         tcp.send_pieces(&mut case, Direction::Up, &data, 17, &[1, 3, 0, 2]);
         tcp.send(&mut case, Direction::Up, b"after");
@@ -197,10 +204,7 @@ mod tests {
 
     #[test]
     fn both_copies_of_an_overlap_share_one_sequence_number() {
-        let mut case = Case::new("t", Group::Disguise, Family::V6);
-        let sub: SocketAddr = "[2001:db8:2::10]:40001".parse().expect("addr");
-        let remote: SocketAddr = "[2001:db8:ffff::100]:20001".parse().expect("addr");
-        let mut tcp = Tcp::new(sub, remote);
+        let (mut case, mut tcp) = connection();
         tcp.send_twice(&mut case, Direction::Up, b"junkjunk", b"realdata");
         tcp.send(&mut case, Direction::Up, b"next");
         let segs = segments(&case);
