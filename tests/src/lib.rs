@@ -14,6 +14,8 @@
 //! assert_eq!(probe.flow(&c.key(PROTO_UDP)).map(|f| f.label), Some(Label::BittorrentDht.id()));
 //! ```
 
+/// The adversarial corpus of issue 11: disguised BitTorrent, poisoned endpoints, look-alikes.
+pub mod adversarial;
 /// Captures replayed through the probe, and lab captures scored against their ground truth.
 pub mod captures;
 /// Floods of new flows, and the flow map's size and memory.
