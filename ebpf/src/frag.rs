@@ -48,8 +48,7 @@ const _: () = assert!(core::mem::size_of::<DatagramKey>() == 40);
 /// The flow key of each first fragment seen lately. Not pinned: what it holds is a few
 /// milliseconds old, and a daemon that starts again loses only the datagrams in flight.
 #[map]
-static FRAGMENTS: LruHashMap<DatagramKey, FlowKey> =
-    LruHashMap::with_max_entries(FRAG_ENTRIES, 0);
+static FRAGMENTS: LruHashMap<DatagramKey, FlowKey> = LruHashMap::with_max_entries(FRAG_ENTRIES, 0);
 
 #[inline(always)]
 fn datagram(key: &FlowKey, id: u32) -> DatagramKey {
