@@ -84,6 +84,7 @@ fn not_a_flow(p: Parsed) {
         Parsed::Flow(_) => {}
         Parsed::Charged(s, _) => counters::stat(s),
         Parsed::NonIp => counters::stat(Stat::NonIp),
+        Parsed::NeighborDiscovery => counters::stat(Stat::NonTcpUdp),
         Parsed::Malformed => counters::stat(Stat::Malformed),
     }
 }

@@ -80,6 +80,10 @@ pub enum Parsed {
     Charged(Stat, Packet),
     /// Not IPv4 or IPv6 after at most two VLAN tags.
     NonIp,
+    /// IPv6 Neighbor Discovery (ICMPv6 types 133-137): the link's own signalling, counted
+    /// in `NonTcpUdp` and passed untouched, never charged nor policed (a subscriber whose
+    /// plan is full must still reach its router).
+    NeighborDiscovery,
     /// Broken before its IP header was whole (no addresses to charge), or broken at the IP
     /// layer, which the kernel's own IP input drops (bad version, header length, or a
     /// total length past the frame): counted, passed, charged to no one.
@@ -126,6 +130,7 @@ pub fn parse(ctx: &impl Frame, dir: Direction) -> Parsed {
         Ok(Upper::Flow) => None,
         Ok(Upper::Charged(s)) => Some(s),
         Ok(Upper::NonIp) => return Parsed::NonIp,
+        Ok(Upper::NeighborDiscovery) => return Parsed::NeighborDiscovery,
         Err(Broken::BeforeAddresses) => return Parsed::Malformed,
         Err(Broken::AfterAddresses) => {
             // Sound IP header, broken above it: routers forward it, so it is charged.
@@ -166,6 +171,7 @@ enum Upper {
     /// Charged without ports, counted in this statistic too.
     Charged(Stat),
     NonIp,
+    NeighborDiscovery,
 }
 
 /// Where a frame broke.
@@ -280,6 +286,15 @@ fn try_parse(ctx: &impl Frame, dir: Direction, pkt: &mut Packet) -> Result<Upper
             (l4 + 8, end)
         }
         _ => {
+            // Every ND message has at least the 8 bytes read here (the verifier also
+            // takes this read where it refused a one-byte one at a variable offset).
+            if proto == PROTO_ICMPV6
+                && pkt.frag == FRAG_NONE
+                && let Some(t) = read::<[u8; 8]>(ctx, l4)
+                && (ND_FIRST..=ND_LAST).contains(&t[0])
+            {
+                return Ok(Upper::NeighborDiscovery);
+            }
             opaque(pkt);
             return Ok(Upper::Charged(Stat::NonTcpUdp));
         }
@@ -301,6 +316,11 @@ fn set_ports(key: &mut FlowKey, dir: Direction, l4: &[u8; 20]) {
     key.sub_port = sub;
     key.remote_port = remote;
 }
+
+const PROTO_ICMPV6: u8 = 58;
+/// ICMPv6 Router Solicitation .. Redirect: Neighbor Discovery (RFC 4861).
+const ND_FIRST: u8 = 133;
+const ND_LAST: u8 = 137;
 
 const IPV6_HOP_BY_HOP: u8 = 0;
 const IPV6_ROUTING: u8 = 43;

@@ -472,3 +472,28 @@ fn packets_broken_above_a_sound_ip_header_are_charged() {
     assert_eq!(p.probe.flows().expect("flows").len(), flows, "no flow");
     assert_eq!(p.usage(ALICE), usage, "not charged");
 }
+
+#[test]
+fn neighbor_discovery_is_never_charged_nor_policed() {
+    // A subscriber whose plan is full, or whose class other is blocked, must still reach
+    // its router: ICMPv6 types 133-137 pass untouched, counted only as non_tcp_udp.
+    let mut p = PolicyProbe::load(&format!(
+        "{COUNT_ONLY}    classes:\n      other: {{ action: block }}\n"
+    ));
+    let c = conversation(Family::V6);
+    for t in 133u8..=137 {
+        let mut nd = vec![t, 0, 0, 0, 0, 0, 0, 0];
+        nd.extend_from_slice(&[0x20; 16]);
+        assert_eq!(
+            p.send(UP, &c.ip(UP, PROTO_ICMPV6, &nd)),
+            XDP_PASS,
+            "type {t}"
+        );
+    }
+    assert!(p.flow(&c.key_without_ports(PROTO_ICMPV6)).is_none());
+    assert_eq!(p.usage(ALICE), SubUsage::default());
+    assert_eq!(p.stat("non_tcp_udp"), 5);
+    // An echo request is not Neighbor Discovery: charged, and blocked as other.
+    let echo = c.ip(UP, PROTO_ICMPV6, &[128, 0, 0, 0, 0, 1, 0, 1]);
+    assert_eq!(p.send(UP, &echo), XDP_DROP);
+}

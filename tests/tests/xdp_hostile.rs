@@ -222,6 +222,15 @@ fn outcome(frame: &[u8], dir: Direction) -> Outcome {
         return charge("malformed");
     }
     if ip.key.proto != PROTO_TCP && ip.key.proto != PROTO_UDP {
+        // IPv6 Neighbor Discovery is passed uncharged (parse.rs).
+        if ip.key.proto == 58
+            && ip.first_fragment.is_none()
+            && frame
+                .get(ip.l4..ip.l4 + 8)
+                .is_some_and(|h| (133..=137).contains(&h[0]))
+        {
+            return Outcome::Untracked("non_tcp_udp");
+        }
         return charge("non_tcp_udp");
     }
     let flow = |key: FlowKey, payload: &[u8]| Outcome::Flow {
