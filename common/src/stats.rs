@@ -33,11 +33,14 @@ pub enum Stat {
     Packets = 0,
     /// Frames that are not IPv4 or IPv6 (ARP, LLDP, ...): passed untouched.
     NonIp = 1,
-    /// IP packets that are neither TCP nor UDP (ICMP, GRE, ...): passed untouched.
+    /// IP packets that are neither TCP nor UDP (ICMP, GRE, ESP, ...): flows without ports,
+    /// charged to their subscriber.
     NonTcpUdp = 2,
-    /// Truncated or inconsistent headers: passed without a label.
+    /// Truncated or inconsistent headers: passed without a label; charged to the subscriber
+    /// (ports 0) when the IP header is sound.
     Malformed = 3,
-    /// Non-first IP fragments (no ports to key on): passed untouched.
+    /// Non-first IP fragments: charged to their first fragment's flow, or to the subscriber's
+    /// `other` when it was not seen.
     Fragments = 4,
     /// Flow entries created.
     FlowsCreated = 5,

@@ -219,10 +219,16 @@ fn lookup_or_create(
         last_seen_ns: now,
         ..FlowValue::default()
     };
+    // A flow without ports (another IP protocol, an orphan fragment) is labelled from its
+    // key and final at once (frag.rs).
+    if let Some((label, confidence)) = crate::frag::fixed_label(key) {
+        fresh.label = label;
+        fresh.confidence = confidence;
+        fresh.flags = FLAG_FINAL;
     // A flow labelled before (and evicted since) starts labelled: `track` does not classify
     // it again, and its policy applies from this packet. Not for a connection's opening.
     // SAFETY: a plain-data value copied out at once.
-    if !opening && let Some(m) = unsafe { LABELLED.get(key) }.copied() {
+    } else if !opening && let Some(m) = unsafe { LABELLED.get(key) }.copied() {
         fresh.label = m.label;
         fresh.confidence = m.confidence;
         // Only final labels are remembered: the resumed flow is not inspected again.

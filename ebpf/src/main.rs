@@ -20,6 +20,7 @@
 mod counters;
 mod deep;
 mod flow;
+mod frag;
 mod observe;
 mod parse;
 mod policy;
@@ -56,21 +57,35 @@ pub fn xdp_pass(_ctx: XdpContext) -> u32 {
 fn probe(ctx: &XdpContext, dir: Direction) -> u32 {
     let frame_len = (ctx.data_end() - ctx.data()) as u64;
     counters::stat(Stat::Packets);
-    match parse::parse(ctx, dir) {
-        Parsed::Flow(pkt) => return flow::track(ctx, &pkt, dir, frame_len),
-        other => not_a_flow(other),
+    // Every IP packet whose addresses could be read is charged to a flow, so to its
+    // subscriber: other protocols, fragments and packets broken above the IP header too.
+    let pkt = match parse::parse(ctx, dir) {
+        Parsed::Flow(pkt) => pkt,
+        Parsed::Charged(s, pkt) => {
+            counters::stat(s);
+            pkt
+        }
+        other => {
+            not_a_flow(other);
+            return xdp_action::XDP_PASS;
+        }
+    };
+    if pkt.frag == parse::FRAG_FIRST {
+        frag::remember(&pkt.key, pkt.frag_id);
     }
-    xdp_action::XDP_PASS
+    flow::track(ctx, &pkt, dir, frame_len)
 }
 
-/// Counts a frame that is not a TCP or UDP flow packet (it is passed untouched).
+/// Counts a frame the probe does not track in its statistic (it is passed untouched).
+/// The observe-only entry point tracks TCP and UDP flows only: it counts its charged
+/// packets here too.
 #[inline(always)]
 fn not_a_flow(p: Parsed) {
     match p {
         Parsed::Flow(_) => {}
+        Parsed::Charged(s, _) => counters::stat(s),
         Parsed::NonIp => counters::stat(Stat::NonIp),
-        Parsed::NonTcpUdp => counters::stat(Stat::NonTcpUdp),
-        Parsed::Fragment => counters::stat(Stat::Fragments),
+        Parsed::NeighborDiscovery => counters::stat(Stat::NonTcpUdp),
         Parsed::Malformed => counters::stat(Stat::Malformed),
     }
 }

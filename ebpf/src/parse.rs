@@ -1,11 +1,11 @@
 //! Header parsing: Ethernet, 802.1Q/QinQ, IPv4, IPv6 with its common extension headers,
-//! TCP and UDP. Every read goes through [`ptr_at`]; lengths in headers are checked against
+//! TCP and UDP; other IP protocols and fragments down to their addresses and protocol. Every read goes through [`ptr_at`]; lengths in headers are checked against
 //! each other and against the frame, and the payload ends where the IP packet ends (not at
 //! the frame's end, which may carry Ethernet padding).
 
 use aya_ebpf::programs::{TcContext, XdpContext};
 use peerwarden_common::{
-    Direction, FlowKey,
+    Direction, FlowKey, Stat,
     flow::{FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP},
 };
 
@@ -43,7 +43,10 @@ impl Frame for TcContext {
     }
 }
 
-/// A TCP or UDP packet: its flow key, and where its headers and payload lie in the frame.
+/// An IP packet charged to a flow: its flow key, and where its headers and payload lie in
+/// the frame. TCP and UDP packets carry their ports; other IP protocols, later fragments
+/// and packets broken above the IP header carry ports 0 and no payload to inspect (see
+/// docs/policies.md, "What is charged and what is not parsed").
 pub struct Packet {
     pub key: FlowKey,
     /// Offset of the IP header (for DSCP rewrites).
@@ -53,14 +56,37 @@ pub struct Packet {
     /// TCP flags and sequence number (0 for UDP), for the deep classifier's reassembly.
     pub tcp_flags: u8,
     pub tcp_seq: u32,
+    /// [`FRAG_NONE`], [`FRAG_FIRST`] or [`FRAG_LATER`].
+    pub frag: u8,
+    /// The IP identification of a fragment (IPv4's 16 bits, IPv6's 32).
+    pub frag_id: u32,
 }
+
+/// Not a fragment (or an IPv6 atomic fragment: offset 0, no more to come).
+pub const FRAG_NONE: u8 = 0;
+/// The first fragment of a datagram: it carries the upper-layer header.
+pub const FRAG_FIRST: u8 = 1;
+/// A later fragment: no upper-layer header; its flow is the first fragment's (frag.rs).
+pub const FRAG_LATER: u8 = 2;
 
 /// What a frame turned out to be.
 pub enum Parsed {
+    /// A whole TCP or UDP packet (or a first fragment of one).
     Flow(Packet),
+    /// A packet charged to its subscriber without a TCP/UDP payload to look at, and the
+    /// statistic it also counts in: another IP protocol (`NonTcpUdp`), a later fragment
+    /// (`Fragments`), or a packet whose IP header is sound but whose TCP/UDP header or
+    /// IPv6 extension chain is not (`Malformed`).
+    Charged(Stat, Packet),
+    /// Not IPv4 or IPv6 after at most two VLAN tags.
     NonIp,
-    NonTcpUdp,
-    Fragment,
+    /// IPv6 Neighbor Discovery (ICMPv6 types 133-137): the link's own signalling, counted
+    /// in `NonTcpUdp` and passed untouched, never charged nor policed (a subscriber whose
+    /// plan is full must still reach its router).
+    NeighborDiscovery,
+    /// Broken before its IP header was whole (no addresses to charge), or broken at the IP
+    /// layer, which the kernel's own IP input drops (bad version, header length, or a
+    /// total length past the frame): counted, passed, charged to no one.
     Malformed,
 }
 
@@ -86,111 +112,196 @@ fn be16(ctx: &impl Frame, off: usize) -> Option<u16> {
     read::<[u8; 2]>(ctx, off).map(u16::from_be_bytes)
 }
 
+/// Parses a frame going `dir`. The key is filed from the subscriber's side; a later
+/// fragment takes its datagram's flow key when the first fragment was seen (frag.rs).
 #[inline(always)]
 pub fn parse(ctx: &impl Frame, dir: Direction) -> Parsed {
-    match try_parse(ctx, dir) {
-        Ok(p) => p,
-        Err(()) => Parsed::Malformed,
+    let mut pkt = Packet {
+        key: FlowKey::default(),
+        ip_off: 0,
+        payload_off: 0,
+        payload_len: 0,
+        tcp_flags: 0,
+        tcp_seq: 0,
+        frag: FRAG_NONE,
+        frag_id: 0,
+    };
+    let stat = match try_parse(ctx, dir, &mut pkt) {
+        Ok(Upper::Flow) => None,
+        Ok(Upper::Charged(s)) => Some(s),
+        Ok(Upper::NonIp) => return Parsed::NonIp,
+        Ok(Upper::NeighborDiscovery) => return Parsed::NeighborDiscovery,
+        Err(Broken::BeforeAddresses) => return Parsed::Malformed,
+        Err(Broken::AfterAddresses) => {
+            // Sound IP header, broken above it: routers forward it, so it is charged.
+            opaque(&mut pkt);
+            Some(Stat::Malformed)
+        }
+    };
+    if dir == Direction::Down {
+        core::mem::swap(&mut pkt.key.sub_addr, &mut pkt.key.remote_addr);
+    }
+    match stat {
+        None => Parsed::Flow(pkt),
+        Some(s) => {
+            if pkt.frag == FRAG_LATER {
+                crate::frag::resolve(&mut pkt.key, pkt.frag_id);
+            }
+            Parsed::Charged(s, pkt)
+        }
     }
 }
 
+/// A packet with no ports and no payload for the classifiers: keyed by its addresses and
+/// protocol alone.
 #[inline(always)]
-fn try_parse(ctx: &impl Frame, dir: Direction) -> Result<Parsed, ()> {
+fn opaque(pkt: &mut Packet) {
+    pkt.key.sub_port = 0;
+    pkt.key.remote_port = 0;
+    pkt.payload_off = pkt.ip_off;
+    pkt.payload_len = 0;
+    pkt.tcp_flags = 0;
+    pkt.tcp_seq = 0;
+}
+
+/// What the layers above Ethernet held.
+enum Upper {
+    /// A TCP or UDP packet with its ports.
+    Flow,
+    /// Charged without ports, counted in this statistic too.
+    Charged(Stat),
+    NonIp,
+    NeighborDiscovery,
+}
+
+/// Where a frame broke.
+enum Broken {
+    /// Before a sound IP header (addresses and protocol) was read.
+    BeforeAddresses,
+    /// Above a sound IP header: `pkt.key` holds the addresses and the protocol as read.
+    AfterAddresses,
+}
+
+#[inline(always)]
+fn try_parse(ctx: &impl Frame, dir: Direction, pkt: &mut Packet) -> Result<Upper, Broken> {
+    use Broken::{AfterAddresses, BeforeAddresses};
     let mut off = ETH_HLEN;
-    let mut ethertype = be16(ctx, 12).ok_or(())?;
+    let mut ethertype = be16(ctx, 12).ok_or(BeforeAddresses)?;
     // Up to two VLAN tags (802.1Q, or QinQ with an 802.1ad outer tag).
     if ethertype == ETH_P_8021AD || ethertype == ETH_P_8021Q {
-        ethertype = be16(ctx, off + 2).ok_or(())?;
+        ethertype = be16(ctx, off + 2).ok_or(BeforeAddresses)?;
         off += 4;
         if ethertype == ETH_P_8021Q {
-            ethertype = be16(ctx, off + 2).ok_or(())?;
+            ethertype = be16(ctx, off + 2).ok_or(BeforeAddresses)?;
             off += 4;
         }
     }
-    let mut key = FlowKey::default();
-    let ip_off = off;
-    let (mut tcp_flags, mut tcp_seq) = (0u8, 0u32);
-    // Addresses go straight into the key (source in `sub_addr`, swapped below for packets
-    // coming down): no copies on the stack, which the deep tier's and the policy's calls
-    // share with this frame.
+    let key = &mut pkt.key;
+    pkt.ip_off = off;
+    // Addresses go straight into the key (source in `sub_addr`, swapped by `parse` for
+    // packets coming down): no copies on the stack, which the deep tier's and the policy's
+    // calls share with this frame.
     let (proto, l4, ip_end) = match ethertype {
         ETH_P_IP => {
-            let h: [u8; 20] = read(ctx, off).ok_or(())?;
+            let h: [u8; 20] = read(ctx, off).ok_or(BeforeAddresses)?;
             let ihl = ((h[0] & 0x0f) as usize) * 4;
             let total = u16::from_be_bytes([h[2], h[3]]) as usize;
             if h[0] >> 4 != 4 || ihl < 20 || total < ihl {
-                return Err(());
+                return Err(BeforeAddresses);
             }
             let ip_end = off + total;
             if ip_end > ctx.end() - ctx.start() {
-                return Err(());
-            }
-            if u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
-                return Ok(Parsed::Fragment);
+                return Err(BeforeAddresses);
             }
             key.family = FAMILY_V4;
+            key.proto = h[9];
             key.sub_addr[..4].copy_from_slice(&h[12..16]);
             key.remote_addr[..4].copy_from_slice(&h[16..20]);
+            let frag = u16::from_be_bytes([h[6], h[7]]);
+            if frag & 0x3fff != 0 {
+                pkt.frag_id = u16::from_be_bytes([h[4], h[5]]) as u32;
+                if frag & 0x1fff != 0 {
+                    pkt.frag = FRAG_LATER;
+                    opaque(pkt);
+                    return Ok(Upper::Charged(Stat::Fragments));
+                }
+                pkt.frag = FRAG_FIRST;
+            }
             (h[9], off + ihl, ip_end)
         }
         ETH_P_IPV6 => {
-            let h: [u8; 8] = read(ctx, off).ok_or(())?;
+            let h: [u8; 8] = read(ctx, off).ok_or(BeforeAddresses)?;
             if h[0] >> 4 != 6 {
-                return Err(());
+                return Err(BeforeAddresses);
             }
             let ip_end = off + 40 + u16::from_be_bytes([h[4], h[5]]) as usize;
             if ip_end > ctx.end() - ctx.start() {
-                return Err(());
+                return Err(BeforeAddresses);
             }
             key.family = FAMILY_V6;
-            key.sub_addr = read(ctx, off + 8).ok_or(())?;
-            key.remote_addr = read(ctx, off + 24).ok_or(())?;
-            let (next, l4) = match skip_ipv6_extensions(ctx, h[6], off + 40, ip_end)? {
-                Some(v) => v,
-                None => return Ok(Parsed::Fragment),
-            };
+            key.sub_addr = read(ctx, off + 8).ok_or(BeforeAddresses)?;
+            key.remote_addr = read(ctx, off + 24).ok_or(BeforeAddresses)?;
+            key.proto = h[6];
+            let (next, l4) = skip_ipv6_extensions(ctx, pkt, off + 40, ip_end)?;
+            if pkt.frag == FRAG_LATER {
+                opaque(pkt);
+                return Ok(Upper::Charged(Stat::Fragments));
+            }
             (next, l4, ip_end)
         }
-        _ => return Ok(Parsed::NonIp),
+        _ => return Ok(Upper::NonIp),
     };
+    let key = &mut pkt.key;
+    key.proto = proto;
     let (payload_off, payload_end) = match proto {
         PROTO_TCP => {
-            let t: [u8; 20] = read(ctx, l4).ok_or(())?;
+            let t: [u8; 20] = read(ctx, l4).ok_or(AfterAddresses)?;
             let doff = ((t[12] >> 4) as usize) * 4;
             if doff < 20 || l4 + doff > ip_end {
-                return Err(());
+                return Err(AfterAddresses);
             }
-            key.proto = PROTO_TCP;
-            set_ports(&mut key, dir, &t);
-            tcp_flags = t[13];
-            tcp_seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+            set_ports(key, dir, &t);
+            pkt.tcp_flags = t[13];
+            pkt.tcp_seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
             (l4 + doff, ip_end)
         }
         PROTO_UDP => {
-            let u: [u8; 8] = read(ctx, l4).ok_or(())?;
+            let u: [u8; 8] = read(ctx, l4).ok_or(AfterAddresses)?;
             let ulen = u16::from_be_bytes([u[4], u[5]]) as usize;
-            if ulen < 8 || l4 + ulen > ip_end {
-                return Err(());
+            if ulen < 8 || l4 + 8 > ip_end {
+                return Err(AfterAddresses);
             }
-            key.proto = PROTO_UDP;
+            // A first fragment's UDP length covers the whole datagram, past this packet.
+            let udp_end = l4 + ulen;
+            let end = if udp_end <= ip_end {
+                udp_end
+            } else if pkt.frag == FRAG_FIRST {
+                ip_end
+            } else {
+                return Err(AfterAddresses);
+            };
             let mut ports = [0u8; 20];
             ports[..4].copy_from_slice(&u[..4]);
-            set_ports(&mut key, dir, &ports);
-            (l4 + 8, l4 + ulen)
+            set_ports(key, dir, &ports);
+            (l4 + 8, end)
         }
-        _ => return Ok(Parsed::NonTcpUdp),
+        _ => {
+            // Every ND message has at least the 8 bytes read here (the verifier also
+            // takes this read where it refused a one-byte one at a variable offset).
+            if proto == PROTO_ICMPV6
+                && pkt.frag == FRAG_NONE
+                && let Some(t) = read::<[u8; 8]>(ctx, l4)
+                && (ND_FIRST..=ND_LAST).contains(&t[0])
+            {
+                return Ok(Upper::NeighborDiscovery);
+            }
+            opaque(pkt);
+            return Ok(Upper::Charged(Stat::NonTcpUdp));
+        }
     };
-    if dir == Direction::Down {
-        core::mem::swap(&mut key.sub_addr, &mut key.remote_addr);
-    }
-    Ok(Parsed::Flow(Packet {
-        key,
-        ip_off,
-        payload_off,
-        payload_len: payload_end - payload_off,
-        tcp_flags,
-        tcp_seq,
-    }))
+    pkt.payload_off = payload_off;
+    pkt.payload_len = payload_end - payload_off;
+    Ok(Upper::Flow)
 }
 
 /// Source and destination ports from the first four bytes of a TCP or UDP header.
@@ -206,6 +317,11 @@ fn set_ports(key: &mut FlowKey, dir: Direction, l4: &[u8; 20]) {
     key.remote_port = remote;
 }
 
+const PROTO_ICMPV6: u8 = 58;
+/// ICMPv6 Router Solicitation .. Redirect: Neighbor Discovery (RFC 4861).
+const ND_FIRST: u8 = 133;
+const ND_LAST: u8 = 137;
+
 const IPV6_HOP_BY_HOP: u8 = 0;
 const IPV6_ROUTING: u8 = 43;
 const IPV6_FRAGMENT: u8 = 44;
@@ -214,44 +330,55 @@ const IPV6_DEST_OPTS: u8 = 60;
 /// Extension headers followed before giving up; real traffic carries one or two.
 const IPV6_MAX_EXTENSIONS: usize = 4;
 
-/// Walks IPv6 extension headers from `next` at `off`. Returns the upper-layer protocol and
-/// its offset, `None` for a non-first fragment (no ports), or an error when a header runs
-/// past the packet.
+/// Walks IPv6 extension headers from the fixed header's next header (`pkt.key.proto`) at
+/// `off`. Returns the upper-layer protocol and its offset; marks a fragment in `pkt` (a
+/// later one stops the walk: what follows is not a header). A header running past the
+/// packet is an error above the addresses, `pkt.key.proto` then holding the next header
+/// as read.
 #[inline(always)]
 fn skip_ipv6_extensions(
     ctx: &impl Frame,
-    mut next: u8,
+    pkt: &mut Packet,
     mut off: usize,
     ip_end: usize,
-) -> Result<Option<(u8, usize)>, ()> {
+) -> Result<(u8, usize), Broken> {
+    let mut next = pkt.key.proto;
     let mut i = 0;
     while i < IPV6_MAX_EXTENSIONS {
         let len = match next {
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
-                let e: [u8; 2] = read(ctx, off).ok_or(())?;
+                let e: [u8; 2] = read(ctx, off).ok_or(Broken::AfterAddresses)?;
                 next = e[0];
                 (e[1] as usize + 1) * 8
             }
             IPV6_AUTH => {
-                let e: [u8; 2] = read(ctx, off).ok_or(())?;
+                let e: [u8; 2] = read(ctx, off).ok_or(Broken::AfterAddresses)?;
                 next = e[0];
                 (e[1] as usize + 2) * 4
             }
             IPV6_FRAGMENT => {
-                let e: [u8; 4] = read(ctx, off).ok_or(())?;
-                if u16::from_be_bytes([e[2], e[3]]) >> 3 != 0 {
-                    return Ok(None);
-                }
+                let e: [u8; 8] = read(ctx, off).ok_or(Broken::AfterAddresses)?;
                 next = e[0];
+                let offset_more = u16::from_be_bytes([e[2], e[3]]);
+                pkt.frag_id = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+                if offset_more >> 3 != 0 {
+                    pkt.frag = FRAG_LATER;
+                    pkt.key.proto = next;
+                    return Ok((next, off + 8));
+                }
+                if offset_more & 1 != 0 {
+                    pkt.frag = FRAG_FIRST;
+                }
                 8
             }
             _ => break,
         };
+        pkt.key.proto = next;
         off += len;
         if off > ip_end {
-            return Err(());
+            return Err(Broken::AfterAddresses);
         }
         i += 1;
     }
-    Ok(Some((next, off)))
+    Ok((next, off))
 }

@@ -34,7 +34,7 @@ fn steer(ctx: &TcContext, dir: Direction) -> i32 {
     if !policy::shaping() {
         return TC_ACT_OK as i32;
     }
-    if let Parsed::Flow(pkt) = parse::parse(ctx, dir)
+    if let Parsed::Flow(pkt) | Parsed::Charged(_, pkt) = parse::parse(ctx, dir)
         && let Some(f) = flow::get(&pkt.key)
         && let Some(minor) = policy::shape_class(f, dir)
     {

@@ -25,7 +25,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use peerwarden::probe::PROG_PASS;
 use peerwarden_common::{Direction, Label, flow::PROTO_TCP};
 use peerwarden_tests::{
-    packets::{Conversation, Family, REMOTE_V4, SUB_V4, TcpFlags, Vlan, arp_request},
+    packets::{Conversation, Family, REMOTE_V4, SUB_V4, TcpFlags, Vlan, arp_request, esp_payload},
     payloads::{
         INFO_HASH, PEER_ID, dht_get_peers_query, http_get_page, peer_wire_handshake,
         peer_wire_message,
@@ -46,6 +46,8 @@ const FLOW_TABLE: u32 = 1 << 21;
 
 /// A frame's largest size on a 1500-byte MTU link, untagged.
 const MTU_FRAME: usize = 1514;
+/// IP protocol number of ESP.
+const ESP: u8 = 50;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -162,6 +164,26 @@ fn main() {
     });
 
     // (a') Many established, labelled flows, each frame run once.
+    // A subscriber's packet of another IP protocol (issue 11): an ESP flow, keyed by
+    // addresses and protocol, labelled `vpn.ipsec` at its first packet and final.
+    let esp = c.ip(
+        Direction::Up,
+        ESP,
+        &esp_payload(0x1001, 1, MTU_FRAME - 14 - 20 - 8),
+    );
+    assert_eq!(esp.len(), MTU_FRAME);
+    probe.send(Direction::Up, &esp);
+    let flow = probe.flow(&c.key_without_ports(ESP)).expect("the ESP flow");
+    assert_eq!(Label::from_id(flow.label), Label::VpnIpsec);
+    rows.push(measure(
+        "non-TCP/UDP (ESP), hot",
+        "1 ESP flow of the subscriber, 1514 B frame, repeat 1e6",
+        || {
+            let b = hot(&mut probe, PROG_PASS, &esp);
+            (hot(&mut probe, up, &esp), b)
+        },
+    ));
+
     let spread: Vec<Conversation> = (0..SPREAD)
         .map(|_| {
             next_id += 1;
@@ -261,6 +283,14 @@ fn main() {
         || {
             let b = hot(&mut probe, PROG_PASS, &piece);
             (hot_any(&mut probe, down, &piece), b)
+        },
+    ));
+    rows.push(measure(
+        "non-TCP/UDP (ESP), hot, policy",
+        "as above, subscriber on a policed + marked plan",
+        || {
+            let b = hot(&mut probe, PROG_PASS, &esp);
+            (hot_any(&mut probe, up, &esp), b)
         },
     ));
     rows.push(measure(

@@ -358,9 +358,28 @@ pub fn ipv4_fragment(
     more: bool,
     data: &[u8],
 ) -> Vec<u8> {
+    ipv4_fragment_with_id(vlan, src, dst, proto, 0x4242, offset, more, data)
+}
+
+/// [`ipv4_fragment`] with the datagram's identification `id`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one per header field a test sets"
+)]
+pub fn ipv4_fragment_with_id(
+    vlan: Vlan,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: IpNextHeaderProtocol,
+    id: u16,
+    offset: u16,
+    more: bool,
+    data: &[u8],
+) -> Vec<u8> {
     let mut ip = ipv4(src, dst, proto, data);
     {
         let mut h = MutableIpv4Packet::new(&mut ip).expect("an IPv4 header");
+        h.set_identification(id);
         h.set_flags(if more { Ipv4Flags::MoreFragments } else { 0 });
         h.set_fragment_offset(offset);
         h.set_checksum(0);
@@ -380,9 +399,27 @@ pub fn ipv6_fragment(
     more: bool,
     data: &[u8],
 ) -> Vec<u8> {
+    ipv6_fragment_with_id(vlan, src, dst, proto, 0x0bad_cafe, offset, more, data)
+}
+
+/// [`ipv6_fragment`] with the datagram's identification `id` (32 bits in IPv6).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one per header field a test sets"
+)]
+pub fn ipv6_fragment_with_id(
+    vlan: Vlan,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    proto: IpNextHeaderProtocol,
+    id: u32,
+    offset: u16,
+    more: bool,
+    data: &[u8],
+) -> Vec<u8> {
     let mut ext = vec![proto.0, 0];
     ext.extend_from_slice(&((offset << 3) | u16::from(more)).to_be_bytes());
-    ext.extend_from_slice(&0x0bad_cafe_u32.to_be_bytes());
+    ext.extend_from_slice(&id.to_be_bytes());
     ext.extend_from_slice(data);
     ethernet(
         vlan,
@@ -410,6 +447,35 @@ pub fn ipv6_with_hop_by_hop(
         EtherTypes::Ipv6,
         &ipv6(s, d, IpNextHeaderProtocol(IPV6_HOP_BY_HOP), &ext),
     )
+}
+
+/// An ESP packet (RFC 4303) as the IP payload: SPI, sequence number, then `len` bytes
+/// standing for the encrypted payload and trailer.
+pub fn esp_payload(spi: u32, seq: u32, len: usize) -> Vec<u8> {
+    let mut p = spi.to_be_bytes().to_vec();
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(7)));
+    p
+}
+
+/// A GRE packet (RFC 2784, no options) carrying `inner`, an IPv4 packet.
+pub fn gre_payload(inner: &[u8]) -> Vec<u8> {
+    let mut p = vec![0, 0, 0x08, 0x00];
+    p.extend_from_slice(inner);
+    p
+}
+
+/// An SCTP packet (RFC 9260) from port `sport` to `dport`: the common header (checksum
+/// left 0) and one INIT chunk.
+pub fn sctp_init(sport: u16, dport: u16) -> Vec<u8> {
+    let mut p = sport.to_be_bytes().to_vec();
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[0; 8]);
+    // INIT: type 1, flags 0, length 20, initiate tag, a_rwnd, streams out/in, initial TSN.
+    p.extend_from_slice(&[
+        1, 0, 0, 20, 0, 0, 0, 7, 0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1,
+    ]);
+    p
 }
 
 /// `frame` padded with zeros to the 60-byte minimum, as a NIC delivers a short frame.
@@ -534,6 +600,70 @@ impl Conversation {
     pub fn udp(&self, dir: Direction, payload: &[u8]) -> Vec<u8> {
         let (src, dst) = self.ends(dir);
         udp_frame(self.vlan, src, dst, payload)
+    }
+
+    /// A frame of IP protocol `proto` carrying `l4` going `dir` (ESP, GRE, SCTP, ...).
+    pub fn ip(&self, dir: Direction, proto: u8, l4: &[u8]) -> Vec<u8> {
+        let (src, dst) = self.ends(dir);
+        ip_frame(
+            self.vlan,
+            src.ip(),
+            dst.ip(),
+            IpNextHeaderProtocol(proto),
+            l4,
+        )
+    }
+
+    /// The fragments of the UDP datagram carrying `payload` going `dir`, with
+    /// identification `id`, each fragment carrying `chunk` bytes of the datagram (a
+    /// multiple of 8) except the last: the first holds the UDP header, whose length covers
+    /// the whole datagram.
+    pub fn udp_fragments(
+        &self,
+        dir: Direction,
+        payload: &[u8],
+        id: u32,
+        chunk: usize,
+    ) -> Vec<Vec<u8>> {
+        assert!(
+            chunk >= 8 && chunk.is_multiple_of(8),
+            "fragment size {chunk}"
+        );
+        let (src, dst) = self.ends(dir);
+        let dgram = udp_datagram(src, dst, payload);
+        let udp = IpNextHeaderProtocols::Udp;
+        let pieces: Vec<&[u8]> = dgram.chunks(chunk).collect();
+        let last = pieces.len() - 1;
+        pieces
+            .iter()
+            .enumerate()
+            .map(|(i, data)| {
+                let offset = u16::try_from(i * chunk / 8).expect("offset over 13 bits");
+                let more = i < last;
+                match (src.ip(), dst.ip()) {
+                    (IpAddr::V4(s), IpAddr::V4(d)) => {
+                        let id = u16::try_from(id).expect("IPv4 identification is 16 bits");
+                        ipv4_fragment_with_id(self.vlan, s, d, udp, id, offset, more, data)
+                    }
+                    (IpAddr::V6(s), IpAddr::V6(d)) => {
+                        ipv6_fragment_with_id(self.vlan, s, d, udp, id, offset, more, data)
+                    }
+                    _ => panic!("mixed address families: {src} -> {dst}"),
+                }
+            })
+            .collect()
+    }
+
+    /// The key the probe files this conversation's packets without ports under: IP
+    /// protocol `proto` other than TCP and UDP, or fragments and broken TCP/UDP headers
+    /// charged to the subscriber with ports 0.
+    pub fn key_without_ports(&self, proto: u8) -> FlowKey {
+        FlowKey {
+            sub_port: 0,
+            remote_port: 0,
+            proto,
+            ..self.key(PROTO_TCP)
+        }
     }
 
     /// The flow key the probe files this conversation under for `proto`

@@ -23,7 +23,7 @@ use peerwarden_classifier::{Direction as LibDirection, FlowKey as LibKey};
 use peerwarden_common::{
     CounterValue, Direction, FlowKey, FlowValue, Label,
     fingerprint::{self, SAMPLE_LEN},
-    flow::{INSPECT_BUDGET, PROTO_TCP, PROTO_UDP},
+    flow::{FAMILY_V4, FAMILY_V6, FLAG_FINAL, INSPECT_BUDGET, PROTO_TCP, PROTO_UDP},
 };
 use peerwarden_tests::{
     captures::{kernel_key, kernel_view},
@@ -51,8 +51,23 @@ const UNTRACKED_STATS: [&str; 4] = ["malformed", "non_ip", "non_tcp_udp", "fragm
 /// What the probe must make of a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
-    /// A TCP/UDP packet of the flow `key` carrying `payload`.
-    Flow { key: FlowKey, payload: Vec<u8> },
+    /// A TCP/UDP packet of the flow `key` carrying `payload`; `first_fragment`: the IP
+    /// identification of the datagram it begins.
+    Flow {
+        key: FlowKey,
+        payload: Vec<u8>,
+        first_fragment: Option<u32>,
+    },
+    /// A packet charged to its subscriber without ports (issue 11), counted in `stat`:
+    /// another IP protocol, a later fragment (`later_fragment`: its datagram's
+    /// identification, filed under the first fragment's flow if that was seen), or a packet
+    /// broken above a sound IP header. `key` holds the addresses, protocol and ports 0.
+    Charged {
+        stat: &'static str,
+        key: FlowKey,
+        first_fragment: Option<u32>,
+        later_fragment: Option<u32>,
+    },
     /// Not tracked, counted in this statistic.
     Untracked(&'static str),
 }
@@ -61,89 +76,222 @@ fn be16(f: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*f.get(off)?, *f.get(off + 1)?]))
 }
 
-/// Why the probe does not track a frame that `kernel_view` (the tests' model of the parse,
-/// shared with the capture replays) found no TCP/UDP packet in: the first rule it breaks.
-fn untracked_reason(f: &[u8]) -> &'static str {
-    untracked_walk(f).unwrap_or("malformed")
+/// An IP packet as parse.rs reads it, down to its upper-layer protocol.
+struct IpWalk {
+    key: FlowKey,
+    l4: usize,
+    end: usize,
+    first_fragment: Option<u32>,
+    later_fragment: Option<u32>,
+    /// The IPv6 extension chain runs past the packet (`key.proto`: the next header read).
+    broken_above: bool,
 }
 
-/// `None` where a header is cut short; `Some(stat)` where the frame is whole enough to say.
-fn untracked_walk(f: &[u8]) -> Option<&'static str> {
+/// `Err` where the frame breaks before a sound IP header, `Ok(None)` for a frame that is
+/// not IP after at most two tags. Addresses are filed with the source first.
+fn ip_walk(f: &[u8]) -> Result<Option<IpWalk>, ()> {
     let mut l3 = 14;
-    let mut ethertype = be16(f, 12)?;
+    let mut ethertype = be16(f, 12).ok_or(())?;
     for _ in 0..2 {
         let tagged = ethertype == 0x8100 || (l3 == 14 && ethertype == 0x88a8);
         if !tagged {
             break;
         }
-        ethertype = be16(f, l3 + 2)?;
+        ethertype = be16(f, l3 + 2).ok_or(())?;
         l3 += 4;
     }
-    let proto = match ethertype {
+    let mut key = FlowKey::default();
+    let (mut first_fragment, mut later_fragment) = (None, None);
+    match ethertype {
         0x0800 => {
-            let h = f.get(l3..l3 + 20)?;
+            let h = f.get(l3..l3 + 20).ok_or(())?;
             let ihl = usize::from(h[0] & 0x0f) * 4;
             let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            let whole = h[0] >> 4 == 4 && ihl >= 20 && total >= ihl && l3 + total <= f.len();
-            if !whole {
-                return None;
+            if !(h[0] >> 4 == 4 && ihl >= 20 && total >= ihl && l3 + total <= f.len()) {
+                return Err(());
             }
-            if u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
-                return Some("fragments");
+            key.family = FAMILY_V4;
+            key.proto = h[9];
+            key.sub_addr[..4].copy_from_slice(&h[12..16]);
+            key.remote_addr[..4].copy_from_slice(&h[16..20]);
+            let frag = u16::from_be_bytes([h[6], h[7]]);
+            let id = u32::from(u16::from_be_bytes([h[4], h[5]]));
+            if frag & 0x1fff != 0 {
+                later_fragment = Some(id);
+            } else if frag & 0x2000 != 0 {
+                first_fragment = Some(id);
             }
-            h[9]
+            let (l4, end) = (l3 + ihl, l3 + total);
+            Ok(Some(IpWalk {
+                key,
+                l4,
+                end,
+                first_fragment,
+                later_fragment,
+                broken_above: false,
+            }))
         }
         0x86dd => {
-            let h = f.get(l3..l3 + 8)?;
+            let h = f.get(l3..l3 + 40).ok_or(())?;
             let end = l3 + 40 + usize::from(u16::from_be_bytes([h[4], h[5]]));
             if h[0] >> 4 != 6 || end > f.len() {
-                return None;
+                return Err(());
             }
-            let (mut next, mut at) = (h[6], l3 + 40);
+            key.family = FAMILY_V6;
+            key.proto = h[6];
+            key.sub_addr.copy_from_slice(&h[8..24]);
+            key.remote_addr.copy_from_slice(&h[24..40]);
+            let mut at = l3 + 40;
+            let mut broken_above = false;
             for _ in 0..4 {
-                let ext_len = match next {
-                    0 | 43 | 60 => (usize::from(*f.get(at + 1)?) + 1) * 8,
-                    51 => (usize::from(*f.get(at + 1)?) + 2) * 4,
-                    44 if be16(f, at + 2)? >> 3 != 0 => return Some("fragments"),
-                    44 => 8,
+                let (next, len) = match key.proto {
+                    0 | 43 | 60 => match f.get(at..at + 2) {
+                        Some(e) => (e[0], (usize::from(e[1]) + 1) * 8),
+                        None => {
+                            broken_above = true;
+                            break;
+                        }
+                    },
+                    51 => match f.get(at..at + 2) {
+                        Some(e) => (e[0], (usize::from(e[1]) + 2) * 4),
+                        None => {
+                            broken_above = true;
+                            break;
+                        }
+                    },
+                    44 => {
+                        let Some(e) = f.get(at..at + 8) else {
+                            broken_above = true;
+                            break;
+                        };
+                        let id = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+                        let offset_more = u16::from_be_bytes([e[2], e[3]]);
+                        if offset_more >> 3 != 0 {
+                            key.proto = e[0];
+                            later_fragment = Some(id);
+                            break;
+                        }
+                        if offset_more & 1 != 0 {
+                            first_fragment = Some(id);
+                        }
+                        (e[0], 8)
+                    }
                     _ => break,
                 };
-                next = f[at];
-                at += ext_len;
+                key.proto = next;
+                at += len;
                 if at > end {
-                    return None;
+                    broken_above = true;
+                    break;
                 }
             }
-            next
+            Ok(Some(IpWalk {
+                key,
+                l4: at,
+                end,
+                first_fragment,
+                later_fragment,
+                broken_above,
+            }))
         }
-        _ => return Some("non_ip"),
-    };
-    match proto {
-        PROTO_TCP | PROTO_UDP => None,
-        _ => Some("non_tcp_udp"),
+        _ => Ok(None),
     }
 }
 
-/// The model's outcome for `frame` arriving going `dir`.
+/// The model's outcome for `frame` arriving going `dir` (parse.rs's rules).
 fn outcome(frame: &[u8], dir: Direction) -> Outcome {
-    let Some(v) = kernel_view(frame) else {
-        return Outcome::Untracked(untracked_reason(frame));
+    let ip = match ip_walk(frame) {
+        Err(()) => return Outcome::Untracked("malformed"),
+        Ok(None) => return Outcome::Untracked("non_ip"),
+        Ok(Some(ip)) => ip,
     };
-    let key = LibKey {
-        proto: v.proto,
-        src: v.src,
-        dst: v.dst,
-    };
-    // The key is written from the subscriber's side: the sender of packets going up.
-    let key = match dir {
-        UP => key,
-        DOWN => key.reversed(),
-    };
-    debug_assert_eq!(key.sender(LibDirection::Up), key.src);
-    Outcome::Flow {
-        key: kernel_key(&key),
-        payload: v.payload.to_vec(),
+    let mut charged = ip.key;
+    if dir == DOWN {
+        std::mem::swap(&mut charged.sub_addr, &mut charged.remote_addr);
     }
+    let charge = |stat| Outcome::Charged {
+        stat,
+        key: charged,
+        first_fragment: ip.first_fragment,
+        later_fragment: ip.later_fragment,
+    };
+    if ip.later_fragment.is_some() {
+        return charge("fragments");
+    }
+    if ip.broken_above {
+        return charge("malformed");
+    }
+    if ip.key.proto != PROTO_TCP && ip.key.proto != PROTO_UDP {
+        // IPv6 Neighbor Discovery is passed uncharged (parse.rs).
+        if ip.key.proto == 58
+            && ip.first_fragment.is_none()
+            && frame
+                .get(ip.l4..ip.l4 + 8)
+                .is_some_and(|h| (133..=137).contains(&h[0]))
+        {
+            return Outcome::Untracked("non_tcp_udp");
+        }
+        return charge("non_tcp_udp");
+    }
+    let flow = |key: FlowKey, payload: &[u8]| Outcome::Flow {
+        key,
+        payload: payload.to_vec(),
+        first_fragment: ip.first_fragment,
+    };
+    if let Some(v) = kernel_view(frame) {
+        let key = LibKey {
+            proto: v.proto,
+            src: v.src,
+            dst: v.dst,
+        };
+        // The key is written from the subscriber's side: the sender of packets going up.
+        let key = match dir {
+            UP => key,
+            DOWN => key.reversed(),
+        };
+        debug_assert_eq!(key.sender(LibDirection::Up), key.src);
+        return flow(kernel_key(&key), v.payload);
+    }
+    // A first fragment's UDP length covers the whole datagram, past the packet's end
+    // (`kernel_view` models whole datagrams): its payload ends with the packet.
+    if ip.key.proto == PROTO_UDP
+        && ip.first_fragment.is_some()
+        && let (Some(sport), Some(dport), Some(ulen)) = (
+            be16(frame, ip.l4),
+            be16(frame, ip.l4 + 2),
+            be16(frame, ip.l4 + 4),
+        )
+        && usize::from(ulen) >= 8
+        && ip.l4 + 8 <= ip.end
+    {
+        let mut key = charged;
+        (key.sub_port, key.remote_port) = if dir == UP {
+            (sport, dport)
+        } else {
+            (dport, sport)
+        };
+        return flow(key, &frame[ip.l4 + 8..ip.end]);
+    }
+    charge("malformed")
+}
+
+/// The label a flow without ports gets when it is created, final (frag.rs's
+/// `fixed_label`): by protocol, or `unknown` for a TCP/UDP key with both ports 0.
+fn fixed_label(key: &FlowKey) -> Option<Label> {
+    match key.proto {
+        PROTO_TCP | PROTO_UDP if key.sub_port != 0 || key.remote_port != 0 => None,
+        50 | 51 => Some(Label::VpnIpsec),
+        47 => Some(Label::Gre),
+        1 | 58 => Some(Label::Icmp),
+        _ => Some(Label::Unknown),
+    }
+}
+
+/// The key of a datagram in the probe's fragment map: addresses, protocol, identification.
+type Datagram = ([u8; 16], [u8; 16], u8, u8, u32);
+
+fn datagram(key: &FlowKey, id: u32) -> Datagram {
+    (key.sub_addr, key.remote_addr, key.proto, key.family, id)
 }
 
 /// The label the kernel's fingerprints give a payload on their own (uTP pairing aside:
@@ -177,6 +325,8 @@ impl Case {
 #[derive(Default)]
 struct Tally {
     flows: HashMap<FlowKey, FlowValue>,
+    /// The probe's fragment map as the model keeps it: each first fragment's flow.
+    fragments: HashMap<Datagram, FlowKey>,
     by_stat: HashMap<&'static str, usize>,
     labelled: HashMap<Label, usize>,
     cases: usize,
@@ -204,9 +354,29 @@ fn check(probe: &mut TestProbe, tally: &mut Tally, case: &Case) -> Result<(), St
     let expect = outcome(&case.frame, case.dir);
     let len = case.frame.len() as u64;
     let before = light_snapshot(probe);
-    let flow_before = match &expect {
-        Outcome::Flow { key, .. } => probe.probe().flow(key).map_err(|e| e.to_string())?,
-        Outcome::Untracked(_) => None,
+    // The flow the packet is filed under, its payload for the fingerprints, its statistic.
+    let (target, stat, first_fragment) = match &expect {
+        Outcome::Flow {
+            key,
+            payload,
+            first_fragment,
+        } => (Some((*key, payload.clone())), None, *first_fragment),
+        Outcome::Charged {
+            stat,
+            key,
+            first_fragment,
+            later_fragment,
+        } => {
+            let key = later_fragment
+                .and_then(|id| tally.fragments.get(&datagram(key, id)).copied())
+                .unwrap_or(*key);
+            (Some((key, Vec::new())), Some(*stat), *first_fragment)
+        }
+        Outcome::Untracked(s) => (None, Some(*s), None),
+    };
+    let flow_before = match &target {
+        Some((key, _)) => probe.probe().flow(key).map_err(|e| e.to_string())?,
+        None => None,
     };
     let verdict = probe.send(case.dir, &case.frame);
     ensure!(verdict == XDP_PASS, "verdict {verdict}, not XDP_PASS");
@@ -216,10 +386,6 @@ fn check(probe: &mut TestProbe, tally: &mut Tally, case: &Case) -> Result<(), St
         "packets moved by {}",
         d.stat("packets")
     );
-    let stat = match &expect {
-        Outcome::Untracked(s) => Some(*s),
-        Outcome::Flow { .. } => None,
-    };
     for s in UNTRACKED_STATS {
         let want = u64::from(stat == Some(s));
         ensure!(
@@ -237,14 +403,14 @@ fn check(probe: &mut TestProbe, tally: &mut Tally, case: &Case) -> Result<(), St
     ] {
         ensure!(d.stat(s) == 0, "statistic {s} moved by {}", d.stat(s));
     }
-    let Outcome::Flow { key, payload } = expect else {
+    *tally.by_stat.entry(stat.unwrap_or("flow")).or_default() += 1;
+    let Some((key, payload)) = target else {
         ensure!(d.stat("flows_created") == 0, "a flow was created");
         ensure!(
             d.nonzero_counters().is_empty(),
             "counted under {:?}",
             d.nonzero_counters()
         );
-        *tally.by_stat.entry(stat.unwrap_or("?")).or_default() += 1;
         return Ok(());
     };
     // The model's entry before this packet must be the kernel's.
@@ -259,9 +425,18 @@ fn check(probe: &mut TestProbe, tally: &mut Tally, case: &Case) -> Result<(), St
     let unknown = usize::from(Label::Unknown.id());
     let i = case.dir.index();
     if known.is_none() {
-        counters[unknown][i].flows += 1;
+        // A flow without ports is labelled and final when it is created (frag.rs).
+        if let Some(label) = fixed_label(&key) {
+            want.label = label.id();
+            want.flags |= FLAG_FINAL;
+        }
+        counters[usize::from(want.label)][i].flows += 1;
     }
-    if want.label == Label::Unknown.id() && !payload.is_empty() && want.inspected < INSPECT_BUDGET {
+    if want.label == Label::Unknown.id()
+        && want.flags & FLAG_FINAL == 0
+        && !payload.is_empty()
+        && want.inspected < INSPECT_BUDGET
+    {
         if let Some(label) = fingerprint_label(key.proto, &payload) {
             // Labelled now: the flow's earlier packets move to the label.
             let l = usize::from(label.id());
@@ -314,7 +489,9 @@ fn check(probe: &mut TestProbe, tally: &mut Tally, case: &Case) -> Result<(), St
     );
     // Keep the kernel's entry (it holds fields the model does not track, like `inspected`).
     tally.flows.insert(key, after);
-    *tally.by_stat.entry("flow").or_default() += 1;
+    if let Some(id) = first_fragment {
+        tally.fragments.insert(datagram(&key, id), key);
+    }
     Ok(())
 }
 

@@ -746,6 +746,78 @@ fn assert_untracked(probe: &mut TestProbe, what: &str, dir: Direction, frame: &[
     );
 }
 
+/// Sends `frame` going `dir`: it must pass, count once in `stat` and in no other error
+/// statistic, and be charged to the flow `key` under `label`, and to nothing else (issue
+/// 11: every packet of a subscriber address is the subscriber's).
+fn assert_charged(
+    probe: &mut TestProbe,
+    what: &str,
+    dir: Direction,
+    frame: &[u8],
+    stat: &str,
+    key: &FlowKey,
+    label: Label,
+) {
+    let before = probe.snapshot();
+    let packets_before = probe.flow(key).map_or(0, |f| f.packets[dir.index()]);
+    assert_eq!(probe.send(dir, frame), XDP_PASS, "{what}: verdict");
+    let d = probe.snapshot().since(&before);
+    for s in ERROR_STATS {
+        let want = u64::from(s == stat);
+        assert_eq!(d.stat(s), want, "{what}: statistic {s} ({:?})", d.stats);
+    }
+    let f = probe
+        .flow(key)
+        .unwrap_or_else(|| panic!("{what}: not charged to {key:?}"));
+    assert_eq!(Label::from_id(f.label), label, "{what}: label");
+    assert_eq!(
+        f.packets[dir.index()],
+        packets_before + 1,
+        "{what}: packets"
+    );
+    let moved: Vec<Label> = d.nonzero_counters().iter().map(|(l, _)| *l).collect();
+    assert_eq!(
+        moved,
+        [label],
+        "{what}: counted under {:?}",
+        d.nonzero_counters()
+    );
+    assert_eq!(d.counter(label, dir).packets, 1, "{what}");
+    assert_eq!(d.counter(label, dir).bytes, frame.len() as u64, "{what}");
+}
+
+/// Whether `f`'s IPv4 or IPv6 header (after at most two VLAN tags) is whole and consistent
+/// with the frame, as parse.rs checks it: the probe charges a frame broken above such a
+/// header to its addresses, and leaves one broken below it to the IP stack.
+fn ip_header_sound(f: &[u8]) -> bool {
+    let be16 = |o: usize| {
+        f.get(o..o + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    let (Some(mut ethertype), mut l3) = (be16(12), 14) else {
+        return false;
+    };
+    for _ in 0..2 {
+        if ethertype != 0x8100 && !(l3 == 14 && ethertype == 0x88a8) {
+            break;
+        }
+        let Some(e) = be16(l3 + 2) else {
+            return false;
+        };
+        (ethertype, l3) = (e, l3 + 4);
+    }
+    match (ethertype, f.get(l3..)) {
+        (0x0800, Some(h)) if h.len() >= 20 => {
+            let (ihl, total) = (usize::from(h[0] & 0x0f) * 4, be16(l3 + 2).unwrap_or(0));
+            h[0] >> 4 == 4 && ihl >= 20 && total >= ihl && total <= h.len()
+        }
+        (0x86dd, Some(h)) if h.len() >= 40 => {
+            h[0] >> 4 == 6 && 40 + be16(l3 + 4).unwrap_or(0) <= h.len()
+        }
+        _ => false,
+    }
+}
+
 /// A frame broken on purpose, beside the intact frame it was made from.
 struct Broken {
     what: String,
@@ -759,7 +831,25 @@ struct Broken {
 /// Checks that `b.bad` counts as malformed and leaves no trace, then that `b.good` is
 /// labelled: the damage, not the payload, is what kept the bad frame unlabelled.
 fn assert_malformed(probe: &mut TestProbe, b: &Broken) {
-    assert_untracked(probe, &b.what, b.dir, &b.bad, "malformed");
+    if ip_header_sound(&b.bad) {
+        // Broken above a sound IP header: the subscriber's all the same (issue 11).
+        let key = FlowKey {
+            sub_port: 0,
+            remote_port: 0,
+            ..b.key
+        };
+        assert_charged(
+            probe,
+            &b.what,
+            b.dir,
+            &b.bad,
+            "malformed",
+            &key,
+            Label::Unknown,
+        );
+    } else {
+        assert_untracked(probe, &b.what, b.dir, &b.bad, "malformed");
+    }
     assert_eq!(probe.send(b.dir, &b.good), XDP_PASS);
     let label = probe.flow(&b.key).map(|f| Label::from_id(f.label));
     assert_eq!(
@@ -1150,40 +1240,77 @@ fn arp_is_counted_as_non_ip() {
 }
 
 #[test]
-fn icmp_is_counted_as_non_tcp_udp() {
+fn icmp_is_counted_as_non_tcp_udp_and_charged_as_icmp() {
     let mut probe = TestProbe::load();
+    let key4 = conversation(Family::V4).key_without_ports(1);
+    let key6 = conversation(Family::V6).key_without_ports(58);
     for vlan in Vlan::ALL {
         for dir in [UP, DOWN] {
             let what = format!("ICMP echo ({vlan:?}, {dir:?})");
-            let frame = icmp_echo(vlan, SUB_V4, REMOTE_V4);
-            assert_untracked(&mut probe, &what, dir, &frame, "non_tcp_udp");
+            let frame = match dir {
+                UP => icmp_echo(vlan, SUB_V4, REMOTE_V4),
+                DOWN => icmp_echo(vlan, REMOTE_V4, SUB_V4),
+            };
+            assert_charged(
+                &mut probe,
+                &what,
+                dir,
+                &frame,
+                "non_tcp_udp",
+                &key4,
+                Label::Icmp,
+            );
             let what = format!("ICMPv6 echo ({vlan:?}, {dir:?})");
-            let frame = icmpv6_echo(vlan, SUB_V6, REMOTE_V6);
-            assert_untracked(&mut probe, &what, dir, &frame, "non_tcp_udp");
+            let frame = match dir {
+                UP => icmpv6_echo(vlan, SUB_V6, REMOTE_V6),
+                DOWN => icmpv6_echo(vlan, REMOTE_V6, SUB_V6),
+            };
+            assert_charged(
+                &mut probe,
+                &what,
+                dir,
+                &frame,
+                "non_tcp_udp",
+                &key6,
+                Label::Icmp,
+            );
         }
     }
 }
 
 #[test]
-fn non_first_fragments_are_counted_as_fragments() {
+fn non_first_fragments_are_counted_as_fragments_and_charged_uninspected() {
     // Each fragment's data is a whole TCP segment carrying a handshake: read as if it
-    // began with a TCP header, it would be labelled.
+    // began with a TCP header, it would be labelled. Later fragments are charged to the
+    // subscriber uninspected: to their first fragment's flow once it was seen (the
+    // builders give every datagram the same IP identification), before that to the
+    // addresses with ports 0, `unknown` (bypass.rs covers these in full).
     let mut probe = TestProbe::load();
     let tcp = IpNextHeaderProtocols::Tcp;
     let hs = peer_wire_handshake(&INFO_HASH, &PEER_ID);
+    let mut first_seen: Option<(FlowKey, FlowKey)> = None;
     for vlan in Vlan::ALL {
         let c4 = conversation(Family::V4).with_vlan(vlan);
         let c6 = conversation(Family::V6).with_vlan(vlan);
         let seg4 = tcp_segment(c4.sub, c4.remote, PSH_ACK, &hs);
         let seg6 = tcp_segment(c6.sub, c6.remote, PSH_ACK, &hs);
+        let (k4, k6, label) = match first_seen {
+            Some((k4, k6)) => (k4, k6, Label::Bittorrent),
+            None => (
+                c4.key_without_ports(PROTO_TCP),
+                c6.key_without_ports(PROTO_TCP),
+                Label::Unknown,
+            ),
+        };
         for more in [true, false] {
             let what = format!("IPv4 fragment at 1480 ({vlan:?}, MF {more})");
             let f = ipv4_fragment(vlan, SUB_V4, REMOTE_V4, tcp, 185, more, &seg4);
-            assert_untracked(&mut probe, &what, UP, &f, "fragments");
+            assert_charged(&mut probe, &what, UP, &f, "fragments", &k4, label);
             let what = format!("IPv6 fragment at 1480 ({vlan:?}, M {more})");
             let f = ipv6_fragment(vlan, SUB_V6, REMOTE_V6, tcp, 185, more, &seg6);
-            assert_untracked(&mut probe, &what, UP, &f, "fragments");
+            assert_charged(&mut probe, &what, UP, &f, "fragments", &k6, label);
         }
+        first_seen = Some((c4.key(PROTO_TCP), c6.key(PROTO_TCP)));
         // A first fragment has the ports: it is keyed and inspected like any packet.
         let before = probe.snapshot();
         let f = ipv4_fragment(vlan, SUB_V4, REMOTE_V4, tcp, 0, true, &seg4);
@@ -1390,10 +1517,14 @@ fn counters_add_up_per_label_direction_and_flow() {
         probe.send(UP, &arp_request(Vlan::Untagged, SUB_V4, REMOTE_V4)),
         XDP_PASS
     );
-    assert_eq!(
-        probe.send(DOWN, &icmp_echo(Vlan::Untagged, REMOTE_V4, SUB_V4)),
-        XDP_PASS
+    // ICMP is a flow of its own, labelled from its protocol when it is created.
+    want.send(
+        &mut probe,
+        Label::Icmp,
+        DOWN,
+        &icmp_echo(Vlan::Untagged, REMOTE_V4, SUB_V4),
     );
+    want.flows(Label::Icmp, DOWN, 1);
 
     let counters = probe.counters();
     assert_eq!(counters.len(), want.0.len());
@@ -1411,7 +1542,7 @@ fn counters_add_up_per_label_direction_and_flow() {
     }
     let stats = probe.stats();
     assert_eq!(stats["packets"], 14);
-    assert_eq!(stats["flows_created"], 6);
+    assert_eq!(stats["flows_created"], 7);
     assert_eq!(stats["flows_labelled"], 5);
     assert_eq!(stats["non_ip"], 1);
     assert_eq!(stats["non_tcp_udp"], 1);

@@ -74,7 +74,7 @@ pub fn render(state: &State) -> String {
     let name = "peerwarden_probe_events_total";
     let _ = writeln!(
         out,
-        "# HELP {name} The probe's own statistics: packets seen, passed untouched (non_ip, non_tcp_udp, fragments), malformed, flow table events.\n# TYPE {name} counter"
+        "# HELP {name} The probe's own statistics: packets seen, not IP (non_ip, passed untouched), other IP protocols (non_tcp_udp) and later fragments (fragments), charged to their subscriber, malformed, flow table events.\n# TYPE {name} counter"
     );
     for (kind, v) in state.stats() {
         let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {v}");
