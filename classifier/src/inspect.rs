@@ -161,6 +161,12 @@ impl Inspector {
         let sample = &p.payload[..p.payload.len().min(SAMPLE_LEN)];
         if p.key.proto == TCP {
             if kernel_only {
+                // The kernel reads TCP fingerprints in a flow's first two payload packets
+                // only (its fixed offsets cannot tell a stream's start from a later
+                // segment that happens to begin with the same bytes).
+                if self.seen[0] as u16 + self.seen[1] as u16 > 2 {
+                    return None;
+                }
                 return fingerprint::tcp(sample).map(Hit::payload);
             }
             // The handshake fingerprint is the stream's business here (it must stand at

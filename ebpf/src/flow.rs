@@ -101,14 +101,22 @@ fn classify(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue) {
     if f.flags & FLAG_DEEP_PENDING != 0 {
         found = deep_verdict(&pkt.key, f);
     }
+    // The kernel's fingerprints run while the flow has no label at all: once the deep tier
+    // has named what the stream started with (a web protocol, say), a handshake found later
+    // needs its two-way confirmation. For TCP, only in the flow's first two payload
+    // packets: a fixed offset cannot tell a stream's start from a later segment that
+    // begins with the same bytes (a web page quoting the handshake).
     if f.flags & FLAG_FINAL == 0 && pkt.payload_len != 0 && f.inspected < INSPECT_BUDGET {
-        match inspect(ctx, pkt, dir, f) {
-            Some(l) => {
-                found = l as u32 | (Confidence::Payload as u32) << 16;
-                f.flags = (f.flags & !FLAG_USER_LABEL) | FLAG_FINAL;
-                counters::stat(Stat::FlowsLabelled);
-            }
-            None => f.inspected += 1,
+        if f.label == UNKNOWN
+            && found == UNKNOWN as u32
+            && (pkt.key.proto != PROTO_TCP || f.inspected < 2)
+            && let Some(l) = inspect(ctx, pkt, dir, f)
+        {
+            found = l as u32 | (Confidence::Payload as u32) << 16;
+            f.flags = (f.flags & !FLAG_USER_LABEL) | FLAG_FINAL;
+            counters::stat(Stat::FlowsLabelled);
+        } else {
+            f.inspected += 1;
         }
     }
     let label = found as u16;
