@@ -66,6 +66,9 @@ pub const FLAG_DEEP_PENDING: u32 = 1 << 4;
 /// the flow's first packet, kept while policy reloads find the same subscriber): its label
 /// counters can take the move of the flow's earlier packets when it is labelled.
 pub const FLAG_SUB_COUNTED: u32 = 1 << 5;
+/// The flow's final label was offered to `LABELLED` (kept, or refused for its subscriber's
+/// budget): it is offered once, on the first packet after it is final and seen both ways.
+pub const FLAG_OFFERED: u32 = 1 << 6;
 
 /// How many payload packets the kernel inspects per flow before the label is final.
 pub const INSPECT_BUDGET: u8 = 32;

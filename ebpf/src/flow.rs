@@ -15,8 +15,8 @@ use peerwarden_common::{
     deep::DEEP_BUDGET,
     fingerprint::{self, SAMPLE_LEN},
     flow::{
-        FLAG_DEEP_PENDING, FLAG_FINAL, FLAG_USER_LABEL, FLAG_UTP_DOWN, FLAG_UTP_UP, INSPECT_BUDGET,
-        LabelMemory, PROTO_TCP,
+        FLAG_DEEP_PENDING, FLAG_FINAL, FLAG_OFFERED, FLAG_USER_LABEL, FLAG_UTP_DOWN, FLAG_UTP_UP,
+        INSPECT_BUDGET, LabelMemory, PROTO_TCP,
     },
 };
 
@@ -70,6 +70,10 @@ pub fn track(ctx: &XdpContext, pkt: &Packet, dir: Direction, frame_len: u64) -> 
     // and a P2P signature found on a later packet replaces it.
     if f.flags & FLAG_FINAL == 0 {
         classify(ctx, pkt, dir, f);
+    }
+    // A final label is remembered once the flow has been seen both ways.
+    if f.flags & (FLAG_FINAL | FLAG_OFFERED) == FLAG_FINAL && f.label != UNKNOWN {
+        remember(&pkt.key, f, dir);
     }
     let i = dir.index();
     // Packets of one flow can run on two CPUs at once: add atomically (BPF_XADD; the
@@ -127,9 +131,6 @@ fn classify(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue) {
         }
     }
     if f.flags & FLAG_FINAL != 0 {
-        if f.label != UNKNOWN {
-            remember(&pkt.key, f, dir);
-        }
         return;
     }
     deep::sample(ctx, pkt, dir, f);
@@ -174,18 +175,22 @@ fn set_label(f: &mut FlowValue, label: u16, confidence: u8, dir: Direction) {
     counters::count_flow(label, dir);
 }
 
-/// Keeps a flow's final label in `LABELLED`, if the flow was seen both ways (this packet
-/// counts) and its subscriber has budget left (quota.rs): a flood of one-way packets that
-/// look labelled, or one subscriber's flood of answered ones, cannot push other flows'
-/// labels out.
-// Not inlined: its values stay off `classify`'s frame (see there).
+/// Offers a flow's final label to `LABELLED` once the flow has been seen both ways (this
+/// packet counts), within its subscriber's budget (quota.rs): a flood of one-way packets
+/// that look labelled never writes it, and one subscriber's flood of answered ones cannot
+/// push other flows' labels out.
+// Not inlined: its values stay off the callers' frames.
 #[inline(never)]
-fn remember(key: &FlowKey, f: &FlowValue, dir: Direction) {
-    // SAFETY: a helper without preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+fn remember(key: &FlowKey, f: &mut FlowValue, dir: Direction) {
     let up = f.packets[0] != 0 || dir == Direction::Up;
     let down = f.packets[1] != 0 || dir == Direction::Down;
-    if up && down && quota::take(&quota::LABELLED, key, now) {
+    if !(up && down) {
+        return;
+    }
+    f.flags |= FLAG_OFFERED;
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if quota::take(&quota::LABELLED, key, now) {
         keep(
             key,
             f.label,
@@ -228,19 +233,20 @@ fn lookup_or_create(
         ..FlowValue::default()
     };
     // A flow without ports (another IP protocol, an orphan fragment) is labelled from its
-    // key and final at once (frag.rs).
+    // key and final at once (frag.rs), and never needs remembering.
     if let Some((label, confidence)) = crate::frag::fixed_label(key) {
         fresh.label = label;
         fresh.confidence = confidence;
-        fresh.flags = FLAG_FINAL;
+        fresh.flags = FLAG_FINAL | FLAG_OFFERED;
     // A flow labelled before (and evicted since) starts labelled: `track` does not classify
     // it again, and its policy applies from this packet. Not for a connection's opening.
     // SAFETY: a plain-data value copied out at once.
     } else if !opening && let Some(m) = unsafe { LABELLED.get(key) }.copied() {
         fresh.label = m.label;
         fresh.confidence = m.confidence;
-        // Only final labels are remembered: the resumed flow is not inspected again.
-        fresh.flags = FLAG_FINAL;
+        // Only final labels are remembered: the resumed flow is not inspected again, nor
+        // offered to `LABELLED` again.
+        fresh.flags = FLAG_FINAL | FLAG_OFFERED;
         if m.user != 0 {
             fresh.flags |= FLAG_USER_LABEL;
         }

@@ -33,6 +33,10 @@ pub struct DeepState {
     /// recently sampled first): the deep tier forgets them as the kernel forgets flows
     /// under a flood.
     pub evicted: AtomicU64,
+    /// Endpoints the endpoint cache learned from confirmed flows (new or refreshed).
+    pub cache_learned: AtomicU64,
+    /// Learnings the endpoint cache refused because their subscriber had used its budget.
+    pub cache_refused: AtomicU64,
 }
 
 /// Undecided flows the deep tier holds state for at most unless the config says otherwise
@@ -83,6 +87,10 @@ pub fn run(
         }
         deep.tracked
             .store(engine.flow_count() as u64, Ordering::Relaxed);
+        deep.cache_learned
+            .store(engine.cache_learned(), Ordering::Relaxed);
+        deep.cache_refused
+            .store(engine.cache_refused(), Ordering::Relaxed);
         if last_expiry.elapsed() > Duration::from_secs(30) {
             last_expiry = std::time::Instant::now();
             let now = crate::clock::monotonic_ns();

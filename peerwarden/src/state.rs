@@ -151,12 +151,16 @@ impl State {
     }
 
     /// The statistics as of the last read, with the deep tier's bounds: the flows it holds
-    /// (`deep_flows_tracked`) and those it dropped to stay bounded (`deep_flows_evicted`).
+    /// (`deep_flows_tracked`) and those it dropped to stay bounded (`deep_flows_evicted`),
+    /// and the endpoint cache's learnings (`endpoint_cache_learned`) and the learnings it
+    /// refused to a subscriber over its budget (`endpoint_cache_refused`).
     pub fn stats(&self) -> BTreeMap<&'static str, u64> {
         let mut stats = lock(&self.stats).clone();
         let deep = &self.deep;
         stats.insert("deep_flows_tracked", deep.tracked.load(Relaxed));
         stats.insert("deep_flows_evicted", deep.evicted.load(Relaxed));
+        stats.insert("endpoint_cache_learned", deep.cache_learned.load(Relaxed));
+        stats.insert("endpoint_cache_refused", deep.cache_refused.load(Relaxed));
         stats
     }
 

@@ -249,3 +249,132 @@ fn the_default_table_holds_a_million_concurrent_flows() {
         "of the newest 10,000 flows, {evicted} were evicted"
     );
 }
+
+/// A conversation of subscriber `sub` (an IPv4 address in 100.64.0.0/10) on `port`.
+fn of(sub: [u8; 4], port: u16, remote_port: u16) -> Conversation {
+    let c = Conversation::new(Family::V4, port, remote_port);
+    Conversation {
+        sub: std::net::SocketAddr::from((sub, port)),
+        ..c
+    }
+}
+
+const BOB: [u8; 4] = [100, 64, 1, 20];
+const MALLORY: [u8; 4] = [100, 64, 1, 66];
+
+/// Issue 11, item 6: `LABELLED` (the labels of flows the table may evict) takes only final
+/// labels of flows seen both ways, within a per-subscriber budget. Mallory floods it with
+/// 20,000 answered handshakes (more than its 16,384 entries) and 20,000 one-way DHT
+/// queries; bob's 50 BitTorrent flows, evicted from the flow table by a flood of new tuples
+/// afterwards, still resume labelled, and mallory's resume labelled only within her budget.
+#[test]
+fn one_subscribers_flood_cannot_push_others_labels_out() {
+    let mut probe = TestProbe::load_with_flow_table(65_536);
+    let hs = peer_wire_handshake(&INFO_HASH, &PEER_ID);
+    let ack = TcpFlags::PSH | TcpFlags::ACK;
+    let bob: Vec<Conversation> = (0..50).map(|i| of(BOB, 41_000 + i, 6881)).collect();
+    for c in &bob {
+        probe.send(UP, &c.tcp(UP, ack, &hs));
+        probe.send(DOWN, &c.tcp(DOWN, ack, &hs));
+    }
+    // Answered handshakes: each a confirmed flow, each asking to be remembered.
+    let answered: Vec<Conversation> = (0..20_000u16)
+        .map(|i| of(MALLORY, 1024 + i, 6881))
+        .collect();
+    for c in &answered {
+        probe.send(UP, &c.tcp(UP, ack, &hs));
+        probe.send(DOWN, &c.tcp(DOWN, ack, &hs));
+    }
+    let refused = probe.stat("labelled_refused");
+    // One-way DHT queries to new ports: final labels, never remembered.
+    let dht = peerwarden_tests::payloads::dht_ping_query(&[7; 20]);
+    let one_way: Vec<Conversation> = (0..20_000u16)
+        .map(|i| of(MALLORY, 30_000, 1024 + i))
+        .collect();
+    for c in &one_way {
+        probe.send(UP, &c.udp(UP, &dht));
+    }
+    // Evict everything from the flow table with unlabelled tuples, then the flows resume
+    // with packets no fingerprint reads (an empty datagram, a keep-alive message).
+    let mut flood = FloodFrames::new();
+    for i in 0..200_000u64 {
+        probe.send(UP, flood.up(i));
+    }
+    let keepalive = [0u8, 0, 0, 0];
+    let mut resumed = |cs: &[Conversation], tcp: bool| {
+        cs.iter()
+            .filter(|c| {
+                let (frame, proto) = if tcp {
+                    (c.tcp(UP, ack, &keepalive), PROTO_TCP)
+                } else {
+                    (c.udp(UP, b""), peerwarden_common::flow::PROTO_UDP)
+                };
+                probe.send(UP, &frame);
+                let f = probe.probe().flow(&c.key(proto)).expect("flow lookup");
+                f.is_some_and(|f| f.label != Label::Unknown.id())
+            })
+            .count()
+    };
+    let (bob_back, answered_back, one_way_back) = (
+        resumed(&bob, true),
+        resumed(&answered, true),
+        resumed(&one_way[..2_000], false),
+    );
+    println!(
+        "refused {refused}; resumed labelled: bob {bob_back}/50, mallory's answered {answered_back}/20000, one-way {one_way_back}/2000"
+    );
+    assert_eq!(
+        bob_back,
+        bob.len(),
+        "bob's flows resume labelled after mallory's flood"
+    );
+    assert!(
+        answered_back <= 1_100 && refused >= 20_000 - 1_100,
+        "mallory's answered flows past her budget (1,024 at once, 64 a second) are not remembered"
+    );
+    assert_eq!(one_way_back, 0, "one-way flows are never remembered");
+}
+
+/// Issue 11, item 6: the deep tier's ring is shared, so each subscriber has a sample
+/// budget. Mallory's 10,000 new undecided flows get their samples up to hers (2,000 at
+/// once, 1,000 a second) and no further, counted as over budget; the ring is not full, and
+/// bob's undecided flow is sampled at once.
+#[test]
+fn one_subscribers_flood_of_samples_leaves_the_ring_to_everyone_else() {
+    let mut probe = TestProbe::load_with_flow_table(65_536);
+    let junk: Vec<u8> = (0..600u32).map(|i| (i * 97 + 13) as u8).collect();
+    let sent_before = probe.stat("samples_sent");
+    let t0 = std::time::Instant::now();
+    for i in 0..10_000u32 {
+        let c = of(MALLORY, 20_000, 1024 + i as u16);
+        probe.send(UP, &c.udp(UP, &junk));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let sent = probe.stat("samples_sent") - sent_before;
+    let over = probe.stat("samples_over_budget");
+    // The budget refills at 1,000 a second on a clock that moves in ticks (4 ms here).
+    let allowed = 2_000 + (1_000.0 * (secs + 0.01)).ceil() as u64;
+    println!(
+        "mallory: {sent} samples sent in {secs:.3} s (allowed {allowed}), {over} over budget, ring drops {}",
+        probe.stat("ring_drops")
+    );
+    assert!(
+        (2_000..=allowed).contains(&sent),
+        "mallory's samples stop at her budget: {sent} sent, {allowed} allowed"
+    );
+    assert_eq!(
+        sent + over,
+        10_000,
+        "every sample is sent or counted over budget"
+    );
+    assert_eq!(probe.stat("ring_drops"), 0, "the ring never filled");
+    let b = of(BOB, 50_000, 9999);
+    probe.send(UP, &b.udp(UP, &junk));
+    let f = probe
+        .flow(&b.key(peerwarden_common::flow::PROTO_UDP))
+        .expect("bob's flow");
+    assert_eq!(
+        f.samples, 1,
+        "bob's flow is sampled despite mallory's flood"
+    );
+}

@@ -166,6 +166,26 @@ fn render_policy_and_subscribers(state: &State, out: &mut String) {
             stats.get("ring_drops").copied().unwrap_or(0),
         ),
         (
+            "peerwarden_deep_samples_over_budget_total",
+            "Payload samples the kernel held back because their subscriber had used its sample budget (one subscriber's flood cannot fill the ring); the flow is sampled on a later packet.",
+            stats.get("samples_over_budget").copied().unwrap_or(0),
+        ),
+        (
+            "peerwarden_labelled_refused_total",
+            "Final labels not remembered for evicted flows: the flow was seen one way only, or its subscriber had used its budget of remembered flows.",
+            stats.get("labelled_refused").copied().unwrap_or(0),
+        ),
+        (
+            "peerwarden_endpoint_cache_learned_total",
+            "Endpoints the deep classifier's endpoint cache learned from flows confirmed both ways.",
+            stats.get("endpoint_cache_learned").copied().unwrap_or(0),
+        ),
+        (
+            "peerwarden_endpoint_cache_refused_total",
+            "Endpoint learnings refused because their subscriber had used its learning budget for the minute.",
+            stats.get("endpoint_cache_refused").copied().unwrap_or(0),
+        ),
+        (
             "peerwarden_history_flushes_total",
             "Writes of the history store.",
             state
