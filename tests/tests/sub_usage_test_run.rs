@@ -21,7 +21,8 @@ use peerwarden::{
     probe::{Probe, ProbeOptions},
 };
 use peerwarden_common::{
-    Class, Direction, Label,
+    Class, Confidence, Direction, Label,
+    deep::Verdict,
     flow::PROTO_TCP,
     policy::{SubUsage, Usage},
 };
@@ -118,6 +119,20 @@ fn from(c: Conversation, ip: [u8; 4]) -> Conversation {
 }
 
 /// The peer-wire handshake going up on `c` (labels the flow `bittorrent`).
+/// The deep tier's verdict on `c` (final `bittorrent`), applied by the kernel on the flow's
+/// next packet: the way a TCP flow is labelled after its first two payload packets, whose
+/// handshake the kernel's fixed offsets no longer read (issue 11).
+fn deep_says_bittorrent(p: &UsageProbe, c: &Conversation) {
+    let v = Verdict {
+        label: Label::Bittorrent.id(),
+        confidence: Confidence::Payload as u8,
+        final_: 1,
+    };
+    p.probe
+        .put_verdict(&c.key(PROTO_TCP), v)
+        .expect("put_verdict");
+}
+
 fn handshake(c: &Conversation) -> Vec<u8> {
     c.tcp(
         UP,
@@ -136,7 +151,8 @@ fn a_flow_labelled_late_moves_its_earlier_packets_to_the_label_for_its_subscribe
     let mut p = UsageProbe::load();
     p.install();
     let c = Conversation::new(Family::V4, 40001, 6881);
-    // Three undecided packets, then the peer-wire handshake labels the flow.
+    // Three undecided packets, then the flow is labelled (by the deep tier's verdict,
+    // applied with the handshake packet).
     let mut up = p.send(UP, &zeros(&c, UP, 100));
     up += p.send(UP, &zeros(&c, UP, 300));
     let mut down = p.send(DOWN, &zeros(&c, DOWN, 200));
@@ -146,6 +162,7 @@ fn a_flow_labelled_late_moves_its_earlier_packets_to_the_label_for_its_subscribe
         "undecided packets count as unknown"
     );
     assert_eq!(p.label("alice", Label::Unknown, DOWN), usage(1, down));
+    deep_says_bittorrent(&p, &c);
     up += p.send(UP, &handshake(&c));
     down += p.send(DOWN, &zeros(&c, DOWN, 1000));
     down += p.send(DOWN, &zeros(&c, DOWN, 1400));
@@ -231,6 +248,7 @@ fn a_flow_older_than_the_policy_moves_nothing_when_labelled() {
     p.install();
     let counted = p.send(UP, &zeros(&c, UP, 200));
     assert_eq!(p.label("alice", Label::Unknown, UP), usage(1, counted));
+    deep_says_bittorrent(&p, &c);
     let hs = p.send(UP, &handshake(&c));
     // The flow's three earlier packets were not all alice's: no move, so no counter goes
     // below what it counted; the handshake itself counts under the label.
@@ -258,6 +276,7 @@ fn a_reinstalled_policy_keeps_counting_under_the_same_index() {
     // looks its subscriber up again, finds the same one, and still moves its packets.
     p.install();
     up += p.send(UP, &zeros(&c, UP, 100));
+    deep_says_bittorrent(&p, &c);
     up += p.send(UP, &handshake(&c));
     assert_eq!(p.label("alice", Label::Bittorrent, UP), usage(3, up));
     assert_eq!(p.label("alice", Label::Unknown, UP), usage(0, 0));

@@ -437,7 +437,11 @@ fn check(probe: &mut TestProbe, tally: &mut Tally, case: &Case) -> Result<(), St
         && !payload.is_empty()
         && want.inspected < INSPECT_BUDGET
     {
-        if let Some(label) = fingerprint_label(key.proto, &payload) {
+        // TCP fingerprints are read in a flow's first two payload packets only.
+        let label = (key.proto != PROTO_TCP || want.inspected < 2)
+            .then(|| fingerprint_label(key.proto, &payload))
+            .flatten();
+        if let Some(label) = label {
             // Labelled now: the flow's earlier packets move to the label.
             let l = usize::from(label.id());
             for dir in [UP, DOWN] {
@@ -450,6 +454,7 @@ fn check(probe: &mut TestProbe, tally: &mut Tally, case: &Case) -> Result<(), St
             }
             counters[l][i].flows += 1;
             want.label = label.id();
+            want.flags |= FLAG_FINAL;
             *tally.labelled.entry(label).or_default() += 1;
         } else {
             want.inspected += 1;

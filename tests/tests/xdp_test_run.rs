@@ -1605,27 +1605,55 @@ fn ethernet_padding_is_not_taken_as_payload() {
 
 #[test]
 fn kernel_fingerprints_stop_after_the_inspection_budget() {
-    // INSPECT_BUDGET undecided payload packets end the kernel's inspection: a handshake
+    // INSPECT_BUDGET undecided payload packets end the kernel's inspection: a DHT query
     // after them is not fingerprinted (whatever the flow waits for next, e.g. a verdict
     // from user space, which no one gives here). One packet fewer, and it still labels.
     let mut probe = TestProbe::load();
+    let dht = dht_ping_query(&[3; 20]);
     for undecided in [INSPECT_BUDGET - 1, INSPECT_BUDGET] {
-        let c = conversation(Family::V4);
+        let c = conversation(Family::V4).with_sub_port(41_000 + u16::from(undecided));
         for i in 0..undecided {
-            assert_eq!(probe.send(UP, &c.tcp(UP, PSH_ACK, &[i; 100])), XDP_PASS);
+            assert_eq!(probe.send(UP, &c.udp(UP, &[i; 100])), XDP_PASS);
         }
-        assert_eq!(probe.send(UP, &handshake_frame(&c, UP)), XDP_PASS);
-        let flow = probe.flow(&c.key(PROTO_TCP)).expect("flow");
+        assert_eq!(probe.send(UP, &c.udp(UP, &dht)), XDP_PASS);
+        let flow = probe.flow(&c.key(PROTO_UDP)).expect("flow");
         let label = Label::from_id(flow.label);
         if undecided < INSPECT_BUDGET {
             assert_eq!(
                 label,
-                Label::Bittorrent,
-                "after {undecided} undecided packets"
+                Label::BittorrentDht,
+                "after {undecided} undecided datagrams"
             );
         } else {
-            assert_eq!(label, Label::Unknown, "after {undecided} undecided packets");
+            assert_eq!(
+                label,
+                Label::Unknown,
+                "after {undecided} undecided datagrams"
+            );
             assert_eq!(flow.inspected, INSPECT_BUDGET, "packets fingerprinted");
         }
+    }
+}
+
+#[test]
+fn kernel_reads_tcp_fingerprints_in_a_flows_first_two_payload_packets_only() {
+    // A fixed offset cannot tell a stream's start from a later segment that begins with the
+    // same bytes (a web page quoting the handshake in its body): the kernel reads TCP
+    // fingerprints in the first two payload packets (the client's first segment and the
+    // server's answer), and leaves later ones to the deep tier's stream reassembly.
+    let mut probe = TestProbe::load();
+    for before in [1u8, 2] {
+        let c = conversation(Family::V4).with_sub_port(42_000 + u16::from(before));
+        for i in 0..before {
+            assert_eq!(probe.send(UP, &c.tcp(UP, PSH_ACK, &[i; 100])), XDP_PASS);
+        }
+        assert_eq!(probe.send(UP, &handshake_frame(&c, UP)), XDP_PASS);
+        let label = Label::from_id(probe.flow(&c.key(PROTO_TCP)).expect("flow").label);
+        let want = if before < 2 {
+            Label::Bittorrent
+        } else {
+            Label::Unknown
+        };
+        assert_eq!(label, want, "a handshake after {before} payload packets");
     }
 }

@@ -44,6 +44,9 @@ pub struct UpArgs {
     /// Flow table entries.
     #[arg(long, default_value_t = 65536)]
     flow_table_size: u32,
+    /// The deep tier's bound on the undecided flows it holds (the config's deep_max_flows).
+    #[arg(long)]
+    deep_max_flows: Option<u32>,
 }
 
 /// Arguments of `lab traffic`.
@@ -86,6 +89,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         no_daemon: args.no_daemon,
         policy,
         flow_table_size: args.flow_table_size,
+        deep_max_flows: args.deep_max_flows,
         ..UpOptions::default()
     };
     let report = lab::up(&lab, &opts)?;

@@ -66,6 +66,9 @@ pub fn config_text(lab: &Lab, opts: &UpOptions, policy: Option<&Path>) -> String
     if let Some(policy) = policy {
         text.push_str(&format!("policy: {}\n", policy.display()));
     }
+    if let Some(n) = opts.deep_max_flows {
+        text.push_str(&format!("deep_max_flows: {n}\n"));
+    }
     text
 }
 

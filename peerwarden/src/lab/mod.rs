@@ -159,6 +159,8 @@ pub struct UpOptions {
     pub policy: PolicyChoice,
     /// Flow table entries.
     pub flow_table_size: u32,
+    /// The deep tier's bound on undecided flows (`deep_max_flows`); `None`: the default.
+    pub deep_max_flows: Option<u32>,
     /// How long to wait for `/healthz`.
     pub health_timeout: std::time::Duration,
 }
@@ -170,6 +172,7 @@ impl Default for UpOptions {
             no_daemon: false,
             policy: PolicyChoice::Auto,
             flow_table_size: 65536,
+            deep_max_flows: None,
             health_timeout: std::time::Duration::from_secs(20),
         }
     }
