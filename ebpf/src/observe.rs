@@ -5,9 +5,9 @@
 //! a destination inside one goes down, anything else is counted as unmatched and not
 //! tracked. Flow packets then take the inline path (flow table, fingerprints, deep-tier
 //! samples, counters, the policy's subscriber accounting), and whatever the policy decides
-//! is only counted: every frame leaves with `XDP_PASS`, unchanged. (The daemon installs
-//! policies without DSCP rewrites in this mode, see `Probe::install_policy`, so nothing in
-//! the shared path writes to the frame.)
+//! is only counted: every frame leaves with `XDP_PASS`, unchanged. (The daemon compiles
+//! policies without DSCP rewrites in this mode, see `peerwarden_policies::compile`, so
+//! nothing in the shared path writes to the frame.)
 
 use aya_ebpf::{
     bindings::xdp_action,

@@ -295,7 +295,7 @@ fn apply(
 /// brings a tick's worth of the rate, and a bucket at least that deep keeps all of it,
 /// so the rate holds exactly. A shallower bucket would pass no more than its depth per
 /// tick; the daemon compiles every depth to at least one tick
-/// (`peerwarden::enforce::bucket_depth`).
+/// (`peerwarden_policies::compile::bucket_depth`).
 // Not inlined: the retry loop's values would spill onto `enforce_policy`'s stack, and
 // the call chain's stacks must stay within 512 bytes together.
 #[inline(never)]

@@ -4,7 +4,8 @@
 //! the policy's prefixes), classifies and counts exactly as inline, and passes every frame
 //! unchanged. The policy is loaded for subscriber names and accounting: what it would have
 //! dropped is counted (`observe_would_drop`), nothing is enforced, no shaping is set up and
-//! no DSCP is rewritten (see `Probe::install_policy`).
+//! no DSCP is rewritten (the policy is compiled for observe-only, see
+//! `Probe::compile_options` and `peerwarden_policies::compile::CompileOptions::observe`).
 
 use std::net::IpAddr;
 

@@ -24,14 +24,15 @@ use peerwarden_common::{
     label::ALL_LABELS,
     observe::{ALL_OBSERVE_STATS, MAX_OBSERVE_NETWORKS},
     policy::{
-        ACTION_MARK, ACTION_NONE, ACTION_SHAPE, DEFAULT_MAX_SUBSCRIBERS, MAX_PLANS, PlanSlots,
-        PolicyControl, RULE_SLOTS, RULES_PER_SET, Rule, SUB_COUNTER_SLOTS, SubCounter, SubUsage,
-        SubscriberRef,
+        DEFAULT_MAX_SUBSCRIBERS, MAX_PLANS, PlanSlots, PolicyControl, RULE_SLOTS, RULES_PER_SET,
+        Rule, SUB_COUNTER_SLOTS, SubCounter, SubUsage, SubscriberRef,
     },
     stats::{ALL_STATS, STAT_SLOTS, counter_index},
 };
 
-use crate::{enforce::Compiled, pin::PinDir};
+use peerwarden_policies::compile::{CompileOptions, Compiled};
+
+use crate::pin::PinDir;
 
 mod batch;
 mod pinned;
@@ -203,8 +204,8 @@ pub struct Probe {
     sub_counters: UsageMap,
     sub_seen: SeenMap,
     options: ProbeOptions,
-    /// Set by [`Probe::attach_observe`]: policies go in without DSCP rewrites, and the
-    /// statistics include the observe program's.
+    /// Set by [`Probe::attach_observe`]: policies are compiled without DSCP rewrites
+    /// ([`Probe::compile_options`]), and the statistics include the observe program's.
     observe: bool,
     observe_nets: Mutex<ObserveNets>,
     /// The instance's pin directory and the links held pinned ([`Probe::load_pinned`]).
@@ -333,6 +334,16 @@ impl Probe {
         self.options
     }
 
+    /// What a policy compiled for this probe must fit: its maps' size, the kernel's coarse
+    /// clock tick, and whether it is observe-only (no frame changed).
+    pub fn compile_options(&self) -> CompileOptions {
+        CompileOptions {
+            max_subscribers: self.options.max_subscribers,
+            tick_ns: crate::clock::coarse_tick_ns(),
+            observe: self.observe,
+        }
+    }
+
     /// The ring buffer of payload samples, for the deep classifier's thread (once).
     pub fn take_samples(&self) -> Option<RingBuf<MapData>> {
         self.samples
@@ -351,8 +362,9 @@ impl Probe {
             .map_err(map_err(MAP_VERDICTS))
     }
 
-    /// Installs a compiled policy: fills the idle set of maps, then makes it live with one
-    /// write of the control entry. Returns the new generation.
+    /// Installs a compiled policy as it is (compile it with [`Probe::compile_options`]):
+    /// fills the idle set of maps, then makes it live with one write of the control entry.
+    /// Returns the new generation.
     pub fn install_policy(&self, c: &Compiled) -> Result<u32, ProbeError> {
         let mut m = self.policy.lock().unwrap_or_else(|p| p.into_inner());
         let set = if m.generation == 0 { 0 } else { 1 - m.active };
@@ -417,21 +429,6 @@ impl Probe {
                 .map_err(map_err(MAP_PLANS))?;
         }
         for (i, rule) in &c.rules {
-            // Observe-only: the program must not change a frame, so no DSCP rewrites; a
-            // police or block still decides, and the observe program counts its drops.
-            let rule = if self.observe {
-                &Rule {
-                    action: if rule.action == ACTION_MARK {
-                        ACTION_NONE
-                    } else {
-                        rule.action
-                    },
-                    mark_too: 0,
-                    ..*rule
-                }
-            } else {
-                rule
-            };
             m.rules
                 .set(set * RULES_PER_SET + i, rule, 0)
                 .map_err(map_err(MAP_RULES))?;
@@ -452,17 +449,13 @@ impl Probe {
         m.installed[set as usize] = now;
         // The swap: one 16-byte write that the XDP program reads as a whole.
         let generation = m.generation.wrapping_add(1).max(1);
-        let shaping = !self.observe
-            && c.rules
-                .iter()
-                .any(|(_, r)| r.action == ACTION_SHAPE && r.htb_minor != 0);
         m.control
             .set(
                 0,
                 PolicyControl {
                     generation,
                     active_set: set,
-                    shaping: u32::from(shaping),
+                    shaping: u32::from(c.shaping),
                     _reserved: 0,
                 },
                 0,
@@ -540,9 +533,10 @@ impl Probe {
         })
     }
 
-    /// Observe-only mode: policies installed from now on carry no DSCP rewrites (the
-    /// observe program must not change a frame), and [`Probe::stats`] reports the observe
-    /// program's statistics. Call it before installing a policy.
+    /// Observe-only mode: policies compiled for this probe from now on carry no DSCP
+    /// rewrites ([`Probe::compile_options`]; the observe program must not change a frame),
+    /// and [`Probe::stats`] reports the observe program's statistics. Call it before
+    /// compiling a policy.
     pub fn observe_only(&mut self) {
         self.observe = true;
     }

@@ -139,7 +139,7 @@ impl<T: TcOps> Shaper<T> {
     }
 
     /// Makes the classes match `shaped` (subscriber index, slot, direction, bytes/s, as
-    /// [`crate::enforce::Compiled::shaped`]): new classes are created, changed rates
+    /// [`peerwarden_policies::compile::Compiled::shaped`]): new classes are created, changed rates
     /// updated, classes no longer shaped deleted; the qdisc of a direction exists exactly
     /// while it has classes. Called before the kernel maps are swapped, so a class exists
     /// before the TC program steers into it.

@@ -1,5 +1,5 @@
 //! peerwarden's per-subscriber policies: the YAML an operator writes, validated into
-//! a [`Policy`] the daemon compiles into map entries.
+//! a [`Policy`], and compiled ([`compile`]) into the kernel's map entries.
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -47,6 +47,7 @@
 //! errors (a wrong indentation, an unknown key) stop the parse and come alone;
 //! everything after that (rates, prefixes, names, schedules) is checked in full.
 
+pub mod compile;
 mod document;
 mod dscp;
 mod error;

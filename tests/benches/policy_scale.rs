@@ -5,8 +5,8 @@
 //!
 //! Load: the YAML text is generated as one file (5 plans, one subscriber a line, each with
 //! an IPv4 /32 and an IPv6 /64), then `peerwarden_policies::load_str` (parse and validate),
-//! `enforce::compile` (map entries) and `Probe::install_policy` (fill the idle map set,
-//! flip) are timed, the probe loaded with `max_subscribers: 131072` as the daemon's config
+//! `peerwarden_policies::compile::compile` (map entries) and `Probe::install_policy` (fill
+//! the idle map set, flip) are timed, the probe loaded with `max_subscribers: 131072` as the daemon's config
 //! would size it, and their sum set against the goal of 1 s. The first install fills an
 //! empty set; from the third on, the set still holds the policy of two installs ago, as on
 //! every reload of a running gateway. Then `peerwarden policy check` on the same text as a
@@ -29,12 +29,12 @@ use std::{
 };
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use peerwarden::{
-    enforce::{SubscriberIndex, compile},
-    probe::{PROG_PASS, Probe, ProbeOptions},
-};
+use peerwarden::probe::{PROG_PASS, Probe, ProbeOptions};
 use peerwarden_common::Direction;
-use peerwarden_policies::Weekday;
+use peerwarden_policies::{
+    Weekday,
+    compile::{SubscriberIndex, compile},
+};
 use peerwarden_tests::{
     packets::{TcpFlags, Vlan, tcp_frame},
     payloads::{INFO_HASH, PEER_ID, peer_wire_handshake, peer_wire_message},
@@ -214,6 +214,7 @@ fn main() {
     // The whole policy in one file, as an operator would write it.
     let (mut validate, mut compiled, mut install) = (Vec::new(), Vec::new(), Vec::new());
     let mut index = SubscriberIndex::default();
+    let options = probe.compile_options();
     for _ in 0..LOADS {
         let t = Instant::now();
         let policy = peerwarden_policies::load_str(&yaml, "bench.yaml")
@@ -221,8 +222,7 @@ fn main() {
         validate.push(t.elapsed());
         let t = Instant::now();
         // Monday noon: off-peak, the schedule is evaluated but not in force.
-        let c =
-            compile(&policy, Weekday::Mon, 12 * 60, &mut index, MAX_SUBSCRIBERS).expect("compiles");
+        let c = compile(&policy, Weekday::Mon, 12 * 60, &mut index, &options).expect("compiles");
         compiled.push(t.elapsed());
         assert_eq!(
             (c.v4.len(), c.v6.len()),

@@ -75,13 +75,14 @@ const POLICY: &str = "plans:\n  bench:\n    rate: { down: 10gbit, up: 10gbit }\n
 
 fn install_policy(probe: &mut TestProbe) {
     let policy = peerwarden_policies::load_str(POLICY, "bench.yaml").expect("a valid policy");
-    let mut index = peerwarden::enforce::SubscriberIndex::default();
-    let c = peerwarden::enforce::compile(
+    let mut index = peerwarden_policies::compile::SubscriberIndex::default();
+    let options = probe.probe().compile_options();
+    let c = peerwarden_policies::compile::compile(
         &policy,
         peerwarden_policies::Weekday::Mon,
         0,
         &mut index,
-        peerwarden_common::policy::DEFAULT_MAX_SUBSCRIBERS,
+        &options,
     )
     .expect("compiles");
     probe.probe().install_policy(&c).expect("install_policy");

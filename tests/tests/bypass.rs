@@ -22,7 +22,7 @@ mod lab;
 use std::{collections::BTreeMap, time::Instant};
 
 use peerwarden::{
-    enforce::{Compiled, SubscriberIndex, bucket_depth, compile},
+    clock::coarse_tick_ns,
     probe::{Probe, ProbeOptions},
 };
 use peerwarden_common::{
@@ -30,7 +30,10 @@ use peerwarden_common::{
     flow::{FLAG_FINAL, PROTO_TCP, PROTO_UDP},
     policy::SubUsage,
 };
-use peerwarden_policies::Weekday;
+use peerwarden_policies::{
+    Weekday,
+    compile::{Compiled, SubscriberIndex, bucket_depth, compile},
+};
 use peerwarden_tests::{
     packets::{
         Conversation, Family, TcpFlags, esp_payload, fix_ipv4_checksum, gre_payload, ipv4,
@@ -87,7 +90,7 @@ impl PolicyProbe {
             Weekday::Mon,
             0,
             &mut SubscriberIndex::default(),
-            64,
+            &probe.compile_options(),
         )
         .expect("compiles");
         let probe = PolicyProbe { probe };
@@ -296,8 +299,8 @@ fn the_plan_total_polices_them_at_its_rate() {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let offered: u64 = frames.iter().map(|(_, f)| 60 * f.len() as u64).sum();
-    let allowed =
-        bucket_depth(RATE, None) as f64 + elapsed * RATE as f64 + frames[0].1.len() as f64;
+    let depth = bucket_depth(RATE, None, coarse_tick_ns()) as f64;
+    let allowed = depth + elapsed * RATE as f64 + frames[0].1.len() as f64;
     println!(
         "offered {offered} bytes in {elapsed:.3} s, passed {passed_bytes}, allowed {allowed:.0}, \
          drops {dropped:?}"
@@ -307,7 +310,7 @@ fn the_plan_total_polices_them_at_its_rate() {
         "{passed_bytes} bytes passed a 1 mbit total in {elapsed:.3} s (at most {allowed:.0})"
     );
     assert!(
-        passed_bytes as f64 >= bucket_depth(RATE, None) as f64 - frames[0].1.len() as f64,
+        passed_bytes as f64 >= depth - frames[0].1.len() as f64,
         "the bucket's depth should pass: only {passed_bytes} bytes did"
     );
     for (name, _) in &frames {

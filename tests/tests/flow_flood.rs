@@ -9,9 +9,9 @@
 //! each. Needs root (it loads the probe). The new-flows-per-second figure is measured by the
 //! bench `flow_flood` (docs/reliability.md), not here.
 
-use peerwarden::enforce::{SubscriberIndex, compile};
 use peerwarden_common::{Direction, Label, flow::PROTO_TCP};
 use peerwarden_policies::Weekday;
+use peerwarden_policies::compile::{SubscriberIndex, compile};
 use peerwarden_tests::{
     flood::{FloodFrames, flow_map_info},
     packets::{Conversation, Family, TcpFlags},
@@ -41,7 +41,8 @@ fn probe_with_policy(entries: u32) -> TestProbe {
     let policy = peerwarden_policies::load_str(POLICY, "flood.yaml")
         .unwrap_or_else(|e| panic!("the test policy is invalid: {:?}", e.errors()));
     let mut index = SubscriberIndex::default();
-    let c = compile(&policy, Weekday::Mon, 0, &mut index, 64).expect("the policy compiles");
+    let options = p.probe().compile_options();
+    let c = compile(&policy, Weekday::Mon, 0, &mut index, &options).expect("the policy compiles");
     p.probe().install_policy(&c).expect("install_policy");
     p
 }

@@ -13,12 +13,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use peerwarden::{
-    enforce::{SubscriberIndex, compile},
-    probe::{PROG_OBSERVE, Probe, ProbeOptions},
-};
+use peerwarden::probe::{PROG_OBSERVE, Probe, ProbeOptions};
 use peerwarden_common::{Class, Direction, FlowKey, FlowValue, Label, flow::PROTO_TCP};
-use peerwarden_policies::Weekday;
+use peerwarden_policies::{
+    Weekday,
+    compile::{SubscriberIndex, compile},
+};
 use peerwarden_tests::{
     packets::{Conversation, Family, TcpFlags, Vlan, arp_request, icmp_echo, tcp_frame},
     payloads::{INFO_HASH, PEER_ID, http_get_page, peer_wire_handshake, peer_wire_message},
@@ -232,21 +232,26 @@ fn a_blocking_and_marking_policy_is_counted_never_applied() {
                 default_plan: test\n";
     let policy = peerwarden_policies::load_str(yaml, "test.yaml")
         .unwrap_or_else(|e| panic!("the test policy is invalid: {:?}", e.errors()));
-    let compiled = || {
+    // Each probe gets the policy compiled for it, as the daemon does: the observe probe's
+    // without marks.
+    let compiled = |p: &Probe| {
+        let options = p.compile_options();
         compile(
             &policy,
             Weekday::Mon,
             0,
             &mut SubscriberIndex::default(),
-            64,
+            &options,
         )
         .expect("compiles")
     };
     // The reference: inline, the policy drops the peer wire and marks the rest.
     let mut inline = load();
-    inline.install_policy(&compiled()).expect("install_policy");
+    inline
+        .install_policy(&compiled(&inline))
+        .expect("install_policy");
     let mut obs = load_observe();
-    obs.install_policy(&compiled()).expect("install_policy");
+    obs.install_policy(&compiled(&obs)).expect("install_policy");
     let mut inline_drops = 0;
     let mut inline_changed = 0;
     for (i, (dir, frame)) in exchange().iter().enumerate() {

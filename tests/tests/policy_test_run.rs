@@ -16,12 +16,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use peerwarden::{
-    enforce::{Compiled, SubscriberIndex, compile},
-    probe::{Probe, ProbeOptions},
-};
+use peerwarden::probe::{Probe, ProbeOptions};
 use peerwarden_common::{Direction, Label, flow::PROTO_TCP};
-use peerwarden_policies::Weekday;
+use peerwarden_policies::{
+    Weekday,
+    compile::{Compiled, SubscriberIndex, compile},
+};
 use peerwarden_tests::{
     packets::{Conversation, Family, TcpFlags, Vlan, fix_ipv4_checksum, tcp_frame},
     xdp::{XDP_PASS, program_for, require_root, run_repeat, run_with_output},
@@ -68,7 +68,8 @@ impl PolicyProbe {
         let policy = peerwarden_policies::load_str(&yaml, "test.yaml")
             .unwrap_or_else(|e| panic!("the test policy is invalid: {:?}\n{yaml}", e.errors()));
         // No schedules in these policies: any time will do.
-        compile(&policy, Weekday::Mon, 0, &mut self.index, 64).expect("compiles")
+        let options = self.probe.compile_options();
+        compile(&policy, Weekday::Mon, 0, &mut self.index, &options).expect("compiles")
     }
 
     fn install(&mut self, plan: &str) -> u32 {
@@ -300,7 +301,7 @@ fn police_holds_its_rate_on_two_cpus_with_a_bucket_of_two_milliseconds() {
     // this one passed 0.47 of its rate).
     const RATE: f64 = 12_500_000.0; // 100 mbit/s
     const BURST: f64 = 25_000.0; // 2 ms of it
-    let depth = BURST.max(RATE * peerwarden::enforce::coarse_tick_ns() as f64 / 1e9);
+    let depth = BURST.max(RATE * peerwarden::clock::coarse_tick_ns() as f64 / 1e9);
     let mut p = PolicyProbe::load(
         "    rate: { down: 10gbit, up: 10gbit }\n    classes:\n      other: { down: 100mbit, burst: 25000b, action: police }\n",
     );
@@ -375,7 +376,8 @@ fn plan_total_polices_everything_of_the_subscriber() {
     let passed = (0..64)
         .filter(|_| p.verdict(DOWN, &down) == XDP_PASS)
         .count();
-    let frames_in_bucket = peerwarden::enforce::default_burst(125_000) as usize / down.len();
+    let frames_in_bucket =
+        peerwarden_policies::compile::default_burst(125_000) as usize / down.len();
     assert!(
         (frames_in_bucket..=frames_in_bucket + 2).contains(&passed),
         "{passed} passed, bucket {frames_in_bucket}"

@@ -16,17 +16,17 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use peerwarden::{
-    enforce::{SubscriberIndex, compile},
-    probe::{Probe, ProbeOptions},
-};
+use peerwarden::probe::{Probe, ProbeOptions};
 use peerwarden_common::{
     Class, Confidence, Direction, Label,
     deep::Verdict,
     flow::PROTO_TCP,
     policy::{SubUsage, Usage},
 };
-use peerwarden_policies::Weekday;
+use peerwarden_policies::{
+    Weekday,
+    compile::{SubscriberIndex, compile},
+};
 use peerwarden_tests::{
     packets::{Conversation, Family, TcpFlags},
     payloads::{INFO_HASH, PEER_ID, dht_get_peers_query, peer_wire_handshake},
@@ -72,7 +72,8 @@ impl UsageProbe {
 
     fn install(&mut self) {
         let policy = peerwarden_policies::load_str(POLICY, "test.yaml").expect("valid");
-        let c = compile(&policy, Weekday::Mon, 0, &mut self.index, 64).expect("compiles");
+        let options = self.probe.compile_options();
+        let c = compile(&policy, Weekday::Mon, 0, &mut self.index, &options).expect("compiles");
         self.probe.install_policy(&c).expect("install_policy");
         self.owners = c.subscribers.clone();
     }
