@@ -14,6 +14,9 @@
 //! ```
 #![no_std]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod deep;
 pub mod fingerprint;
 pub mod flow;

@@ -17,6 +17,11 @@ pub struct CounterValue {
 
 const _: () = assert!(core::mem::size_of::<CounterValue>() == 24);
 
+/// Per-label counters, summed over CPUs: `[up, down]` per label id (user space: the
+/// probe's reading and what the history store records).
+#[cfg(feature = "alloc")]
+pub type LabelCounters = alloc::vec::Vec<[CounterValue; 2]>;
+
 /// Index of the (label, direction) slot in the counter array.
 pub const fn counter_index(label: u16, dir: Direction) -> u32 {
     (label as u32) * 2 + dir as u32

@@ -10,7 +10,6 @@ pub mod config;
 pub mod daemon;
 pub mod deep;
 pub mod enforce;
-pub mod history;
 pub mod ipfix;
 pub mod lab;
 pub mod observe;
@@ -23,3 +22,7 @@ pub mod schedule;
 pub mod shaping;
 pub mod state;
 pub mod subscribers;
+
+/// The history store, a crate of its own (`history/`); re-exported so `peerwarden::history`
+/// paths keep working.
+pub use peerwarden_history as history;

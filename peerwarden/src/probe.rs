@@ -243,8 +243,7 @@ fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, ProbeErro
     ebpf.take_map(name).ok_or(ProbeError::Missing(name))
 }
 
-/// Per-label counters, summed over CPUs: `[up, down]` per label id.
-pub type LabelCounters = Vec<[CounterValue; 2]>;
+pub use peerwarden_common::stats::LabelCounters;
 
 impl Probe {
     /// Loads the object with a flow table of `flow_table_size` entries and loads (verifies)

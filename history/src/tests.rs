@@ -1,9 +1,8 @@
 //! The store's unit tests: restarts, ranges and steps, roll-ups, schema, concurrent reads.
 
-use peerwarden_common::{CounterValue, Label, label::ALL_LABELS};
+use peerwarden_common::{CounterValue, Label, label::ALL_LABELS, stats::LabelCounters};
 
 use super::*;
-use crate::probe::LabelCounters;
 
 /// A fresh directory for one test's store, removed on drop.
 struct Dir(PathBuf);

@@ -33,8 +33,8 @@
 //!
 //! ```no_run
 //! use std::{path::Path, time::SystemTime};
-//! use peerwarden::history::{History, Retention, Which};
-//! # fn main() -> Result<(), peerwarden::history::HistoryError> {
+//! use peerwarden_history::{History, Retention, Which};
+//! # fn main() -> Result<(), peerwarden_history::HistoryError> {
 //! let h = History::open(Path::new("/tmp/history.db"), "boot-1:pid-42", Retention::default())?;
 //! let now = SystemTime::now();
 //! let since_the_epoch = h.sum(0, i64::MAX, None, Which::Labels)?;

@@ -11,6 +11,7 @@ use std::{
 use peerwarden_common::{
     label::{ALL_LABELS, Label},
     policy::{SUB_CLASSES, SubUsage},
+    stats::LabelCounters,
 };
 use rusqlite::params;
 
@@ -18,7 +19,6 @@ use super::{
     ALL, CLASS_NAMES, FLUSH_EVERY, FLUSHES_KEY, History, HistoryError, Key, LABEL_ROW,
     ROLLUP_EVERY, Values, Writer, difference, lock, minute_of, unix, usage_to_bytes,
 };
-use crate::probe::LabelCounters;
 
 /// Adds a row's values to what a table holds for its key.
 const UPSERT_ROLLUP: &str = "
