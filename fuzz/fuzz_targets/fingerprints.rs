@@ -6,7 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use peerwarden_classifier::protocols::{
-    bittorrent, dns, edonkey, gnutella, http, p2ptv, peercast, quic, streaming, tls,
+    bittorrent, dns, edonkey, game, gnutella, http, p2ptv, peercast, quic, remote, rtc,
+    streaming, tls, vpn,
 };
 use peerwarden_common::fingerprint::{self, SAMPLE_LEN};
 
@@ -39,8 +40,30 @@ fuzz_target!(|p: &[u8]| {
     let _ = bittorrent::udp_tracker_announce(p);
     let _ = bittorrent::dht_any_order(p);
     let _ = bittorrent::structured_start(p);
-    let fields: Vec<(u16, u32, u16)> = p.chunks(20).filter_map(bittorrent::utp_fields).collect();
+    let fields: Vec<(u16, u32, u16, u16)> = p.chunks(20).filter_map(bittorrent::utp_fields).collect();
     let _ = bittorrent::utp_one_way(&fields);
+    // The everyday protocols' detectors (issue 11).
+    let _ = game::connectionless(p);
+    let _ = game::minecraft_handshake(p);
+    let _ = game::minecraft_answer(p);
+    let _ = remote::ssh_banner(p);
+    let _ = remote::ssh_banner_prefix(p);
+    let _ = remote::rdp(p);
+    let _ = rtc::stun(p);
+    let _ = rtc::turn_channel_data(p);
+    let _ = rtc::sip_request(p);
+    let _ = rtc::sip_response(p);
+    let _ = rtc::rtp(p);
+    let _ = rtc::rtcp(p);
+    let _ = vpn::wireguard(p);
+    let _ = vpn::openvpn_control(p);
+    if p.len() >= 8 {
+        let client: [u8; 8] = p[..8].try_into().unwrap_or_default();
+        let _ = vpn::openvpn_echoes(&p[8..], &client);
+    }
+    let _ = vpn::openvpn_tcp(p);
+    let _ = vpn::ike(p);
+    let _ = vpn::nat_t(p);
     let _ = dns::udp(p);
     let _ = edonkey::tcp(p);
     let _ = edonkey::udp(p);

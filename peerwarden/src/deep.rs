@@ -149,48 +149,34 @@ fn handle(probe: &Probe, engine: &mut Engine, deep: &DeepState, seen: &mut Seen,
     // or the deep tier's budget is spent: the verdict is final, with the engine's fallbacks
     // (endpoint cache, behaviour) for a flow no detector decided.
     let held = engine.verdict(&meta.key).is_some();
-    let out = if held && engine.is_final(&meta.key) || *count >= DEEP_BUDGET {
-        let v = engine.finish(&meta.key, s.ts_ns);
-        if let Some(service) = &v.service {
-            deep.services.insert(s.key, service.clone());
-        } else {
-            deep.services.remove(&s.key);
-        }
-        Some(Verdict {
-            label: v.label.id(),
-            confidence: if v.label == Label::Unknown {
-                Confidence::None as u8
-            } else {
-                v.confidence as u8
-            },
-            final_: 1,
-        })
+    let (v, final_) = if held && engine.is_final(&meta.key) || *count >= DEEP_BUDGET {
+        (engine.finish(&meta.key, s.ts_ns), true)
     } else {
         // A label the flow may still lose (a web protocol, a host name, the endpoint
         // cache): the kernel applies it and goes on sampling.
         match verdict {
-            Some(v) if v.label != Label::Unknown => {
-                if let Some(service) = &v.service {
-                    deep.services.insert(s.key, service.clone());
-                } else {
-                    deep.services.remove(&s.key);
-                }
-                Some(Verdict {
-                    label: v.label.id(),
-                    confidence: v.confidence as u8,
-                    final_: 0,
-                })
-            }
-            _ => None,
+            Some(v) if v.label != Label::Unknown => (v, false),
+            _ => return,
         }
     };
-    let final_ = out.is_some_and(|v| v.final_ != 0);
-    if let Some(v) = out {
-        if final_ {
-            seen.remove(&s.key);
-        }
-        if let Err(e) = probe.put_verdict(&s.key, v) {
-            tracing::warn!(error = %e, "handing a verdict to the kernel");
-        }
+    if let Some(service) = &v.service {
+        deep.services.insert(s.key, service.clone());
+    } else {
+        deep.services.remove(&s.key);
+    }
+    let out = Verdict {
+        label: v.label.id(),
+        confidence: if v.label == Label::Unknown {
+            Confidence::None as u8
+        } else {
+            v.confidence as u8
+        },
+        final_: u8::from(final_),
+    };
+    if final_ {
+        seen.remove(&s.key);
+    }
+    if let Err(e) = probe.put_verdict(&s.key, out) {
+        tracing::warn!(error = %e, "handing a verdict to the kernel");
     }
 }
