@@ -351,7 +351,23 @@ fn a_restart_loses_nothing_and_counts_nothing_twice() {
         readings.push(all_bytes(&classes(&lab.api("/api/v1/mix"))));
         thread::sleep(Duration::from_secs(1));
     }
-    let last = all_bytes(&classes(&lab.api("/api/v1/mix")));
+    // The last reading is taken just as the daemon's per-second reading moves (polled every
+    // 20 ms), so it is fresh: an answer taken at an arbitrary moment can be a reading more
+    // than a second old (the reader's second plus its own work), and the traffic it did not
+    // see then looked like a tail too long for the bound below (CI once: 1.3 s of it).
+    let prev = all_bytes(&classes(&lab.api("/api/v1/mix")));
+    let moved_deadline = Instant::now() + Duration::from_secs(5);
+    let last = loop {
+        let now_bytes = all_bytes(&classes(&lab.api("/api/v1/mix")));
+        if now_bytes != prev {
+            break now_bytes;
+        }
+        assert!(
+            Instant::now() < moved_deadline,
+            "the daemon's reading did not move for 5 s in run 3"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
     let read_at = Instant::now();
     readings.push(last);
     let peak = readings.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
