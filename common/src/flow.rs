@@ -31,6 +31,16 @@ pub const FAMILY_V6: u8 = 6;
 pub const PROTO_TCP: u8 = 6;
 /// UDP.
 pub const PROTO_UDP: u8 = 17;
+/// ICMP: a flow without ports (addresses and protocol), like the protocols below.
+pub const PROTO_ICMP: u8 = 1;
+/// GRE.
+pub const PROTO_GRE: u8 = 47;
+/// IPsec ESP.
+pub const PROTO_ESP: u8 = 50;
+/// IPsec AH (in IPv6 an extension header, walked as one).
+pub const PROTO_AH: u8 = 51;
+/// ICMPv6.
+pub const PROTO_ICMPV6: u8 = 58;
 
 /// Key of the LRU flow map. IPv4 addresses sit in the first 4 bytes, the rest zero.
 #[repr(C)]

@@ -67,8 +67,9 @@ pub enum Stat {
     /// subscriber's flood cannot fill the ring for everyone else): the flow is sampled on a
     /// later packet. The other cause of a lost sample, a full ring, is [`Stat::RingDrops`].
     SamplesOverBudget = 13,
-    /// Final labels not kept in `LABELLED` because the flow had not been seen both ways,
-    /// or its subscriber had used its budget of remembered flows.
+    /// Final labels not kept in `LABELLED` because the flow's subscriber had used its
+    /// budget of remembered flows. (A flow seen one way only is not refused: its label is
+    /// offered once it has been seen both ways, and never if it is not.)
     LabelledRefused = 14,
 }
 

@@ -16,7 +16,7 @@
 use aya_ebpf::{macros::map, maps::LruHashMap};
 use peerwarden_common::{
     Confidence, FlowKey, Label,
-    flow::{PROTO_TCP, PROTO_UDP},
+    flow::{PROTO_AH, PROTO_ESP, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
 };
 
 /// First fragments remembered at once. A datagram's fragments arrive within
@@ -24,12 +24,6 @@ use peerwarden_common::{
 /// pushed out early costs only that datagram's later fragments their flow (they are
 /// charged to the subscriber's `other` instead).
 const FRAG_ENTRIES: u32 = 16384;
-
-const PROTO_ICMP: u8 = 1;
-const PROTO_GRE: u8 = 47;
-const PROTO_ESP: u8 = 50;
-const PROTO_AH: u8 = 51;
-const PROTO_ICMPV6: u8 = 58;
 
 /// A datagram: its addresses (as filed in the flow key, subscriber side first), protocol
 /// and IP identification (16 bits in IPv4, 32 in IPv6).

@@ -6,7 +6,7 @@
 use aya_ebpf::programs::{TcContext, XdpContext};
 use peerwarden_common::{
     Direction, FlowKey, Stat,
-    flow::{FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP},
+    flow::{FAMILY_V4, FAMILY_V6, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -317,7 +317,6 @@ fn set_ports(key: &mut FlowKey, dir: Direction, l4: &[u8; 20]) {
     key.remote_port = remote;
 }
 
-const PROTO_ICMPV6: u8 = 58;
 /// ICMPv6 Router Solicitation .. Redirect: Neighbor Discovery (RFC 4861).
 const ND_FIRST: u8 = 133;
 const ND_LAST: u8 = 137;

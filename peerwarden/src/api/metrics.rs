@@ -172,7 +172,7 @@ fn render_policy_and_subscribers(state: &State, out: &mut String) {
         ),
         (
             "peerwarden_labelled_refused_total",
-            "Final labels not remembered for evicted flows: the flow was seen one way only, or its subscriber had used its budget of remembered flows.",
+            "Final labels of flows seen both ways not remembered for eviction because their subscriber had used its budget of remembered flows (flows seen one way only are never offered).",
             stats.get("labelled_refused").copied().unwrap_or(0),
         ),
         (
