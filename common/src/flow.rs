@@ -62,6 +62,28 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
+impl FlowKey {
+    /// The subscriber-side address as an [`IpAddr`](core::net::IpAddr).
+    pub fn sub_ip(&self) -> core::net::IpAddr {
+        ip(self.family, &self.sub_addr)
+    }
+
+    /// The internet-side address as an [`IpAddr`](core::net::IpAddr).
+    pub fn remote_ip(&self) -> core::net::IpAddr {
+        ip(self.family, &self.remote_addr)
+    }
+}
+
+/// An address as the key stores it: IPv4 in the first four bytes when `family` is
+/// [`FAMILY_V4`], else all sixteen.
+fn ip(family: u8, raw: &[u8; 16]) -> core::net::IpAddr {
+    if family == FAMILY_V4 {
+        core::net::IpAddr::from([raw[0], raw[1], raw[2], raw[3]])
+    } else {
+        core::net::IpAddr::from(*raw)
+    }
+}
+
 /// `FlowValue::flags`: a uTP-shaped header was seen going up; `utp_conn_id[0]` holds its id.
 pub const FLAG_UTP_UP: u32 = 1 << 0;
 /// A uTP-shaped header was seen going down; `utp_conn_id[1]` holds its id.

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use peerwarden_common::{
     Class, Confidence, FlowKey, FlowValue, Label,
-    flow::{FAMILY_V4, PROTO_TCP, PROTO_UDP},
+    flow::{PROTO_TCP, PROTO_UDP},
     label::{ALL_CLASSES, ALL_LABELS},
 };
 use serde::Serialize;
@@ -167,14 +167,6 @@ pub struct FlowRecord {
     pub last_seen: String,
 }
 
-fn addr(family: u8, raw: &[u8; 16]) -> IpAddr {
-    if family == FAMILY_V4 {
-        IpAddr::from([raw[0], raw[1], raw[2], raw[3]])
-    } else {
-        IpAddr::from(*raw)
-    }
-}
-
 impl FlowRecord {
     /// The record of one flow table entry.
     pub fn new(key: &FlowKey, value: &FlowValue) -> FlowRecord {
@@ -185,9 +177,9 @@ impl FlowRecord {
                 PROTO_UDP => "udp",
                 _ => "other",
             },
-            src: addr(key.family, &key.sub_addr),
+            src: key.sub_ip(),
             sport: key.sub_port,
-            dst: addr(key.family, &key.remote_addr),
+            dst: key.remote_ip(),
             dport: key.remote_port,
             label: label.name().to_string(),
             class: label.class().name(),
@@ -244,12 +236,12 @@ pub fn flows(state: &State, filter: &FlowFilter) -> (Vec<FlowRecord>, Option<(u6
         .filter(|e| {
             let (k, v) = (e.key(), e.value());
             let label = Label::from_id(v.label);
-            let src = addr(k.family, &k.sub_addr);
+            let src = k.sub_ip();
             filter.label.is_none_or(|l| l == label)
                 && filter.class.is_none_or(|c| c == label.class())
                 && filter
                     .address
-                    .is_none_or(|a| a == src || a == addr(k.family, &k.remote_addr))
+                    .is_none_or(|a| a == src || a == k.remote_ip())
                 && filter.after.is_none_or(|(ns, key)| {
                     v.last_seen_ns < ns || (v.last_seen_ns == ns && key_order(k) > key_order(&key))
                 })

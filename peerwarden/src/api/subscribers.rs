@@ -102,15 +102,6 @@ pub struct Top {
     pub range: Option<Span>,
 }
 
-/// The subscriber-side address of a flow.
-fn subscriber_side(k: &peerwarden_common::FlowKey) -> std::net::IpAddr {
-    if k.family == peerwarden_common::flow::FAMILY_V4 {
-        std::net::IpAddr::from([k.sub_addr[0], k.sub_addr[1], k.sub_addr[2], k.sub_addr[3]])
-    } else {
-        std::net::IpAddr::from(k.sub_addr)
-    }
-}
-
 fn plan_of(policy: Option<&Policy>, id: &str) -> Option<String> {
     let p = policy?;
     Some(p.plan_of(p.subscriber(id)?).name.clone())
@@ -233,7 +224,7 @@ pub async fn top(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Top>, Api
                     {
                         continue;
                     }
-                    let src = subscriber_side(k);
+                    let src = k.sub_ip();
                     let Some(s) = policy.subscriber_for(src) else {
                         continue;
                     };

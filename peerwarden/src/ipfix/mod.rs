@@ -13,7 +13,7 @@ pub mod tracker;
 
 use std::{
     fmt::Write as _,
-    net::{IpAddr, SocketAddr, UdpSocket},
+    net::{SocketAddr, UdpSocket},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -23,7 +23,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use peerwarden_common::{FlowKey, FlowValue, Label, flow::FAMILY_V4};
+use peerwarden_common::{FlowKey, FlowValue, Label};
 use peerwarden_policies::Policy;
 use tracing::{info, warn};
 
@@ -100,14 +100,6 @@ struct Namer {
     deep: Arc<DeepState>,
 }
 
-fn addr(family: u8, raw: &[u8; 16]) -> IpAddr {
-    if family == FAMILY_V4 {
-        IpAddr::from([raw[0], raw[1], raw[2], raw[3]])
-    } else {
-        IpAddr::from(*raw)
-    }
-}
-
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -124,7 +116,7 @@ impl Namer {
     fn export(&self, d: &Due) -> FlowExport {
         let (k, v): (&FlowKey, &FlowValue) = (&d.key, &d.value);
         let label = Label::from_id(v.label);
-        let src = addr(k.family, &k.sub_addr);
+        let src = k.sub_ip();
         let name = match self.deep.services.get(k) {
             Some(service) if label == Label::VideoService => format!("video.{}", *service),
             _ => label.name().to_string(),
@@ -133,7 +125,7 @@ impl Namer {
             proto: k.proto,
             src,
             sport: k.sub_port,
-            dst: addr(k.family, &k.remote_addr),
+            dst: k.remote_ip(),
             dport: k.remote_port,
             bytes: d.bytes,
             packets: d.packets,
