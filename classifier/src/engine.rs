@@ -18,78 +18,18 @@
 //! never a single datagram, LSD, multicast or broadcast; and one subscriber (the flow's `Up`
 //! side) teaches at most `learn_budget` new endpoints a minute.
 
-use std::fmt;
-
 use peerwarden_common::{Class, Confidence, Label};
 
 use crate::{
     behaviour::{Behaviour, BehaviourConfig, HIGH_PORT},
     cache::EndpointCache,
-    flow::{Direction, FlowKey, FxMap},
+    flow::{Direction, FlowKey, FxMap, opposite},
     hosts::HostList,
     inspect::{Inspector, NON_P2P_SERVICE_PORTS},
     learning::Learning,
     packet::TCP,
+    verdict::{PacketMeta, Verdict},
 };
-
-/// A flow's label, the video service for `video.<service>`, and how it was decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    /// The label.
-    pub label: Label,
-    /// For [`Label::VideoService`]: the service (`youtube`, `netflix`, ...).
-    pub service: Option<String>,
-    /// How the label was decided.
-    pub confidence: Confidence,
-}
-
-impl Verdict {
-    /// A verdict without a service.
-    pub fn new(label: Label, confidence: Confidence) -> Verdict {
-        Verdict {
-            label,
-            service: None,
-            confidence,
-        }
-    }
-
-    /// Undecided.
-    pub fn unknown() -> Verdict {
-        Verdict::new(Label::Unknown, Confidence::None)
-    }
-
-    /// The class of the label.
-    pub fn class(&self) -> Class {
-        self.label.class()
-    }
-}
-
-impl fmt::Display for Verdict {
-    /// The name reports print: the label's, or `video.<service>`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.label, &self.service) {
-            (Label::VideoService, Some(s)) => write!(f, "video.{s}"),
-            (l, _) => f.write_str(l.name()),
-        }
-    }
-}
-
-/// One packet as the engine sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct PacketMeta<'a> {
-    /// Capture or arrival time, nanoseconds (any epoch, monotonic within a run).
-    pub ts_ns: u64,
-    /// The flow, written from its `Up` side.
-    pub key: FlowKey,
-    /// Which way this packet goes.
-    pub dir: Direction,
-    /// Transport payload.
-    pub payload: &'a [u8],
-    /// TCP flags (0 for UDP).
-    pub tcp_flags: u8,
-    /// TCP sequence number (0 for UDP).
-    pub tcp_seq: u32,
-}
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -433,14 +373,6 @@ fn improves(old: &Verdict, new: &Verdict) -> bool {
     };
     let (n, o) = (rank(new), rank(old));
     n > o || n == o && n >= 1
-}
-
-/// The other direction.
-pub(crate) fn opposite(d: Direction) -> Direction {
-    match d {
-        Direction::Up => Direction::Down,
-        Direction::Down => Direction::Up,
-    }
 }
 
 /// Labels from weak signals, which later findings on the flow may still replace: web

@@ -11,14 +11,13 @@
 use peerwarden_common::Label;
 
 use crate::{
-    engine::PacketMeta,
-    inspect::Hit,
     protocols::{
         game::{self, Game},
         remote::{self, Rdp},
         rtc,
         vpn::{self, NatT, Wg},
     },
+    verdict::{Hit, PacketMeta},
 };
 
 /// A per-direction run of packets sharing an id with a counter moving forward (WireGuard

@@ -115,6 +115,14 @@ impl Hasher for FxHasher {
 /// A `HashMap` with [`FxHasher`].
 pub type FxMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
+/// The other direction.
+pub(crate) fn opposite(d: Direction) -> Direction {
+    match d {
+        Direction::Up => Direction::Down,
+        Direction::Down => Direction::Up,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,13 +7,13 @@ use peerwarden_common::{
 };
 
 use crate::{
-    engine::{PacketMeta, Verdict},
     everyday::Everyday,
     flow::Direction,
     hosts::{HostList, HostMatch},
     packet::TCP,
     protocols::{bittorrent, dns, edonkey, gnutella, http, p2ptv, peercast, quic, streaming, tls},
     stream::{Push, Stream},
+    verdict::{Hit, PacketMeta, Verdict},
 };
 
 /// The peer-wire handshake's fixed start: length 19 and the protocol string.
@@ -34,44 +34,6 @@ const ENCRYPTED_SERVICE_PORTS: &[u16] = &[
 /// LLMNR): their undecided flows get no cache or behaviour fallback.
 pub(crate) const NON_P2P_SERVICE_PORTS: &[u16] =
     &[1900, 3478, 5060, 5061, 5349, 5353, 5355, 17500, 30303];
-
-/// A detector's finding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Hit {
-    pub verdict: Verdict,
-    /// No later packet can change it: inspection stops.
-    pub fin: bool,
-    /// Both directions confirmed it (a question and its answer): only such findings may
-    /// spread to other flows through the endpoint cache.
-    pub two_way: bool,
-}
-
-impl Hit {
-    fn payload(label: Label) -> Hit {
-        Hit {
-            verdict: Verdict::new(label, Confidence::Payload),
-            fin: true,
-            two_way: false,
-        }
-    }
-    fn tentative(label: Label) -> Hit {
-        Hit {
-            fin: false,
-            ..Hit::payload(label)
-        }
-    }
-    /// Confirmed both ways: final.
-    pub(crate) fn confirmed(label: Label) -> Hit {
-        Hit {
-            two_way: true,
-            ..Hit::payload(label)
-        }
-    }
-    /// Seen one way only: a provisional label; inspection goes on.
-    pub(crate) fn one_way(label: Label) -> Hit {
-        Hit::tentative(label)
-    }
-}
 
 /// Where a direction's stream showed the peer-wire handshake.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

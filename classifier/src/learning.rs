@@ -13,8 +13,7 @@ use peerwarden_common::Label;
 use crate::{
     behaviour::HIGH_PORT,
     cache::{Endpoint, EndpointCache},
-    engine::opposite,
-    flow::{Direction, FlowKey, FxMap},
+    flow::{Direction, FlowKey, FxMap, opposite},
     packet::TCP,
 };
 

@@ -28,10 +28,12 @@ pub mod offline;
 pub mod packet;
 pub mod protocols;
 pub mod stream;
+mod verdict;
 
 pub use capture::{CaptureError, CaptureReader, Frame};
-pub use engine::{Engine, EngineConfig, PacketMeta, Verdict};
+pub use engine::{Engine, EngineConfig};
 pub use flow::{Direction, FlowKey};
 pub use offline::{
     CaptureOutcome, FlowRecord, classify_capture, classify_capture_partial, summarize,
 };
+pub use verdict::{PacketMeta, Verdict};

@@ -5,9 +5,10 @@ use std::{collections::BTreeMap, fmt::Write as _, io::Read, net::SocketAddr, pat
 
 use crate::{
     capture::{CaptureError, CaptureReader},
-    engine::{Engine, EngineConfig, PacketMeta, Verdict},
+    engine::{Engine, EngineConfig},
     flow::{Direction, FlowKey, FxMap},
     packet::{self, TCP},
+    verdict::{PacketMeta, Verdict},
 };
 
 /// One flow of a capture, as `peerwarden classify` prints it.

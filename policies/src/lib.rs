@@ -67,13 +67,12 @@ pub use dscp::{Dscp, DscpError};
 pub use error::{PolicyError, PolicyErrors};
 pub use host::HostPattern;
 pub use model::{
-    Action, Bandwidth, ClassRule, DEFAULT_LINK, Plan, Policy, Subscriber, Target, UserClass,
+    Action, Bandwidth, ClassRule, DEFAULT_LINK, Plan, Policy, ScheduleEntry, Subscriber, Target,
+    UserClass,
 };
 pub use prefix::{Prefix, PrefixError};
 pub use rate::{AmountError, Rate, format_bytes, parse_bytes, parse_rate};
-pub use schedule::{
-    DAY_MINUTES, Days, Hours, HoursError, ScheduleEntry, WEEK, Weekday, is_timezone_name,
-};
+pub use schedule::{DAY_MINUTES, Days, Hours, HoursError, WEEK, Weekday, is_timezone_name};
 
 /// Reads and validates a policy file. Errors name the file as given.
 pub fn load_file(path: &Path) -> Result<Policy, PolicyErrors> {

@@ -15,7 +15,7 @@ use crate::host::HostPattern;
 use crate::lpm::PrefixTable;
 use crate::prefix::Prefix;
 use crate::rate::Rate;
-use crate::schedule::{ScheduleEntry, Weekday};
+use crate::schedule::{Days, Hours, Weekday};
 
 /// A rate per direction. Down is toward the subscriber, up is from the subscriber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -285,3 +285,23 @@ static EMPTY_PLAN: Plan = Plan {
     classes: Vec::new(),
     schedule: Vec::new(),
 };
+
+/// One `schedule:` entry of a plan: on these days, in these hours, these class rules
+/// replace or amend the plan's own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleEntry {
+    /// The days the window starts on.
+    pub days: Days,
+    /// The daily window.
+    pub hours: Hours,
+    /// The rules in force during the window, already merged with the plan's rules for
+    /// the same class (see [`crate::Plan::rules_at`]).
+    pub classes: Vec<ClassRule>,
+}
+
+impl ScheduleEntry {
+    /// Whether the entry is in force on `day` at `minute` (0..1440) local time.
+    pub fn active_at(&self, day: Weekday, minute: u16) -> bool {
+        self.hours.in_force(self.days, day, minute)
+    }
+}

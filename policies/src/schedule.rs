@@ -7,8 +7,6 @@
 
 use std::fmt;
 
-use crate::model::ClassRule;
-
 /// A day of the week.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Weekday {
@@ -148,6 +146,17 @@ pub enum HoursError {
 }
 
 impl Hours {
+    /// Whether a window starting on `days` is in force on `day` at `minute` (0..1440)
+    /// local time: one that runs over midnight is still in force after it on the next day.
+    pub fn in_force(self, days: Days, day: Weekday, minute: u16) -> bool {
+        if self.crosses_midnight() {
+            (days.contains(day) && minute >= self.start)
+                || (days.contains(day.prev()) && minute < self.end)
+        } else {
+            days.contains(day) && minute >= self.start && minute < self.end
+        }
+    }
+
     /// A window from minute `start` to minute `end`; `None` if either is out of range or
     /// they are equal.
     pub fn new(start: u16, end: u16) -> Option<Hours> {
@@ -214,32 +223,6 @@ impl fmt::Display for Hours {
     }
 }
 
-/// One `schedule:` entry of a plan: on these days, in these hours, these class rules
-/// replace or amend the plan's own.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScheduleEntry {
-    /// The days the window starts on.
-    pub days: Days,
-    /// The daily window.
-    pub hours: Hours,
-    /// The rules in force during the window, already merged with the plan's rules for
-    /// the same class (see [`crate::Plan::rules_at`]).
-    pub classes: Vec<ClassRule>,
-}
-
-impl ScheduleEntry {
-    /// Whether the entry is in force on `day` at `minute` (0..1440) local time.
-    pub fn active_at(&self, day: Weekday, minute: u16) -> bool {
-        let h = self.hours;
-        if h.crosses_midnight() {
-            (self.days.contains(day) && minute >= h.start)
-                || (self.days.contains(day.prev()) && minute < h.end)
-        } else {
-            self.days.contains(day) && minute >= h.start && minute < h.end
-        }
-    }
-}
-
 /// Whether `name` looks like a timezone the tz database could hold: `UTC`, or an IANA
 /// `Area/Location` name such as `Europe/Berlin` or `America/Argentina/Buenos_Aires`.
 ///
@@ -278,6 +261,7 @@ pub fn is_timezone_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ScheduleEntry;
 
     fn days(list: &[&str]) -> Days {
         list.iter()

@@ -9,8 +9,11 @@ use crate::dscp::{Dscp, DscpError};
 use crate::error::Pos;
 use crate::model::{Action, Bandwidth, ClassRule, Plan};
 use crate::rate::{Rate, format_bytes, parse_bytes};
-use crate::schedule::{Days, Hours, HoursError, ScheduleEntry};
 use crate::suggest::suggest;
+use crate::{
+    model::ScheduleEntry,
+    schedule::{Days, Hours, HoursError},
+};
 
 /// Smallest useful token bucket: one full-size Ethernet frame. A smaller bucket can
 /// never hold the tokens for such a packet, so the rule would drop them all.
