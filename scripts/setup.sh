@@ -8,7 +8,8 @@
 #   - Debian: rustc-web rust-web-src (rustc 1.96 + its library source, LLVM 22) and llvm-22-dev
 #     for bpf-linker; bpftool; lab clients: python3-libtorrent, opentracker, aria2,
 #     nginx-light, curl, iperf3, tcpdump, ethtool, iproute2; nfdump (nfcapd) and tshark, the
-#     IPFIX collector and decoder the export test reads back with
+#     IPFIX collector and decoder the export test reads back with; prometheus (promtool checks
+#     contrib/prometheus and contrib/grafana; the fleet lab scrapes two gateways with it)
 #   - crates.io: bpf-linker 0.13.0 built against LLVM 22; cargo-fuzz 0.13.1 (scripts/fuzz.sh)
 #   - `rustup toolchain link debian /usr` so aya-build can run Debian's rustc with build-std
 #   - mounts bpffs on /sys/fs/bpf
@@ -22,14 +23,15 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS=(rustc-web cargo-web rust-web-src llvm-22-dev libpolly-22-dev libzstd-dev bpftool
       python3-libtorrent opentracker aria2 nginx-light curl iperf3 tcpdump ethtool iproute2
       libpcap-dev libndpi-bin chromium ffmpeg libnginx-mod-rtmp dnsmasq-base bind9-dnsutils wrk
-      nfdump tshark)
+      nfdump tshark prometheus)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
-  # nginx would start itself in the root namespace on install; forbid service starts meanwhile.
+  # nginx and prometheus would start themselves in the root namespace on install; forbid
+  # service starts meanwhile.
   printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
   chmod +x /usr/sbin/policy-rc.d
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT

@@ -10,6 +10,10 @@ cargo build --locked -p peerwarden
 # --no-fail-fast: one failing test binary does not hide the others' results.
 status=0
 cargo test --locked --no-fail-fast --workspace --exclude peerwarden-ebpf -- --test-threads=1 || status=$?
+# The Prometheus rules shipped in contrib/ parse and do what their unit tests say; the
+# Grafana dashboard's queries parse.
+(cd contrib/prometheus && promtool check rules peerwarden.rules.yml && promtool test rules peerwarden.rules.test.yml) || status=1
+python3 contrib/grafana/check.py || status=1
 # Fuzzing, a short pass: every parser target 15 s under libFuzzer + ASan (docs/reliability.md;
 # the long pass is `scripts/fuzz.sh all 300`). A crash fails the run.
 bash scripts/fuzz.sh parsers 15 || status=1
