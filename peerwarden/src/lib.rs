@@ -2,7 +2,7 @@
 //!
 //! The kernel probe ([`probe`]) labels flows in XDP; the daemon ([`daemon`]) reads its maps
 //! every second into [`state`] and serves the REST API ([`api`]) with reports built by
-//! [`report`]; [`lab`] builds a demo gateway in network namespaces with real clients.
+//! [`report`]; the demo lab (`peerwarden lab`) is the crate `peerwarden-lab` (`lab/`).
 
 pub mod api;
 pub mod clock;
@@ -11,7 +11,6 @@ pub mod daemon;
 pub mod deep;
 pub mod enforce;
 pub mod ipfix;
-pub mod lab;
 pub mod observe;
 pub mod pin;
 pub mod policy_store;

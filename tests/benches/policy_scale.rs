@@ -36,9 +36,10 @@ use peerwarden_policies::{
     compile::{SubscriberIndex, compile},
 };
 use peerwarden_tests::{
+    lab::require_root,
     packets::{TcpFlags, Vlan, tcp_frame},
     payloads::{INFO_HASH, PEER_ID, peer_wire_handshake, peer_wire_message},
-    xdp::{program_for, require_root},
+    xdp::program_for,
 };
 
 /// Subscribers in the policy.

@@ -22,7 +22,7 @@ use peerwarden::{
     subscribers::Readings,
 };
 use peerwarden_common::{Label, policy::SubUsage};
-use peerwarden_tests::{lab::TempDir, xdp::require_root};
+use peerwarden_tests::lab::{TempDir, require_root};
 
 const SUBSCRIBERS: u32 = 100_000;
 const ROUNDS: usize = 7;

@@ -6,8 +6,8 @@
 //! which the guard removes with `peerwarden lab down`, also when the test panics.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
+    io::{BufRead as _, BufReader},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::{OnceLock, mpsc},
@@ -15,19 +15,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Panics unless the tests run as root (namespaces, XDP): a lab test is never skipped
-/// silently.
+use peerwarden_lab::http_get;
+
+/// Panics unless the tests run as root (network namespaces, XDP, `BPF_PROG_TEST_RUN`): such
+/// a test is never skipped silently. The check is the lab's own
+/// ([`peerwarden_lab::require_root`]).
 pub fn require_root() {
-    use std::os::unix::fs::MetadataExt as _;
-    // /proc/self belongs to the effective user.
-    let uid = std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX);
-    assert_eq!(
-        uid, 0,
-        "the lab tests need root (network namespaces, XDP): run them as root"
+    assert!(
+        peerwarden_lab::require_root().is_ok(),
+        "these tests need root (network namespaces, XDP, BPF_PROG_TEST_RUN): run them as \
+         root, e.g. `sudo -E cargo test -p peerwarden-tests`"
     );
 }
+
+/// How long a GET on the daemon's API may take to connect, and then to answer.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `peerwarden` binary of the profile these tests were built with, built once per test
 /// binary with `cargo build -p peerwarden` (a no-op when `scripts/test.sh` built it
@@ -183,8 +185,8 @@ impl Lab {
 
     /// `GET path` on the daemon's API, as JSON; panics unless it answers 200.
     pub fn api(&self, path: &str) -> serde_json::Value {
-        let (code, body) =
-            http_get(self.api_addr(), path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let (code, body) = http_get(self.api_addr(), path, HTTP_TIMEOUT)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert_eq!(code, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
     }
@@ -207,32 +209,11 @@ impl Drop for Lab {
     }
 }
 
-/// A minimal HTTP/1.0 GET: status code and body.
-pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let timeout = Duration::from_secs(5);
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((code, body.to_string()))
-}
-
 /// Waits until `GET /healthz` answers 200, or panics after `timeout`.
 pub fn wait_healthy(addr: SocketAddr, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Ok((200, _)) = http_get(addr, "/healthz") {
+        if let Ok((200, _)) = http_get(addr, "/healthz", HTTP_TIMEOUT) {
             return;
         }
         assert!(
@@ -617,7 +598,7 @@ impl Daemon {
                     daemon.log_text()
                 );
             }
-            if let Ok((200, _)) = http_get(api, "/healthz") {
+            if let Ok((200, _)) = http_get(api, "/healthz", HTTP_TIMEOUT) {
                 return daemon;
             }
             assert!(

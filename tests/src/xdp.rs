@@ -18,17 +18,6 @@ pub const XDP_PASS: u32 = 2;
 /// eviction (the LRU map evicts per CPU before it is full).
 pub const TEST_FLOW_TABLE: u32 = 1 << 16;
 
-/// Panics unless the process runs as root.
-pub fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert!(
-        euid == 0,
-        "these tests load eBPF programs and run them with BPF_PROG_TEST_RUN, which needs root \
-         (euid is {euid}): run them as root, e.g. `sudo -E cargo test -p peerwarden-tests`"
-    );
-}
-
 /// The program that sees packets going `dir`: the downlink's for `Up` (from subscribers),
 /// the uplink's for `Down` (from the internet).
 pub const fn program_for(dir: Direction) -> &'static str {
@@ -92,7 +81,7 @@ impl TestProbe {
 
     /// Loads the embedded kernel object with a flow table of `entries`.
     pub fn load_with_flow_table(entries: u32) -> TestProbe {
-        require_root();
+        crate::lab::require_root();
         match Probe::load(entries) {
             Ok(probe) => TestProbe { probe },
             Err(e) => panic!("loading the probe: {e} ({e:?})"),

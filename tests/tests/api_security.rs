@@ -22,7 +22,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use peerwarden_tests::lab::{Lab, TempDir, peerwarden_bin};
+use peerwarden_lab::http_get;
+use peerwarden_tests::lab::{HTTP_TIMEOUT, Lab, TempDir, peerwarden_bin};
 use rustls::{
     ClientConfig, ClientConnection, RootCertStore, StreamOwned,
     pki_types::{CertificateDer, ServerName},
@@ -260,9 +261,12 @@ fn tls_api_refuses_every_unauthorised_or_malformed_write_and_logs_no_secret() {
         e.to_string().contains("certificate") || e.to_string().contains("Unknown"),
         "{e}"
     );
-    let (code, _) =
-        peerwarden_tests::lab::http_get(SocketAddr::from(([127, 0, 0, 1], PORT)), "/healthz")
-            .unwrap_or((0, String::new()));
+    let (code, _) = http_get(
+        SocketAddr::from(([127, 0, 0, 1], PORT)),
+        "/healthz",
+        HTTP_TIMEOUT,
+    )
+    .unwrap_or((0, String::new()));
     assert_ne!(code, 200, "plain HTTP on the TLS port");
 
     let (code, policy) = get_json(&trusting, "/api/v1/policy");

@@ -35,12 +35,13 @@ use peerwarden_policies::{
     compile::{Compiled, SubscriberIndex, bucket_depth, compile},
 };
 use peerwarden_tests::{
+    lab::require_root,
     packets::{
         Conversation, Family, TcpFlags, esp_payload, fix_ipv4_checksum, gre_payload, ipv4,
         sctp_init,
     },
     payloads::{UDP_TRACKER_MAGIC, udp_tracker_connect},
-    xdp::{XDP_PASS, program_for, require_root, run_with_output},
+    xdp::{XDP_PASS, program_for, run_with_output},
 };
 use pnet_packet::ip::IpNextHeaderProtocols;
 

@@ -33,7 +33,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use peerwarden::lab::addr;
+use peerwarden_lab::addr;
 use peerwarden_tests::lab::{
     Daemon, Lab, LoopTraffic, TempDir, assert_nothing_attached, kill, link_bytes, peerwarden_bin,
     run_bounded, spawn_in, until_still, wait_listening, xdp_attached,

@@ -19,7 +19,10 @@ use std::{
 };
 
 use peerwarden_common::Label;
-use peerwarden_tests::lab::{Daemon, Lab, TempDir, http_get, kill, peerwarden_bin, run_bounded};
+use peerwarden_lab::http_get;
+use peerwarden_tests::lab::{
+    Daemon, HTTP_TIMEOUT, Lab, TempDir, kill, peerwarden_bin, run_bounded,
+};
 
 const PREFIX: &str = "ix";
 const PORT: u16 = 9614;
@@ -416,7 +419,7 @@ fn finished_flows_reach_nfcapd_with_their_labels() {
                 && f.3.iter().sum::<u64>() > 0
         })
         .collect();
-    let (_, metrics) = http_get(lab.api_addr(), "/metrics").expect("GET /metrics");
+    let (_, metrics) = http_get(lab.api_addr(), "/metrics", HTTP_TIMEOUT).expect("GET /metrics");
     let sent_before_stop =
         metric(&metrics, "peerwarden_ipfix_records_total").expect("records metric");
     assert_eq!(

@@ -40,7 +40,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use peerwarden_tests::lab::{Daemon, Lab, TempDir, http_get, peerwarden_ok, until_still};
+use peerwarden_lab::http_get;
+use peerwarden_tests::lab::{Daemon, HTTP_TIMEOUT, Lab, TempDir, peerwarden_ok, until_still};
 use serde_json::Value;
 
 const PREFIX: &str = "ob";
@@ -147,7 +148,8 @@ impl Drop for Mirror {
 
 fn api(port: u16, path: &str) -> Value {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let (code, body) = http_get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let (code, body) =
+        http_get(addr, path, HTTP_TIMEOUT).unwrap_or_else(|e| panic!("GET {path}: {e}"));
     assert_eq!(code, 200, "GET {path} on {port}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }

@@ -20,9 +20,10 @@ use peerwarden_policies::{
     compile::{SubscriberIndex, compile},
 };
 use peerwarden_tests::{
+    lab::require_root,
     packets::{Conversation, Family, TcpFlags, Vlan, arp_request, icmp_echo, tcp_frame},
     payloads::{INFO_HASH, PEER_ID, http_get_page, peer_wire_handshake, peer_wire_message},
-    xdp::{XDP_PASS, program_for, require_root, run_with_output},
+    xdp::{XDP_PASS, program_for, run_with_output},
 };
 
 const UP: Direction = Direction::Up;

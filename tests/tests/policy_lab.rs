@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use peerwarden::lab::addr;
+use peerwarden_lab::addr;
 use peerwarden_tests::lab::{
     Capture, Daemon, Lab, TempDir, kill, link_bytes, peerwarden_bin, run_bounded,
 };

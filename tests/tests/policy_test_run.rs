@@ -23,8 +23,9 @@ use peerwarden_policies::{
     compile::{Compiled, SubscriberIndex, compile},
 };
 use peerwarden_tests::{
+    lab::require_root,
     packets::{Conversation, Family, TcpFlags, Vlan, fix_ipv4_checksum, tcp_frame},
-    xdp::{XDP_PASS, program_for, require_root, run_repeat, run_with_output},
+    xdp::{XDP_PASS, program_for, run_repeat, run_with_output},
 };
 
 const XDP_DROP: u32 = 1;

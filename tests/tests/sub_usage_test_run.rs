@@ -28,9 +28,10 @@ use peerwarden_policies::{
     compile::{SubscriberIndex, compile},
 };
 use peerwarden_tests::{
+    lab::require_root,
     packets::{Conversation, Family, TcpFlags},
     payloads::{INFO_HASH, PEER_ID, dht_get_peers_query, peer_wire_handshake},
-    xdp::{XDP_PASS, program_for, require_root},
+    xdp::{XDP_PASS, program_for},
 };
 
 const UP: Direction = Direction::Up;

@@ -1,8 +1,9 @@
-//! `peerwarden lab up|traffic|down`: a thin layer over [`peerwarden::lab`].
+//! `peerwarden lab up|traffic|down`: a thin layer over [`peerwarden_lab`].
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
-use peerwarden::lab::{self, Lab, PolicyChoice, TrafficOptions, UpOptions};
+use peerwarden::pin;
+use peerwarden_lab::{self as lab, Lab, LabError, PolicyChoice, TrafficOptions, UpOptions};
 
 /// Lab subcommands.
 #[derive(clap::Subcommand)]
@@ -92,7 +93,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         deep_max_flows: args.deep_max_flows,
         ..UpOptions::default()
     };
-    let report = lab::up(&lab, &opts)?;
+    let report = lab::up(&lab, &opts, &unpin)?;
     println!(
         "lab {}: namespaces {} ({:.1} s)",
         lab.prefix(),
@@ -134,7 +135,7 @@ fn traffic(args: TrafficArgs) -> anyhow::Result<ExitCode> {
 fn down(which: Which) -> anyhow::Result<ExitCode> {
     let lab = Lab::from_env(which.prefix.as_deref())?;
     let t0 = Instant::now();
-    let report = lab::down(&lab)?;
+    let report = lab::down(&lab, &unpin)?;
     let stopped: Vec<String> = report
         .stopped
         .iter()
@@ -154,4 +155,17 @@ fn down(which: Which) -> anyhow::Result<ExitCode> {
         t0.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lab's [`lab::UnpinFn`]: unloads every instance pinned for namespace `netns` (a daemon
+/// killed outright, or told to keep its programs attached, leaves them behind).
+fn unpin(netns: &str) -> Result<Vec<String>, LabError> {
+    let names = pin::instances_in_netns(netns);
+    for name in &names {
+        pin::unload(name).map_err(|e| LabError::Unpin {
+            name: name.clone(),
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(names)
 }

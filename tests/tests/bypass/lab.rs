@@ -29,7 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use peerwarden::lab::addr;
+use peerwarden_lab::addr;
 use peerwarden_tests::lab::{Lab, TempDir, link_bytes, run_bounded};
 use serde_json::Value;
 

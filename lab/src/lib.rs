@@ -14,14 +14,20 @@
 //! prefixes through the gateway). The daemon runs in the root namespace, serves its API on
 //! 127.0.0.1 there, and attaches its programs inside `<p>-gw`.
 //!
+//! The lab starts the daemon as `<this binary> run`, so it is driven from the `peerwarden`
+//! binary (`peerwarden/src/cli/lab.rs`), which also hands it the daemon's unloader of pinned
+//! instances ([`UnpinFn`]): this crate does not depend on the daemon's.
+//!
 //! ```no_run
-//! use peerwarden::lab::{self, Lab, TrafficOptions, UpOptions};
+//! use peerwarden_lab::{self as lab, Lab, TrafficOptions, UpOptions};
 //! # fn main() -> Result<(), lab::LabError> {
+//! // The daemon's crate passes its unloader; nothing is pinned without a daemon.
+//! let unpin = |_netns: &str| Ok(Vec::new());
 //! let lab = Lab::new("pwt1")?;
-//! lab::up(&lab, &UpOptions { api_port: 19440, ..UpOptions::default() })?;
+//! lab::up(&lab, &UpOptions { api_port: 19440, ..UpOptions::default() }, &unpin)?;
 //! let summary = lab::traffic(&lab, &TrafficOptions::default())?;
 //! println!("{summary}");
-//! lab::down(&lab)?;
+//! lab::down(&lab, &unpin)?;
 //! # Ok(()) }
 //! ```
 
@@ -38,6 +44,7 @@ use std::path::{Path, PathBuf};
 
 pub use daemon::http_get;
 pub use error::LabError;
+pub use exec::require_root;
 pub use topology::addr;
 pub use traffic::{TrafficOptions, TrafficSummary, traffic};
 
@@ -205,8 +212,9 @@ pub struct UpReport {
 }
 
 /// Builds the namespaces, writes the daemon's config and starts it, and waits until it is
-/// healthy. On failure everything made so far is removed again.
-pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, LabError> {
+/// healthy. On failure everything made so far is removed again (as [`down`] does, `unpin`
+/// included).
+pub fn up(lab: &Lab, opts: &UpOptions, unpin: &UnpinFn) -> Result<UpReport, LabError> {
     exec::require_root()?;
     if let Some(ns) = topology::existing(lab)?.into_iter().next() {
         return Err(LabError::AlreadyUp {
@@ -217,7 +225,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, LabError> {
     let result = up_inner(lab, opts);
     if result.is_err() {
         // Leave nothing half made; the original error is the one worth reporting.
-        if let Err(err) = down(lab) {
+        if let Err(err) = down(lab, unpin) {
             tracing::warn!(error = %err, "cleaning up after a failed lab up");
         }
     }
@@ -261,9 +269,15 @@ pub struct DownReport {
     pub unpinned: Vec<String>,
 }
 
-/// Stops every process the lab started, deletes its namespaces and its state dir. Works
-/// after a crash and when nothing is left (idempotent).
-pub fn down(lab: &Lab) -> Result<DownReport, LabError> {
+/// Removes the instances a daemon left pinned for network namespace `netns` and returns
+/// their names. Pins are the daemon's business: `peerwarden lab` passes the daemon crate's
+/// unloader (which depends on this crate, not the other way round).
+pub type UnpinFn = dyn Fn(&str) -> Result<Vec<String>, LabError>;
+
+/// Stops every process the lab started, unloads what the daemon left pinned in the gateway
+/// namespace (`unpin`), deletes its namespaces and its state dir. Works after a crash and
+/// when nothing is left (idempotent).
+pub fn down(lab: &Lab, unpin: &UnpinFn) -> Result<DownReport, LabError> {
     exec::require_root()?;
     let mut report = DownReport::default();
     // Traffic first, the daemon last, so that it sees the end of every flow.
@@ -285,13 +299,7 @@ pub fn down(lab: &Lab) -> Result<DownReport, LabError> {
     }
     // The daemon is stopped: what it left pinned (killed outright, or told to keep its
     // programs attached) goes before the namespace does.
-    for name in crate::pin::instances_in_netns(&lab.netns(Role::Gateway)) {
-        crate::pin::unload(&name).map_err(|e| LabError::Unpin {
-            name: name.clone(),
-            detail: e.to_string(),
-        })?;
-        report.unpinned.push(name);
-    }
+    report.unpinned = unpin(&lab.netns(Role::Gateway))?;
     report.namespaces = topology::destroy(lab)?;
     if lab.state_dir().exists() {
         std::fs::remove_dir_all(lab.state_dir()).map_err(|source| LabError::Io {

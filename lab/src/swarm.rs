@@ -16,7 +16,7 @@ use super::{
 };
 
 /// The peer script (lab/bt_peer.py), embedded so the binary is self-contained.
-const BT_PEER: &str = include_str!("../../../lab/bt_peer.py");
+const BT_PEER: &str = include_str!("../bt_peer.py");
 /// Debian's interpreter: python3-libtorrent is installed for it, not for a pyenv python.
 pub const PYTHON: &str = "/usr/bin/python3";
 
