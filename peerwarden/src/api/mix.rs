@@ -58,7 +58,7 @@ pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<report::M
     let window = params.window.as_deref().map(parse_window).transpose()?;
     if let Some(w) = window
         && w > state.history_seconds()
-        && state.history_store.get().is_some()
+        && state.store().is_some()
     {
         return Ok(Json(range::mix(&state, range::Range::last(w, now)).await?));
     }

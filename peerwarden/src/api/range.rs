@@ -118,7 +118,7 @@ pub fn parse(
 
 /// The daemon's history store, or a 400 saying there is none.
 pub fn store(state: &State) -> Result<Arc<History>, ApiError> {
-    state.history_store.get().cloned().ok_or_else(|| {
+    state.store().cloned().ok_or_else(|| {
         ApiError::BadRequest(
             "this daemon keeps no history store: only the in-memory window is available".into(),
         )

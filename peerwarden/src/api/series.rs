@@ -98,9 +98,7 @@ pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Series>, 
         }
         Some(r) => Some(r),
         None => match p.window.as_deref().map(parse_window).transpose()? {
-            Some(w) if w > history && state.history_store.get().is_some() => {
-                Some(range::Range::last(w, now))
-            }
+            Some(w) if w > history && state.store().is_some() => Some(range::Range::last(w, now)),
             _ => None,
         },
     };

@@ -31,9 +31,9 @@ use super::{
 use crate::{
     clock,
     history::{CLASS_NAMES, Which},
+    readings::{ClassCounters, RATE_WINDOW},
     report::Span,
     state::State,
-    subscribers::{ClassCounters, RATE_WINDOW},
 };
 
 /// Subscribers listed when the request does not say.
@@ -135,7 +135,7 @@ pub async fn top(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Top>, Api
                 None => {
                     let key = |c: &ClassCounters| match class {
                         Some(k) => c[k as usize][0].bytes + c[k as usize][1].bytes,
-                        None => crate::subscribers::bytes(c),
+                        None => crate::readings::bytes(c),
                     };
                     (state.subscribers.top(limit, key), "counters", None)
                 }
@@ -200,7 +200,7 @@ pub async fn top(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Top>, Api
             // Over a window with a store: the store's per-subscriber label rows (every
             // byte of the window, flows gone from the table included).
             let stored = match window {
-                Some(w) if state.history_store.get().is_some() => {
+                Some(w) if state.store().is_some() => {
                     let r = Range::last(w, SystemTime::now());
                     let rows = range::query(range::store(&state)?, move |h| {
                         h.traffic(r.from, r.to, Which::SubscribersLabels)
@@ -528,7 +528,7 @@ pub async fn one(
             .collect(),
     };
 
-    let has_store = state.history_store.get().is_some();
+    let has_store = state.store().is_some();
     let window = match p.window.as_deref().map(parse_window).transpose()? {
         Some(_) if !has_store => {
             return Err(ApiError::BadRequest(
