@@ -43,10 +43,24 @@ impl Usage {
 
 /// What a subscriber view is broken down by: classes or labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum By {
     /// The four classes.
     Class,
     /// The labels.
     Label,
+}
+
+impl TryFrom<String> for By {
+    type Error = String;
+
+    /// `class` or `label`; anything else is refused naming the parameter, as the API's
+    /// other parameter errors do.
+    fn try_from(s: String) -> Result<By, String> {
+        match s.as_str() {
+            "class" => Ok(By::Class),
+            "label" => Ok(By::Label),
+            _ => Err(format!("by: {s:?}: class or label")),
+        }
+    }
 }
