@@ -139,11 +139,7 @@ pub async fn one(
 ) -> Result<Json<SubscriberView>, ApiError> {
     // axum's own rejection (an id that is not UTF-8 once decoded) answers in plain text.
     let Path(id) = id.map_err(|e| ApiError::BadRequest(format!("id: {}", e.body_text())))?;
-    let in_policy = state
-        .policy
-        .active()
-        .is_some_and(|a| a.policy.subscriber(&id).is_some());
-    if !in_policy && state.subscribers.total(&id).is_none() {
+    if !view::known(&state, &id) {
         return Err(ApiError::NotFound(format!(
             "no subscriber {id:?} in the active policy or seen since start"
         )));
