@@ -25,10 +25,10 @@ use crate::{
     policy_store::{ApplyHook, PolicyStore, ReplaceError},
     preflight,
     probe::{PROG_DOWNLINK, PROG_UPLINK, Probe, ProbeOptions},
+    readings::Owners,
     schedule::PolicyClock,
     shaping::Shaper,
     state::{Sample, State, StateOptions},
-    subscribers::Owners,
 };
 
 /// One line for a refused policy: the first error with its position, and how many more.
@@ -530,7 +530,7 @@ const FULL_PASS_EVERY: u64 = 60;
 
 fn read_subscribers(
     probe: &Probe,
-    readings: &crate::subscribers::Readings,
+    readings: &crate::readings::Readings,
     history: Option<&History>,
     owners: &[(String, u32)],
     full: bool,

@@ -16,11 +16,11 @@ pub mod pin;
 pub mod policy_store;
 pub mod preflight;
 pub mod probe;
+pub mod readings;
 pub mod report;
 pub mod schedule;
 pub mod shaping;
 pub mod state;
-pub mod subscribers;
 
 /// The history store, a crate of its own (`history/`); re-exported so `peerwarden::history`
 /// paths keep working.

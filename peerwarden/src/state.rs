@@ -55,7 +55,7 @@ pub struct State {
     pub history_store: std::sync::OnceLock<Arc<crate::history::History>>,
     /// Per-subscriber readings of the kernel's counters (shared: the daemon's last reading
     /// at shutdown happens after the state is gone).
-    pub subscribers: Arc<crate::subscribers::Readings>,
+    pub subscribers: Arc<crate::readings::Readings>,
     /// `/metrics` lists per-subscriber series for at most this many subscribers.
     pub subscriber_series_limit: std::sync::atomic::AtomicUsize,
     /// Observe-only mode: the mirror port, set once by the daemon (unset: inline).
@@ -110,6 +110,21 @@ impl State {
     /// Entries of the kernel flow table.
     pub fn flow_table_size(&self) -> u32 {
         self.flow_table_size
+    }
+
+    /// The history store, once the daemon has opened it (none in API tests without one).
+    pub fn store(&self) -> Option<&Arc<crate::history::History>> {
+        self.history_store.get()
+    }
+
+    /// Observe-only mode: the mirror port (`None`: inline).
+    pub fn observe_mirror(&self) -> Option<&str> {
+        self.observe_mirror.get().map(String::as_str)
+    }
+
+    /// `/metrics` lists per-subscriber series for at most this many subscribers.
+    pub fn subscriber_series_limit(&self) -> usize {
+        self.subscriber_series_limit.load(Relaxed)
     }
 
     /// Seconds of history kept.

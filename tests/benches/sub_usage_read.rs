@@ -19,7 +19,7 @@ use aya::maps::{Array, Map, MapData};
 use peerwarden::{
     history::{History, Retention, Which},
     probe::{Probe, ProbeOptions},
-    subscribers::Readings,
+    readings::Readings,
 };
 use peerwarden_common::{Label, policy::SubUsage};
 use peerwarden_tests::lab::{TempDir, require_root};

@@ -76,9 +76,3 @@ impl IntoResponse for ApiError {
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route {}", uri.path()))
 }
-
-/// Parses a query string into `T`, answering 400 with serde's reason on failure (axum's
-/// own `Query` extractor answers in plain text).
-pub fn query<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
-    serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| ApiError::BadRequest(e.to_string()))
-}

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::{Json, extract::State as Ext, http::Uri};
+use axum::{Json, extract::State as Ext};
 use peerwarden_common::{Class, FlowKey, Label};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, error::query};
+use super::{ApiError, query::Query};
 use crate::{report, state::State};
 
 /// Flows listed when the request does not say.
@@ -15,10 +15,11 @@ const DEFAULT_LIMIT: usize = 100;
 /// The most flows one request may ask for.
 const MAX_LIMIT: usize = 10_000;
 
+/// The query parameters.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct Params {
+pub struct Params {
     /// Only flows with this label (e.g. `bittorrent.utp`).
     label: Option<String>,
     /// Only flows of this class: p2p, video, web, other.
@@ -84,8 +85,10 @@ fn decode_cursor(s: &str) -> Result<(u64, FlowKey), ApiError> {
 /// Flows, most recently seen first.
 #[utoipa::path(get, path = "/api/v1/flows", tag = "reports", params(Params),
     responses((status = 200, body = Flows), (status = 400, body = super::error::ErrorBody)))]
-pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Flows>, ApiError> {
-    let p: Params = query(uri.query())?;
+pub async fn get(
+    Ext(state): Ext<Arc<State>>,
+    Query(p): Query<Params>,
+) -> Result<Json<Flows>, ApiError> {
     let label = p
         .label
         .map(|l| {

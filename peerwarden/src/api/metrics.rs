@@ -11,7 +11,7 @@ use std::{
 use axum::{extract::State as Ext, http::header, response::IntoResponse};
 use peerwarden_common::{label::ALL_LABELS, policy::SubCounter};
 
-use crate::{history::CLASS_NAMES, state::State, subscribers::bytes};
+use crate::{history::CLASS_NAMES, readings::bytes, state::State};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -189,16 +189,14 @@ fn render_policy_and_subscribers(state: &State, out: &mut String) {
             "peerwarden_history_flushes_total",
             "Writes of the history store.",
             state
-                .history_store
-                .get()
+                .store()
                 .map_or(0, |h| h.flushes.load(Ordering::Relaxed)),
         ),
         (
             "peerwarden_history_flush_failures_total",
             "Writes of the history store that failed (retried with the next).",
             state
-                .history_store
-                .get()
+                .store()
                 .map_or(0, |h| h.flush_failures.load(Ordering::Relaxed)),
         ),
     ] {
@@ -209,7 +207,7 @@ fn render_policy_and_subscribers(state: &State, out: &mut String) {
     }
 
     let known = state.subscribers.len();
-    let limit = state.subscriber_series_limit.load(Ordering::Relaxed);
+    let limit = state.subscriber_series_limit();
     // The top `limit` by bytes; the others are not even copied.
     let subs = state.subscribers.top(limit, bytes);
     let name = "peerwarden_subscribers_known";

@@ -3,22 +3,27 @@
 //! from the history store. With `subscriber`, one subscriber's mix from the store (its
 //! per-label rows; classes are the sums of their labels; no flow counts).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::SystemTime};
 
-use axum::{Json, extract::State as Ext, http::Uri};
+use axum::{Json, extract::State as Ext};
 use serde::Deserialize;
 
-use std::collections::BTreeMap;
+use super::{
+    ApiError,
+    query::{Query, parse_range, parse_window},
+    store,
+};
+use crate::{
+    history::Which,
+    report::{self, By, Range},
+    state::State,
+};
 
-use peerwarden_common::label::ALL_CLASSES;
-
-use super::{ApiError, error::query, range};
-use crate::{clock, report, state::State};
-
+/// The query parameters.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct Params {
+pub struct Params {
     /// Only the last N seconds: `90`, `90s`, `5m`, `1h`. Without it: since start. Longer
     /// than the in-memory history: from the history store, in whole minutes.
     window: Option<String>,
@@ -30,151 +35,70 @@ struct Params {
     /// since the daemon started).
     subscriber: Option<String>,
     /// With `subscriber`: only `label` or only `class` figures (default both).
-    by: Option<String>,
+    by: Option<By>,
 }
 
 /// Bytes and packets (`[up, down]`) and flows by class and by label.
 #[utoipa::path(get, path = "/api/v1/mix", tag = "reports", params(Params),
     responses((status = 200, body = report::Mix), (status = 400, body = super::error::ErrorBody)))]
-pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<report::Mix>, ApiError> {
-    let params: Params = query(uri.query())?;
-    let now = std::time::SystemTime::now();
-    if params.by.is_some() && params.subscriber.is_none() {
+pub async fn get(
+    Ext(state): Ext<Arc<State>>,
+    Query(p): Query<Params>,
+) -> Result<Json<report::Mix>, ApiError> {
+    let now = SystemTime::now();
+    if p.by.is_some() && p.subscriber.is_none() {
         return Err(ApiError::BadRequest(
             "by: only with subscriber (the mix of all traffic has both)".into(),
         ));
     }
-    if let Some(id) = params.subscriber.clone() {
-        return Ok(Json(subscriber_mix(&state, &params, id, now).await?));
-    }
-    if let Some(r) = range::parse(params.from.as_deref(), params.to.as_deref(), now)? {
-        if params.window.is_some() {
-            return Err(ApiError::BadRequest(
-                "window: give either window or from/to".into(),
-            ));
-        }
-        return Ok(Json(range::mix(&state, r).await?));
-    }
-    let window = params.window.as_deref().map(parse_window).transpose()?;
-    if let Some(w) = window
-        && w > state.history_seconds()
-        && state.history_store.get().is_some()
-    {
-        return Ok(Json(range::mix(&state, range::Range::last(w, now)).await?));
-    }
-    if let Some(w) = window
-        && w > state.history_seconds()
-    {
-        return Err(ApiError::BadRequest(format!(
-            "window: {w}s is longer than the {}s of history kept (history_seconds in the config)",
-            state.history_seconds()
-        )));
-    }
-    Ok(Json(report::mix(&state, window)))
-}
-
-/// One subscriber's mix over the range the parameters give, from the store.
-async fn subscriber_mix(
-    state: &State,
-    params: &Params,
-    id: String,
-    now: std::time::SystemTime,
-) -> Result<report::Mix, ApiError> {
-    let (labels_too, classes_too) = match params.by.as_deref() {
-        None => (true, true),
-        Some("label") => (true, false),
-        Some("class") => (false, true),
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "by: {other:?}: label or class"
+    let range = parse_range(p.from.as_deref(), p.to.as_deref(), p.window.as_deref(), now)?;
+    if let Some(id) = p.subscriber {
+        let r = match range {
+            Some(r) => r,
+            None => {
+                let secs = match p.window.as_deref() {
+                    Some(w) => parse_window(w)?,
+                    None => now.duration_since(state.started).map_or(0, |d| d.as_secs()),
+                };
+                Range::last(secs, now)
+            }
+        };
+        let known = report::subscribers::known(&state, &id);
+        let per_label = store::query(store::store(&state)?, {
+            let id = id.clone();
+            move |h| h.subscriber_labels(r.from, r.to, &id)
+        })
+        .await?;
+        if !known && per_label.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "no subscriber {id:?} in the active policy, seen since start or in the store"
             )));
         }
-    };
-    let r = match range::parse(params.from.as_deref(), params.to.as_deref(), now)? {
-        Some(_) if params.window.is_some() => {
-            return Err(ApiError::BadRequest(
-                "window: give either window or from/to".into(),
-            ));
-        }
-        Some(r) => r,
-        None => {
-            let secs = match params.window.as_deref() {
-                Some(w) => parse_window(w)?,
-                None => now.duration_since(state.started).map_or(0, |d| d.as_secs()),
-            };
-            range::Range::last(secs, now)
-        }
-    };
-    let known = state
-        .policy
-        .active()
-        .is_some_and(|a| a.policy.subscriber(&id).is_some())
-        || state.subscribers.total(&id).is_some();
-    let store = range::store(state)?;
-    let per_label = range::query(store, {
-        let id = id.clone();
-        move |h| h.subscriber_labels(r.from, r.to, &id)
-    })
-    .await?;
-    if !known && per_label.is_empty() {
-        return Err(ApiError::NotFound(format!(
-            "no subscriber {id:?} in the active policy, seen since start or in the store"
-        )));
+        return Ok(Json(report::mix::subscriber(&state, &per_label, r, p.by)));
     }
-    let mut classes: BTreeMap<&'static str, report::Usage> = BTreeMap::new();
-    let mut labels = BTreeMap::new();
-    for (label, t) in per_label {
-        let u = report::Usage {
-            bytes: t.bytes,
-            packets: t.packets,
-            flows: 0,
-        };
-        if classes_too {
-            let c = classes.entry(label.class().name()).or_default();
-            for d in 0..2 {
-                c.bytes[d] += u.bytes[d];
-                c.packets[d] += u.packets[d];
-            }
-        }
-        if labels_too {
-            labels.insert(label.name(), u);
-        }
-    }
-    if classes_too {
-        for c in ALL_CLASSES {
-            classes.entry(c.name()).or_default();
-        }
-    }
-    Ok(report::Mix {
-        window_seconds: Some(r.seconds()),
-        since: clock::rfc3339(state.started),
-        classes,
-        labels,
-        probe: state.stats(),
-        range: Some(r.span()),
-    })
-}
-
-/// `90`, `90s`, `5m`, `2h` → seconds.
-pub fn parse_window(s: &str) -> Result<u64, ApiError> {
-    let bad = || {
-        ApiError::BadRequest(format!(
-            "window: {s:?} is not a duration like 60s, 5m or 1h"
-        ))
+    let window = match range {
+        Some(_) => None,
+        None => p.window.as_deref().map(parse_window).transpose()?,
     };
-    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
+    let history = state.history_seconds();
+    let range = match (range, window) {
+        (Some(r), _) => Some(r),
+        (None, Some(w)) if w > history && state.store().is_some() => Some(Range::last(w, now)),
+        (None, Some(w)) if w > history => {
+            return Err(ApiError::BadRequest(format!(
+                "window: {w}s is longer than the {history}s of history kept (history_seconds in the config)"
+            )));
+        }
+        _ => None,
     };
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60).ok_or_else(bad)?,
-        "h" => n.checked_mul(3600).ok_or_else(bad)?,
-        _ => return Err(bad()),
-    };
-    if secs == 0 {
-        return Err(ApiError::BadRequest("window: must be at least 1s".into()));
+    match range {
+        Some(r) => {
+            let rows = store::query(store::store(&state)?, move |h| {
+                h.sum(r.from, r.to, None, Which::Labels)
+            })
+            .await?;
+            Ok(Json(report::mix::stored(&state, &rows, r)))
+        }
+        None => Ok(Json(report::mix::live(&state, window))),
     }
-    Ok(secs)
 }

@@ -12,9 +12,10 @@ mod health;
 mod metrics;
 mod mix;
 mod policy;
-mod range;
+mod query;
 mod series;
 mod status;
+mod store;
 mod subscribers;
 pub mod tls;
 

@@ -1,39 +1,29 @@
 //! `GET /api/v1/subscribers/top` and `GET /api/v1/subscribers/{id}`: who uses the most
 //! (of a class, or of a label), and one subscriber's plan, current rates, usage over a
-//! window and whether the policy is limiting it right now.
-//!
-//! The kernel counts per subscriber, label and direction (and the policy's drops and marks
-//! per class); the history store keeps those as per-minute rows per label and per class.
-//! Per-class figures come from the counters (since the daemon started) or from the store
-//! (over a window); one subscriber's per-label usage comes from the store. `top?by=label`
-//! over a window comes from the store's per-subscriber label rows; since start (or
-//! without a store) it sums the flows of the label in the flow table, so it covers flows
-//! still in the table, each with all its bytes.
+//! window and whether the policy is limiting it right now (the views are in
+//! `report::subscribers`).
 
-use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
+use std::{sync::Arc, time::SystemTime};
 
 use axum::{
     Json,
     extract::{Path, State as Ext, rejection::PathRejection},
-    http::Uri,
 };
-use peerwarden_common::{Class, Label, label::ALL_CLASSES};
-use peerwarden_policies::{Policy, Target};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use peerwarden_common::{Class, Label};
+use serde::Deserialize;
 
 use super::{
     ApiError,
-    error::query,
-    mix::parse_window,
-    range::{self, Range},
+    query::{Query, parse_window},
+    store,
 };
 use crate::{
-    clock,
-    history::{CLASS_NAMES, Which},
-    report::Span,
+    history::Which,
+    report::{
+        By, Range,
+        subscribers::{self as view, StoredUsage, SubscriberView, Top},
+    },
     state::State,
-    subscribers::{ClassCounters, RATE_WINDOW},
 };
 
 /// Subscribers listed when the request does not say.
@@ -44,12 +34,13 @@ const MAX_LIMIT: usize = 1000;
 /// history store.
 const DEFAULT_USAGE_WINDOW: u64 = 3600;
 
+/// The query parameters of the ranking.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct TopParams {
+pub struct TopParams {
     /// `class` (default) or `label`.
-    by: Option<String>,
+    by: Option<By>,
     /// The class (`p2p`, `video`, `web`, `other`; default: all traffic) or, with
     /// `by=label`, the label (required).
     name: Option<String>,
@@ -61,65 +52,13 @@ struct TopParams {
     limit: Option<usize>,
 }
 
-/// Bytes of one class, `[up, down]`.
-#[derive(Debug, Default, Clone, Copy, Serialize, ToSchema)]
-pub struct ClassBytes {
-    /// Bytes `[up, down]`.
-    pub bytes: [u64; 2],
-}
-
-/// One subscriber in the ranking.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TopEntry {
-    /// Subscriber id.
-    pub id: String,
-    /// Its plan in the active policy (`null` if it has left the policy).
-    pub plan: Option<String>,
-    /// Bytes of what is ranked (the class or label asked for, else all), `[up, down]`.
-    pub bytes: [u64; 2],
-    /// Packets of the same, `[up, down]`.
-    pub packets: [u64; 2],
-    /// Bytes per class (`by=class`), or of the label's class (`by=label`).
-    pub classes: BTreeMap<&'static str, ClassBytes>,
-}
-
-/// The top subscribers.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Top {
-    /// `class` or `label`.
-    pub by: &'static str,
-    /// The class or label ranked; `null`: all traffic.
-    pub name: Option<String>,
-    /// The window, seconds; `null`: since the daemon started (or the whole flow table).
-    pub window_seconds: Option<u64>,
-    /// Where the figures come from: `counters` (the kernel's per-subscriber counters
-    /// since the daemon started), `store` (the history store) or `flows` (the flow table).
-    pub basis: &'static str,
-    /// Most bytes first; subscribers without any are left out.
-    pub subscribers: Vec<TopEntry>,
-    /// With `basis: store`: the range covered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub range: Option<Span>,
-}
-
-fn plan_of(policy: Option<&Policy>, id: &str) -> Option<String> {
-    let p = policy?;
-    Some(p.plan_of(p.subscriber(id)?).name.clone())
-}
-
-fn class_named(name: &str) -> Result<Class, ApiError> {
-    Class::from_name(name).ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "name: unknown class {name:?} (p2p, video, web, other)"
-        ))
-    })
-}
-
 /// The top subscribers by bytes of a class or a label.
 #[utoipa::path(get, path = "/api/v1/subscribers/top", tag = "subscribers", params(TopParams),
     responses((status = 200, body = Top), (status = 400, body = super::error::ErrorBody)))]
-pub async fn top(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Top>, ApiError> {
-    let p: TopParams = query(uri.query())?;
+pub async fn top(
+    Ext(state): Ext<Arc<State>>,
+    Query(p): Query<TopParams>,
+) -> Result<Json<Top>, ApiError> {
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::BadRequest(format!(
@@ -127,341 +66,65 @@ pub async fn top(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Top>, Api
         )));
     }
     let window = p.window.as_deref().map(parse_window).transpose()?;
-    let policy = state.policy.active().map(|a| a.policy);
-    let mut top = match p.by.as_deref().unwrap_or("class") {
-        "class" => {
-            let class = p.name.as_deref().map(class_named).transpose()?;
-            let (rows, basis, range) = match window {
-                None => {
-                    let key = |c: &ClassCounters| match class {
-                        Some(k) => c[k as usize][0].bytes + c[k as usize][1].bytes,
-                        None => crate::subscribers::bytes(c),
-                    };
-                    (state.subscribers.top(limit, key), "counters", None)
-                }
-                Some(w) => {
-                    let r = Range::last(w, SystemTime::now());
-                    (stored_totals(&state, r).await?, "store", Some(r))
+    let range = window.map(|w| Range::last(w, SystemTime::now()));
+    match p.by.unwrap_or(By::Class) {
+        By::Class => {
+            let class = p
+                .name
+                .as_deref()
+                .map(|name| {
+                    Class::from_name(name).ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "name: unknown class {name:?} (p2p, video, web, other)"
+                        ))
+                    })
+                })
+                .transpose()?;
+            let rows = match range {
+                None => view::counters_top(&state, class, limit),
+                Some(r) => {
+                    let rows = store::query(store::store(&state)?, move |h| {
+                        h.traffic(r.from, r.to, Which::Subscribers)
+                    })
+                    .await?;
+                    view::class_totals(&rows)
                 }
             };
-            let subscribers = rows
-                .into_iter()
-                .map(|(id, c)| {
-                    let pick =
-                        |f: &dyn Fn(&peerwarden_common::policy::SubCounter) -> u64| -> [u64; 2] {
-                            let mut out = [0; 2];
-                            for (ci, row) in c.iter().enumerate() {
-                                if class.is_none_or(|k| k as usize == ci) {
-                                    for d in 0..2 {
-                                        out[d] += f(&row[d]);
-                                    }
-                                }
-                            }
-                            out
-                        };
-                    TopEntry {
-                        plan: plan_of(policy.as_deref(), &id),
-                        bytes: pick(&|s| s.bytes),
-                        packets: pick(&|s| s.packets),
-                        classes: CLASS_NAMES
-                            .iter()
-                            .zip(c.iter())
-                            .map(|(n, row)| {
-                                (
-                                    *n,
-                                    ClassBytes {
-                                        bytes: [row[0].bytes, row[1].bytes],
-                                    },
-                                )
-                            })
-                            .collect(),
-                        id,
-                    }
-                })
-                .collect();
-            Top {
-                by: "class",
-                name: class.map(|c| c.name().to_string()),
-                window_seconds: range.map(|r| r.seconds()),
-                basis,
-                subscribers,
-                range: range.map(|r| r.span()),
-            }
+            Ok(Json(view::top_by_class(&state, rows, class, range, limit)))
         }
-        "label" => {
+        By::Label => {
             let name = p.name.as_deref().ok_or_else(|| {
                 ApiError::BadRequest("name: give the label to rank by (e.g. bittorrent)".into())
             })?;
             let label = Label::from_name(name)
                 .ok_or_else(|| ApiError::BadRequest(format!("name: unknown label {name:?}")))?;
-            let horizon = window
-                .map(|w| clock::monotonic_ns().saturating_sub(w.saturating_mul(1_000_000_000)));
-            let mut per: BTreeMap<String, ([u64; 2], [u64; 2])> = BTreeMap::new();
-            // Over a window with a store: the store's per-subscriber label rows (every
-            // byte of the window, flows gone from the table included).
-            let stored = match window {
-                Some(w) if state.history_store.get().is_some() => {
-                    let r = Range::last(w, SystemTime::now());
-                    let rows = range::query(range::store(&state)?, move |h| {
+            // Over a window with a store: the store's per-subscriber label rows.
+            let rows = match range.filter(|_| state.store().is_some()) {
+                Some(r) => Some((
+                    store::query(store::store(&state)?, move |h| {
                         h.traffic(r.from, r.to, Which::SubscribersLabels)
                     })
-                    .await?;
-                    for row in rows.iter().filter(|row| row.key.name == label.name()) {
-                        let e = per.entry(row.key.subscriber.clone()).or_default();
-                        let d = usize::from(row.key.dir.min(1));
-                        e.0[d] += row.values.bytes.max(0) as u64;
-                        e.1[d] += row.values.packets.max(0) as u64;
-                    }
-                    Some(r)
-                }
-                _ => None,
+                    .await?,
+                    r,
+                )),
+                None => None,
             };
-            if let Some(policy) = policy.as_ref().filter(|_| stored.is_none()) {
-                for f in state.flows.iter() {
-                    let (k, v) = (f.key(), f.value());
-                    if Label::from_id(v.label) != label
-                        || horizon.is_some_and(|h| v.last_seen_ns < h)
-                    {
-                        continue;
-                    }
-                    let src = k.sub_ip();
-                    let Some(s) = policy.subscriber_for(src) else {
-                        continue;
-                    };
-                    let e = per.entry(s.id.clone()).or_default();
-                    for d in 0..2 {
-                        e.0[d] += v.bytes[d];
-                        e.1[d] += v.packets[d];
-                    }
-                }
-            }
-            let class = label.class().name();
-            let subscribers = per
-                .into_iter()
-                .map(|(id, (bytes, packets))| TopEntry {
-                    plan: plan_of(policy.as_deref(), &id),
-                    bytes,
-                    packets,
-                    classes: [(class, ClassBytes { bytes })].into_iter().collect(),
-                    id,
-                })
-                .collect();
-            Top {
-                by: "label",
-                name: Some(label.name().to_string()),
-                window_seconds: stored.map(|r| r.seconds()).or(window),
-                basis: if stored.is_some() { "store" } else { "flows" },
-                subscribers,
-                range: stored.map(|r| r.span()),
-            }
+            let stored = rows.as_ref().map(|(rows, r)| (rows.as_slice(), *r));
+            Ok(Json(view::top_by_label(
+                &state, label, stored, window, limit,
+            )))
         }
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "by: {other:?}: rank by class or label"
-            )));
-        }
-    };
-    top.subscribers.retain(|e| e.bytes != [0, 0]);
-    top.subscribers.sort_by(|a, b| {
-        (b.bytes[0] + b.bytes[1])
-            .cmp(&(a.bytes[0] + a.bytes[1]))
-            .then_with(|| a.id.cmp(&b.id))
-    });
-    top.subscribers.truncate(limit);
-    Ok(Json(top))
-}
-
-/// Every subscriber's per-class bytes and packets over `range`, from the store (the
-/// other counters read 0: the top list shows only these).
-async fn stored_totals(state: &State, r: Range) -> Result<Vec<(String, ClassCounters)>, ApiError> {
-    let rows = range::query(range::store(state)?, move |h| {
-        h.traffic(r.from, r.to, Which::Subscribers)
-    })
-    .await?;
-    let mut per: BTreeMap<String, ClassCounters> = BTreeMap::new();
-    for row in rows {
-        let Some(ci) = CLASS_NAMES.iter().position(|n| *n == row.key.name) else {
-            continue;
-        };
-        let c =
-            &mut per.entry(row.key.subscriber).or_default()[ci][usize::from(row.key.dir.min(1))];
-        let pos = |v: i64| v.max(0) as u64;
-        c.bytes += pos(row.values.bytes);
-        c.packets += pos(row.values.packets);
-        c.dropped_packets += pos(row.values.dropped_packets);
-        c.dropped_bytes += pos(row.values.dropped_bytes);
-        c.marked_packets += pos(row.values.marked_packets);
     }
-    Ok(per.into_iter().collect())
 }
 
+/// The query parameters of one subscriber.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct OneParams {
+pub struct OneParams {
     /// Usage over the last `10m`, `1h`, `1d`... (history store, whole minutes; default 1h).
     /// Without a history store: since the daemon started.
     window: Option<String>,
-}
-
-/// A rule of the plan in force now.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RuleView {
-    /// The class, user class or label it applies to.
-    pub target: String,
-    /// `police`, `shape`, `mark` or `block`.
-    pub action: &'static str,
-    /// Rate limit in bits per second, `[up, down]` (`null`: none that way).
-    pub rate_bits_per_second: [Option<u64>; 2],
-    /// DSCP written (name or number).
-    pub dscp: Option<String>,
-}
-
-/// The subscriber's plan.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PlanView {
-    /// Plan name.
-    pub name: String,
-    /// The plan's total rate, bits per second `[up, down]` (policed).
-    pub rate_bits_per_second: [u64; 2],
-    /// Class and label rules in force now (schedules applied).
-    pub rules: Vec<RuleView>,
-}
-
-/// Rates of one class over the last seconds.
-#[derive(Debug, Default, Serialize, ToSchema)]
-pub struct RateView {
-    /// Bits per second `[up, down]`.
-    pub bits_per_second: [u64; 2],
-    /// Packets per second `[up, down]`.
-    pub packets_per_second: [u64; 2],
-}
-
-/// Current rates per class.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Rates {
-    /// The span measured, seconds (up to 10; shorter right after a start).
-    pub seconds: f64,
-    /// Per class.
-    pub classes: BTreeMap<&'static str, RateView>,
-}
-
-/// One class's counters `[up, down]`.
-#[derive(Debug, Default, Serialize, ToSchema)]
-pub struct ClassUsage {
-    /// Bytes.
-    pub bytes: [u64; 2],
-    /// Packets.
-    pub packets: [u64; 2],
-    /// Packets dropped by the policy.
-    pub dropped_packets: [u64; 2],
-    /// Bytes dropped by the policy.
-    pub dropped_bytes: [u64; 2],
-    /// Packets whose DSCP the policy rewrote.
-    pub marked_packets: [u64; 2],
-}
-
-/// One label's counters `[up, down]`.
-#[derive(Debug, Default, Serialize, ToSchema)]
-pub struct LabelUsage {
-    /// Bytes.
-    pub bytes: [u64; 2],
-    /// Packets.
-    pub packets: [u64; 2],
-}
-
-/// Usage per class and per label over a window.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UsageView {
-    /// The window, seconds; `null`: since the daemon started.
-    pub window_seconds: Option<u64>,
-    /// `store` or `counters` (since the daemon started).
-    pub basis: &'static str,
-    /// With `basis: store`: the range covered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub range: Option<Span>,
-    /// Per class.
-    pub classes: BTreeMap<&'static str, ClassUsage>,
-    /// Per label, labels with traffic only (`basis: store`; empty without a store). The
-    /// bytes of a flow labelled after its first packets are all under its label.
-    pub labels: BTreeMap<&'static str, LabelUsage>,
-}
-
-/// A class and direction the policy acted on in the last seconds.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LimitView {
-    /// The class.
-    pub class: &'static str,
-    /// `up` or `down`.
-    pub direction: &'static str,
-    /// Packets dropped in the span.
-    pub dropped_packets: u64,
-    /// Bytes dropped in the span.
-    pub dropped_bytes: u64,
-    /// Packets marked in the span.
-    pub marked_packets: u64,
-    /// The rules in force for the class that direction (a label rule covers part of it).
-    pub rules: Vec<RuleView>,
-    /// The plan's total rate that direction, which also drops when exceeded.
-    pub plan_rate_bits_per_second: Option<u64>,
-}
-
-/// Whether the policy is limiting the subscriber now.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Limiting {
-    /// Packets were dropped in the span.
-    pub dropping: bool,
-    /// Packets were marked in the span.
-    pub marking: bool,
-    /// The span, seconds (up to 10).
-    pub seconds: f64,
-    /// Each class and direction with drops or marks in the span.
-    pub classes: Vec<LimitView>,
-}
-
-/// One subscriber.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SubscriberView {
-    /// Subscriber id.
-    pub id: String,
-    /// In the active policy (otherwise: seen earlier in this run).
-    pub in_policy: bool,
-    /// Address prefixes.
-    pub prefixes: Vec<String>,
-    /// The plan, with the rules in force now.
-    pub plan: Option<PlanView>,
-    /// Rates over the last 10 seconds.
-    pub rates: Rates,
-    /// Usage over the window.
-    pub usage: UsageView,
-    /// Drops and marks over the last 10 seconds, with the rules behind them.
-    pub limiting: Limiting,
-}
-
-fn covers(policy: &Policy, target: &Target, class: Class) -> bool {
-    match target {
-        Target::Class(c) => *c == class,
-        Target::Label(l) => l.class() == class,
-        Target::User(n) => policy
-            .class(n)
-            .is_some_and(|u| u.labels.iter().any(|l| l.class() == class)),
-    }
-}
-
-fn rule_view(r: &peerwarden_policies::ClassRule) -> RuleView {
-    RuleView {
-        target: r.target.name().to_string(),
-        action: r.action.name(),
-        rate_bits_per_second: [
-            r.up.map(|x| x.bits_per_sec()),
-            r.down.map(|x| x.bits_per_sec()),
-        ],
-        dscp: r.dscp.map(|d| {
-            d.name()
-                .map(str::to_string)
-                .unwrap_or_else(|| d.value().to_string())
-        }),
-    }
 }
 
 /// One subscriber: plan, current rates, usage and whether it is being limited.
@@ -472,63 +135,16 @@ fn rule_view(r: &peerwarden_policies::ClassRule) -> RuleView {
 pub async fn one(
     Ext(state): Ext<Arc<State>>,
     id: Result<Path<String>, PathRejection>,
-    uri: Uri,
+    Query(p): Query<OneParams>,
 ) -> Result<Json<SubscriberView>, ApiError> {
     // axum's own rejection (an id that is not UTF-8 once decoded) answers in plain text.
     let Path(id) = id.map_err(|e| ApiError::BadRequest(format!("id: {}", e.body_text())))?;
-    let p: OneParams = query(uri.query())?;
-    let active = state.policy.active();
-    let policy = active.as_ref().map(|a| a.policy.clone());
-    let sub = policy.as_ref().and_then(|p| p.subscriber(&id).cloned());
-    let total = state.subscribers.total(&id);
-    if sub.is_none() && total.is_none() {
+    if !view::known(&state, &id) {
         return Err(ApiError::NotFound(format!(
             "no subscriber {id:?} in the active policy or seen since start"
         )));
     }
-    let rules_now: Vec<peerwarden_policies::ClassRule> = match (&policy, &sub) {
-        (Some(policy), Some(s)) => match state.clock.local(policy.timezone()) {
-            Ok((day, minute)) => policy.plan_of(s).rules_at(day, minute),
-            Err(e) => return Err(ApiError::Internal(format!("the policy clock: {e}"))),
-        },
-        _ => Vec::new(),
-    };
-    let plan = match (&policy, &sub) {
-        (Some(policy), Some(s)) => {
-            let plan = policy.plan_of(s);
-            Some(PlanView {
-                name: plan.name.clone(),
-                rate_bits_per_second: [plan.rate.up.bits_per_sec(), plan.rate.down.bits_per_sec()],
-                rules: rules_now.iter().map(rule_view).collect(),
-            })
-        }
-        _ => None,
-    };
-
-    let recent = state.subscribers.recent(&id).unwrap_or_default();
-    let per_sec = |n: u64| {
-        if recent.seconds > 0.0 {
-            (n as f64 / recent.seconds).round() as u64
-        } else {
-            0
-        }
-    };
-    let rates = Rates {
-        seconds: recent.seconds,
-        classes: ALL_CLASSES
-            .iter()
-            .map(|c| {
-                let row = &recent.delta[*c as usize];
-                let v = RateView {
-                    bits_per_second: [per_sec(row[0].bytes * 8), per_sec(row[1].bytes * 8)],
-                    packets_per_second: [per_sec(row[0].packets), per_sec(row[1].packets)],
-                };
-                (c.name(), v)
-            })
-            .collect(),
-    };
-
-    let has_store = state.history_store.get().is_some();
+    let has_store = state.store().is_some();
     let window = match p.window.as_deref().map(parse_window).transpose()? {
         Some(_) if !has_store => {
             return Err(ApiError::BadRequest(
@@ -539,112 +155,26 @@ pub async fn one(
         None if has_store => Some(DEFAULT_USAGE_WINDOW),
         None => None,
     };
-    let mut labels = BTreeMap::new();
-    let (counters, basis, range) = match window {
+    let stored = match window {
         Some(w) => {
-            let r = Range::last(w, SystemTime::now());
+            let range = Range::last(w, SystemTime::now());
             let key = id.clone();
-            let (rows, per_label) = range::query(range::store(&state)?, move |h| {
+            let (rows, per_label) = store::query(store::store(&state)?, move |h| {
                 Ok((
-                    h.sum(r.from, r.to, None, Which::Subscriber(&key))?,
-                    h.subscriber_labels(r.from, r.to, &key)?,
+                    h.sum(range.from, range.to, None, Which::Subscriber(&key))?,
+                    h.subscriber_labels(range.from, range.to, &key)?,
                 ))
             })
             .await?;
-            for (label, t) in per_label {
-                let u = LabelUsage {
-                    bytes: t.bytes,
-                    packets: t.packets,
-                };
-                labels.insert(label.name(), u);
-            }
-            let mut c = ClassCounters::default();
-            for row in rows {
-                let Some(ci) = CLASS_NAMES.iter().position(|n| *n == row.key.name) else {
-                    continue;
-                };
-                let s = &mut c[ci][usize::from(row.key.dir.min(1))];
-                let pos = |v: i64| v.max(0) as u64;
-                s.bytes += pos(row.values.bytes);
-                s.packets += pos(row.values.packets);
-                s.dropped_packets += pos(row.values.dropped_packets);
-                s.dropped_bytes += pos(row.values.dropped_bytes);
-                s.marked_packets += pos(row.values.marked_packets);
-            }
-            (c, "store", Some(r))
-        }
-        None => (total.unwrap_or_default(), "counters", None),
-    };
-    let usage = UsageView {
-        window_seconds: range.map(|r| r.seconds()),
-        basis,
-        range: range.map(|r| r.span()),
-        classes: ALL_CLASSES
-            .iter()
-            .map(|c| {
-                let row = &counters[*c as usize];
-                let two =
-                    |f: fn(&peerwarden_common::policy::SubCounter) -> u64| [f(&row[0]), f(&row[1])];
-                let u = ClassUsage {
-                    bytes: two(|s| s.bytes),
-                    packets: two(|s| s.packets),
-                    dropped_packets: two(|s| s.dropped_packets),
-                    dropped_bytes: two(|s| s.dropped_bytes),
-                    marked_packets: two(|s| s.marked_packets),
-                };
-                (c.name(), u)
+            Some(StoredUsage {
+                rows,
+                per_label,
+                range,
             })
-            .collect(),
-        labels,
-    };
-
-    let mut classes = Vec::new();
-    for c in ALL_CLASSES {
-        for (d, direction) in ["up", "down"].iter().enumerate() {
-            let s = &recent.delta[c as usize][d];
-            if s.dropped_packets == 0 && s.marked_packets == 0 {
-                continue;
-            }
-            let rules = match &policy {
-                Some(policy) => rules_now
-                    .iter()
-                    .filter(|r| covers(policy, &r.target, c))
-                    .map(rule_view)
-                    .map(|mut r| {
-                        // Only this direction's rate.
-                        r.rate_bits_per_second[1 - d] = None;
-                        r
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
-            classes.push(LimitView {
-                class: c.name(),
-                direction,
-                dropped_packets: s.dropped_packets,
-                dropped_bytes: s.dropped_bytes,
-                marked_packets: s.marked_packets,
-                rules,
-                plan_rate_bits_per_second: plan.as_ref().map(|p| p.rate_bits_per_second[d]),
-            });
         }
-    }
-    let limiting = Limiting {
-        dropping: classes.iter().any(|l| l.dropped_packets > 0),
-        marking: classes.iter().any(|l| l.marked_packets > 0),
-        seconds: recent.seconds.min(RATE_WINDOW.as_secs_f64()),
-        classes,
+        None => None,
     };
-    Ok(Json(SubscriberView {
-        in_policy: sub.is_some(),
-        prefixes: sub
-            .as_ref()
-            .map(|s| s.prefixes.iter().map(|p| p.to_string()).collect())
-            .unwrap_or_default(),
-        id,
-        plan,
-        rates,
-        usage,
-        limiting,
-    }))
+    view::one(&state, id, stored)
+        .map(Json)
+        .map_err(ApiError::Internal)
 }

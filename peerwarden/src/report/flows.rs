@@ -1,138 +1,14 @@
-//! Reports built from the daemon's state: the traffic mix and the flow records, in the
-//! JSON shapes of DESIGN.md.
+//! Flow records from the daemon's flow table snapshot, newest first, a page at a time.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::net::IpAddr;
 
 use peerwarden_common::{
     Class, Confidence, FlowKey, FlowValue, Label,
     flow::{PROTO_TCP, PROTO_UDP},
-    label::{ALL_CLASSES, ALL_LABELS},
 };
 use serde::Serialize;
 
-use crate::{clock, probe::LabelCounters, state::State};
-
-/// Bytes, packets (each `[up, down]`) and flows of one class or label.
-#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct Usage {
-    /// Bytes on the wire, `[up, down]`.
-    pub bytes: [u64; 2],
-    /// Packets, `[up, down]`.
-    pub packets: [u64; 2],
-    /// Flows: since start, those that received the label; over a window, those active in it.
-    pub flows: u64,
-}
-
-impl Usage {
-    fn add(&mut self, o: &Usage) {
-        for i in 0..2 {
-            self.bytes[i] += o.bytes[i];
-            self.packets[i] += o.packets[i];
-        }
-        self.flows += o.flows;
-    }
-}
-
-/// The traffic mix.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Mix {
-    /// The window the figures cover, seconds; `null` for "since start".
-    pub window_seconds: Option<u64>,
-    /// When the daemon started.
-    pub since: String,
-    /// Per class.
-    pub classes: BTreeMap<&'static str, Usage>,
-    /// Per label (labels with traffic only).
-    pub labels: BTreeMap<&'static str, Usage>,
-    /// The probe's own statistics since start.
-    pub probe: BTreeMap<&'static str, u64>,
-    /// Answers from the history store: the range covered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub range: Option<Span>,
-}
-
-/// A range served from the history store, rounded out to whole minutes.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct Span {
-    /// Start (RFC 3339), included.
-    pub from: String,
-    /// End (RFC 3339), excluded.
-    pub to: String,
-    /// `store`: per-minute rows (per-hour rows past the minute retention, each counted
-    /// in full if its hour starts in the range).
-    pub source: &'static str,
-}
-
-/// A counter difference; a reading below its base (a flow's bytes moved to its label
-/// within the window) reads as zero rather than wrapping.
-fn delta(now: u64, base: u64) -> u64 {
-    let d = now.wrapping_sub(base) as i64;
-    d.max(0) as u64
-}
-
-/// Builds the mix since start, or over the last `window_secs` seconds.
-pub fn mix(state: &State, window_secs: Option<u64>) -> Mix {
-    let mut labels: BTreeMap<&'static str, Usage> = BTreeMap::new();
-    let mut covered = window_secs;
-    if let Some((latest, base)) = state.samples(window_secs) {
-        let zero: LabelCounters = vec![Default::default(); latest.counters.len()];
-        let base_counters = base.as_ref().map_or(&zero, |b| &b.counters);
-        covered = base
-            .as_ref()
-            .map(|b| latest.at.duration_since(b.at).as_secs());
-        for label in ALL_LABELS {
-            let id = label.id() as usize;
-            let mut u = Usage::default();
-            for d in 0..2 {
-                let (now, then) = (latest.counters[id][d], base_counters[id][d]);
-                u.bytes[d] = delta(now.bytes, then.bytes);
-                u.packets[d] = delta(now.packets, then.packets);
-                u.flows += delta(now.flows, then.flows);
-            }
-            labels.insert(label.name(), u);
-        }
-        // Since start, `flows` of `unknown` counts flows created; those labelled since are
-        // counted under their label, so the undecided remainder is the difference.
-        let labelled: u64 = ALL_LABELS[1..].iter().map(|l| labels[l.name()].flows).sum();
-        if let Some(u) = labels.get_mut(Label::Unknown.name()) {
-            u.flows = u.flows.saturating_sub(labelled);
-        }
-    }
-    if let Some(w) = window_secs {
-        // Over a window, count the flows active in it, from the flow table.
-        let horizon = clock::monotonic_ns().saturating_sub(w.saturating_mul(1_000_000_000));
-        for u in labels.values_mut() {
-            u.flows = 0;
-        }
-        for f in state.flows.iter() {
-            if f.value().last_seen_ns >= horizon {
-                let name = Label::from_id(f.value().label).name();
-                labels.entry(name).or_default().flows += 1;
-            }
-        }
-    }
-    let mut classes: BTreeMap<&'static str, Usage> = ALL_CLASSES
-        .iter()
-        .map(|c| (c.name(), Usage::default()))
-        .collect();
-    for label in ALL_LABELS {
-        if let (Some(u), Some(c)) = (
-            labels.get(label.name()),
-            classes.get_mut(label.class().name()),
-        ) {
-            c.add(u);
-        }
-    }
-    labels.retain(|_, u| *u != Usage::default());
-    Mix {
-        window_seconds: window_secs.map(|w| covered.unwrap_or(0).min(w)),
-        since: clock::rfc3339(state.started),
-        classes,
-        labels,
-        probe: state.stats(),
-        range: None,
-    }
-}
+use crate::{clock, state::State};
 
 /// A flow record as DESIGN.md prints it; `src` is always the subscriber side.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

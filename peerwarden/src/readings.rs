@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use peerwarden::subscribers::{ClassCounters, Readings};
+//! use peerwarden::readings::{ClassCounters, Readings};
 //!
 //! let r = Readings::default();
 //! let mut kernel: ClassCounters = Default::default();
