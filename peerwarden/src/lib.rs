@@ -13,7 +13,6 @@ pub mod enforce;
 pub mod ipfix;
 pub mod lab;
 pub mod observe;
-pub mod pin;
 pub mod policy_store;
 pub mod preflight;
 pub mod probe;

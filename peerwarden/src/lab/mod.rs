@@ -285,8 +285,8 @@ pub fn down(lab: &Lab) -> Result<DownReport, LabError> {
     }
     // The daemon is stopped: what it left pinned (killed outright, or told to keep its
     // programs attached) goes before the namespace does.
-    for name in crate::pin::instances_in_netns(&lab.netns(Role::Gateway)) {
-        crate::pin::unload(&name).map_err(|e| LabError::Unpin {
+    for name in crate::probe::pins::instances_in_netns(&lab.netns(Role::Gateway)) {
+        crate::probe::pins::unload(&name).map_err(|e| LabError::Unpin {
             name: name.clone(),
             detail: e.to_string(),
         })?;
