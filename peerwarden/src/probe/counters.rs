@@ -22,24 +22,13 @@ impl Probe {
     /// The per-label counters, summed over CPUs with wrapping arithmetic (a flow's earlier
     /// bytes move between labels on one CPU when it is labelled; see ebpf/src/counters.rs).
     pub fn counters(&self) -> Result<LabelCounters, ProbeError> {
-        let map: PerCpuArray<&MapData, CounterValue> = PerCpuArray::try_from(
-            self.ebpf
-                .map(MAP_COUNTERS)
-                .ok_or(ProbeError::Missing(MAP_COUNTERS))?,
-        )
-        .map_err(|source| ProbeError::Map {
-            map: MAP_COUNTERS,
-            source,
-        })?;
+        let map: PerCpuArray<&MapData, CounterValue> = self.per_cpu_array(MAP_COUNTERS)?;
         let mut out = vec![[CounterValue::default(); 2]; ALL_LABELS.len()];
         for label in ALL_LABELS {
             for dir in [Direction::Up, Direction::Down] {
                 let per_cpu = map
                     .get(&counter_index(label.id(), dir), 0)
-                    .map_err(|source| ProbeError::Map {
-                        map: MAP_COUNTERS,
-                        source,
-                    })?;
+                    .map_err(map_err(MAP_COUNTERS))?;
                 let slot = &mut out[label.id() as usize][dir.index()];
                 for v in per_cpu.iter() {
                     slot.packets = slot.packets.wrapping_add(v.packets);
@@ -68,11 +57,17 @@ impl Probe {
         Ok(out)
     }
 
+    /// The per-CPU array `name` with values of type `V`.
+    fn per_cpu_array<V: aya::Pod>(
+        &self,
+        name: &'static str,
+    ) -> Result<PerCpuArray<&MapData, V>, ProbeError> {
+        PerCpuArray::try_from(self.held_map(name)?).map_err(map_err(name))
+    }
+
     /// Slot `index` of the per-CPU `u64` array `name`, summed over CPUs.
     fn per_cpu_sum(&self, name: &'static str, index: u32) -> Result<u64, ProbeError> {
-        let map: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.ebpf.map(name).ok_or(ProbeError::Missing(name))?)
-                .map_err(map_err(name))?;
+        let map: PerCpuArray<&MapData, u64> = self.per_cpu_array(name)?;
         let per_cpu = map.get(&index, 0).map_err(map_err(name))?;
         Ok(per_cpu.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
     }

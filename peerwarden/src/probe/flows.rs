@@ -30,13 +30,7 @@ impl Probe {
     /// The flow table's entry for `key`, if it holds one: one lookup, not a walk of the
     /// table (tests that run thousands of cases check each case's flow this way).
     pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowValue>, ProbeError> {
-        let map: HashMap<&MapData, FlowKey, FlowValue> = HashMap::try_from(
-            self.ebpf
-                .map(MAP_FLOWS)
-                .ok_or(ProbeError::Missing(MAP_FLOWS))?,
-        )
-        .map_err(map_err(MAP_FLOWS))?;
-        match map.get(key, 0) {
+        match self.flow_table()?.get(key, 0) {
             Ok(v) => Ok(Some(v)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(map_err(MAP_FLOWS)(e)),
@@ -46,17 +40,14 @@ impl Probe {
     /// Every entry of the flow table. Entries that vanish while the table is walked (LRU
     /// eviction) are skipped.
     pub fn flows(&self) -> Result<Vec<(FlowKey, FlowValue)>, ProbeError> {
-        let map: HashMap<&MapData, FlowKey, FlowValue> = HashMap::try_from(
-            self.ebpf
-                .map(MAP_FLOWS)
-                .ok_or(ProbeError::Missing(MAP_FLOWS))?,
-        )
-        .map_err(|source| ProbeError::Map {
-            map: MAP_FLOWS,
-            source,
-        })?;
+        let map = self.flow_table()?;
         let max = self.options().flow_table_size as usize;
         Ok(distinct_walk(map.iter(), max))
+    }
+
+    /// The flow table, read in place.
+    fn flow_table(&self) -> Result<HashMap<&MapData, FlowKey, FlowValue>, ProbeError> {
+        HashMap::try_from(self.held_map(MAP_FLOWS)?).map_err(map_err(MAP_FLOWS))
     }
 }
 

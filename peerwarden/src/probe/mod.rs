@@ -181,3 +181,11 @@ where
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, ProbeError> {
     ebpf.take_map(name).ok_or(ProbeError::Missing(name))
 }
+
+impl Probe {
+    /// The map `name` as `Ebpf` still holds it: those only read, and read in place (the
+    /// flow table, the counters, the statistics).
+    fn held_map(&self, name: &'static str) -> Result<&aya::maps::Map, ProbeError> {
+        self.ebpf.map(name).ok_or(ProbeError::Missing(name))
+    }
+}
