@@ -70,6 +70,7 @@ impl Probe {
         }
     }
 
+    /// Installs a compiled policy as it is (compile it with [`Probe::compile_options`]):
     /// fills the idle set of maps, then makes it live with one write of the control entry.
     /// Returns the new generation.
     pub fn install_policy(&self, c: &Compiled) -> Result<u32, ProbeError> {
