@@ -315,7 +315,8 @@ impl History {
 
 /// A name for one load of unpinned kernel counters: the boot, this process and when it
 /// started, so readings recorded under another name are never the base for them. The
-/// daemon pins its maps and names them with `Probe::instance` instead (see pin.rs).
+/// daemon pins its maps and names them with `Probe::instance` instead (see peerwarden's
+/// `probe/pins.rs`).
 pub fn instance_name() -> String {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let nanos = SystemTime::now()

@@ -441,7 +441,7 @@ impl Config {
             check_ipfix(x).map_err(invalid)?;
         }
         if let Some(name) = &config.instance {
-            crate::pin::check_name(name).map_err(|e| invalid(format!("instance: {e}")))?;
+            crate::probe::pins::check_name(name).map_err(|e| invalid(format!("instance: {e}")))?;
         }
         Ok(config)
     }
@@ -455,7 +455,7 @@ impl Config {
                 Some(m) if i.downlink.is_empty() => (m.as_str(), "observe"),
                 _ => (i.downlink.as_str(), i.uplink.as_str()),
             };
-            crate::pin::default_name(self.netns.as_deref(), a, b)
+            crate::probe::pins::default_name(self.netns.as_deref(), a, b)
         })
     }
 }

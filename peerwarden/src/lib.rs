@@ -12,7 +12,6 @@ pub mod deep;
 pub mod enforce;
 pub mod ipfix;
 pub mod observe;
-pub mod pin;
 pub mod policy_store;
 pub mod preflight;
 pub mod probe;

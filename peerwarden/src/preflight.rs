@@ -57,16 +57,12 @@ pub fn enter_netns(name: &str) -> anyhow::Result<()> {
 
 /// Fails unless `iface` exists in the current network namespace.
 pub fn check_interface(role: &str, iface: &str, netns: Option<&str>) -> anyhow::Result<u32> {
-    let c = CString::new(iface).with_context(|| format!("{role} interface {iface:?}"))?;
-    // SAFETY: c is a valid C string.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if index == 0 {
-        match netns {
-            Some(ns) => {
-                bail!("{role} interface {iface:?} does not exist in network namespace {ns:?}")
-            }
-            None => bail!("{role} interface {iface:?} does not exist"),
+    let index = crate::probe::interface_index(iface);
+    match (index, netns) {
+        (Ok(index), _) => Ok(index),
+        (Err(_), Some(ns)) => {
+            bail!("{role} interface {iface:?} does not exist in network namespace {ns:?}")
         }
+        (Err(_), None) => bail!("{role} interface {iface:?} does not exist"),
     }
-    Ok(index)
 }

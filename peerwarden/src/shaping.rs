@@ -43,8 +43,8 @@ pub const fn class_minor(sub: u32, slot: u32) -> u32 {
 #[derive(Debug, thiserror::Error)]
 pub enum ShapeError {
     /// The interface does not exist (in the daemon's namespace).
-    #[error("interface {0:?} does not exist")]
-    NoInterface(String),
+    #[error(transparent)]
+    NoInterface(#[from] crate::probe::NoSuchInterface),
     /// A netlink request failed.
     #[error("{op} on {iface}: {source}")]
     Netlink {
@@ -105,8 +105,7 @@ impl Shaper<Netlink> {
             iface: uplink.to_string(),
             source,
         })?;
-        let index =
-            |name: &str| ifindex(name).ok_or_else(|| ShapeError::NoInterface(name.to_string()));
+        let index = crate::probe::interface_index;
         Shaper::with_ops(
             ops,
             [(uplink, index(uplink)?), (downlink, index(downlink)?)],
@@ -230,13 +229,6 @@ impl<T: TcOps> Drop for Shaper<T> {
             tracing::warn!(error = %e, "removing the shaping qdiscs");
         }
     }
-}
-
-fn ifindex(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: c is a valid C string.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
 }
 
 // rtnetlink constants (linux/rtnetlink.h, linux/pkt_sched.h) that the libc crate lacks.

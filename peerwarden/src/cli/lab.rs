@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
-use peerwarden::pin;
+use peerwarden::probe::pins;
 use peerwarden_lab::{self as lab, Lab, LabError, PolicyChoice, TrafficOptions, UpOptions};
 
 /// Lab subcommands.
@@ -160,9 +160,9 @@ fn down(which: Which) -> anyhow::Result<ExitCode> {
 /// The lab's [`lab::UnpinFn`]: unloads every instance pinned for namespace `netns` (a daemon
 /// killed outright, or told to keep its programs attached, leaves them behind).
 fn unpin(netns: &str) -> Result<Vec<String>, LabError> {
-    let names = pin::instances_in_netns(netns);
+    let names = pins::instances_in_netns(netns);
     for name in &names {
-        pin::unload(name).map_err(|e| LabError::Unpin {
+        pins::unload(name).map_err(|e| LabError::Unpin {
             name: name.clone(),
             detail: e.to_string(),
         })?;

@@ -5,7 +5,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use peerwarden::{config::Config, pin};
+use peerwarden::{config::Config, probe::pins};
 
 /// Arguments of `peerwarden unload`.
 #[derive(clap::Args)]
@@ -26,13 +26,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(name)) => name,
         (None, None) => unreachable!("clap requires one of --config and --name"),
     };
-    let dir = pin::PinDir::new(&name)?;
+    let dir = pins::PinDir::new(&name)?;
     // Not under a running daemon: it would keep its programs attached through the link
     // descriptors it holds, unpinned.
     let _lock = dir
         .lock()
         .context("stop its daemon first (SIGTERM detaches and unpins)")?;
-    let removed = pin::unload(&name)
+    let removed = pins::unload(&name)
         .with_context(|| format!("unloading instance {name} ({})", dir.path().display()))?;
     if removed.is_empty() {
         println!(

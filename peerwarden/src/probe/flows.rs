@@ -1,0 +1,118 @@
+//! The flow table, one entry or a walk of all of them, and the deep classifier's channel
+//! to the kernel: the ring buffer of payload samples out, verdicts on flows in.
+
+use std::collections::HashSet;
+
+use aya::maps::{HashMap, MapData, RingBuf};
+use peerwarden_common::{FlowKey, FlowValue, deep::Verdict};
+
+use super::{MAP_FLOWS, MAP_VERDICTS, Probe, ProbeError, map_err};
+
+impl Probe {
+    /// The ring buffer of payload samples, for the deep classifier's thread (once).
+    pub fn take_samples(&self) -> Option<RingBuf<MapData>> {
+        self.samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Hands the deep classifier's verdict on a flow to the kernel, which applies it on the
+    /// flow's next packet.
+    pub fn put_verdict(&self, key: &FlowKey, verdict: Verdict) -> Result<(), ProbeError> {
+        self.verdicts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, verdict, 0)
+            .map_err(map_err(MAP_VERDICTS))
+    }
+
+    /// The flow table's entry for `key`, if it holds one: one lookup, not a walk of the
+    /// table (tests that run thousands of cases check each case's flow this way).
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowValue>, ProbeError> {
+        match self.flow_table()?.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(MAP_FLOWS)(e)),
+        }
+    }
+
+    /// Every entry of the flow table. Entries that vanish while the table is walked (LRU
+    /// eviction) are skipped.
+    pub fn flows(&self) -> Result<Vec<(FlowKey, FlowValue)>, ProbeError> {
+        let map = self.flow_table()?;
+        let max = self.options().flow_table_size as usize;
+        Ok(distinct_walk(map.iter(), max))
+    }
+
+    /// The flow table, read in place.
+    fn flow_table(&self) -> Result<HashMap<&MapData, FlowKey, FlowValue>, ProbeError> {
+        HashMap::try_from(self.held_map(MAP_FLOWS)?).map_err(map_err(MAP_FLOWS))
+    }
+}
+
+/// The entries of one walk of a hash map, each key once, at most `max` of them.
+///
+/// The kernel's "next key" of a key that is gone (an LRU map evicts under churn) is the
+/// first key again, so a walk may pass over the same entries several times: repeated keys
+/// are skipped, and the walk ends after `max` distinct keys or `2 * max + 1024` steps (a
+/// bound on its time however much the map churns).
+fn distinct_walk<K, V, E>(items: impl Iterator<Item = Result<(K, V), E>>, max: usize) -> Vec<(K, V)>
+where
+    K: Copy + Eq + std::hash::Hash,
+{
+    let mut seen = HashSet::with_capacity(max.min(1 << 20));
+    let mut out = Vec::with_capacity(max.min(1 << 20));
+    for item in items.take(max.saturating_mul(2).saturating_add(1024)) {
+        if out.len() >= max {
+            break;
+        }
+        if let Ok((k, v)) = item
+            && seen.insert(k)
+        {
+            out.push((k, v));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod walk_tests {
+    use super::distinct_walk;
+
+    /// A walk as the kernel serves it under churn: restarts from the first key.
+    fn restarting(keys: &[u32], restarts: usize) -> Vec<Result<(u32, u32), ()>> {
+        let mut items = Vec::new();
+        for r in 0..=restarts {
+            // Each pass gets a little further before its key is evicted.
+            let upto = keys.len() * (r + 1) / (restarts + 1);
+            items.extend(keys[..upto].iter().map(|&k| Ok((k, k * 10))));
+        }
+        items
+    }
+
+    #[test]
+    fn a_restarting_walk_lists_each_key_once() {
+        let keys: Vec<u32> = (0..1000).collect();
+        let items = restarting(&keys, 3);
+        assert!(items.len() > 2000, "the raw walk repeats keys");
+        let got = distinct_walk(items.into_iter(), 1000);
+        assert_eq!(got.len(), 1000);
+        let mut ks: Vec<u32> = got.iter().map(|(k, _)| *k).collect();
+        ks.sort_unstable();
+        assert_eq!(ks, keys);
+        assert!(got.iter().all(|(k, v)| *v == k * 10));
+    }
+
+    #[test]
+    fn a_walk_stops_at_the_maps_size_and_skips_failed_lookups() {
+        // More distinct keys than the map can hold (entries added while walking).
+        let items = (0..5000u32).map(|k| if k % 7 == 0 { Err(()) } else { Ok((k, k)) });
+        let got = distinct_walk(items, 100);
+        assert_eq!(got.len(), 100);
+        assert!(got.iter().all(|(k, _)| k % 7 != 0));
+        // Endless repetition of a few keys ends after a bounded number of steps.
+        let got = distinct_walk(std::iter::repeat_n(Ok::<_, ()>((1u8, ())), 1 << 30), 100);
+        assert_eq!(got.len(), 1);
+    }
+}
