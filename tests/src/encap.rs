@@ -145,3 +145,23 @@ pub fn lcp_configure_request() -> Vec<u8> {
         0x05, 0x06, 0x12, 0x34, 0x56, 0x78, // magic number
     ]
 }
+
+/// Writes Ethernet `frames` as a classic pcap (little-endian, microseconds), one millisecond
+/// apart, for the library's reader.
+pub fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) {
+    let mut out = Vec::new();
+    for field in [0xa1b2_c3d4_u32, 0x0004_0002, 0, 0, 65_535, 1] {
+        // Magic, version 2.4 (minor, major as two little-endian halves), zone, sigfigs,
+        // snap length, link type Ethernet.
+        out.extend_from_slice(&field.to_le_bytes());
+    }
+    for (i, f) in frames.iter().enumerate() {
+        let len = u32::try_from(f.len()).expect("frame length");
+        let ms = u32::try_from(i).expect("frame count");
+        for field in [1_795_000_000 + ms / 1000, (ms % 1000) * 1000, len, len] {
+            out.extend_from_slice(&field.to_le_bytes());
+        }
+        out.extend_from_slice(f);
+    }
+    std::fs::write(path, out).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
