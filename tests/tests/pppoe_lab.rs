@@ -59,9 +59,13 @@ const PYTHON: &str = "/usr/bin/python3";
 const POLICE_BITS: f64 = 8e6;
 /// Bytes a PPPoE session frame carries beyond the same IP packet in plain Ethernet.
 const PPPOE_OVERHEAD: u64 = 8;
-/// The measured rate's tolerance around [`POLICE_BITS`], from the spread of five
-/// consecutive runs (see the test's comment).
-const TOLERANCE: f64 = 0.12;
+/// How far below the police rate the measured rate may be: six consecutive runs on
+/// 2026-12-07 measured 7.76, 7.92, 7.93, 7.90, 8.00 and 7.79 Mbit/s (3.0% below at worst:
+/// TCP does not quite fill a policer's rate); three times that.
+const BELOW: f64 = 0.10;
+/// How far above: the same runs never went over the rate; the bucket (292 KiB) could add
+/// 2.4% to a 12 s window if it had refilled whole just before it.
+const ABOVE: f64 = 0.03;
 
 fn ns(role: &str) -> String {
     format!("{PREFIX}-{role}")
@@ -194,46 +198,15 @@ impl PppoeLab {
         ] {
             sh(&["ip", "-n", &ns(role), "addr", "add", a, "dev", dev, "nodad"]);
         }
-        sh(&[
-            "ip",
-            "-n",
-            &net,
-            "route",
-            "add",
-            "100.64.0.0/10",
-            "via",
-            GW_UP_V4,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &net,
-            "route",
-            "add",
-            "2001:db8:1::/64",
-            "via",
-            GW_UP_V6,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &gw,
-            "route",
-            "add",
-            "203.0.113.0/24",
-            "via",
-            TRACKER_V4,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &gw,
-            "route",
-            "add",
-            "2001:db8:203::/64",
-            "via",
-            NET_V6,
-        ]);
+        // Only lab prefixes, no default route.
+        for (role, prefix, via) in [
+            (&net, "100.64.0.0/10", GW_UP_V4),
+            (&net, "2001:db8:1::/64", GW_UP_V6),
+            (&gw, "203.0.113.0/24", TRACKER_V4),
+            (&gw, "2001:db8:203::/64", NET_V6),
+        ] {
+            sh(&["ip", "-n", role, "route", "add", prefix, "via", via]);
+        }
         lab
     }
 
@@ -634,19 +607,23 @@ fn bittorrent_and_web_over_pppoe_are_labelled_and_p2p_uploads_policed() {
         .map(|w| wire(&w[0], &w[1]) / 1e6)
         .collect();
     let rate = wire(&samples[0], samples.last().expect("samples"));
+    let (low, high) = (POLICE_BITS * (1.0 - BELOW), POLICE_BITS * (1.0 + ABOVE));
     eprintln!(
         "p2p upload on the wire, Mbit/s per second: {per_second:.2?}; over the window: {:.2} \
-         (police {} Mbit/s, tolerance {:.0}%)",
+         (police {} Mbit/s, accepted {:.2}-{:.2})",
         rate / 1e6,
         POLICE_BITS / 1e6,
-        TOLERANCE * 100.0
+        low / 1e6,
+        high / 1e6
     );
     assert!(
-        (rate - POLICE_BITS).abs() <= POLICE_BITS * TOLERANCE,
-        "p2p uploads at {:.2} Mbit/s on the wire, police {} Mbit/s ± {:.0}%: {per_second:.2?}",
+        (low..=high).contains(&rate),
+        "p2p uploads at {:.2} Mbit/s on the wire, police {} Mbit/s (accepted {:.2}-{:.2}): \
+         {per_second:.2?}",
         rate / 1e6,
         POLICE_BITS / 1e6,
-        TOLERANCE * 100.0
+        low / 1e6,
+        high / 1e6
     );
 
     // Labelled, and charged to alice by the inner address.
