@@ -574,3 +574,46 @@ fn pppoe_signalling_and_mpls_over_other_payloads_pass_as_non_ip() {
         );
     }
 }
+
+#[test]
+fn mark_rewrites_the_inner_dscp_and_leaves_the_encapsulation_alone() {
+    // AF41 = 34 on p2p: the label is decided by the handshake, so the frame after it is
+    // marked.
+    let mut probe = policy_probe(
+        "    rate: { down: 10gbit, up: 10gbit }\n    classes:\n      p2p: { dscp: AF41 }\n",
+    );
+    for encap in WRAPPED {
+        for family in Family::ALL {
+            let c = Conversation::new(family, fresh_port(), 6881).with_vlan(TAGS[1]);
+            for (d, f) in peer_wire(&c, UP, encap).iter().take(DECIDED_AT + 1) {
+                verdict(&mut probe, *d, f);
+            }
+            let f = encapsulate(
+                &c.tcp(UP, PSH_ACK, &peer_wire_message(2, &[])),
+                c.vlan,
+                encap,
+            );
+            let (rc, out) = run_with_output(&mut probe, program_for(UP), &f);
+            let what = format!("{encap:?} {family:?}");
+            assert_eq!(rc, XDP_PASS, "{what}");
+            let l3 = TAGS[1].l3_offset() + encap.overhead();
+            let dscp = match family {
+                Family::V4 => out[l3 + 1] >> 2,
+                Family::V6 => ((out[l3] & 0x0f) << 2) | (out[l3 + 1] >> 6),
+            };
+            assert_eq!(dscp, 34, "{what}: the inner header's DSCP");
+            if family == Family::V4 {
+                let mut sum: u32 = out[l3..l3 + 20]
+                    .chunks(2)
+                    .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+                    .sum();
+                while sum > 0xffff {
+                    sum = (sum & 0xffff) + (sum >> 16);
+                }
+                assert_eq!(sum, 0xffff, "{what}: IPv4 header checksum");
+            }
+            assert_eq!(out[..l3], f[..l3], "{what}: link header and encapsulation");
+            assert_eq!(out[l3 + 20..], f[l3 + 20..], "{what}: past the IP header");
+        }
+    }
+}
