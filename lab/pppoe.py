@@ -7,16 +7,16 @@ end of a PPPoE link (RFC 2516) instead: an AF_PACKET socket on an Ethernet inter
 frames, a TUN device for the IP side.
 
     pppoe.py ac     --iface IF --tun NAME --local IP --peer IP [--local6 IP --peer6 IP]
-    pppoe.py client --iface IF --tun NAME [--route CIDR ...] [--timeout S]
+    pppoe.py client --iface IF --tun NAME [--local6 IP] [--route CIDR ...] [--timeout S]
 
 Discovery: PADI, PADO, PADR, PADS (the concentrator picks the session id), PADT when either
 end stops. Then, in session frames: LCP (Configure-Request/Ack with MRU 1492 and a magic
 number; Echo-Request answered; Terminate-Request honoured), IPCP (the client asks for
 0.0.0.0, the concentrator naks with the address it assigns, the client asks again and is
-acked; each end learns the other's address) and IPv6CP (interface identifiers) when the
-concentrator has IPv6 addresses to give. Then IP: every packet the TUN device gives is sent
-in a session frame (PPP protocol 0x0021 for IPv4, 0x0057 for IPv6), every IP session frame
-from the peer is written to the TUN device. One session per concentrator: the lab has one
+acked; each end learns the other's address) and IPv6CP (interface identifiers) when both
+ends are given IPv6 addresses (--local6; the concentrator also --peer6). Then IP: every
+packet the TUN device gives is sent in a session frame (PPP protocol 0x0021 for IPv4,
+0x0057 for IPv6), every IP session frame from the peer is written to the TUN device. One session per concentrator: the lab has one
 subscriber line.
 
 Every line on stdout is a JSON object (`{"event": ...}`), as bt_peer.py's. Runs inside a lab
