@@ -3,7 +3,8 @@
 //! and inside MPLS label stacks (one and three labels), behind no tags and behind an S-tag
 //! and C-tag, is labelled under the inner addresses, charged to the subscriber who owns
 //! them, and a policy's `block` and `police` act on it exactly as on the same packets over
-//! plain Ethernet. Broken encapsulations (a cut PPPoE header, a PPPoE length past the
+//! plain Ethernet (`mark` rewrites the inner header's DSCP and nothing else); the
+//! observe-only program files such flows as the inline ones do. Broken encapsulations (a cut PPPoE header, a PPPoE length past the
 //! frame, nine labels, no bottom of stack) pass as malformed, and the sessions' own
 //! signalling (discovery, LCP, IPCP) passes as non-IP: never labelled, never charged.
 //!
@@ -15,7 +16,7 @@
 
 use std::time::Instant;
 
-use peerwarden::probe::{Probe, ProbeOptions};
+use peerwarden::probe::{PROG_OBSERVE, Probe, ProbeOptions};
 use peerwarden_common::{
     Class, Confidence, Direction, FlowKey, Label,
     flow::{PROTO_TCP, PROTO_UDP},
@@ -614,6 +615,59 @@ fn mark_rewrites_the_inner_dscp_and_leaves_the_encapsulation_alone() {
             }
             assert_eq!(out[..l3], f[..l3], "{what}: link header and encapsulation");
             assert_eq!(out[l3 + 20..], f[l3 + 20..], "{what}: past the IP header");
+        }
+    }
+}
+
+#[test]
+fn observe_mode_files_pppoe_and_mpls_flows_like_plain_ones() {
+    // A mirror port sees both directions in the same wrapping; the direction comes from the
+    // inner addresses, as for plain frames.
+    require_root();
+    let mut probe = Probe::load_with(ProbeOptions {
+        flow_table_size: 4096,
+        max_subscribers: 16,
+    })
+    .unwrap_or_else(|e| panic!("loading the probe: {e} ({e:?})"));
+    probe.observe_only();
+    let networks: Vec<(std::net::IpAddr, u8)> = vec![
+        (std::net::Ipv4Addr::new(100, 64, 0, 0).into(), 10),
+        (
+            std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0).into(),
+            48,
+        ),
+    ];
+    probe
+        .set_observe_networks(&networks)
+        .expect("set_observe_networks");
+    for encap in WRAPPED {
+        for family in Family::ALL {
+            let c = Conversation::new(family, fresh_port(), 6881).with_vlan(TAGS[1]);
+            // Opened from the internet side: four frames down, two up.
+            for (_, f) in peer_wire(&c, DOWN, encap) {
+                let (rc, out) = run_with_output(&mut probe, PROG_OBSERVE, &f);
+                assert_eq!(
+                    (rc, &out),
+                    (XDP_PASS, &f),
+                    "{encap:?} {family:?}: unchanged"
+                );
+            }
+            let flows = probe.flows().expect("flows");
+            let v = flows
+                .iter()
+                .find(|(k, _)| *k == c.key(PROTO_TCP))
+                .map(|(_, v)| *v)
+                .unwrap_or_else(|| panic!("{encap:?} {family:?}: no flow: {flows:?}"));
+            assert_eq!(
+                Label::from_id(v.label),
+                Label::Bittorrent,
+                "{encap:?} {family:?}"
+            );
+            assert_eq!(
+                v.packets,
+                [2, 4],
+                "{encap:?} {family:?}: packets [up, down]"
+            );
         }
     }
 }
