@@ -14,6 +14,9 @@
 //! - new flow, first payload: 50,000 frames of flows never seen, each run once, so every
 //!   run creates an entry and runs the fingerprints (a DHT query, labelled at once; random
 //!   UDP bytes, left undecided; an HTTP GET, the longest fingerprint scan);
+//! - the established-flow cases again in the access networks' encapsulations: the same
+//!   labelled flow's 1514-byte frames in a PPPoE session and under one and three MPLS
+//!   labels (issue 14);
 //! - non-IP: an ARP request, `repeat` = 1,000,000.
 //! - the two established-flow cases again with a policy covering the flows' subscriber
 //!   (a policed plan with a DSCP mark on p2p).
@@ -25,6 +28,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use peerwarden::probe::PROG_PASS;
 use peerwarden_common::{Direction, Label, flow::PROTO_TCP};
 use peerwarden_tests::{
+    encap::{Encap, encapsulate},
     packets::{Conversation, Family, REMOTE_V4, SUB_V4, TcpFlags, Vlan, arp_request, esp_payload},
     payloads::{
         INFO_HASH, PEER_ID, dht_get_peers_query, http_get_page, peer_wire_handshake,
@@ -126,6 +130,22 @@ fn piece_payload() -> Vec<u8> {
     peer_wire_message(7, &vec![0xab; MTU_FRAME - 14 - 20 - 20 - 5])
 }
 
+/// A full-size piece frame of `c` coming down in `encap`: 1514 bytes whatever the
+/// encapsulation (a PPPoE link's IP MTU is 1492), so the rows differ by the parse only.
+fn piece_frame(c: &Conversation, encap: Encap) -> Vec<u8> {
+    let plain = peer_wire_message(
+        7,
+        &vec![0xab; MTU_FRAME - 14 - 20 - 20 - 5 - encap.overhead()],
+    );
+    let f = encapsulate(
+        &c.tcp(Direction::Down, TcpFlags::ACK, &plain),
+        Vlan::Untagged,
+        encap,
+    );
+    assert_eq!(f.len(), MTU_FRAME);
+    f
+}
+
 struct Row {
     name: &'static str,
     what: &'static str,
@@ -163,6 +183,23 @@ fn main() {
         probe_ns: median(p),
         pass_ns: median(b),
     });
+
+    // (a'') The same flow's frames in a PPPoE session and under MPLS labels.
+    for (name, encap) in [
+        ("established flow, hot, PPPoE", Encap::Pppoe),
+        ("established flow, hot, MPLS x1", Encap::Mpls(1)),
+        ("established flow, hot, MPLS x3", Encap::Mpls(3)),
+    ] {
+        let f = piece_frame(&c, encap);
+        rows.push(measure(
+            name,
+            "as above, in the encapsulation, 1514 B",
+            || {
+                let b = hot(&mut probe, PROG_PASS, &f);
+                (hot(&mut probe, down, &f), b)
+            },
+        ));
+    }
 
     // (a') Many established, labelled flows, each frame run once.
     // A subscriber's packet of another IP protocol (issue 11): an ESP flow, keyed by
@@ -212,6 +249,18 @@ fn main() {
         probe_ns: median(p),
         pass_ns: median(b),
     });
+    let pppoe_frames: Vec<Vec<u8>> = spread
+        .iter()
+        .map(|c| piece_frame(c, Encap::Pppoe))
+        .collect();
+    rows.push(measure(
+        "established flows, spread, PPPoE",
+        "as above, in a PPPoE session, 1514 B",
+        || {
+            let b = once_each(&mut probe, PROG_PASS, &pppoe_frames);
+            (once_each(&mut probe, down, &pppoe_frames), b)
+        },
+    ));
 
     // (b) First payload packet of a new flow, three kinds of payload.
     let mut rng = SplitMix64::new(0xbe4c);

@@ -58,7 +58,7 @@ pub enum Framing {
     EthernetAdded,
     /// A fresh Ethernet/IP/TCP-or-UDP frame carrying the decoded packet's addresses, ports,
     /// TCP flags and sequence number and its captured payload: for packets the probe would
-    /// parse differently from the library (tunnels, PPPoE, MPLS, three VLAN tags, IP lengths
+    /// parse differently from the library (tunnels, MPLS stacks past eight labels, three VLAN tags, IP lengths
     /// past the captured bytes, frames longer than [`MAX_TEST_FRAME`], PPP links).
     Rebuilt,
 }
@@ -290,8 +290,10 @@ fn be16(d: &[u8], off: usize) -> Option<u16> {
 }
 
 /// Parses `f` the way the probe does: Ethernet, then an 802.1ad or 802.1Q tag optionally
-/// followed by an 802.1Q tag, IPv4 (the whole packet in the frame; no fragment offset) or
-/// IPv6 with up to four extension headers, then TCP or UDP whose lengths fit the packet.
+/// followed by an 802.1Q tag, then optionally a PPPoE session (PPP's IPv4 or IPv6, its
+/// length within the frame) or an MPLS stack of at most eight labels, IPv4 (the whole
+/// packet in the frame; no fragment offset) or IPv6 with up to four extension headers, then
+/// TCP or UDP whose lengths fit the packet.
 pub fn kernel_view(f: &[u8]) -> Option<KernelView<'_>> {
     const ETH_HLEN: usize = 14;
     let mut off = ETH_HLEN;
@@ -303,6 +305,40 @@ pub fn kernel_view(f: &[u8]) -> Option<KernelView<'_>> {
             ethertype = be16(f, off + 2)?;
             off += 4;
         }
+    }
+    match ethertype {
+        0x8864 => {
+            let len = usize::from(be16(f, off + 4)?);
+            if len < 2 || off + 6 + len > f.len() {
+                return None;
+            }
+            ethertype = match be16(f, off + 6)? {
+                0x0021 => 0x0800,
+                0x0057 => 0x86dd,
+                _ => return None,
+            };
+            off += 8;
+        }
+        0x8847 | 0x8848 => {
+            let mut labels = 0;
+            loop {
+                let e = f.get(off..off + 4)?;
+                off += 4;
+                labels += 1;
+                if e[2] & 1 != 0 {
+                    break;
+                }
+                if labels == 8 {
+                    return None;
+                }
+            }
+            ethertype = match f.get(off)? >> 4 {
+                4 => 0x0800,
+                6 => 0x86dd,
+                _ => return None,
+            };
+        }
+        _ => {}
     }
     let (proto, src, dst, l4, ip_end) = match ethertype {
         0x0800 => {

@@ -18,6 +18,8 @@
 pub mod adversarial;
 /// Captures replayed through the probe, and lab captures scored against their ground truth.
 pub mod captures;
+/// PPPoE sessions and MPLS label stacks around built frames (issue 14).
+pub mod encap;
 /// Floods of new flows, and the flow map's size and memory.
 pub mod flood;
 pub mod lab;

@@ -11,7 +11,8 @@
 //! captured Ethernet frames where the probe's parser reads them as the library's decoder
 //! does, and rebuilt from the decoded packet otherwise (`tests/src/captures.rs`, `Framing`),
 //! so that what is compared is the classification, not the two parsers' reach (the probe
-//! does not open tunnels, PPPoE or MPLS on purpose).
+//! does not open tunnels on purpose; it opens PPPoE sessions and MPLS stacks, issue 14).
+//! The corpus has no PPPoE or MPLS BitTorrent, so a second test builds a capture of it.
 //!
 //! The probe now also sends payload samples of undecided flows to the deep tier and keeps
 //! them pending; nothing consumes them here, so the only labels in the flow table are the
@@ -30,11 +31,15 @@ use aya::maps::{HashMap, Map, MapData, MapInfo};
 use peerwarden::probe::PROG_DOWNLINK;
 use peerwarden_classifier::{EngineConfig, FlowKey, classify_capture_partial};
 use peerwarden_common::{
-    Confidence, FlowValue, Label,
+    Confidence, Direction, FlowValue, Label,
     flow::{FLAG_USER_LABEL, LabelMemory, PROTO_TCP},
 };
 use peerwarden_tests::{
     captures::{self, Framing, Replay},
+    encap::{self, Encap},
+    lab::TempDir,
+    packets::{Conversation, Family, TcpFlags},
+    payloads::{peer_wire_handshake, peer_wire_message, utp_syn},
     xdp::{TestProbe, XDP_PASS, program_for},
 };
 
@@ -274,4 +279,90 @@ fn describe(d: &Disagreement) -> String {
         d.packets,
         framings.join(", ")
     )
+}
+
+/// BitTorrent in the access networks' encapsulations (issue 14): a peer-wire connection and
+/// a uTP SYN in PPPoE over IPv4 and IPv6 and in MPLS stacks of one and three labels, written
+/// to a capture, read by the library, and replayed through the probe as captured (the frames
+/// are not rebuilt: the probe parses the encapsulation itself). Both label every flow, and
+/// label it the same; the probe counts every packet the library decoded.
+#[test]
+fn kernel_tier_and_library_agree_inside_pppoe_and_mpls() {
+    let (up, down) = (Direction::Up, Direction::Down);
+    let (syn, ack, psh) = (TcpFlags::SYN, TcpFlags::ACK, TcpFlags::PSH | TcpFlags::ACK);
+    let mut frames = Vec::new();
+    let mut port = 51_000;
+    for (encap, family) in [
+        (Encap::Pppoe, Family::V4),
+        (Encap::Pppoe, Family::V6),
+        (Encap::Mpls(1), Family::V4),
+        (Encap::Mpls(1), Family::V6),
+        (Encap::Mpls(3), Family::V4),
+        (Encap::Mpls(3), Family::V6),
+    ] {
+        port += 2;
+        let c = Conversation::new(family, port, 6881);
+        let plain = [
+            c.tcp(up, syn, &[]),
+            c.tcp(down, syn | ack, &[]),
+            c.tcp(up, ack, &[]),
+            c.tcp(
+                up,
+                psh,
+                &peer_wire_handshake(&[7; 20], b"-LT2080-agreement-01"),
+            ),
+            c.tcp(
+                down,
+                psh,
+                &peer_wire_handshake(&[7; 20], b"-qB4620-agreement-02"),
+            ),
+            c.tcp(up, psh, &peer_wire_message(2, &[])),
+            c.with_sub_port(port + 1).udp(up, &utp_syn(0x4242)),
+        ];
+        frames.extend(plain.iter().map(|f| encap::encapsulate(f, c.vlan, encap)));
+    }
+    let dir = TempDir::new("agreement-encap");
+    let path = dir.0.join("pppoe-mpls.pcap");
+    encap::write_pcap(&path, &frames);
+
+    let cfg = EngineConfig {
+        kernel_only: true,
+        ..EngineConfig::default()
+    };
+    let lib = classify_capture_partial(&path, cfg, &[]);
+    let (replay, err) = captures::replay_partial(&path);
+    assert!(err.is_none(), "reading the capture: {err:?}");
+    assert_eq!(
+        replay.framing_counts().get(&Framing::AsCaptured).copied(),
+        Some(frames.len() as u64),
+        "every frame should reach the probe as captured: {:?}",
+        replay.framing_counts()
+    );
+    let mut probe = TestProbe::load();
+    for p in &replay.packets {
+        assert_eq!(probe.run(program_for(p.dir), &p.frame), XDP_PASS);
+    }
+    let kernel: StdHashMap<peerwarden_common::FlowKey, FlowValue> =
+        probe.flows().into_iter().collect();
+    assert_eq!(lib.flows.len(), 12, "six connections and six uTP SYNs");
+    for rec in &lib.flows {
+        let entry = kernel.get(&captures::kernel_key(&rec.key));
+        let what = format!("{} -> {}", rec.key.src, rec.key.dst);
+        assert_eq!(
+            entry.map(|v| v.packets),
+            Some(rec.packets),
+            "{what}: packets, library vs probe"
+        );
+        assert!(
+            rec.verdict.confidence == Confidence::Payload
+                && matches!(rec.verdict.label, Label::Bittorrent | Label::BittorrentUtp),
+            "{what}: the library labels {:?}",
+            rec.verdict
+        );
+        assert_eq!(
+            kernel_label(entry),
+            Some(rec.verdict.label),
+            "{what}: probe vs library"
+        );
+    }
 }

@@ -88,7 +88,7 @@ struct IpWalk {
 }
 
 /// `Err` where the frame breaks before a sound IP header, `Ok(None)` for a frame that is
-/// not IP after at most two tags. Addresses are filed with the source first.
+/// not IP after at most two tags and a PPPoE session or MPLS stack. Addresses are filed with the source first.
 fn ip_walk(f: &[u8]) -> Result<Option<IpWalk>, ()> {
     let mut l3 = 14;
     let mut ethertype = be16(f, 12).ok_or(())?;
@@ -99,6 +99,41 @@ fn ip_walk(f: &[u8]) -> Result<Option<IpWalk>, ()> {
         }
         ethertype = be16(f, l3 + 2).ok_or(())?;
         l3 += 4;
+    }
+    // A PPPoE session or an MPLS stack of at most eight labels (issue 14).
+    match ethertype {
+        0x8864 => {
+            let h = f.get(l3..l3 + 8).ok_or(())?;
+            let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+            if len < 2 || l3 + 6 + len > f.len() {
+                return Err(());
+            }
+            ethertype = match u16::from_be_bytes([h[6], h[7]]) {
+                0x0021 => 0x0800,
+                0x0057 => 0x86dd,
+                _ => return Ok(None),
+            };
+            l3 += 8;
+        }
+        0x8847 | 0x8848 => {
+            let mut labels = 0;
+            loop {
+                let e = f.get(l3..l3 + 4).ok_or(())?;
+                (l3, labels) = (l3 + 4, labels + 1);
+                if e[2] & 1 != 0 {
+                    break;
+                }
+                if labels == 8 {
+                    return Err(());
+                }
+            }
+            ethertype = match f.get(l3..l3 + 2).ok_or(())?[0] >> 4 {
+                4 => 0x0800,
+                6 => 0x86dd,
+                _ => return Ok(None),
+            };
+        }
+        _ => {}
     }
     let mut key = FlowKey::default();
     let (mut first_fragment, mut later_fragment) = (None, None);
