@@ -30,9 +30,10 @@ use peerwarden_tests::{
         self, Encap, MPLS_MAX_LABELS, PPP_IP, PPP_IPCP, PPP_LCP, PPPOE_HLEN, encapsulate,
         mpls_label, pppoe_frame,
     },
+    lab::require_root,
     packets::{Conversation, Family, TcpFlags, Vlan},
     payloads::{peer_wire_handshake, peer_wire_message, utp_syn},
-    xdp::{Snapshot, TestProbe, XDP_PASS, program_for, require_root, run_with_output},
+    xdp::{Snapshot, TestProbe, XDP_PASS, program_for, run_with_output},
 };
 
 const XDP_DROP: u32 = 1;

@@ -34,7 +34,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use peerwarden_tests::lab::{Daemon, TempDir, http_get, require_root, run_bounded, wait_listening};
+use peerwarden_lab::http_get;
+use peerwarden_tests::lab::{
+    Daemon, HTTP_TIMEOUT, TempDir, require_root, run_bounded, wait_listening,
+};
 use serde_json::Value;
 
 const PREFIX: &str = "pwe";
@@ -251,7 +254,8 @@ impl PppoeLab {
 
     fn api(&self, path: &str) -> Value {
         let addr = SocketAddr::from(([127, 0, 0, 1], API_PORT));
-        let (code, body) = http_get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let (code, body) =
+            http_get(addr, path, HTTP_TIMEOUT).unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert_eq!(code, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
     }
