@@ -22,13 +22,13 @@ use crate::{
     history::{History, Retention},
     observe,
     pin::PinDir,
+    policy_clock::PolicyClock,
     policy_store::{ApplyHook, PolicyStore, ReplaceError},
     preflight,
     probe::{PROG_DOWNLINK, PROG_UPLINK, Probe, ProbeOptions},
-    schedule::PolicyClock,
     shaping::Shaper,
-    state::{Sample, State, StateOptions},
-    subscribers::Owners,
+    state::{LabelReading, State, StateOptions},
+    subscribers::{Owners, Readings},
 };
 
 /// One line for a refused policy: the first error with its position, and how many more.
@@ -217,24 +217,25 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         });
     }
     let deep = Arc::new(DeepState::default());
+    let subscribers = Arc::new(Readings::default());
+    subscribers.set_maps_adopted(probe.adopted());
+    let observe_mirror = config.interfaces.mirror.clone().filter(|_| observe);
+    if let Some(mirror) = &observe_mirror {
+        info!(mirror = %mirror, "observe-only mode: every packet is passed unchanged");
+    }
     let state = Arc::new(State::new(StateOptions {
         attachments,
-        history_seconds: config.history_seconds,
+        recent_seconds: config.history_seconds,
         flow_table_size: config.flow_table_size,
         policy: store,
         api_token: config.api_token(),
         deep: deep.clone(),
         clock: clock.clone(),
+        store: Some(Arc::new(history)),
+        subscribers,
+        subscriber_series_limit: config.metrics.subscriber_series_limit,
+        observe_mirror,
     }));
-    let _ = state.history_store.set(Arc::new(history));
-    state.subscribers.set_maps_adopted(probe.adopted());
-    if let Some(mirror) = config.interfaces.mirror.as_ref().filter(|_| observe) {
-        let _ = state.observe_mirror.set(mirror.clone());
-        info!(mirror = %mirror, "observe-only mode: every packet is passed unchanged");
-    }
-    state
-        .subscriber_series_limit
-        .store(config.metrics.subscriber_series_limit, Ordering::Relaxed);
     let stop = Arc::new(AtomicBool::new(false));
     let readers = [
         spawn_reader("counters", &stop, {
@@ -256,7 +257,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 read_subscribers(
                     &probe,
                     &state.subscribers,
-                    state.history_store.get().map(|h| &**h),
+                    state.store().map(|h| &**h),
                     owners,
                     passes.is_multiple_of(FULL_PASS_EVERY),
                 );
@@ -325,10 +326,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     drop(enforcer);
     // The state holds the policy store, whose hook holds the enforcer and so the probe:
     // keep what the last reading needs, and let the rest go.
-    let (readings, history) = (
-        state.subscribers.clone(),
-        state.history_store.get().cloned(),
-    );
+    let (readings, history) = (state.subscribers.clone(), state.store().cloned());
     drop(state);
     let mut probe =
         Arc::into_inner(probe).ok_or_else(|| anyhow!("probe still shared at shutdown"))?;
@@ -502,10 +500,10 @@ fn read_counters(probe: &Probe, state: &State) {
     let (at, wall) = (Instant::now(), SystemTime::now());
     match probe.counters() {
         Ok(counters) => {
-            if let Some(h) = state.history_store.get() {
+            if let Some(h) = state.store() {
                 h.record_labels(wall, &counters);
             }
-            state.push_sample(Sample { at, counters });
+            state.push_reading(LabelReading { at, counters });
         }
         Err(e) => warn!(error = %e, "reading counters"),
     }

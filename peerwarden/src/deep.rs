@@ -93,7 +93,7 @@ pub fn run(
             .store(engine.cache_refused(), Ordering::Relaxed);
         if last_expiry.elapsed() > Duration::from_secs(30) {
             last_expiry = std::time::Instant::now();
-            let now = crate::clock::monotonic_ns();
+            let now = crate::ktime::monotonic_ns();
             engine.expire(now, 300_000_000_000);
             seen.retain(|k, _| engine.verdict(&from_kernel(k)).is_some());
             seen.shrink_to_fit();

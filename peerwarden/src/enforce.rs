@@ -20,7 +20,7 @@ pub fn class_index(c: Class) -> u32 {
 /// active policy and the clock.
 pub struct Enforcer {
     probe: std::sync::Arc<crate::probe::Probe>,
-    clock: std::sync::Arc<crate::schedule::PolicyClock>,
+    clock: std::sync::Arc<crate::policy_clock::PolicyClock>,
     shaper: Option<std::sync::Mutex<crate::shaping::Shaper>>,
     index: std::sync::Mutex<SubscriberIndex>,
     /// The policy last installed, and the rules it compiled to, to re-install only when a
@@ -41,7 +41,7 @@ impl Enforcer {
     /// An enforcer writing into `probe`'s maps.
     pub fn new(
         probe: std::sync::Arc<crate::probe::Probe>,
-        clock: std::sync::Arc<crate::schedule::PolicyClock>,
+        clock: std::sync::Arc<crate::policy_clock::PolicyClock>,
     ) -> Enforcer {
         Enforcer {
             probe,

@@ -5,20 +5,20 @@
 //! [`report`]; [`lab`] builds a demo gateway in network namespaces with real clients.
 
 pub mod api;
-pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod deep;
 pub mod enforce;
 pub mod ipfix;
+pub mod ktime;
 pub mod lab;
 pub mod observe;
 pub mod pin;
+pub mod policy_clock;
 pub mod policy_store;
 pub mod preflight;
 pub mod probe;
 pub mod report;
-pub mod schedule;
 pub mod shaping;
 pub mod state;
 pub mod subscribers;

@@ -17,7 +17,7 @@ use peerwarden_policies::{Policy, PolicyErrors};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::clock;
+use crate::ktime;
 
 /// Installs a validated policy in the data path; an error leaves the old one in place.
 pub type ApplyHook = Box<dyn Fn(&Policy) -> anyhow::Result<()> + Send + Sync>;
@@ -163,7 +163,7 @@ impl PolicyStore {
                 }
                 *self.rejected.lock().unwrap_or_else(|p| p.into_inner()) = Some(Rejected {
                     origin: origin.to_string(),
-                    at: clock::rfc3339(SystemTime::now()),
+                    at: ktime::rfc3339(SystemTime::now()),
                     errors,
                 });
                 self.failures.fetch_add(1, Ordering::Relaxed);

@@ -10,7 +10,7 @@ use peerwarden_common::{
 };
 use serde::Serialize;
 
-use crate::{clock, probe::LabelCounters, state::State};
+use crate::{ktime, probe::LabelCounters, state::State};
 
 /// Bytes, packets (each `[up, down]`) and flows of one class or label.
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -74,7 +74,7 @@ fn delta(now: u64, base: u64) -> u64 {
 pub fn mix(state: &State, window_secs: Option<u64>) -> Mix {
     let mut labels: BTreeMap<&'static str, Usage> = BTreeMap::new();
     let mut covered = window_secs;
-    if let Some((latest, base)) = state.samples(window_secs) {
+    if let Some((latest, base)) = state.readings(window_secs) {
         let zero: LabelCounters = vec![Default::default(); latest.counters.len()];
         let base_counters = base.as_ref().map_or(&zero, |b| &b.counters);
         covered = base
@@ -100,7 +100,7 @@ pub fn mix(state: &State, window_secs: Option<u64>) -> Mix {
     }
     if let Some(w) = window_secs {
         // Over a window, count the flows active in it, from the flow table.
-        let horizon = clock::monotonic_ns().saturating_sub(w.saturating_mul(1_000_000_000));
+        let horizon = ktime::monotonic_ns().saturating_sub(w.saturating_mul(1_000_000_000));
         for u in labels.values_mut() {
             u.flows = 0;
         }
@@ -126,7 +126,7 @@ pub fn mix(state: &State, window_secs: Option<u64>) -> Mix {
     labels.retain(|_, u| *u != Usage::default());
     Mix {
         window_seconds: window_secs.map(|w| covered.unwrap_or(0).min(w)),
-        since: clock::rfc3339(state.started),
+        since: ktime::rfc3339(state.started),
         classes,
         labels,
         probe: state.stats(),
@@ -187,8 +187,8 @@ impl FlowRecord {
             subscriber: None,
             packets: value.packets,
             bytes: value.bytes,
-            first_seen: clock::rfc3339(clock::wall_time(value.first_seen_ns)),
-            last_seen: clock::rfc3339(clock::wall_time(value.last_seen_ns)),
+            first_seen: ktime::rfc3339(ktime::wall_time(value.first_seen_ns)),
+            last_seen: ktime::rfc3339(ktime::wall_time(value.last_seen_ns)),
         }
     }
 }

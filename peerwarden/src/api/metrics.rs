@@ -25,7 +25,7 @@ pub async fn get(Ext(state): Ext<Arc<State>>) -> impl IntoResponse {
 /// The exposition text.
 pub fn render(state: &State) -> String {
     let mut out = String::with_capacity(16 * 1024);
-    let latest = state.samples(None).map(|(s, _)| s);
+    let latest = state.readings(None).map(|(s, _)| s);
     for (name, help, pick) in [
         (
             "peerwarden_traffic_bytes_total",
@@ -189,16 +189,14 @@ fn render_policy_and_subscribers(state: &State, out: &mut String) {
             "peerwarden_history_flushes_total",
             "Writes of the history store.",
             state
-                .history_store
-                .get()
+                .store()
                 .map_or(0, |h| h.flushes.load(Ordering::Relaxed)),
         ),
         (
             "peerwarden_history_flush_failures_total",
             "Writes of the history store that failed (retried with the next).",
             state
-                .history_store
-                .get()
+                .store()
                 .map_or(0, |h| h.flush_failures.load(Ordering::Relaxed)),
         ),
     ] {
@@ -209,7 +207,7 @@ fn render_policy_and_subscribers(state: &State, out: &mut String) {
     }
 
     let known = state.subscribers.len();
-    let limit = state.subscriber_series_limit.load(Ordering::Relaxed);
+    let limit = state.subscriber_series_limit();
     // The top `limit` by bytes; the others are not even copied.
     let subs = state.subscribers.top(limit, bytes);
     let name = "peerwarden_subscribers_known";

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use peerwarden_common::label::ALL_CLASSES;
 
 use super::{ApiError, error::query, range};
-use crate::{clock, report, state::State};
+use crate::{ktime, report, state::State};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -57,17 +57,17 @@ pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<report::M
     }
     let window = params.window.as_deref().map(parse_window).transpose()?;
     if let Some(w) = window
-        && w > state.history_seconds()
-        && state.history_store.get().is_some()
+        && w > state.recent_seconds()
+        && state.store().is_some()
     {
         return Ok(Json(range::mix(&state, range::Range::last(w, now)).await?));
     }
     if let Some(w) = window
-        && w > state.history_seconds()
+        && w > state.recent_seconds()
     {
         return Err(ApiError::BadRequest(format!(
             "window: {w}s is longer than the {}s of history kept (history_seconds in the config)",
-            state.history_seconds()
+            state.recent_seconds()
         )));
     }
     Ok(Json(report::mix(&state, window)))
@@ -147,7 +147,7 @@ async fn subscriber_mix(
     }
     Ok(report::Mix {
         window_seconds: Some(r.seconds()),
-        since: clock::rfc3339(state.started),
+        since: ktime::rfc3339(state.started),
         classes,
         labels,
         probe: state.stats(),

@@ -14,8 +14,8 @@ use super::{
     series::{MAX_POINTS, Point, StepUsage},
 };
 use crate::{
-    clock,
     history::{History, Row, Which, minute_of, unix},
+    ktime,
     report::{Mix, Span, Usage},
     state::State,
 };
@@ -65,7 +65,7 @@ fn rfc3339(secs: i64) -> String {
     } else {
         SystemTime::UNIX_EPOCH
     };
-    clock::rfc3339(t)
+    ktime::rfc3339(t)
 }
 
 /// Parses `from`/`to`: `None` when neither is given. `to` defaults to now; a range must
@@ -118,7 +118,7 @@ pub fn parse(
 
 /// The daemon's history store, or a 400 saying there is none.
 pub fn store(state: &State) -> Result<Arc<History>, ApiError> {
-    state.history_store.get().cloned().ok_or_else(|| {
+    state.store().cloned().ok_or_else(|| {
         ApiError::BadRequest(
             "this daemon keeps no history store: only the in-memory window is available".into(),
         )
@@ -207,7 +207,7 @@ pub async fn mix(state: &State, range: Range) -> Result<Mix, ApiError> {
     labels.retain(|_, u| *u != Usage::default());
     Ok(Mix {
         window_seconds: Some(range.seconds()),
-        since: clock::rfc3339(state.started),
+        since: ktime::rfc3339(state.started),
         classes,
         labels,
         probe: state.stats(),

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, error::query, mix::parse_window, range};
 use crate::{
-    clock,
-    state::{Sample, State},
+    ktime,
+    state::{LabelReading, State},
 };
 
 /// Window when the request does not say (clamped to the history kept).
@@ -88,7 +88,7 @@ pub struct Series {
     responses((status = 200, body = Series), (status = 400, body = super::error::ErrorBody)))]
 pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Series>, ApiError> {
     let p: Params = query(uri.query())?;
-    let history = state.history_seconds();
+    let history = state.recent_seconds();
     let now = SystemTime::now();
     let stored = match range::parse(p.from.as_deref(), p.to.as_deref(), now)? {
         Some(_) if p.window.is_some() => {
@@ -98,9 +98,7 @@ pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Series>, 
         }
         Some(r) => Some(r),
         None => match p.window.as_deref().map(parse_window).transpose()? {
-            Some(w) if w > history && state.history_store.get().is_some() => {
-                Some(range::Range::last(w, now))
-            }
+            Some(w) if w > history && state.store().is_some() => Some(range::Range::last(w, now)),
             _ => None,
         },
     };
@@ -155,7 +153,7 @@ pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Series>, 
         )));
     }
     let points = series(
-        &state.history(),
+        &state.recent(),
         Instant::now(),
         SystemTime::now(),
         window,
@@ -177,7 +175,7 @@ pub async fn get(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Series>, 
 /// The points of `window` seconds in steps of `step` seconds ending at the last reading of
 /// `history` (oldest first). `now`/`wall` pin the monotonic clock to the wall clock.
 pub fn series(
-    history: &[Sample],
+    history: &[LabelReading],
     now: Instant,
     wall: SystemTime,
     window: u64,
@@ -215,7 +213,7 @@ fn wall_time(at: Instant, now: Instant, wall: SystemTime) -> SystemTime {
 }
 
 /// The difference between two readings, per label and per class.
-fn point(base: &Sample, last: &Sample, t: SystemTime) -> Point {
+fn point(base: &LabelReading, last: &LabelReading, t: SystemTime) -> Point {
     let mut classes: BTreeMap<&'static str, StepUsage> = ALL_CLASSES
         .iter()
         .map(|c| (c.name(), StepUsage::default()))
@@ -243,7 +241,7 @@ fn point(base: &Sample, last: &Sample, t: SystemTime) -> Point {
         labels.insert(label.name(), u);
     }
     Point {
-        t: clock::rfc3339(t),
+        t: ktime::rfc3339(t),
         classes,
         labels,
     }
@@ -264,7 +262,7 @@ mod tests {
 
     /// Readings once a second for `secs` seconds ending at `end`: bittorrent grows by 1000
     /// bytes up and 2000 down per second, http by 100 down.
-    fn history(end: Instant, secs: u64) -> Vec<Sample> {
+    fn history(end: Instant, secs: u64) -> Vec<LabelReading> {
         (0..=secs)
             .map(|i| {
                 let mut c = vec![[CounterValue::default(); 2]; ALL_LABELS.len()];
@@ -287,7 +285,7 @@ mod tests {
                 };
                 // Jitter: the sampler is never exactly on the second.
                 let jitter = Duration::from_millis(if i % 2 == 0 { 3 } else { 40 });
-                Sample {
+                LabelReading {
                     at: end - Duration::from_secs(secs - i) + jitter,
                     counters: c,
                 }

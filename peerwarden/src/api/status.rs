@@ -10,7 +10,7 @@ use axum::{Json, extract::State as Ext};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{clock, probe::Attachment, state::State};
+use crate::{ktime, probe::Attachment, state::State};
 
 /// Fill level of a kernel map.
 #[derive(Serialize, ToSchema)]
@@ -59,14 +59,14 @@ pub async fn get(Ext(state): Ext<Arc<State>>) -> Json<Status> {
         },
     );
     Json(Status {
-        since: clock::rfc3339(state.started),
+        since: ktime::rfc3339(state.started),
         uptime_seconds: state.started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
-        mode: if state.observe_mirror.get().is_some() {
+        mode: if state.observe_mirror().is_some() {
             "observe"
         } else {
             "inline"
         },
-        mirror: state.observe_mirror.get().cloned(),
+        mirror: state.observe_mirror().map(str::to_string),
         attached: state.attachments.clone(),
         maps,
         probe: state.stats(),

@@ -29,8 +29,8 @@ use super::{
     range::{self, Range},
 };
 use crate::{
-    clock,
     history::{CLASS_NAMES, Which},
+    ktime,
     report::Span,
     state::State,
     subscribers::{ClassCounters, RATE_WINDOW},
@@ -195,12 +195,12 @@ pub async fn top(Ext(state): Ext<Arc<State>>, uri: Uri) -> Result<Json<Top>, Api
             let label = Label::from_name(name)
                 .ok_or_else(|| ApiError::BadRequest(format!("name: unknown label {name:?}")))?;
             let horizon = window
-                .map(|w| clock::monotonic_ns().saturating_sub(w.saturating_mul(1_000_000_000)));
+                .map(|w| ktime::monotonic_ns().saturating_sub(w.saturating_mul(1_000_000_000)));
             let mut per: BTreeMap<String, ([u64; 2], [u64; 2])> = BTreeMap::new();
             // Over a window with a store: the store's per-subscriber label rows (every
             // byte of the window, flows gone from the table included).
             let stored = match window {
-                Some(w) if state.history_store.get().is_some() => {
+                Some(w) if state.store().is_some() => {
                     let r = Range::last(w, SystemTime::now());
                     let rows = range::query(range::store(&state)?, move |h| {
                         h.traffic(r.from, r.to, Which::SubscribersLabels)
@@ -528,7 +528,7 @@ pub async fn one(
             .collect(),
     };
 
-    let has_store = state.history_store.get().is_some();
+    let has_store = state.store().is_some();
     let window = match p.window.as_deref().map(parse_window).transpose()? {
         Some(_) if !has_store => {
             return Err(ApiError::BadRequest(
