@@ -34,6 +34,10 @@ pub const MAX_FLOW_TABLE_SIZE: u32 = 1 << 26;
 /// The most undecided flows `deep_max_flows` may ask the deep classifier to hold (about
 /// 450 MiB of state).
 pub const MAX_DEEP_FLOWS: u32 = 1 << 20;
+/// Undecided flows the deep tier holds state for at most unless the config says otherwise
+/// (`deep_max_flows`; the flow table's size when it is smaller). About 450 bytes each in
+/// the engine and the sample count: ~8 MiB.
+pub const DEFAULT_DEEP_MAX_FLOWS: u32 = 1 << 14;
 
 /// The daemon's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -273,7 +277,7 @@ fn default_flow_table_size() -> u32 {
 }
 
 fn default_deep_max_flows() -> u32 {
-    crate::deep::DEFAULT_MAX_TRACKED
+    DEFAULT_DEEP_MAX_FLOWS
 }
 
 fn default_max_subscribers() -> u32 {

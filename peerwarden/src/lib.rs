@@ -7,16 +7,12 @@
 pub mod api;
 pub mod config;
 pub mod daemon;
-pub mod deep;
-pub mod enforce;
 pub mod ipfix;
 pub mod ktime;
 pub mod lab;
-pub mod observe;
 pub mod pin;
 pub mod policy_clock;
 pub mod policy_store;
-pub mod preflight;
 pub mod probe;
 pub mod report;
 pub mod shaping;

@@ -122,14 +122,36 @@ impl PolicyStore {
 
     /// Validates `source` and, if it is valid and the data path takes it, makes it active.
     pub fn replace(&self, source: String, origin: &str) -> Result<(), ReplaceError> {
-        let result = peerwarden_policies::load_str(&source, origin)
-            .map_err(|e| ReplaceError::Invalid(errors_of(&e)))
-            .and_then(|policy| {
-                if let Some(hook) = &self.hook {
-                    hook(&policy).map_err(|e| ReplaceError::Apply(format!("{e:#}")))?;
-                }
-                Ok(policy)
-            });
+        let policy = peerwarden_policies::load_str(&source, origin)
+            .map_err(|e| ReplaceError::Invalid(errors_of(&e)));
+        self.settle(source, origin, policy)
+    }
+
+    /// Makes `policy`, validated from `source` by the caller, active if the data path takes
+    /// it: the daemon's start validates the file before it loads the probe, and does not
+    /// validate it again here.
+    pub fn install(
+        &self,
+        source: String,
+        origin: &str,
+        policy: Policy,
+    ) -> Result<(), ReplaceError> {
+        self.settle(source, origin, Ok(policy))
+    }
+
+    /// Hands a validated policy to the data path; keeps it active, or the refusal.
+    fn settle(
+        &self,
+        source: String,
+        origin: &str,
+        validated: Result<Policy, ReplaceError>,
+    ) -> Result<(), ReplaceError> {
+        let result = validated.and_then(|policy| {
+            if let Some(hook) = &self.hook {
+                hook(&policy).map_err(|e| ReplaceError::Apply(format!("{e:#}")))?;
+            }
+            Ok(policy)
+        });
         match result {
             Ok(policy) => {
                 *self.active.write().unwrap_or_else(|p| p.into_inner()) = Some(Active {

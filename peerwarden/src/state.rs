@@ -14,10 +14,12 @@ use std::{
 use dashmap::DashMap;
 use peerwarden_common::{FlowKey, FlowValue};
 
-use std::sync::{Arc, atomic::Ordering::Relaxed};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering::Relaxed},
+};
 
 use crate::{
-    deep::DeepState,
     history::History,
     policy_clock::PolicyClock,
     policy_store::PolicyStore,
@@ -31,6 +33,23 @@ pub struct LabelReading {
     pub at: Instant,
     /// Per label `[up, down]`.
     pub counters: LabelCounters,
+}
+
+/// Deep-tier results the reports read (the deep tier runs in `daemon/deep.rs`).
+#[derive(Default)]
+pub struct DeepState {
+    /// Service names of flows labelled `video.<service>`.
+    pub services: DashMap<FlowKey, String>,
+    /// Undecided flows whose state the deep tier holds now.
+    pub tracked: AtomicU64,
+    /// Flows whose state was dropped to stay within its cap (`deep_max_flows`, least
+    /// recently sampled first): the deep tier forgets them as the kernel forgets flows
+    /// under a flood.
+    pub evicted: AtomicU64,
+    /// Endpoints the endpoint cache learned from confirmed flows (new or refreshed).
+    pub cache_learned: AtomicU64,
+    /// Learnings the endpoint cache refused because their subscriber had used its budget.
+    pub cache_refused: AtomicU64,
 }
 
 /// Shared daemon state.

@@ -27,7 +27,11 @@ use peerwarden_common::{FlowKey, FlowValue, Label};
 use peerwarden_policies::Policy;
 use tracing::{info, warn};
 
-use crate::{config::IpfixConfig, deep::DeepState, ktime, state::State};
+use crate::{
+    config::IpfixConfig,
+    ktime,
+    state::{DeepState, State},
+};
 use encode::{Encoder, FlowExport};
 use tracker::{Due, Tracker};
 

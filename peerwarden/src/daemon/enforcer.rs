@@ -2,19 +2,11 @@
 //! ([`peerwarden_policies::compile`]) for the probe's kernel, installs it (HTB classes, then
 //! the maps), and compiles again when a schedule window opens or closes.
 
-use peerwarden_common::{
-    Class,
-    policy::{PlanSlots, Rule},
-};
+use peerwarden_common::policy::{PlanSlots, Rule};
 use peerwarden_policies::{
     Policy,
     compile::{Compiled, SubscriberIndex, compile, open_windows},
 };
-
-/// The class slot counters use for a label's class.
-pub fn class_index(c: Class) -> u32 {
-    c as u32
-}
 
 /// Keeps the kernel's policy maps (and the HTB classes of `shape` rules) in step with the
 /// active policy and the clock.
