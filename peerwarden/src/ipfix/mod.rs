@@ -28,7 +28,7 @@ use peerwarden_policies::Policy;
 use tracing::{info, warn};
 
 use crate::{
-    config::IpfixConfig,
+    config::ipfix::IpfixConfig,
     ktime,
     state::{DeepState, State},
 };
