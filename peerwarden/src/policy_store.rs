@@ -194,3 +194,36 @@ impl PolicyStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = include_str!("../../policies/examples/lab.yaml");
+
+    #[test]
+    fn install_hands_a_validated_policy_to_the_data_path() {
+        let policy = peerwarden_policies::load_str(POLICY, "lab.yaml").expect("valid");
+        let refusing = PolicyStore::new(Some(Box::new(|_| anyhow::bail!("no room"))));
+        let refused = refusing.install(POLICY.into(), "lab.yaml", policy.clone());
+        assert!(
+            matches!(&refused, Err(ReplaceError::Apply(m)) if m == "no room"),
+            "{refused:?}"
+        );
+        assert!(refusing.active().is_none());
+        assert_eq!(refusing.failures.load(Ordering::Relaxed), 1);
+        let rejected = refusing.rejected().expect("kept");
+        assert_eq!(rejected.origin, "lab.yaml");
+        assert_eq!(rejected.errors[0].message, "no room");
+
+        let store = PolicyStore::new(None);
+        assert!(store.install(POLICY.into(), "lab.yaml", policy).is_ok());
+        let active = store.active().expect("active");
+        assert_eq!(
+            (active.origin.as_str(), &*active.source),
+            ("lab.yaml", POLICY)
+        );
+        assert_eq!(store.reloads.load(Ordering::Relaxed), 1);
+        assert!(store.rejected().is_none());
+    }
+}

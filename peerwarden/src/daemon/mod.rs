@@ -2,15 +2,15 @@
 //! loads and attaches the probe, reads its maps every second, serves the API, and detaches
 //! everything on SIGINT/SIGTERM.
 //!
-//! - [`start`]: the checks, the API socket, the policy file, the probe loaded and attached,
+//! - `start.rs`: the checks, the API socket, the policy file, the probe loaded and attached,
 //!   the state made whole;
-//! - [`readers`]: the threads that read the maps every second (counters, subscribers,
+//! - `readers.rs`: the threads that read the maps every second (counters, subscribers,
 //!   flows), tick the schedules and watch the policy file;
-//! - [`deep`]: the deep tier, which classifies the payload samples the kernel hands up;
-//! - [`enforcer`]: the policy in force in the kernel, compiled again when a schedule turns;
-//! - [`observe`]: observe-only mode on a mirror port;
-//! - [`serve`]: the API until SIGINT or SIGTERM, SIGHUP re-reading the policy file;
-//! - [`shutdown`]: everything the running daemon owns, stopped in one stated order.
+//! - `deep.rs`: the deep tier, which classifies the payload samples the kernel hands up;
+//! - `enforcer.rs`: the policy in force in the kernel, compiled again when a schedule turns;
+//! - `observe.rs`: observe-only mode on a mirror port;
+//! - `serve.rs`: the API until SIGINT or SIGTERM, SIGHUP re-reading the policy file;
+//! - `shutdown.rs`: everything the running daemon owns, stopped in one stated order.
 
 mod deep;
 mod enforcer;
