@@ -15,7 +15,7 @@
 mod deep;
 mod enforcer;
 mod observe;
-mod preflight;
+pub mod preflight;
 mod readers;
 mod serve;
 mod shutdown;
