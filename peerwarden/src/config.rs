@@ -27,6 +27,8 @@ use std::{
 
 use serde::Deserialize;
 
+pub mod ipfix;
+
 /// Flow table entries when the config does not say (DESIGN.md: 1,048,576).
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1 << 20;
 /// The largest flow table accepted: 64 Mi entries is ~6.5 GiB of kernel memory.
@@ -34,6 +36,10 @@ pub const MAX_FLOW_TABLE_SIZE: u32 = 1 << 26;
 /// The most undecided flows `deep_max_flows` may ask the deep classifier to hold (about
 /// 450 MiB of state).
 pub const MAX_DEEP_FLOWS: u32 = 1 << 20;
+/// Undecided flows the deep tier holds state for at most unless the config says otherwise
+/// (`deep_max_flows`; the flow table's size when it is smaller). About 450 bytes each in
+/// the engine and the sample count: ~8 MiB.
+pub const DEFAULT_DEEP_MAX_FLOWS: u32 = 1 << 14;
 
 /// The daemon's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -82,7 +88,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// IPFIX export of finished flows (off without this section).
     #[serde(default)]
-    pub ipfix: Option<IpfixConfig>,
+    pub ipfix: Option<ipfix::IpfixConfig>,
     /// The instance name: the kernel maps and links are pinned under
     /// `/sys/fs/bpf/peerwarden/<instance>`. Default: the namespace and the interfaces
     /// (`gw_eth1_eth0`; `host_eth1_eth0` without `netns`).
@@ -92,59 +98,6 @@ pub struct Config {
     /// daemon to adopt (an upgrade without a gap) instead of detaching and unpinning.
     #[serde(default)]
     pub keep_attached_on_stop: bool,
-}
-
-/// IPFIX export (RFC 7011) over UDP; see `crate::ipfix`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IpfixConfig {
-    /// The collector, `IP:port` (reached from the gateway's namespace).
-    pub collector: SocketAddr,
-    /// A flow with no packet for this long is exported (e.g. `15s`).
-    #[serde(default = "default_ipfix_idle", deserialize_with = "duration")]
-    pub idle_timeout: std::time::Duration,
-    /// A flow still active is exported this long after its last record (delta counts).
-    #[serde(default = "default_ipfix_active", deserialize_with = "duration")]
-    pub active_timeout: std::time::Duration,
-    /// Templates are resent at least this often (and every 100 messages).
-    #[serde(
-        default = "default_ipfix_template_refresh",
-        deserialize_with = "duration"
-    )]
-    pub template_refresh: std::time::Duration,
-    /// The observation domain id in every message header.
-    #[serde(default = "default_ipfix_domain")]
-    pub observation_domain: u32,
-    /// The largest message, bytes (UDP payload; 512 to 65000).
-    #[serde(default = "default_ipfix_message_size")]
-    pub max_message_size: usize,
-}
-
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!("{text:?} is not a duration like 15s or 1m ({e})"))
-    })
-}
-
-fn default_ipfix_idle() -> std::time::Duration {
-    std::time::Duration::from_secs(15)
-}
-
-fn default_ipfix_active() -> std::time::Duration {
-    std::time::Duration::from_secs(60)
-}
-
-fn default_ipfix_template_refresh() -> std::time::Duration {
-    std::time::Duration::from_secs(60)
-}
-
-fn default_ipfix_domain() -> u32 {
-    1
-}
-
-fn default_ipfix_message_size() -> usize {
-    1400
 }
 
 /// The history store: per-minute counters, rolled up into hours, then dropped.
@@ -273,7 +226,7 @@ fn default_flow_table_size() -> u32 {
 }
 
 fn default_deep_max_flows() -> u32 {
-    crate::deep::DEFAULT_MAX_TRACKED
+    DEFAULT_DEEP_MAX_FLOWS
 }
 
 fn default_max_subscribers() -> u32 {
@@ -438,7 +391,7 @@ impl Config {
             return Err(invalid(format!("netns: {ns:?} is not a namespace name")));
         }
         if let Some(x) = &config.ipfix {
-            check_ipfix(x).map_err(invalid)?;
+            x.check().map_err(invalid)?;
         }
         if let Some(name) = &config.instance {
             crate::probe::pins::check_name(name).map_err(|e| invalid(format!("instance: {e}")))?;
@@ -537,44 +490,6 @@ impl Config {
             .filter_map(|n| n.parse().ok())
             .collect()
     }
-}
-
-/// The IPFIX section's ranges.
-fn check_ipfix(x: &IpfixConfig) -> Result<(), String> {
-    use std::time::Duration;
-    let c = x.collector;
-    if c.ip().is_unspecified() || c.ip().is_multicast() || c.port() == 0 {
-        return Err(format!(
-            "ipfix.collector: {c} is not a collector address (IP:port, unicast)"
-        ));
-    }
-    if x.idle_timeout < Duration::from_secs(1) || x.idle_timeout > Duration::from_secs(3600) {
-        return Err(format!(
-            "ipfix.idle_timeout: {:?} is out of range (1s to 1h)",
-            x.idle_timeout
-        ));
-    }
-    if x.active_timeout < Duration::from_secs(1) || x.active_timeout > Duration::from_secs(86400) {
-        return Err(format!(
-            "ipfix.active_timeout: {:?} is out of range (1s to 1d)",
-            x.active_timeout
-        ));
-    }
-    if x.template_refresh < Duration::from_secs(1) || x.template_refresh > Duration::from_secs(3600)
-    {
-        return Err(format!(
-            "ipfix.template_refresh: {:?} is out of range (1s to 1h)",
-            x.template_refresh
-        ));
-    }
-    if x.max_message_size < crate::ipfix::encode::MIN_MESSAGE || x.max_message_size > 65000 {
-        return Err(format!(
-            "ipfix.max_message_size: {} is out of range ({} to 65000)",
-            x.max_message_size,
-            crate::ipfix::encode::MIN_MESSAGE
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -711,63 +626,6 @@ mod tests {
         ] {
             let e = parse(&format!("{text}\n")).unwrap_err();
             assert!(e.to_string().contains(needle), "{text}: {e}");
-            assert!(!e.to_string().contains('\n'), "one line: {e}");
-        }
-    }
-
-    #[test]
-    fn ipfix_section() {
-        let c = parse("interfaces: { downlink: a, uplink: b }\n").expect("valid");
-        assert!(c.ipfix.is_none());
-        let c = parse(
-            "interfaces: { downlink: a, uplink: b }\n\
-             ipfix: { collector: \"198.51.100.2:4739\", idle_timeout: 2s, active_timeout: 1m }\n",
-        )
-        .expect("valid");
-        let x = c.ipfix.expect("ipfix section");
-        assert_eq!(x.collector.to_string(), "198.51.100.2:4739");
-        assert_eq!(x.idle_timeout.as_secs(), 2);
-        assert_eq!(x.active_timeout.as_secs(), 60);
-        assert_eq!((x.observation_domain, x.max_message_size), (1, 1400));
-        assert_eq!(x.template_refresh.as_secs(), 60);
-        for (section, needle) in [
-            ("ipfix: { idle_timeout: 2s }", "collector"),
-            ("ipfix: { collector: nowhere }", "ipfix"),
-            ("ipfix: { collector: \"0.0.0.0:4739\" }", "ipfix.collector"),
-            (
-                "ipfix: { collector: \"198.51.100.2:0\" }",
-                "ipfix.collector",
-            ),
-            (
-                "ipfix: { collector: \"198.51.100.2:4739\", idle_timeout: soon }",
-                "not a duration",
-            ),
-            (
-                "ipfix: { collector: \"198.51.100.2:4739\", idle_timeout: 0s }",
-                "ipfix.idle_timeout",
-            ),
-            (
-                "ipfix: { collector: \"198.51.100.2:4739\", active_timeout: 2d }",
-                "ipfix.active_timeout",
-            ),
-            (
-                "ipfix: { collector: \"198.51.100.2:4739\", max_message_size: 100 }",
-                "ipfix.max_message_size",
-            ),
-            (
-                "ipfix: { collector: \"198.51.100.2:4739\", template_refresh: 2h }",
-                "ipfix.template_refresh",
-            ),
-            (
-                "ipfix: { collector: \"198.51.100.2:4739\", port: 1 }",
-                "port",
-            ),
-        ] {
-            let e = parse(&format!(
-                "interfaces: {{ downlink: a, uplink: b }}\n{section}\n"
-            ))
-            .unwrap_err();
-            assert!(e.to_string().contains(needle), "{section}: {e}");
             assert!(!e.to_string().contains('\n'), "one line: {e}");
         }
     }

@@ -5,19 +5,15 @@
 //! [`report`]; the demo lab (`peerwarden lab`) is the crate `peerwarden-lab` (`lab/`).
 
 pub mod api;
-pub mod clock;
 pub mod config;
 pub mod daemon;
-pub mod deep;
-pub mod enforce;
 pub mod ipfix;
-pub mod observe;
+pub mod ktime;
+pub mod policy_clock;
 pub mod policy_store;
-pub mod preflight;
 pub mod probe;
 pub mod readings;
 pub mod report;
-pub mod schedule;
 pub mod shaping;
 pub mod state;
 

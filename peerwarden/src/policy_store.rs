@@ -17,7 +17,7 @@ use peerwarden_policies::{Policy, PolicyErrors};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::clock;
+use crate::ktime;
 
 /// Installs a validated policy in the data path; an error leaves the old one in place.
 pub type ApplyHook = Box<dyn Fn(&Policy) -> anyhow::Result<()> + Send + Sync>;
@@ -122,14 +122,36 @@ impl PolicyStore {
 
     /// Validates `source` and, if it is valid and the data path takes it, makes it active.
     pub fn replace(&self, source: String, origin: &str) -> Result<(), ReplaceError> {
-        let result = peerwarden_policies::load_str(&source, origin)
-            .map_err(|e| ReplaceError::Invalid(errors_of(&e)))
-            .and_then(|policy| {
-                if let Some(hook) = &self.hook {
-                    hook(&policy).map_err(|e| ReplaceError::Apply(format!("{e:#}")))?;
-                }
-                Ok(policy)
-            });
+        let policy = peerwarden_policies::load_str(&source, origin)
+            .map_err(|e| ReplaceError::Invalid(errors_of(&e)));
+        self.settle(source, origin, policy)
+    }
+
+    /// Makes `policy`, validated from `source` by the caller, active if the data path takes
+    /// it: the daemon's start validates the file before it loads the probe, and does not
+    /// validate it again here.
+    pub fn install(
+        &self,
+        source: String,
+        origin: &str,
+        policy: Policy,
+    ) -> Result<(), ReplaceError> {
+        self.settle(source, origin, Ok(policy))
+    }
+
+    /// Hands a validated policy to the data path; keeps it active, or the refusal.
+    fn settle(
+        &self,
+        source: String,
+        origin: &str,
+        validated: Result<Policy, ReplaceError>,
+    ) -> Result<(), ReplaceError> {
+        let result = validated.and_then(|policy| {
+            if let Some(hook) = &self.hook {
+                hook(&policy).map_err(|e| ReplaceError::Apply(format!("{e:#}")))?;
+            }
+            Ok(policy)
+        });
         match result {
             Ok(policy) => {
                 *self.active.write().unwrap_or_else(|p| p.into_inner()) = Some(Active {
@@ -163,12 +185,45 @@ impl PolicyStore {
                 }
                 *self.rejected.lock().unwrap_or_else(|p| p.into_inner()) = Some(Rejected {
                     origin: origin.to_string(),
-                    at: clock::rfc3339(SystemTime::now()),
+                    at: ktime::rfc3339(SystemTime::now()),
                     errors,
                 });
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = include_str!("../../policies/examples/lab.yaml");
+
+    #[test]
+    fn install_hands_a_validated_policy_to_the_data_path() {
+        let policy = peerwarden_policies::load_str(POLICY, "lab.yaml").expect("valid");
+        let refusing = PolicyStore::new(Some(Box::new(|_| anyhow::bail!("no room"))));
+        let refused = refusing.install(POLICY.into(), "lab.yaml", policy.clone());
+        assert!(
+            matches!(&refused, Err(ReplaceError::Apply(m)) if m == "no room"),
+            "{refused:?}"
+        );
+        assert!(refusing.active().is_none());
+        assert_eq!(refusing.failures.load(Ordering::Relaxed), 1);
+        let rejected = refusing.rejected().expect("kept");
+        assert_eq!(rejected.origin, "lab.yaml");
+        assert_eq!(rejected.errors[0].message, "no room");
+
+        let store = PolicyStore::new(None);
+        assert!(store.install(POLICY.into(), "lab.yaml", policy).is_ok());
+        let active = store.active().expect("active");
+        assert_eq!(
+            (active.origin.as_str(), &*active.source),
+            ("lab.yaml", POLICY)
+        );
+        assert_eq!(store.reloads.load(Ordering::Relaxed), 1);
+        assert!(store.rejected().is_none());
     }
 }

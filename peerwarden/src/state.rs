@@ -1,6 +1,9 @@
 //! What the daemon knows, shared between the threads that read the kernel maps and the
-//! API handlers: a per-second history of the counters, the latest flow table snapshot,
-//! the probe's statistics and how it is attached.
+//! API handlers: the recent per-second readings of the counters, the latest flow table
+//! snapshot, the probe's statistics and how it is attached.
+//!
+//! Built whole by [`State::new`]: the history store (SQLite, [`crate::history`]) is opened
+//! before, and nothing is set afterwards.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -11,22 +14,42 @@ use std::{
 use dashmap::DashMap;
 use peerwarden_common::{FlowKey, FlowValue};
 
-use std::sync::{Arc, atomic::Ordering::Relaxed};
-
-use crate::{
-    deep::DeepState,
-    policy_store::PolicyStore,
-    probe::{Attachment, LabelCounters},
-    schedule::PolicyClock,
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering::Relaxed},
 };
 
-/// One reading of the counters.
+use crate::{
+    history::History,
+    policy_clock::PolicyClock,
+    policy_store::PolicyStore,
+    probe::{Attachment, LabelCounters},
+};
+
+/// One reading of the per-label counters.
 #[derive(Clone)]
-pub struct Sample {
+pub struct LabelReading {
     /// When it was read.
     pub at: Instant,
     /// Per label `[up, down]`.
     pub counters: LabelCounters,
+}
+
+/// Deep-tier results the reports read (the deep tier runs in `daemon/deep.rs`).
+#[derive(Default)]
+pub struct DeepState {
+    /// Service names of flows labelled `video.<service>`.
+    pub services: DashMap<FlowKey, String>,
+    /// Undecided flows whose state the deep tier holds now.
+    pub tracked: AtomicU64,
+    /// Flows whose state was dropped to stay within its cap (`deep_max_flows`, least
+    /// recently sampled first): the deep tier forgets them as the kernel forgets flows
+    /// under a flood.
+    pub evicted: AtomicU64,
+    /// Endpoints the endpoint cache learned from confirmed flows (new or refreshed).
+    pub cache_learned: AtomicU64,
+    /// Learnings the endpoint cache refused because their subscriber had used its budget.
+    pub cache_refused: AtomicU64,
 }
 
 /// Shared daemon state.
@@ -35,9 +58,9 @@ pub struct State {
     pub started: SystemTime,
     /// Interfaces and programs.
     pub attachments: Vec<Attachment>,
-    /// Per-second samples, oldest first, at most `history_len`.
-    history: Mutex<VecDeque<Sample>>,
-    history_len: usize,
+    /// The recent per-second readings, oldest first, at most `recent_len`.
+    recent: Mutex<VecDeque<LabelReading>>,
+    recent_len: usize,
     /// The flow table as of the last walk; sharded so API readers do not stall the walker.
     pub flows: DashMap<FlowKey, FlowValue>,
     /// The probe's statistics as of the last read.
@@ -51,23 +74,23 @@ pub struct State {
     pub deep: Arc<DeepState>,
     /// The schedules' clock.
     pub clock: Arc<PolicyClock>,
-    /// The history store, set once when the daemon has opened it (none in API tests).
-    pub history_store: std::sync::OnceLock<Arc<crate::history::History>>,
+    /// The history store (none in most API tests).
+    store: Option<Arc<History>>,
     /// Per-subscriber readings of the kernel's counters (shared: the daemon's last reading
     /// at shutdown happens after the state is gone).
     pub subscribers: Arc<crate::readings::Readings>,
     /// `/metrics` lists per-subscriber series for at most this many subscribers.
-    pub subscriber_series_limit: std::sync::atomic::AtomicUsize,
-    /// Observe-only mode: the mirror port, set once by the daemon (unset: inline).
-    pub observe_mirror: std::sync::OnceLock<String>,
+    subscriber_series_limit: usize,
+    /// Observe-only mode: the mirror port (none: inline).
+    observe_mirror: Option<String>,
 }
 
 /// What a [`State`] is made from.
 pub struct StateOptions {
     /// Interfaces and programs.
     pub attachments: Vec<Attachment>,
-    /// Seconds of per-second history.
-    pub history_seconds: u32,
+    /// Seconds of recent per-second readings kept (`history_seconds` in the config).
+    pub recent_seconds: u32,
     /// Entries of the kernel flow table.
     pub flow_table_size: u32,
     /// The policy store (with the data path's hook).
@@ -78,6 +101,14 @@ pub struct StateOptions {
     pub deep: Arc<DeepState>,
     /// The schedules' clock.
     pub clock: Arc<PolicyClock>,
+    /// The history store, opened before the state is made (none: no store).
+    pub store: Option<Arc<History>>,
+    /// Per-subscriber readings (the daemon keeps a handle for its last reading).
+    pub subscribers: Arc<crate::readings::Readings>,
+    /// `/metrics` lists per-subscriber series for at most this many subscribers.
+    pub subscriber_series_limit: usize,
+    /// Observe-only mode: the mirror port (none: inline).
+    pub observe_mirror: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,13 +117,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl State {
-    /// Empty state.
+    /// Empty state: no reading yet, no flows.
     pub fn new(o: StateOptions) -> State {
         State {
             started: SystemTime::now(),
             attachments: o.attachments,
-            history: Mutex::new(VecDeque::new()),
-            history_len: o.history_seconds as usize + 1,
+            recent: Mutex::new(VecDeque::new()),
+            recent_len: o.recent_seconds as usize + 1,
             flows: DashMap::new(),
             stats: Mutex::new(BTreeMap::new()),
             flow_table_size: o.flow_table_size,
@@ -100,11 +131,26 @@ impl State {
             api_token: o.api_token,
             deep: o.deep,
             clock: o.clock,
-            history_store: Default::default(),
-            subscribers: Default::default(),
-            subscriber_series_limit: 1000.into(),
-            observe_mirror: Default::default(),
+            store: o.store,
+            subscribers: o.subscribers,
+            subscriber_series_limit: o.subscriber_series_limit,
+            observe_mirror: o.observe_mirror,
         }
+    }
+
+    /// The history store, if the daemon has one.
+    pub fn store(&self) -> Option<&Arc<History>> {
+        self.store.as_ref()
+    }
+
+    /// The mirror port in observe-only mode; `None` inline.
+    pub fn observe_mirror(&self) -> Option<&str> {
+        self.observe_mirror.as_deref()
+    }
+
+    /// `/metrics` lists per-subscriber series for at most this many subscribers.
+    pub fn subscriber_series_limit(&self) -> usize {
+        self.subscriber_series_limit
     }
 
     /// Entries of the kernel flow table.
@@ -112,42 +158,30 @@ impl State {
         self.flow_table_size
     }
 
-    /// The history store, once the daemon has opened it (none in API tests without one).
-    pub fn store(&self) -> Option<&Arc<crate::history::History>> {
-        self.history_store.get()
-    }
-
-    /// Observe-only mode: the mirror port (`None`: inline).
-    pub fn observe_mirror(&self) -> Option<&str> {
-        self.observe_mirror.get().map(String::as_str)
-    }
-
-    /// `/metrics` lists per-subscriber series for at most this many subscribers.
-    pub fn subscriber_series_limit(&self) -> usize {
-        self.subscriber_series_limit.load(Relaxed)
-    }
-
-    /// Seconds of history kept.
-    pub fn history_seconds(&self) -> u64 {
-        self.history_len as u64 - 1
+    /// Seconds of recent readings kept.
+    pub fn recent_seconds(&self) -> u64 {
+        self.recent_len as u64 - 1
     }
 
     /// Records a counter reading.
-    pub fn push_sample(&self, sample: Sample) {
-        let mut h = lock(&self.history);
-        if h.len() == self.history_len {
-            h.pop_front();
+    pub fn push_reading(&self, reading: LabelReading) {
+        let mut r = lock(&self.recent);
+        if r.len() == self.recent_len {
+            r.pop_front();
         }
-        h.push_back(sample);
+        r.push_back(reading);
     }
 
     /// The latest reading, and the reading closest to `window_secs` before it (the oldest
-    /// one when history is shorter). `None` before the first reading.
-    pub fn samples(&self, window_secs: Option<u64>) -> Option<(Sample, Option<Sample>)> {
-        let h = lock(&self.history);
-        let latest = h.back()?.clone();
+    /// one when fewer are kept). `None` before the first reading.
+    pub fn readings(
+        &self,
+        window_secs: Option<u64>,
+    ) -> Option<(LabelReading, Option<LabelReading>)> {
+        let r = lock(&self.recent);
+        let latest = r.back()?.clone();
         let base = window_secs.map(|w| {
-            h.iter()
+            r.iter()
                 .find(|s| latest.at.duration_since(s.at).as_secs() <= w)
                 .unwrap_or(&latest)
                 .clone()
@@ -155,9 +189,9 @@ impl State {
         Some((latest, base))
     }
 
-    /// Every reading kept, oldest first (for time series).
-    pub fn history(&self) -> Vec<Sample> {
-        lock(&self.history).iter().cloned().collect()
+    /// Every recent reading kept, oldest first (for time series).
+    pub fn recent(&self) -> Vec<LabelReading> {
+        lock(&self.recent).iter().cloned().collect()
     }
 
     /// Replaces the statistics.

@@ -123,7 +123,7 @@ impl PassAttached {
         let netns = netns.to_string();
         let thread = thread::spawn(move || {
             let attached = (|| -> Result<Probe, String> {
-                peerwarden::preflight::enter_netns(&netns).map_err(|e| format!("{e:#}"))?;
+                peerwarden::daemon::preflight::enter_netns(&netns).map_err(|e| format!("{e:#}"))?;
                 let mut probe = Probe::load_with(ProbeOptions {
                     flow_table_size: 1024,
                     max_subscribers: 16,

@@ -22,7 +22,7 @@ mod lab;
 use std::{collections::BTreeMap, time::Instant};
 
 use peerwarden::{
-    clock::coarse_tick_ns,
+    ktime::coarse_tick_ns,
     probe::{Probe, ProbeOptions},
 };
 use peerwarden_common::{

@@ -380,7 +380,7 @@ fn kill_9_under_traffic_fails_open_and_a_restart_adopts_without_loss() {
     traffic.stop();
     let kernel = settled(&lab);
     thread::sleep(Duration::from_secs(2));
-    let from = peerwarden::clock::rfc3339(SystemTime::now() - Duration::from_secs(3600));
+    let from = peerwarden::ktime::rfc3339(SystemTime::now() - Duration::from_secs(3600));
     let mix = lab.api(&format!("/api/v1/mix?from={from}"));
     assert_eq!(mix["range"]["source"], "store", "{mix}");
     let stored = classes(&mix);

@@ -286,7 +286,7 @@ fn a_restart_loses_nothing_and_counts_nothing_twice() {
     let tmp = TempDir::new("history-restart");
     let lab = Lab::up(PREFIX, PORT, &["--no-daemon"]);
     // Every row of this store is newer than this.
-    let from = peerwarden::clock::rfc3339(SystemTime::now() - Duration::from_secs(120));
+    let from = peerwarden::ktime::rfc3339(SystemTime::now() - Duration::from_secs(120));
 
     // Run 1: traffic, quiet, the daemon's own totals, SIGTERM.
     let d = start(&lab, &tmp.0, 1);

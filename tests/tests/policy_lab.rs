@@ -954,7 +954,7 @@ fn reload_under_traffic_keeps_labels_and_counters_and_a_bad_file_changes_nothing
                 );
                 let at = active["loaded_at"]
                     .as_str()
-                    .and_then(peerwarden::clock::parse_rfc3339)
+                    .and_then(peerwarden::ktime::parse_rfc3339)
                     .unwrap_or_else(|| panic!("{step}: loaded_at {}", active["loaded_at"]));
                 let at = at.duration_since(t0_wall).map_or(0.0, |d| d.as_secs_f64());
                 eprintln!("{step}: {mbit} mbit in force from second {at:.2}");

@@ -302,7 +302,7 @@ fn police_holds_its_rate_on_two_cpus_with_a_bucket_of_two_milliseconds() {
     // this one passed 0.47 of its rate).
     const RATE: f64 = 12_500_000.0; // 100 mbit/s
     const BURST: f64 = 25_000.0; // 2 ms of it
-    let depth = BURST.max(RATE * peerwarden::clock::coarse_tick_ns() as f64 / 1e9);
+    let depth = BURST.max(RATE * peerwarden::ktime::coarse_tick_ns() as f64 / 1e9);
     let mut p = PolicyProbe::load(
         "    rate: { down: 10gbit, up: 10gbit }\n    classes:\n      other: { down: 100mbit, burst: 25000b, action: police }\n",
     );

@@ -6,7 +6,7 @@ use axum::{Json, extract::State as Ext};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{clock, probe::Attachment, state::State};
+use crate::{ktime, probe::Attachment, state::State};
 
 /// Liveness.
 #[derive(Serialize, ToSchema)]
@@ -24,7 +24,7 @@ pub struct Health {
 pub async fn get(Ext(state): Ext<Arc<State>>) -> Json<Health> {
     Json(Health {
         status: "ok",
-        since: clock::rfc3339(state.started),
+        since: ktime::rfc3339(state.started),
         attached: state.attachments.clone(),
     })
 }

@@ -25,7 +25,7 @@ pub async fn get(Ext(state): Ext<Arc<State>>) -> impl IntoResponse {
 /// The exposition text.
 pub fn render(state: &State) -> String {
     let mut out = String::with_capacity(16 * 1024);
-    let latest = state.samples(None).map(|(s, _)| s);
+    let latest = state.readings(None).map(|(s, _)| s);
     for (name, help, pick) in [
         (
             "peerwarden_traffic_bytes_total",

@@ -80,7 +80,7 @@ pub async fn get(
         Some(_) => None,
         None => p.window.as_deref().map(parse_window).transpose()?,
     };
-    let history = state.history_seconds();
+    let history = state.recent_seconds();
     let range = match (range, window) {
         (Some(r), _) => Some(r),
         (None, Some(w)) if w > history && state.store().is_some() => Some(Range::last(w, now)),

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::{ApiError, auth::require_writer};
 use crate::{
-    clock,
+    ktime,
     policy_store::{Rejected, ReplaceError},
     state::State,
 };
@@ -38,7 +38,7 @@ pub async fn get(Ext(state): Ext<Arc<State>>) -> Result<Json<ActivePolicy>, ApiE
         .ok_or_else(|| ApiError::NotFound("no policy is loaded".into()))?;
     Ok(Json(ActivePolicy {
         origin: active.origin,
-        loaded_at: clock::rfc3339(active.loaded_at),
+        loaded_at: ktime::rfc3339(active.loaded_at),
         subscribers: active.policy.subscribers().len(),
         plans: active
             .policy

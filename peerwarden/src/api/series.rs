@@ -52,7 +52,7 @@ pub async fn get(
     Ext(state): Ext<Arc<State>>,
     Query(p): Query<Params>,
 ) -> Result<Json<Series>, ApiError> {
-    let history = state.history_seconds();
+    let history = state.recent_seconds();
     let now = SystemTime::now();
     let stored = match parse_range(p.from.as_deref(), p.to.as_deref(), p.window.as_deref(), now)? {
         Some(r) => Some(r),
@@ -107,7 +107,7 @@ pub async fn get(
             "window / step: {window}s in steps of {step}s is {n} points, more than {MAX_POINTS}; take a longer step"
         )));
     }
-    let readings = state.history();
+    let readings = state.recent();
     Ok(Json(Series {
         window_seconds: window,
         step_seconds: step,

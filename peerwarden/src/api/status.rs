@@ -10,7 +10,7 @@ use axum::{Json, extract::State as Ext};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{clock, probe::Attachment, state::State};
+use crate::{ktime, probe::Attachment, state::State};
 
 /// Fill level of a kernel map.
 #[derive(Serialize, ToSchema)]
@@ -59,7 +59,7 @@ pub async fn get(Ext(state): Ext<Arc<State>>) -> Json<Status> {
         },
     );
     Json(Status {
-        since: clock::rfc3339(state.started),
+        since: ktime::rfc3339(state.started),
         uptime_seconds: state.started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
         mode: if state.observe_mirror().is_some() {
             "observe"

@@ -22,6 +22,8 @@
 
 use std::net::IpAddr;
 
+use crate::config::ipfix::MIN_MESSAGE;
+
 /// IPFIX's version number in the message header.
 pub const VERSION: u16 = 10;
 /// Set id of a template set.
@@ -42,9 +44,6 @@ pub const MAX_STRING: usize = 128;
 pub const HEADER_LEN: usize = 16;
 /// Bytes of a set header.
 pub const SET_HEADER_LEN: usize = 4;
-/// The smallest message size accepted: room for the header, a set header and the largest
-/// record (IPv6, three strings at their limit).
-pub const MIN_MESSAGE: usize = 512;
 
 /// Information element ids used in the templates.
 pub mod ie {

@@ -27,7 +27,11 @@ use peerwarden_common::{FlowKey, FlowValue, Label};
 use peerwarden_policies::Policy;
 use tracing::{info, warn};
 
-use crate::{clock, config::IpfixConfig, deep::DeepState, state::State};
+use crate::{
+    config::ipfix::IpfixConfig,
+    ktime,
+    state::{DeepState, State},
+};
 use encode::{Encoder, FlowExport};
 use tracker::{Due, Tracker};
 
@@ -129,8 +133,8 @@ impl Namer {
             dport: k.remote_port,
             bytes: d.bytes,
             packets: d.packets,
-            start_ms: unix_ms(clock::wall_time(v.first_seen_ns)),
-            end_ms: unix_ms(clock::wall_time(v.last_seen_ns)),
+            start_ms: unix_ms(ktime::wall_time(v.first_seen_ns)),
+            end_ms: unix_ms(ktime::wall_time(v.last_seen_ns)),
             reason: d.reason,
             label_id: label.id(),
             label: name,
@@ -252,11 +256,11 @@ impl Exporter {
                     // empty one for 3 s was empty).
                     if baseline && !reading.is_empty() {
                         baseline = false;
-                        tracker.adopt(reading, clock::monotonic_ns());
+                        tracker.adopt(reading, ktime::monotonic_ns());
                         continue;
                     }
                     baseline &= began.elapsed() < Duration::from_secs(3);
-                    let due = tracker.tick(reading, clock::monotonic_ns());
+                    let due = tracker.tick(reading, ktime::monotonic_ns());
                     sender.send(&due, &namer);
                     while started.elapsed() < Duration::from_secs(1)
                         && !stop.load(Ordering::Relaxed)
@@ -305,7 +309,7 @@ impl Stopped {
         }
         let due = self
             .tracker
-            .finish(last_walk.unwrap_or_default(), clock::monotonic_ns());
+            .finish(last_walk.unwrap_or_default(), ktime::monotonic_ns());
         self.sender.send(&due, &self.namer);
         info!(
             records = COUNTERS.records.load(Ordering::Relaxed),

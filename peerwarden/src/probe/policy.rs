@@ -65,7 +65,7 @@ impl Probe {
     pub fn compile_options(&self) -> CompileOptions {
         CompileOptions {
             max_subscribers: self.options.max_subscribers,
-            tick_ns: crate::clock::coarse_tick_ns(),
+            tick_ns: crate::ktime::coarse_tick_ns(),
             observe: self.observe,
         }
     }

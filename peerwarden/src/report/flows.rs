@@ -8,7 +8,7 @@ use peerwarden_common::{
 };
 use serde::Serialize;
 
-use crate::{clock, state::State};
+use crate::{ktime, state::State};
 
 /// A flow record as DESIGN.md prints it; `src` is always the subscriber side.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -63,8 +63,8 @@ impl FlowRecord {
             subscriber: None,
             packets: value.packets,
             bytes: value.bytes,
-            first_seen: clock::rfc3339(clock::wall_time(value.first_seen_ns)),
-            last_seen: clock::rfc3339(clock::wall_time(value.last_seen_ns)),
+            first_seen: ktime::rfc3339(ktime::wall_time(value.first_seen_ns)),
+            last_seen: ktime::rfc3339(ktime::wall_time(value.last_seen_ns)),
         }
     }
 }

@@ -12,7 +12,7 @@ use super::{
     By, Range, Span, Usage,
     source::{Counts, classes},
 };
-use crate::{clock, state::State};
+use crate::{ktime, state::State};
 
 /// The traffic mix.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -43,7 +43,7 @@ fn fold(
     labels.retain(|_, u| *u != Usage::default());
     Mix {
         window_seconds,
-        since: clock::rfc3339(state.started),
+        since: ktime::rfc3339(state.started),
         classes,
         labels,
         probe: state.stats(),
@@ -56,7 +56,7 @@ fn fold(
 pub fn live(state: &State, window_secs: Option<u64>) -> Mix {
     let mut labels = BTreeMap::new();
     let mut covered = window_secs;
-    if let Some((latest, base)) = state.samples(window_secs) {
+    if let Some((latest, base)) = state.readings(window_secs) {
         covered = base
             .as_ref()
             .map(|b| latest.at.duration_since(b.at).as_secs());
@@ -64,7 +64,7 @@ pub fn live(state: &State, window_secs: Option<u64>) -> Mix {
     }
     if let Some(w) = window_secs {
         // Over a window, count the flows active in it, from the flow table.
-        let horizon = clock::monotonic_ns().saturating_sub(w.saturating_mul(1_000_000_000));
+        let horizon = ktime::monotonic_ns().saturating_sub(w.saturating_mul(1_000_000_000));
         for u in labels.values_mut() {
             u.flows = 0;
         }

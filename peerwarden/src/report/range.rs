@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::{
-    clock,
     history::{minute_of, unix},
+    ktime,
 };
 
 /// A range served from the history store, rounded out to whole minutes.
@@ -72,7 +72,7 @@ pub fn time_of(secs: i64) -> SystemTime {
 }
 
 fn rfc3339(secs: i64) -> String {
-    clock::rfc3339(time_of(secs))
+    ktime::rfc3339(time_of(secs))
 }
 
 /// Parses `from`/`to`: `None` when neither is given. `to` defaults to now; a range must

@@ -9,7 +9,7 @@ use super::{
     Span,
     source::{Source, classes},
 };
-use crate::clock;
+use crate::ktime;
 
 /// Window when the request does not say (clamped to the history kept).
 pub const DEFAULT_WINDOW_SECS: u64 = 600;
@@ -71,7 +71,7 @@ pub fn points(source: &impl Source) -> Vec<Point> {
                 packets: u.packets,
             };
             Point {
-                t: clock::rfc3339(t),
+                t: ktime::rfc3339(t),
                 classes: classes(&labels)
                     .iter()
                     .map(|(n, u)| (*n, step(u)))
@@ -93,10 +93,10 @@ mod tests {
     use peerwarden_common::{CounterValue, Label, label::ALL_LABELS};
 
     use super::*;
-    use crate::{report::source::Live, state::Sample};
+    use crate::{report::source::Live, state::LabelReading};
 
     fn series(
-        readings: &[Sample],
+        readings: &[LabelReading],
         now: Instant,
         wall: SystemTime,
         window: u64,
@@ -113,7 +113,7 @@ mod tests {
 
     /// Readings once a second for `secs` seconds ending at `end`: bittorrent grows by 1000
     /// bytes up and 2000 down per second, http by 100 down.
-    fn history(end: Instant, secs: u64) -> Vec<Sample> {
+    fn history(end: Instant, secs: u64) -> Vec<LabelReading> {
         (0..=secs)
             .map(|i| {
                 let mut c = vec![[CounterValue::default(); 2]; ALL_LABELS.len()];
@@ -136,7 +136,7 @@ mod tests {
                 };
                 // Jitter: the sampler is never exactly on the second.
                 let jitter = Duration::from_millis(if i % 2 == 0 { 3 } else { 40 });
-                Sample {
+                LabelReading {
                     at: end - Duration::from_secs(secs - i) + jitter,
                     counters: c,
                 }

@@ -17,7 +17,7 @@ use peerwarden_common::{
 use peerwarden_history::{LabelTotals, Row};
 
 use super::Usage;
-use crate::state::Sample;
+use crate::state::LabelReading;
 
 /// How far after a step boundary a reading may be taken and still count for it: the
 /// sampler reads about once a second, with some jitter.
@@ -59,7 +59,7 @@ fn pos(v: i64) -> u64 {
 
 impl Counts {
     /// The difference between two readings of the counters (`base`: none, since start).
-    pub fn between(base: Option<&Sample>, last: &Sample) -> Counts {
+    pub fn between(base: Option<&LabelReading>, last: &LabelReading) -> Counts {
         let mut out = Counts::default();
         for (slot, label) in out.labels.iter_mut().zip(ALL_LABELS) {
             let id = label.id() as usize;
@@ -169,7 +169,7 @@ pub trait Source {
 /// reading. `now`/`wall` pin the monotonic clock to the wall clock.
 pub struct Live<'a> {
     /// Readings, oldest first.
-    pub readings: &'a [Sample],
+    pub readings: &'a [LabelReading],
     /// Monotonic now.
     pub now: Instant,
     /// Wall-clock now.

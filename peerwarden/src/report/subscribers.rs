@@ -20,8 +20,8 @@ use utoipa::ToSchema;
 
 use super::{By, Range, Span};
 use crate::{
-    clock,
     history::CLASS_NAMES,
+    ktime,
     readings::{ClassCounters, RATE_WINDOW, Recent},
     state::State,
 };
@@ -216,7 +216,7 @@ pub fn top_by_label(
         }
     } else if let Some(policy) = policy.as_ref() {
         let horizon =
-            window.map(|w| clock::monotonic_ns().saturating_sub(w.saturating_mul(1_000_000_000)));
+            window.map(|w| ktime::monotonic_ns().saturating_sub(w.saturating_mul(1_000_000_000)));
         for f in state.flows.iter() {
             let (k, v) = (f.key(), f.value());
             if Label::from_id(v.label) != label || horizon.is_some_and(|h| v.last_seen_ns < h) {

@@ -42,10 +42,7 @@ async fn metrics_are_prometheus_text() {
 
 #[tokio::test]
 async fn metrics_have_policy_drops_reloads_and_capped_subscriber_series() {
-    let s = stored("metrics");
-    s.state
-        .subscriber_series_limit
-        .store(1, std::sync::atomic::Ordering::Relaxed);
+    let s = stored_with("metrics", 1);
     let resp = app(s.state.clone())
         .oneshot(
             Request::get("/metrics")
@@ -125,10 +122,8 @@ async fn metrics_have_policy_drops_reloads_and_capped_subscriber_series() {
         per_sub, 40,
         "5 metrics x 4 classes x 2 directions for one subscriber"
     );
-    s.state
-        .subscriber_series_limit
-        .store(0, std::sync::atomic::Ordering::Relaxed);
-    let text = crate::api::metrics::render(&s.state);
+    let none = stored_with("metrics-limit-0", 0);
+    let text = crate::api::metrics::render(&none.state);
     assert!(
         !text.contains("subscriber=\""),
         "limit 0: no per-subscriber series"

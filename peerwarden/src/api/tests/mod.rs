@@ -21,9 +21,9 @@ use tower::ServiceExt as _;
 
 use super::app;
 use crate::{
-    clock,
+    ktime,
     policy_store::PolicyStore,
-    state::{Sample, State, StateOptions},
+    state::{LabelReading, State, StateOptions},
 };
 
 fn counters(bt_bytes: u64, unknown_flows: u64) -> Vec<[CounterValue; 2]> {
@@ -58,7 +58,7 @@ fn flow(last: u8, label: Label, age_ns: u64) -> (FlowKey, FlowValue) {
     };
     k.sub_addr[..4].copy_from_slice(&[100, 64, 1, last]);
     k.remote_addr[..4].copy_from_slice(&[198, 51, 100, 7]);
-    let now = clock::monotonic_ns();
+    let now = ktime::monotonic_ns();
     let v = FlowValue {
         packets: [5, 6],
         bytes: [500, 600],
@@ -74,25 +74,36 @@ fn flow(last: u8, label: Label, age_ns: u64) -> (FlowKey, FlowValue) {
 const TOKEN: &str = "test-token-0123456789";
 
 fn state() -> Arc<State> {
+    state_with(None, 1000)
+}
+
+fn state_with(
+    store: Option<Arc<crate::history::History>>,
+    subscriber_series_limit: usize,
+) -> Arc<State> {
     let s = State::new(StateOptions {
         attachments: Vec::new(),
-        history_seconds: 3600,
+        recent_seconds: 3600,
         flow_table_size: 4096,
         policy: PolicyStore::new(None),
         api_token: Some(TOKEN.into()),
         deep: Default::default(),
         clock: Default::default(),
+        store,
+        subscribers: Default::default(),
+        subscriber_series_limit,
+        observe_mirror: None,
     });
     let t0 = Instant::now() - Duration::from_secs(120);
-    s.push_sample(Sample {
+    s.push_reading(LabelReading {
         at: t0,
         counters: counters(1000, 2),
     });
-    s.push_sample(Sample {
+    s.push_reading(LabelReading {
         at: t0 + Duration::from_secs(60),
         counters: counters(5000, 2),
     });
-    s.push_sample(Sample {
+    s.push_reading(LabelReading {
         at: t0 + Duration::from_secs(120),
         counters: counters(9000, 3),
     });
@@ -187,16 +198,19 @@ fn sub_reading(p2p_down: u64, p2p_dropped: u64, web_down: u64) -> SubUsage {
 }
 
 fn stored(name: &str) -> Stored {
+    stored_with(name, 1000)
+}
+
+fn stored_with(name: &str, subscriber_series_limit: usize) -> Stored {
     use std::time::SystemTime;
     let dir = std::env::temp_dir().join(format!("peerwarden-api-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let state = state();
     let h = crate::history::History::open(&dir.join("history.db"), "test", Default::default())
         .expect("store");
-    assert!(state.history_store.set(Arc::new(h)).is_ok());
+    let state = state_with(Some(Arc::new(h)), subscriber_series_limit);
     assert!(state.policy.replace(POLICED.to_string(), "test").is_ok());
     let owners = vec![("alice".to_string(), 0u32), ("bob".to_string(), 1u32)];
-    let h = state.history_store.get().expect("store");
+    let h = state.store().expect("store");
     let now = SystemTime::now();
     let t0 = Instant::now() - Duration::from_secs(10);
     let readings = [
@@ -236,5 +250,5 @@ async fn get_on(state: &Arc<State>, uri: &str) -> (StatusCode, Value) {
 }
 
 fn ago(mins: u64) -> String {
-    clock::rfc3339(std::time::SystemTime::now() - Duration::from_secs(mins * 60))
+    ktime::rfc3339(std::time::SystemTime::now() - Duration::from_secs(mins * 60))
 }

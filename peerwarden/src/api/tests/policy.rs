@@ -97,12 +97,16 @@ async fn policy_writes_need_the_token_and_bad_ones_change_nothing() {
 async fn writes_are_refused_without_a_configured_token() {
     let s = State::new(StateOptions {
         attachments: Vec::new(),
-        history_seconds: 60,
+        recent_seconds: 60,
         flow_table_size: 16,
         policy: PolicyStore::new(None),
         api_token: None,
         deep: Default::default(),
         clock: Default::default(),
+        store: None,
+        subscribers: Default::default(),
+        subscriber_series_limit: 1000,
+        observe_mirror: None,
     });
     let (status, v) = send(&app(Arc::new(s)), put_policy(GOOD_POLICY, Some(TOKEN))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

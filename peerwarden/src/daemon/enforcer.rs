@@ -2,25 +2,17 @@
 //! ([`peerwarden_policies::compile`]) for the probe's kernel, installs it (HTB classes, then
 //! the maps), and compiles again when a schedule window opens or closes.
 
-use peerwarden_common::{
-    Class,
-    policy::{PlanSlots, Rule},
-};
+use peerwarden_common::policy::{PlanSlots, Rule};
 use peerwarden_policies::{
     Policy,
     compile::{Compiled, SubscriberIndex, compile, open_windows},
 };
 
-/// The class slot counters use for a label's class.
-pub fn class_index(c: Class) -> u32 {
-    c as u32
-}
-
 /// Keeps the kernel's policy maps (and the HTB classes of `shape` rules) in step with the
 /// active policy and the clock.
 pub struct Enforcer {
     probe: std::sync::Arc<crate::probe::Probe>,
-    clock: std::sync::Arc<crate::schedule::PolicyClock>,
+    clock: std::sync::Arc<crate::policy_clock::PolicyClock>,
     shaper: Option<std::sync::Mutex<crate::shaping::Shaper>>,
     index: std::sync::Mutex<SubscriberIndex>,
     /// The policy last installed, and the rules it compiled to, to re-install only when a
@@ -41,7 +33,7 @@ impl Enforcer {
     /// An enforcer writing into `probe`'s maps.
     pub fn new(
         probe: std::sync::Arc<crate::probe::Probe>,
-        clock: std::sync::Arc<crate::schedule::PolicyClock>,
+        clock: std::sync::Arc<crate::policy_clock::PolicyClock>,
     ) -> Enforcer {
         Enforcer {
             probe,

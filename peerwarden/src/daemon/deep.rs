@@ -1,54 +1,52 @@
 //! The daemon's deep tier: reads payload samples of undecided flows from the kernel's ring
 //! buffer, runs the classifier engine on them, and hands verdicts back to the kernel (which
-//! applies them on the flow's next packet). Video services' names (`video.youtube`) stay
-//! here, keyed by flow, for the reports.
+//! applies them on the flow's next packet). Video services' names (`video.youtube`) go to
+//! [`DeepState`], keyed by flow, for the reports.
 
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
+    thread,
     time::Duration,
 };
 
+use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
-use dashmap::DashMap;
 use peerwarden_classifier::{Engine, EngineConfig, PacketMeta};
 use peerwarden_common::{
     Confidence, Direction, FlowKey, Label,
     deep::{DEEP_BUDGET, Sample, Verdict},
 };
 
-use crate::probe::Probe;
+use crate::{probe::Probe, state::DeepState};
 
-/// Deep-tier results the reports read.
-#[derive(Default)]
-pub struct DeepState {
-    /// Service names of flows labelled `video.<service>`.
-    pub services: DashMap<FlowKey, String>,
-    /// Undecided flows whose state the deep tier holds now.
-    pub tracked: AtomicU64,
-    /// Flows whose state was dropped to stay within its cap (`deep_max_flows`, least
-    /// recently sampled first): the deep tier forgets them as the kernel forgets flows
-    /// under a flood.
-    pub evicted: AtomicU64,
-    /// Endpoints the endpoint cache learned from confirmed flows (new or refreshed).
-    pub cache_learned: AtomicU64,
-    /// Learnings the endpoint cache refused because their subscriber had used its budget.
-    pub cache_refused: AtomicU64,
+/// Starts the deep tier's thread if the probe has a sample ring (it takes the ring), with
+/// at most `max_tracked` undecided flows (`deep_max_flows`).
+pub(super) fn spawn(
+    probe: &Arc<Probe>,
+    deep: &Arc<DeepState>,
+    stop: &Arc<AtomicBool>,
+    max_tracked: u32,
+) -> anyhow::Result<Option<thread::JoinHandle<()>>> {
+    let Some(ring) = probe.take_samples() else {
+        return Ok(None);
+    };
+    let (probe, deep, stop) = (probe.clone(), deep.clone(), stop.clone());
+    thread::Builder::new()
+        .name("deep".into())
+        .spawn(move || run(probe, ring, deep, stop, Vec::new(), max_tracked))
+        .map(Some)
+        .context("starting the deep classifier")
 }
-
-/// Undecided flows the deep tier holds state for at most unless the config says otherwise
-/// (`deep_max_flows`; the flow table's size when it is smaller). About 450 bytes each in
-/// the engine and the sample count: ~8 MiB.
-pub const DEFAULT_MAX_TRACKED: u32 = 1 << 14;
 
 /// Payload samples seen per flow, to tell the kernel when the deep tier has given up.
 type Seen = std::collections::HashMap<FlowKey, u8>;
 
 /// Runs until `stop`: samples in, verdicts out.
-pub fn run(
+fn run(
     probe: Arc<Probe>,
     mut ring: RingBuf<MapData>,
     deep: Arc<DeepState>,
@@ -93,7 +91,7 @@ pub fn run(
             .store(engine.cache_refused(), Ordering::Relaxed);
         if last_expiry.elapsed() > Duration::from_secs(30) {
             last_expiry = std::time::Instant::now();
-            let now = crate::clock::monotonic_ns();
+            let now = crate::ktime::monotonic_ns();
             engine.expire(now, 300_000_000_000);
             seen.retain(|k, _| engine.verdict(&from_kernel(k)).is_some());
             seen.shrink_to_fit();

@@ -1,0 +1,207 @@
+//! The threads that run once a second until the daemon stops: the per-label counters, the
+//! per-subscriber counters, the flow table, the policy's schedules and the policy file.
+
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::Context as _;
+use tracing::{info, warn};
+
+use super::enforcer::Enforcer;
+use crate::{
+    config::Config,
+    history::History,
+    probe::Probe,
+    readings::{Owners, Readings},
+    state::{LabelReading, State},
+};
+
+/// How often the counters are read.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Every this many passes (one a second) the subscriber reader reads every owner's
+/// counters, not only those the kernel flagged as changed: a safety net for a flag taken
+/// by a daemon that died before reading, and the first pass after a start.
+const FULL_PASS_EVERY: u64 = 60;
+
+/// Starts the reader threads; each stops within 50 ms of `stop` being set.
+pub(super) fn spawn(
+    config: &Config,
+    probe: &Arc<Probe>,
+    state: &Arc<State>,
+    enforcer: &Arc<Enforcer>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<thread::JoinHandle<()>>> {
+    Ok(vec![
+        spawn_reader("counters", stop, {
+            let (probe, state) = (probe.clone(), state.clone());
+            move || read_counters(&probe, &state)
+        })?,
+        // Its own thread: the read is cheap (the mapped array, 0.1 us per subscriber), but
+        // the rates and the store's rows cost about 10 us per subscriber (docs/benchmarks.md),
+        // and must not hold back the per-label readings with many subscribers.
+        spawn_reader("subscribers", stop, {
+            let (probe, state, enforcer) = (probe.clone(), state.clone(), enforcer.clone());
+            let mut owners = Owners::default();
+            let mut passes = 0u64;
+            move || {
+                let active = state.policy.active().map(|a| a.policy);
+                let owners = owners.current(active, probe.options().max_subscribers, |i| {
+                    enforcer.subscriber_id(i)
+                });
+                read_subscribers(
+                    &probe,
+                    &state.subscribers,
+                    state.store().map(|h| &**h),
+                    owners,
+                    passes.is_multiple_of(FULL_PASS_EVERY),
+                );
+                passes += 1;
+            }
+        })?,
+        spawn_reader("flows", stop, {
+            let (probe, state) = (probe.clone(), state.clone());
+            move || read_flows(&probe, &state)
+        })?,
+        spawn_reader("schedule", stop, {
+            let enforcer = enforcer.clone();
+            move || {
+                if let Err(e) = enforcer.tick() {
+                    warn!(error = %format!("{e:#}"), "re-installing the policy for its schedule");
+                }
+            }
+        })?,
+        spawn_reader("policy-file", stop, {
+            let (state, path) = (state.clone(), config.policy.clone());
+            let mut seen = path.as_deref().and_then(modified);
+            move || {
+                let Some(path) = &path else { return };
+                let now = modified(path);
+                if now != seen {
+                    seen = now;
+                    reload_file(&state, path, "file change");
+                }
+            }
+        })?,
+    ])
+}
+
+/// Runs `tick` every second on its own thread until `stop` is set.
+fn spawn_reader(
+    name: &str,
+    stop: &Arc<AtomicBool>,
+    mut tick: impl FnMut() + Send + 'static,
+) -> anyhow::Result<thread::JoinHandle<()>> {
+    let stop = stop.clone();
+    thread::Builder::new()
+        .name(format!("read-{name}"))
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                tick();
+                // Sleep out the rest of the second in slices, to notice `stop` quickly.
+                while started.elapsed() < TICK && !stop.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+        })
+        .with_context(|| format!("starting the {name} reader"))
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Re-reads the policy file; an invalid one is rejected whole and the running one stays.
+pub(super) fn reload_file(state: &State, path: &Path, why: &str) {
+    match std::fs::read_to_string(path) {
+        Ok(source) => {
+            if state
+                .policy
+                .replace(source, &path.display().to_string())
+                .is_ok()
+            {
+                info!(path = %path.display(), why, "policy reloaded");
+            }
+        }
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "reading the policy; the running one stays")
+        }
+    }
+}
+
+fn read_counters(probe: &Probe, state: &State) {
+    let (at, wall) = (Instant::now(), SystemTime::now());
+    match probe.counters() {
+        Ok(counters) => {
+            if let Some(h) = state.store() {
+                h.record_labels(wall, &counters);
+            }
+            state.push_reading(LabelReading { at, counters });
+        }
+        Err(e) => warn!(error = %e, "reading counters"),
+    }
+    match probe.stats() {
+        Ok(stats) => state.set_stats(stats),
+        Err(e) => warn!(error = %e, "reading probe statistics"),
+    }
+}
+
+fn read_flows(probe: &Probe, state: &State) {
+    match probe.flows() {
+        Ok(flows) => state.set_flows(flows),
+        Err(e) => warn!(error = %e, "walking the flow table"),
+    }
+}
+
+/// Reads every owner's per-subscriber counters into `readings` and the history store
+/// (`full`: every owner, not only those the kernel flagged as changed).
+pub(super) fn read_subscribers(
+    probe: &Probe,
+    readings: &Readings,
+    history: Option<&History>,
+    owners: &[(String, u32)],
+    full: bool,
+) {
+    let (at, wall) = (Instant::now(), SystemTime::now());
+    // Which owners' counters moved since the last pass: the kernel flags them. Each flag is
+    // taken (cleared) before the counters are read, so what changes after the read is
+    // flagged again for the next pass; on a full pass every owner is read all the same.
+    let seen = probe.seen_map();
+    let mut moved = vec![0u64; (probe.options().max_subscribers as usize).div_ceil(64)];
+    for (_, i) in owners {
+        if (seen.take(*i) || full)
+            && let Some(w) = moved.get_mut(*i as usize / 64)
+        {
+            *w |= 1 << (i % 64);
+        }
+    }
+    let has_moved = |i: u32| {
+        moved
+            .get(i as usize / 64)
+            .is_none_or(|w| w & (1 << (i % 64)) != 0)
+    };
+    // The moved owners' counters are copied out of the mapped kernel array (no system
+    // call), once for the rates and once for the store: cheaper than keeping a copy of all.
+    readings.update_usage(at, owners, |i, must| {
+        if must || has_moved(i) {
+            probe.subscriber_usage(i).map(Some)
+        } else {
+            Ok(None)
+        }
+    });
+    if let Some(h) = history {
+        h.record_subscribers_with(wall, owners, |i| {
+            has_moved(i)
+                .then(|| probe.subscriber_usage(i).ok())
+                .flatten()
+        });
+    }
+}
