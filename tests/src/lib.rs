@@ -23,5 +23,7 @@ pub mod flood;
 pub mod lab;
 pub mod packets;
 pub mod payloads;
+/// The probe with a compiled policy installed, for the kernel tests of policies.
+pub mod policy;
 pub mod rng;
 pub mod xdp;

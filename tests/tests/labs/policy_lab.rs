@@ -17,7 +17,7 @@
 //! Transfers are bounded (iperf3 -t ≤ 15, curl --max-time 60, the BitTorrent leecher
 //! stopped 14 s after its first bytes). Run as root, one at a time
 //! (the machine has two cores, and the rates are measured):
-//! `cargo test -p peerwarden-tests --test policy_lab -- --test-threads=1`.
+//! `cargo test -p peerwarden-tests --test labs policy_lab:: -- --test-threads=1`.
 
 use std::{
     io::{Read as _, Write as _},

@@ -13,7 +13,7 @@
 //! (forward, police, drop), and it counts each frame once with the same length the probe
 //! sees (offloads are off on lab veths, so no GSO super-frames; veths carry no FCS).
 //!
-//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test lab_swarm`.
+//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test labs lab_swarm::`.
 
 use std::{
     collections::BTreeMap,

@@ -10,7 +10,7 @@
 //! - the request log has a line per request, and never the token, a wrong token, the
 //!   `Authorization` header or a request body.
 //!
-//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test api_security`.
+//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test api api_security::`.
 
 use std::{
     io::{Read as _, Write as _},
