@@ -172,6 +172,76 @@ pub fn replay(path: &Path) -> Result<Replay, CaptureError> {
     }
 }
 
+/// One frame of an Ethernet capture: its bytes as captured and its length on the wire.
+#[derive(Clone, Debug)]
+pub struct EthernetFrame {
+    /// The captured bytes (cut at the capture's snapshot length).
+    pub data: Vec<u8>,
+    /// The frame's length on the wire (Ethernet header included, no FCS on veth).
+    pub wire_len: u32,
+}
+
+/// Every frame of capture `path` (what `tcpdump -w` writes on the lab's veths), read with
+/// the classifier's capture reader (pcap, either byte order and time unit, or pcapng).
+/// Panics unless the whole file reads and every frame is Ethernet.
+pub fn ethernet_frames(path: &Path) -> Vec<EthernetFrame> {
+    let mut reader =
+        CaptureReader::open(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut frames = Vec::new();
+    loop {
+        match reader.next_frame() {
+            Ok(Some(f)) => {
+                assert_eq!(
+                    f.link_type,
+                    link::ETHERNET,
+                    "{}: link type {}, expected Ethernet",
+                    path.display(),
+                    f.link_type
+                );
+                frames.push(EthernetFrame {
+                    data: f.data.to_vec(),
+                    wire_len: f.wire_len,
+                });
+            }
+            Ok(None) => return frames,
+            Err(e) => panic!("reading {}: {e}", path.display()),
+        }
+    }
+}
+
+/// A TCP or UDP frame's `(proto, src, sport, dst, dport)`, the protocol as `"tcp"` or
+/// `"udp"`.
+pub type Tuple = (&'static str, IpAddr, u16, IpAddr, u16);
+
+/// One frame of a lab capture: its length on the wire and the flow it belongs to, if TCP
+/// or UDP over IPv4 or IPv6.
+#[derive(Clone, Debug)]
+pub struct FlowFrame {
+    /// The frame's length on the wire (Ethernet header included, no FCS on veth).
+    pub len: u32,
+    /// The flow as captured, decoded by the classifier's packet decoder.
+    pub tuple: Option<Tuple>,
+}
+
+/// Every frame of Ethernet capture `path` with its flow ([`ethernet_frames`], each
+/// decoded by the classifier).
+pub fn flow_frames(path: &Path) -> Vec<FlowFrame> {
+    ethernet_frames(path)
+        .into_iter()
+        .map(|f| FlowFrame {
+            len: f.wire_len,
+            tuple: packet::decode(link::ETHERNET, &f.data).ok().and_then(|d| {
+                let proto = match d.proto {
+                    TCP => "tcp",
+                    UDP => "udp",
+                    _ => return None,
+                };
+                Some((proto, d.src, d.sport, d.dst, d.dport))
+            }),
+        })
+        .collect()
+}
+
 /// The frame to run the probe on for decoded packet `d` of a frame of `link_type`.
 fn frame_for(link_type: u32, data: &[u8], d: &Decoded<'_>) -> (Vec<u8>, Framing) {
     let candidate = match link_type {

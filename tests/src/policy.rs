@@ -89,8 +89,7 @@ impl PolicyProbe {
 
     /// Alice's kernel counters for class `other` going `dir`.
     pub fn other(&self, dir: Direction) -> SubCounter {
-        self.probe.subscriber_counters(ALICE).expect("counters")[Class::Other as usize]
-            [dir.index()]
+        self.probe.subscriber_counters(ALICE).expect("counters")[Class::Other as usize][dir.index()]
     }
 
     /// The flow table's entry for `key`.
