@@ -218,14 +218,19 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
+    Ok(http_response(&raw))
+}
+
+/// The status code (0 if there is none) and the body of a raw HTTP/1 response.
+pub fn http_response(raw: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let code = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    Ok((code, body.to_string()))
+    (code, body.to_string())
 }
 
 /// Waits until `GET /healthz` answers 200, or panics after `timeout`.

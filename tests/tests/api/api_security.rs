@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use peerwarden_tests::lab::{Lab, TempDir, peerwarden_bin};
+use peerwarden_tests::lab::{Lab, TempDir, http_response, peerwarden_bin};
 use rustls::{
     ClientConfig, ClientConnection, RootCertStore, StreamOwned,
     pki_types::{CertificateDer, ServerName},
@@ -81,14 +81,7 @@ fn request(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
         Err(e) => return Err(e),
     }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((code, body.to_string()))
+    Ok(http_response(&raw))
 }
 
 fn get_json(tls: &Arc<ClientConfig>, path: &str) -> (u16, Value) {

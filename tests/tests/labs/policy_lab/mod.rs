@@ -30,7 +30,7 @@ use std::{
 
 use peerwarden::lab::addr;
 use peerwarden_tests::lab::{
-    Capture, Daemon, Lab, TempDir, kill, link_bytes, peerwarden_bin, run_bounded,
+    Capture, Daemon, Lab, TempDir, http_response, kill, link_bytes, peerwarden_bin, run_bounded,
 };
 use serde_json::Value;
 
@@ -411,14 +411,7 @@ fn http_put(
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((code, body.to_string()))
+    Ok(http_response(&raw))
 }
 
 /// Asserts `got` is within `tol` (a fraction) of `want`.
