@@ -7,7 +7,9 @@ bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 # The lab tests run the peerwarden binary: build it before the tests that use it.
 cargo build --locked -p peerwarden
-# --no-fail-fast: one failing test binary does not hide the others' results.
+# --no-fail-fast: one failing test binary does not hide the others' results. --workspace: the
+# integration tests (tests/: kernel, labs, api) are not a default member, plain `cargo test`
+# leaves them out.
 status=0
 cargo test --locked --no-fail-fast --workspace --exclude peerwarden-ebpf -- --test-threads=1 || status=$?
 # The Prometheus rules shipped in contrib/ parse and do what their unit tests say; the

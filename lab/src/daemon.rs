@@ -138,27 +138,62 @@ pub fn start(lab: &Lab, opts: &UpOptions) -> Result<u32, LabError> {
     Ok(pid)
 }
 
-/// A minimal HTTP/1.0 GET: the status code and the body.
+/// A minimal HTTP/1.0 GET: status code and body; an error if the answer has no status line.
 pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+    request(
+        addr,
+        &format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        timeout,
+    )
+}
+
+/// A minimal HTTP/1.0 PUT of `body` with a bearer `token` (the API's writes): status code
+/// and body; an error if the answer has no status line.
+pub fn http_put(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
+    request(
+        addr,
+        &format!(
+            "PUT {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+        timeout,
+    )
+}
+
+fn request(addr: SocketAddr, request: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
+    match http_response(&raw) {
+        (0, _) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "no HTTP status line",
+        )),
+        answer => Ok(answer),
+    }
+}
+
+/// The status code (0 if there is none) and the body of a raw HTTP/1 response.
+pub fn http_response(raw: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let code = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "no HTTP status line")
-        })?;
-    Ok((code, body.to_string()))
+        .unwrap_or(0);
+    (code, body.to_string())
 }
 
 #[cfg(test)]

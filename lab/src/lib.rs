@@ -42,7 +42,7 @@ mod web;
 
 use std::path::{Path, PathBuf};
 
-pub use daemon::http_get;
+pub use daemon::{http_get, http_put, http_response};
 pub use error::LabError;
 pub use exec::require_root;
 pub use topology::addr;

@@ -9,7 +9,7 @@
 //! [`corpus`] lists them in the order they are to be replayed: poisoning happens before the
 //! innocent sessions it targets, inside the same case.
 //!
-//! The runners (`tests/tests/adversarial.rs`) replay the frames through `peerwarden classify`,
+//! The runners (`tests/tests/labs/adversarial.rs`) replay the frames through `peerwarden classify`,
 //! through the kernel program alone (`BPF_PROG_TEST_RUN`) and through the gateway of a
 //! namespace lab, and compare each [`Check`]'s flow label with its exact expectation.
 //!

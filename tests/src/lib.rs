@@ -16,7 +16,7 @@
 
 /// The adversarial corpus of issue 11: disguised BitTorrent, poisoned endpoints, look-alikes.
 pub mod adversarial;
-/// Captures replayed through the probe, and lab captures scored against their ground truth.
+/// Captures replayed through the probe, and the frames of lab captures.
 pub mod captures;
 /// PPPoE sessions and MPLS label stacks around built frames (issue 14).
 pub mod encap;
@@ -25,5 +25,9 @@ pub mod flood;
 pub mod lab;
 pub mod packets;
 pub mod payloads;
+/// The probe with a compiled policy installed, for the kernel tests of policies.
+pub mod policy;
 pub mod rng;
+/// Lab captures scored against their ground truth.
+pub mod score;
 pub mod xdp;

@@ -21,7 +21,7 @@
 //!
 //! One lab (prefix `pwb1`, API port 9481), removed when the test ends, also on failure.
 //! Run as root, alone (rates are measured on a two-core machine):
-//! `cargo test -p peerwarden-tests --test bypass lab -- --test-threads=1 --nocapture`.
+//! `cargo test -p peerwarden-tests --test labs bypass:: -- --test-threads=1 --nocapture`.
 
 use std::{
     process::Command,

@@ -23,7 +23,7 @@
 //! All print a table (case, family, group, expected, then each tier's labels with their
 //! counts, `ok`/`FAIL`/`n/a`), then fail on any judged case with a checked flow that does
 //! not pass (classify and the gateway: the exact expected label).
-//! `cargo test -p peerwarden-tests --test adversarial -- --nocapture --test-threads=1`.
+//! `cargo test -p peerwarden-tests --test labs adversarial:: -- --nocapture --test-threads=1`.
 
 use std::{
     collections::{BTreeMap, HashMap},

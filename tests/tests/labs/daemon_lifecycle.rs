@@ -7,7 +7,7 @@
 //! Each test builds its own lab with `peerwarden lab up --no-daemon` and starts the daemon
 //! itself, so it owns the process and its exit status.
 //!
-//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test daemon_lifecycle`.
+//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test labs daemon_lifecycle::`.
 
 use std::{
     path::Path,

@@ -24,7 +24,7 @@
 //! process started in them go when the test ends, also on failure. Everything is bounded
 //! (curl --max-time, the discovery timeout, the measurement windows). Run as root, alone
 //! (rates are measured on a two-core machine):
-//! `cargo test -p peerwarden-tests --test pppoe_lab -- --test-threads=1`.
+//! `cargo test -p peerwarden-tests --test labs pppoe_lab:: -- --test-threads=1`.
 
 use std::{
     net::SocketAddr,

@@ -13,7 +13,7 @@
 //! (forward, police, drop), and it counts each frame once with the same length the probe
 //! sees (offloads are off on lab veths, so no GSO super-frames; veths carry no FCS).
 //!
-//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test lab_swarm`.
+//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test labs lab_swarm::`.
 
 use std::{
     collections::BTreeMap,
@@ -23,7 +23,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use peerwarden_tests::lab::{Capture, Lab, TempDir, peerwarden_bin, read_pcap, run_bounded};
+use peerwarden_tests::{
+    captures::{FlowFrame, Tuple, flow_frames},
+    lab::{Capture, Lab, TempDir, peerwarden_bin, run_bounded},
+};
 
 const PREFIX: &str = "pwts";
 const API_PORT: u16 = 19451;
@@ -36,8 +39,6 @@ const WEB: [&str; 2] = ["203.0.113.10", "2001:db8:203::10"];
 /// Every TCP/UDP frame between alice (the leecher) and the seeder or the tracker.
 const SWARM_FILTER: &str =
     "(tcp or udp) and host 100.64.1.10 and (host 198.51.100.7 or host 198.51.100.2)";
-
-type Tuple = (&'static str, IpAddr, u16, IpAddr, u16);
 
 /// The label a swarm flow must get, from its remote end (the flow's `dst`).
 fn expected_label(proto: &str, dst: IpAddr, dport: u16) -> &'static str {
@@ -52,7 +53,7 @@ fn expected_label(proto: &str, dst: IpAddr, dport: u16) -> &'static str {
 }
 
 /// Per-flow frame bytes of a capture, keyed subscriber side first (as the API reports).
-fn bytes_by_flow(frames: &[peerwarden_tests::lab::Frame]) -> (u64, BTreeMap<Tuple, u64>) {
+fn bytes_by_flow(frames: &[FlowFrame]) -> (u64, BTreeMap<Tuple, u64>) {
     let alice: IpAddr = ALICE.parse().expect("address");
     let mut total = 0;
     let mut flows = BTreeMap::new();
@@ -128,8 +129,8 @@ fn swarm_through_the_gateway_is_counted_as_p2p() {
         "tcpdump (down) dropped packets: the ground truth is incomplete"
     );
 
-    let (truth_up, flows_up) = bytes_by_flow(&read_pcap(&tmp.0.join("up.pcap")));
-    let (truth_down, flows_down) = bytes_by_flow(&read_pcap(&tmp.0.join("down.pcap")));
+    let (truth_up, flows_up) = bytes_by_flow(&flow_frames(&tmp.0.join("up.pcap")));
+    let (truth_down, flows_down) = bytes_by_flow(&flow_frames(&tmp.0.join("down.pcap")));
     assert!(
         truth_up > 0 && truth_down > 1_000_000,
         "captures look empty: {truth_up} up, {truth_down} down"

@@ -34,8 +34,8 @@ use std::{
 
 use peerwarden_classifier::{EngineConfig, classify_capture_partial};
 use peerwarden_tests::{
-    captures::{self, LabScore},
     lab::{TempDir, require_root},
+    score::{self, LabScore},
 };
 
 /// The scenarios, longest first so the two workers finish close together.
@@ -183,7 +183,7 @@ fn real_client_captures_meet_the_corpus_thresholds() {
                     let t = Instant::now();
                     let result = run_scenario(scenario, &prefix, dir).and_then(|_| {
                         let pcap = dir.join(format!("{scenario}.pcap"));
-                        let score = captures::score_capture(&pcap)?;
+                        let score = score::score_capture(&pcap)?;
                         Ok((score, trimming_changes(&pcap)?))
                     });
                     outcomes

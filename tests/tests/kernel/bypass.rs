@@ -3,62 +3,43 @@
 //! their subscriber and held to the plan's total, to a `block` of their class and to the
 //! rules for `other`.
 //!
-//! Two levels in one binary (they share the policy set-up):
+//! Two levels, one in each test binary (they share the policy set-up,
+//! `peerwarden_tests::policy::PolicyProbe`):
 //!
 //! - `BPF_PROG_TEST_RUN` (the `test_run` cases below): crafted ESP, AH, GRE, ICMP, SCTP
 //!   packets, fragments and broken headers, IPv4 and IPv6, through the probe with a compiled
 //!   policy installed as the daemon does; the flow table, the subscriber's kernel counters
 //!   and the verdicts say what happened to them.
-//! - The namespace lab (`lab_*`, in bypass/lab.rs): the real daemon on a gateway namespace,
+//! - The namespace lab (`lab_*`, in tests/tests/labs/bypass.rs): the real daemon on a gateway namespace,
 //!   a subscriber on a 1 mbit plan uploading as ESP (an `ip xfrm` SA pair), as GRE (a
 //!   `gre` tunnel) and as fragmented UDP; the far side's link counters and the daemon's API
 //!   say whether the plan held.
 //!
 //! Needs root (it loads the probe and makes namespaces); panics saying so otherwise.
 
-#[path = "bypass/lab.rs"]
-mod lab;
-
 use std::{collections::BTreeMap, time::Instant};
 
-use peerwarden::{
-    ktime::coarse_tick_ns,
-    probe::{Probe, ProbeOptions},
-};
+use peerwarden::ktime::coarse_tick_ns;
 use peerwarden_common::{
-    Class, Direction, FlowKey, FlowValue, Label,
+    Class, Direction, Label,
     flow::{FLAG_FINAL, PROTO_TCP, PROTO_UDP},
     policy::SubUsage,
 };
-use peerwarden_policies::{
-    Weekday,
-    compile::{Compiled, SubscriberIndex, bucket_depth, compile},
-};
+use peerwarden_policies::compile::bucket_depth;
 use peerwarden_tests::{
-    lab::require_root,
     packets::{
         Conversation, Family, TcpFlags, esp_payload, fix_ipv4_checksum, gre_payload, ipv4,
         sctp_init,
     },
     payloads::{UDP_TRACKER_MAGIC, udp_tracker_connect},
-    xdp::{XDP_PASS, program_for, run_with_output},
+    policy::{ALICE, BOB, PolicyProbe},
+    xdp::XDP_PASS,
 };
 use pnet_packet::ip::IpNextHeaderProtocols;
 
 const XDP_DROP: u32 = 1;
 const UP: Direction = Direction::Up;
 const DOWN: Direction = Direction::Down;
-
-/// Alice owns the frame builders' subscriber addresses in both families; bob is there so
-/// that a packet charged to the wrong subscriber would show.
-const SUBSCRIBERS: &str = r#"
-subscribers:
-  - { id: alice, prefixes: [100.64.1.10/32, "2001:db8:1::/64"], plan: test }
-  - { id: bob, prefixes: [100.64.1.20/32], plan: test }
-default_plan: test
-"#;
-const ALICE: u32 = 0;
-const BOB: u32 = 1;
 
 /// A plan that only counts (its total far above anything a test sends).
 const COUNT_ONLY: &str = "    rate: { down: 10gbit, up: 10gbit }\n";
@@ -69,58 +50,6 @@ const PROTO_ESP: u8 = 50;
 const PROTO_AH: u8 = 51;
 const PROTO_ICMPV6: u8 = 58;
 const PROTO_SCTP: u8 = 132;
-
-/// A probe with one plan named `test` installed.
-struct PolicyProbe {
-    probe: Probe,
-}
-
-impl PolicyProbe {
-    fn load(plan: &str) -> PolicyProbe {
-        require_root();
-        let probe = Probe::load_with(ProbeOptions {
-            flow_table_size: 4096,
-            max_subscribers: 64,
-        })
-        .unwrap_or_else(|e| panic!("loading the probe: {e} ({e:?})"));
-        let yaml = format!("plans:\n  test:\n{plan}{SUBSCRIBERS}");
-        let policy = peerwarden_policies::load_str(&yaml, "test.yaml")
-            .unwrap_or_else(|e| panic!("the test policy is invalid: {:?}\n{yaml}", e.errors()));
-        let compiled: Compiled = compile(
-            &policy,
-            Weekday::Mon,
-            0,
-            &mut SubscriberIndex::default(),
-            &probe.compile_options(),
-        )
-        .expect("compiles");
-        let probe = PolicyProbe { probe };
-        probe
-            .probe
-            .install_policy(&compiled)
-            .expect("install_policy");
-        probe
-    }
-
-    fn send(&mut self, dir: Direction, frame: &[u8]) -> u32 {
-        run_with_output(&mut self.probe, program_for(dir), frame).0
-    }
-
-    fn usage(&self, sub: u32) -> SubUsage {
-        self.probe
-            .subscriber_usage(sub)
-            .expect("subscriber counters")
-    }
-
-    fn flow(&self, key: &FlowKey) -> Option<FlowValue> {
-        let flows = self.probe.flows().expect("flows");
-        flows.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    fn stat(&self, name: &str) -> u64 {
-        self.probe.stats().expect("stats")[name]
-    }
-}
 
 /// The IP protocols without ports a subscriber might send, with the label the probe gives
 /// each, and a plausible packet of it.
@@ -178,10 +107,10 @@ fn other_protocols_are_flows_of_their_subscriber_with_their_labels() {
             let up = c.ip(UP, proto, &l4);
             let down = c.ip(DOWN, proto, &l4);
             for _ in 0..3 {
-                assert_eq!(p.send(UP, &up), XDP_PASS, "{what}");
+                assert_eq!(p.verdict(UP, &up), XDP_PASS, "{what}");
             }
             for _ in 0..2 {
-                assert_eq!(p.send(DOWN, &down), XDP_PASS, "{what}");
+                assert_eq!(p.verdict(DOWN, &down), XDP_PASS, "{what}");
             }
             sent += 5;
             let f = p
@@ -231,7 +160,7 @@ fn a_block_of_class_other_drops_them_and_a_label_rule_picks_its_label() {
         let c = conversation(family);
         for (name, proto, _, l4) in portless(family) {
             for dir in [UP, DOWN] {
-                let v = p.send(dir, &c.ip(dir, proto, &l4));
+                let v = p.verdict(dir, &c.ip(dir, proto, &l4));
                 assert_eq!(v, XDP_DROP, "{name} over {family:?} going {dir:?}");
                 n += 1;
             }
@@ -247,11 +176,11 @@ fn a_block_of_class_other_drops_them_and_a_label_rule_picks_its_label() {
         let c = conversation(family);
         let inner = vec![0u8; 100];
         assert_eq!(
-            p.send(UP, &c.ip(UP, PROTO_GRE, &gre_payload(&inner))),
+            p.verdict(UP, &c.ip(UP, PROTO_GRE, &gre_payload(&inner))),
             XDP_DROP
         );
         assert_eq!(
-            p.send(UP, &c.ip(UP, PROTO_ESP, &esp_payload(1, 1, 100))),
+            p.verdict(UP, &c.ip(UP, PROTO_ESP, &esp_payload(1, 1, 100))),
             XDP_PASS
         );
     }
@@ -291,7 +220,7 @@ fn the_plan_total_polices_them_at_its_rate() {
     let t0 = Instant::now();
     for _ in 0..60 {
         for (name, f) in &frames {
-            match p.send(UP, f) {
+            match p.verdict(UP, f) {
                 XDP_PASS => passed_bytes += f.len() as u64,
                 XDP_DROP => *dropped.entry(name).or_default() += 1,
                 v => panic!("{name}: verdict {v}"),
@@ -349,10 +278,10 @@ fn later_fragments_follow_their_first_fragments_flow() {
         let down = tracker_fragments(&c, DOWN, 0x7777);
         assert_eq!((up.len(), down.len()), (3, 3), "three fragments each");
         for f in up.iter() {
-            assert_eq!(p.send(UP, f), XDP_PASS);
+            assert_eq!(p.verdict(UP, f), XDP_PASS);
         }
         for f in down.iter() {
-            assert_eq!(p.send(DOWN, f), XDP_PASS);
+            assert_eq!(p.verdict(DOWN, f), XDP_PASS);
         }
         later += 4;
         let what = format!("{family:?}");
@@ -387,7 +316,7 @@ fn later_fragments_follow_their_first_fragments_flow() {
     for family in Family::ALL {
         let c = Conversation::new(family, 40_101, 6969);
         for (i, f) in tracker_fragments(&c, UP, 0x1234).iter().enumerate() {
-            assert_eq!(p.send(UP, f), XDP_DROP, "{family:?} fragment {i}");
+            assert_eq!(p.verdict(UP, f), XDP_DROP, "{family:?} fragment {i}");
         }
     }
     assert_eq!(
@@ -404,7 +333,7 @@ fn orphan_fragments_are_charged_to_the_subscribers_other() {
         // The first fragment never arrives.
         let frags = tracker_fragments(&c, UP, 0x0d0d);
         for f in &frags[1..] {
-            assert_eq!(p.send(UP, f), XDP_PASS);
+            assert_eq!(p.verdict(UP, f), XDP_PASS);
         }
         let what = format!("{family:?}");
         let f = p
@@ -426,7 +355,7 @@ fn orphan_fragments_are_charged_to_the_subscribers_other() {
     ));
     let c = Conversation::new(Family::V6, 40_201, 6969);
     for f in &tracker_fragments(&c, UP, 0x0e0e)[1..] {
-        assert_eq!(p.send(UP, f), XDP_DROP);
+        assert_eq!(p.verdict(UP, f), XDP_DROP);
     }
 }
 
@@ -443,7 +372,7 @@ fn packets_broken_above_a_sound_ip_header_are_charged() {
         let off = c.l4_offset() + 12;
         bad[off] = 0x40 | (bad[off] & 0x0f);
         let before = p.stat("malformed");
-        assert_eq!(p.send(UP, &bad), XDP_DROP, "{what}: other is blocked");
+        assert_eq!(p.verdict(UP, &bad), XDP_DROP, "{what}: other is blocked");
         assert_eq!(
             p.stat("malformed"),
             before + 1,
@@ -460,7 +389,7 @@ fn packets_broken_above_a_sound_ip_header_are_charged() {
         let mut bad = c.udp(UP, b"datagram");
         let off = c.l4_offset() + 4;
         bad[off..off + 2].copy_from_slice(&600u16.to_be_bytes());
-        assert_eq!(p.send(UP, &bad), XDP_DROP, "{what}: broken UDP");
+        assert_eq!(p.verdict(UP, &bad), XDP_DROP, "{what}: broken UDP");
         assert!(p.flow(&c.key_without_ports(PROTO_UDP)).is_some(), "{what}");
     }
     // Broken at the IP layer (the kernel's IP input drops these itself): counted as
@@ -472,7 +401,7 @@ fn packets_broken_above_a_sound_ip_header_are_charged() {
     bad[l3 + 2..l3 + 4].copy_from_slice(&(total + 1).to_be_bytes());
     fix_ipv4_checksum(&mut bad, l3);
     let (flows, usage) = (p.probe.flows().expect("flows").len(), p.usage(ALICE));
-    assert_eq!(p.send(UP, &bad), XDP_PASS);
+    assert_eq!(p.verdict(UP, &bad), XDP_PASS);
     assert_eq!(p.probe.flows().expect("flows").len(), flows, "no flow");
     assert_eq!(p.usage(ALICE), usage, "not charged");
 }
@@ -489,7 +418,7 @@ fn neighbor_discovery_is_never_charged_nor_policed() {
         let mut nd = vec![t, 0, 0, 0, 0, 0, 0, 0];
         nd.extend_from_slice(&[0x20; 16]);
         assert_eq!(
-            p.send(UP, &c.ip(UP, PROTO_ICMPV6, &nd)),
+            p.verdict(UP, &c.ip(UP, PROTO_ICMPV6, &nd)),
             XDP_PASS,
             "type {t}"
         );
@@ -499,5 +428,5 @@ fn neighbor_discovery_is_never_charged_nor_policed() {
     assert_eq!(p.stat("non_tcp_udp"), 5);
     // An echo request is not Neighbor Discovery: charged, and blocked as other.
     let echo = c.ip(UP, PROTO_ICMPV6, &[128, 0, 0, 0, 0, 1, 0, 1]);
-    assert_eq!(p.send(UP, &echo), XDP_DROP);
+    assert_eq!(p.verdict(UP, &echo), XDP_DROP);
 }

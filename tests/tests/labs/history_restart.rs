@@ -25,7 +25,7 @@
 //! bounded by the peak rate times the time the daemon took to exit, as measured (a busy
 //! machine stops the daemon more slowly), not by a fixed number of seconds.
 //!
-//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test history_restart`.
+//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test labs history_restart::`.
 
 use std::{
     collections::BTreeMap,

@@ -22,7 +22,7 @@
 //!
 //! One lab at a time, prefix `pn`, API port 9615 (the tests hold a lock). Loads are bounded:
 //! `lab traffic --seconds 90`, iperf3 -t 6, 2,500 UDP datagrams at 100 a second. Run as root:
-//! `cargo build -p peerwarden && cargo test -p peerwarden-tests --test crash_restart -- --test-threads=1`.
+//! `cargo build -p peerwarden && cargo test -p peerwarden-tests --test labs crash_restart:: -- --test-threads=1`.
 
 use std::{
     collections::BTreeMap,

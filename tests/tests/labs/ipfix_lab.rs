@@ -7,7 +7,7 @@
 //! capture of the export with tshark's IPFIX dissector, a second decoder written by other
 //! people than ours.
 //!
-//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test ipfix_lab -- --test-threads=1`.
+//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test labs ipfix_lab:: -- --test-threads=1`.
 
 use std::{
     collections::HashMap,

@@ -12,7 +12,7 @@
 //! `UPDATE_SCREENSHOT=1` it also replaces `docs/dashboard.png` (review it before committing),
 //! after a longer run (90 s instead of 12 s) so the chart shows more than a few points.
 //!
-//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test dashboard`.
+//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test api dashboard::`.
 
 use std::{
     path::Path,

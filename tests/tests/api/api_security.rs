@@ -10,7 +10,7 @@
 //! - the request log has a line per request, and never the token, a wrong token, the
 //!   `Authorization` header or a request body.
 //!
-//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test api_security`.
+//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test api api_security::`.
 
 use std::{
     io::{Read as _, Write as _},
@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use peerwarden_lab::http_get;
+use peerwarden_lab::{http_get, http_response};
 use peerwarden_tests::lab::{HTTP_TIMEOUT, Lab, TempDir, peerwarden_bin};
 use rustls::{
     ClientConfig, ClientConnection, RootCertStore, StreamOwned,
@@ -82,14 +82,7 @@ fn request(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
         Err(e) => return Err(e),
     }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((code, body.to_string()))
+    Ok(http_response(&raw))
 }
 
 fn get_json(tls: &Arc<ClientConfig>, path: &str) -> (u16, Value) {

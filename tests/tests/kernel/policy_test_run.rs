@@ -16,84 +16,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use peerwarden::probe::{Probe, ProbeOptions};
 use peerwarden_common::{Direction, Label, flow::PROTO_TCP};
-use peerwarden_policies::{
-    Weekday,
-    compile::{Compiled, SubscriberIndex, compile},
-};
 use peerwarden_tests::{
-    lab::require_root,
     packets::{Conversation, Family, TcpFlags, Vlan, fix_ipv4_checksum, tcp_frame},
-    xdp::{XDP_PASS, program_for, run_repeat, run_with_output},
+    policy::PolicyProbe,
+    xdp::{XDP_PASS, program_for, run_repeat},
 };
 
 const XDP_DROP: u32 = 1;
 const UP: Direction = Direction::Up;
 const DOWN: Direction = Direction::Down;
 const ACK: u8 = TcpFlags::ACK;
-
-/// Every test's subscribers: alice by both families (the frame builders' subscriber
-/// addresses), bob by IPv4 only.
-const SUBSCRIBERS: &str = r#"
-subscribers:
-  - { id: alice, prefixes: [100.64.1.10/32, "2001:db8:1::/64"], plan: test }
-  - { id: bob, prefixes: [100.64.1.20/32], plan: test }
-default_plan: test
-"#;
-
-/// A probe with the policy `plan` (the YAML of one plan named `test`) installed.
-struct PolicyProbe {
-    probe: Probe,
-    index: SubscriberIndex,
-}
-
-impl PolicyProbe {
-    fn load(plan: &str) -> PolicyProbe {
-        require_root();
-        let probe = Probe::load_with(ProbeOptions {
-            flow_table_size: 4096,
-            max_subscribers: 64,
-        })
-        .unwrap_or_else(|e| panic!("loading the probe: {e} ({e:?})"));
-        let mut p = PolicyProbe {
-            probe,
-            index: SubscriberIndex::default(),
-        };
-        p.install(plan);
-        p
-    }
-
-    fn compile(&mut self, plan: &str) -> Compiled {
-        let yaml = format!("plans:\n  test:\n{plan}{SUBSCRIBERS}");
-        let policy = peerwarden_policies::load_str(&yaml, "test.yaml")
-            .unwrap_or_else(|e| panic!("the test policy is invalid: {:?}\n{yaml}", e.errors()));
-        // No schedules in these policies: any time will do.
-        let options = self.probe.compile_options();
-        compile(&policy, Weekday::Mon, 0, &mut self.index, &options).expect("compiles")
-    }
-
-    fn install(&mut self, plan: &str) -> u32 {
-        let c = self.compile(plan);
-        self.probe.install_policy(&c).expect("install_policy")
-    }
-
-    /// Runs the program for `dir` on `frame`; the verdict and the frame as it left.
-    fn run(&mut self, dir: Direction, frame: &[u8]) -> (u32, Vec<u8>) {
-        run_with_output(&mut self.probe, program_for(dir), frame)
-    }
-
-    fn verdict(&mut self, dir: Direction, frame: &[u8]) -> u32 {
-        self.run(dir, frame).0
-    }
-
-    /// Alice's kernel counters for class `other` going `dir`.
-    fn other(&self, dir: Direction) -> peerwarden_common::policy::SubCounter {
-        let alice = 0;
-        self.probe.subscriber_counters(alice).expect("counters")
-            [peerwarden_common::Class::Other as usize][dir.index()]
-    }
-}
 
 /// A TCP frame of `payload` bytes of zeros (no fingerprint matches: class other).
 fn frame(c: &Conversation, dir: Direction, payload: usize) -> Vec<u8> {

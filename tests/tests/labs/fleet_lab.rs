@@ -14,12 +14,11 @@
 //! to each gateway's namespace by a veth with addresses in 100.127.255.0/24 (shared address
 //! space, the lab's subscriber range) and no route out.
 //!
-//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test fleet_lab -- --test-threads=1`.
+//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test labs fleet_lab:: -- --test-threads=1`.
 
 use std::{
     collections::BTreeMap,
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -28,7 +27,7 @@ use std::{
 
 use serde_json::Value;
 
-use peerwarden_lab::http_get;
+use peerwarden_lab::{http_get, http_put};
 use peerwarden_tests::lab::{
     Daemon, HTTP_TIMEOUT, Lab, TempDir, kill, peerwarden_bin, run_bounded, until_still,
 };
@@ -219,29 +218,6 @@ fn mix_bytes(lab: &Lab) -> BTreeMap<String, u64> {
             )
         })
         .collect()
-}
-
-fn put_policy(addr: SocketAddr, yaml: &str) -> (u16, String) {
-    let timeout = Duration::from_secs(20);
-    let mut s = TcpStream::connect_timeout(&addr, timeout).expect("connecting to the API");
-    s.set_read_timeout(Some(timeout)).expect("timeout");
-    write!(
-        s,
-        "PUT /api/v1/policy HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Type: application/yaml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{yaml}",
-        yaml.len()
-    )
-    .expect("sending the policy");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("reading the answer");
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, body.to_string())
 }
 
 /// Runs `lab traffic` on every lab at once (one swarm round and HTTP downloads each);
@@ -514,7 +490,15 @@ fn two_gateways_one_prometheus_one_policy_one_collector() {
     };
     let before: Vec<u64> = labs.iter().map(|l| dropped(l)).collect();
     for lab in labs {
-        let (code, body) = put_policy(lab.api_addr(), BLOCK_P2P);
+        let (code, body) = http_put(
+            lab.api_addr(),
+            "/api/v1/policy",
+            TOKEN,
+            "application/yaml",
+            BLOCK_P2P,
+            Duration::from_secs(20),
+        )
+        .expect("PUT /api/v1/policy");
         assert_eq!(code, 200, "PUT /api/v1/policy on {}: {body}", lab.prefix);
         let active = lab.api("/api/v1/policy");
         assert_eq!(

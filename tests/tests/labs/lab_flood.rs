@@ -20,7 +20,7 @@
 //! reached. Figures are printed for docs/reliability.md.
 //!
 //! Only lab addresses, only inside the lab's namespaces, removed on drop (also on failure).
-//! Run it with `cargo test -p peerwarden-tests --test lab_flood -- --nocapture` (about 70 s).
+//! Run it with `cargo test -p peerwarden-tests --test labs lab_flood:: -- --nocapture` (about 70 s).
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
