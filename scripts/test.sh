@@ -12,6 +12,9 @@ cargo build --locked -p peerwarden
 # leaves them out.
 status=0
 cargo test --locked --no-fail-fast --workspace --exclude peerwarden-ebpf -- --test-threads=1 || status=$?
+# The layout's rules (issue 13): no file over 800 lines, no module cycles, peerwarden/ at
+# most 40% of the production Rust.
+python3 scripts/layout.py || status=1
 # The Prometheus rules shipped in contrib/ parse and do what their unit tests say; the
 # Grafana dashboard's queries parse.
 (cd contrib/prometheus && promtool check rules peerwarden.rules.yml && promtool test rules peerwarden.rules.test.yml) || status=1
