@@ -29,13 +29,12 @@
 
 use std::{
     collections::BTreeMap,
-    path::Path,
     process::Command,
     thread,
     time::{Duration, Instant, SystemTime},
 };
 
-use peerwarden_tests::lab::{Daemon, Lab, LoopTraffic, TempDir, peerwarden_bin, run_bounded};
+use peerwarden_tests::lab::{Lab, LoopTraffic, TempDir, peerwarden_bin, run_bounded};
 use serde_json::Value;
 
 const PREFIX: &str = "hx";

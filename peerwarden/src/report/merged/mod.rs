@@ -114,7 +114,7 @@ impl Segment {
                 Counts::default()
             };
         }
-        self.counts.share((x - self.start).clamp(0, len), len)
+        self.counts.share(x.saturating_sub(self.start).clamp(0, len), len)
     }
 }
 
@@ -247,7 +247,7 @@ impl<'a> Merged<'a> {
 
     /// Seconds the answer covers, up to the latest reading (at most the window).
     pub fn covered(&self) -> u64 {
-        let secs = (self.latest - self.from()).max(0) / 1000;
+        let secs = self.latest.saturating_sub(self.from()).max(0) / 1000;
         (secs as u64).min(self.live.window)
     }
 
