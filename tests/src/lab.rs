@@ -184,9 +184,9 @@ impl Lab {
     }
 
     /// Starts `peerwarden run` on this lab's gateway (the example lab policy, the lab's
-    /// API port) with a history store in `dir` (`history.db`, shared by every run), its
-    /// config and log in `dir` named after `run`.
-    pub fn daemon_with_store(&self, dir: &Path, run: u32) -> Daemon {
+    /// API port, then the config lines `extra`) with a history store in `dir`
+    /// (`history.db`, shared by every run), its config and log in `dir` named after `run`.
+    pub fn daemon_with_store(&self, dir: &Path, run: u32, extra: &str) -> Daemon {
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples/lab.yaml");
         let config = dir.join(format!("run{run}.yaml"));
         std::fs::write(
@@ -197,7 +197,7 @@ impl Lab {
                  api: {{ listen: \"127.0.0.1:{port}\" }}\n\
                  flow_table_size: 65536\n\
                  policy: {policy}\n\
-                 history: {{ path: {store} }}\n",
+                 history: {{ path: {store} }}\n{extra}",
                 netns = self.netns("gw"),
                 port = self.api_port,
                 policy = policy.display(),

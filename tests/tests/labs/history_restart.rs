@@ -257,13 +257,13 @@ fn a_restart_loses_nothing_and_counts_nothing_twice() {
     let from = peerwarden::ktime::rfc3339(SystemTime::now() - Duration::from_secs(120));
 
     // Run 1: traffic, quiet, the daemon's own totals, SIGTERM.
-    let d = lab.daemon_with_store(&tmp.0, 1);
+    let d = lab.daemon_with_store(&tmp.0, 1, "");
     let (run1, subs1) = traffic_run(&lab, 15, 1);
     let flows1 = alice_bittorrent_flows(&lab);
     d.stop_cleanly("run 1");
 
     // Run 2: the store holds run 1 exactly.
-    let d = lab.daemon_with_store(&tmp.0, 2);
+    let d = lab.daemon_with_store(&tmp.0, 2, "");
     let after1 = stored(&lab, &from);
     eprintln!(
         "run 1: {} bytes in memory before SIGTERM, {} in the store",
@@ -301,7 +301,7 @@ fn a_restart_loses_nothing_and_counts_nothing_twice() {
     d.stop_cleanly("run 2");
 
     // Run 3: SIGTERM while traffic flows.
-    let d = lab.daemon_with_store(&tmp.0, 3);
+    let d = lab.daemon_with_store(&tmp.0, 3, "");
     assert_eq!(
         stored_alice_labels(&lab, &from),
         alice12,
@@ -352,7 +352,7 @@ fn a_restart_loses_nothing_and_counts_nothing_twice() {
         .and_then(|b| b.parse().ok())
         .expect("the daemon logs its last reading");
 
-    let d = lab.daemon_with_store(&tmp.0, 4);
+    let d = lab.daemon_with_store(&tmp.0, 4, "");
     let run3 = all_bytes(&stored(&lab, &from)) - all_bytes(&both);
     eprintln!(
         "run 3: last API reading {last} bytes, {:.2} s before the exit; peak {peak} B/s; \
@@ -385,7 +385,7 @@ fn a_restart_loses_nothing_and_counts_nothing_twice() {
         all_bytes(&both) + run3 + all_bytes(&idle4)
     );
     d.stop_cleanly("run 4");
-    let d = lab.daemon_with_store(&tmp.0, 5);
+    let d = lab.daemon_with_store(&tmp.0, 5, "");
     let (idle5, _) = settled(&lab);
     assert_eq!(
         stored(&lab, &from),
