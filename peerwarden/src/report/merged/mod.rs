@@ -114,7 +114,8 @@ impl Segment {
                 Counts::default()
             };
         }
-        self.counts.share(x.saturating_sub(self.start).clamp(0, len), len)
+        self.counts
+            .share(x.saturating_sub(self.start).clamp(0, len), len)
     }
 }
 

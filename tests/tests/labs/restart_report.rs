@@ -15,8 +15,8 @@
 //!    stray packet in a class with almost nothing). The mix since start is the kernel's
 //!    counters: next to nothing with new maps, run 1's traffic with adopted ones.
 //!
-//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test
-//! restart_report`.
+//! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test labs
+//! restart_report:: -- --test-threads=1`.
 
 use std::{collections::BTreeMap, path::Path, thread, time::Duration};
 
