@@ -183,6 +183,31 @@ impl Lab {
         SocketAddr::from(([127, 0, 0, 1], self.api_port))
     }
 
+    /// Starts `peerwarden run` on this lab's gateway (the example lab policy, the lab's
+    /// API port, then the config lines `extra`) with a history store in `dir`
+    /// (`history.db`, shared by every run), its config and log in `dir` named after `run`.
+    pub fn daemon_with_store(&self, dir: &Path, run: u32, extra: &str) -> Daemon {
+        let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples/lab.yaml");
+        let config = dir.join(format!("run{run}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "interfaces: {{ downlink: downlink, uplink: uplink }}\n\
+                 netns: {netns}\n\
+                 api: {{ listen: \"127.0.0.1:{port}\" }}\n\
+                 flow_table_size: 65536\n\
+                 policy: {policy}\n\
+                 history: {{ path: {store} }}\n{extra}",
+                netns = self.netns("gw"),
+                port = self.api_port,
+                policy = policy.display(),
+                store = dir.join("history.db").display(),
+            ),
+        )
+        .expect("writing the config");
+        Daemon::start(&config, &dir.join(format!("run{run}.log")), self.api_addr())
+    }
+
     /// `GET path` on the daemon's API, as JSON; panics unless it answers 200.
     pub fn api(&self, path: &str) -> serde_json::Value {
         let (code, body) = http_get(self.api_addr(), path, HTTP_TIMEOUT)
@@ -550,6 +575,18 @@ impl Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends SIGTERM and panics, with the log, unless it exits 0 within 20 s (`what`: which
+    /// run, for the message).
+    pub fn stop_cleanly(self, what: &str) {
+        let log = self.log.clone();
+        let status = self.terminate(Duration::from_secs(20));
+        assert!(
+            status.success(),
+            "{what}: exit {status}:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
     }
 
     /// Sends SIGTERM and waits up to `timeout` for the exit; returns the exit status.

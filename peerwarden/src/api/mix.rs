@@ -3,7 +3,10 @@
 //! from the history store. With `subscriber`, one subscriber's mix from the store (its
 //! per-label rows; classes are the sums of their labels; no flow counts).
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use axum::{Json, extract::State as Ext};
 use serde::Deserialize;
@@ -15,7 +18,11 @@ use super::{
 };
 use crate::{
     history::Which,
-    report::{self, By, Range},
+    report::{
+        self, By, Range,
+        merged::{self, Merged},
+        source::Live,
+    },
     state::State,
 };
 
@@ -25,7 +32,9 @@ use crate::{
 #[into_params(parameter_in = Query)]
 pub struct Params {
     /// Only the last N seconds: `90`, `90s`, `5m`, `1h`. Without it: since start. Longer
-    /// than the in-memory history: from the history store, in whole minutes.
+    /// than the in-memory history: from the history store, in whole minutes. Within it,
+    /// reaching back before the daemon started: the store's minutes before its first
+    /// reading, the readings after it (`range.source`: `store+memory`).
     window: Option<String>,
     /// Start of a range (RFC 3339), served from the history store in whole minutes.
     from: Option<String>,
@@ -99,6 +108,40 @@ pub async fn get(
             .await?;
             Ok(Json(report::mix::stored(&state, &rows, r)))
         }
-        None => Ok(Json(report::mix::live(&state, window))),
+        None => match window {
+            Some(w) if state.store().is_some() => Ok(Json(live_or_merged(&state, w).await?)),
+            _ => Ok(Json(report::mix::live(&state, window))),
+        },
     }
+}
+
+/// The mix over the last `w` seconds (within the in-memory history) with a store: from the
+/// readings, and when the window reaches back before the first of them (the daemon started
+/// less than `w` ago), the store's minutes before it (`report::merged`).
+async fn live_or_merged(state: &State, w: u64) -> Result<report::Mix, ApiError> {
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let live = |readings| Live {
+        readings,
+        now,
+        wall,
+        window: w,
+        step: w,
+    };
+    // Whether the store is needed depends on the first and the latest reading only: the
+    // whole history is copied only then.
+    let ends = match state.readings(Some(u64::MAX)) {
+        Some((latest, Some(first))) => vec![first, latest],
+        _ => Vec::new(),
+    };
+    if merged::minutes(&live(&ends)).is_none() {
+        return Ok(report::mix::live(state, Some(w)));
+    }
+    let readings = state.recent();
+    let live = live(&readings);
+    Ok(match store::before_start(state, &live).await? {
+        Some((rows, need, first)) => {
+            report::mix::merged(state, &Merged::new(live, &rows, need, first), w)
+        }
+        None => report::mix::live(state, Some(w)),
+    })
 }

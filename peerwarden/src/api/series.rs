@@ -1,5 +1,7 @@
 //! `GET /api/v1/mix/series?window=10m&step=10s`: the traffic mix as a time series, one point
-//! per step, from the daemon's per-second history (what the dashboard's chart draws);
+//! per step, from the daemon's per-second history (what the dashboard's chart draws;
+//! steps before the daemon's first reading from the history store's minutes, each spread
+//! evenly over its seconds: `report::merged`);
 //! `?from=RFC3339&to=RFC3339&step=5m` (or a window longer than that history) from the
 //! history store, in whole minutes.
 
@@ -20,6 +22,7 @@ use crate::{
     history::Which,
     report::{
         Range,
+        merged::Merged,
         mix::label_classes,
         series::{DEFAULT_STEP_SECS, DEFAULT_WINDOW_SECS, MAX_POINTS, Point, Series, points},
         source::{Live, Stored},
@@ -108,18 +111,27 @@ pub async fn get(
         )));
     }
     let readings = state.recent();
+    let live = Live {
+        readings: &readings,
+        now: Instant::now(),
+        wall: SystemTime::now(),
+        window,
+        step,
+    };
+    // Reaching back before the daemon's first reading: the store's minutes before it.
+    let (points, range) = match store::before_start(&state, &live).await? {
+        Some((rows, need, first)) => {
+            let merged = Merged::new(live, &rows, need, first);
+            (points(&merged), Some(merged.span()))
+        }
+        None => (points(&live), None),
+    };
     Ok(Json(Series {
         window_seconds: window,
         step_seconds: step,
-        points: points(&Live {
-            readings: &readings,
-            now: Instant::now(),
-            wall: SystemTime::now(),
-            window,
-            step,
-        }),
+        points,
         label_classes: label_classes(),
-        range: None,
+        range,
     }))
 }
 

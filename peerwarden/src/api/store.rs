@@ -4,7 +4,11 @@
 use std::sync::Arc;
 
 use crate::{
-    history::{History, HistoryError},
+    history::{History, HistoryError, Row, Which},
+    report::{
+        merged::{self, Minutes},
+        source::Live,
+    },
     state::State,
 };
 
@@ -28,4 +32,24 @@ pub async fn query<T: Send + 'static>(
         .await
         .map_err(|e| ApiError::Internal(format!("history query task: {e}")))?
         .map_err(|e| ApiError::Internal(format!("{e}")))
+}
+
+/// What the store adds to `live`'s window when it reaches back before the daemon's first
+/// reading (`report::merged`): its label rows per minute over the minutes needed, and its
+/// first row. `None`: the readings cover the window, or there is no store.
+pub async fn before_start(
+    state: &State,
+    live: &Live<'_>,
+) -> Result<Option<(Vec<Row>, Minutes, Option<i64>)>, ApiError> {
+    let (Some(h), Some(need)) = (state.store(), merged::minutes(live)) else {
+        return Ok(None);
+    };
+    let (rows, first) = query(h.clone(), move |h| {
+        Ok((
+            h.sum(need.from, need.to, Some(60), Which::Labels)?,
+            h.first()?,
+        ))
+    })
+    .await?;
+    Ok(Some((rows, need, first)))
 }

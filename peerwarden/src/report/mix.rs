@@ -1,6 +1,7 @@
 //! The traffic mix: bytes, packets and flows by class and by label, since start or over
-//! a window (the per-second readings), over a range (the history store), or one
-//! subscriber's (the store's per-subscriber label rows).
+//! a window (the per-second readings; before this daemon's first reading, the history
+//! store's minutes), over a range (the history store), or one subscriber's (the store's
+//! per-subscriber label rows).
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use super::{
     By, Range, Span, Usage,
+    merged::Merged,
     source::{Counts, classes},
 };
 use crate::{ktime, state::State};
@@ -63,20 +65,33 @@ pub fn live(state: &State, window_secs: Option<u64>) -> Mix {
         labels = Counts::between(base.as_ref(), &latest).labels();
     }
     if let Some(w) = window_secs {
-        // Over a window, count the flows active in it, from the flow table.
-        let horizon = ktime::monotonic_ns().saturating_sub(w.saturating_mul(1_000_000_000));
-        for u in labels.values_mut() {
-            u.flows = 0;
-        }
-        for f in state.flows.iter() {
-            if f.value().last_seen_ns >= horizon {
-                let name = Label::from_id(f.value().label).name();
-                labels.entry(name).or_default().flows += 1;
-            }
-        }
+        active_flows(state, w, &mut labels);
     }
     let window = window_secs.map(|w| covered.unwrap_or(0).min(w));
     fold(state, labels, window, None)
+}
+
+/// Over a window, the flows are those active in it, from the flow table.
+fn active_flows(state: &State, window_secs: u64, labels: &mut BTreeMap<&'static str, Usage>) {
+    let horizon = ktime::monotonic_ns().saturating_sub(window_secs.saturating_mul(1_000_000_000));
+    for u in labels.values_mut() {
+        u.flows = 0;
+    }
+    for f in state.flows.iter() {
+        if f.value().last_seen_ns >= horizon {
+            let name = Label::from_id(f.value().label).name();
+            labels.entry(name).or_default().flows += 1;
+        }
+    }
+}
+
+/// The mix over the last `window_secs` seconds when they reach back before this daemon's
+/// first reading: the store's minutes before it, the readings after it ([`Merged`]); the
+/// flows as in [`live`]. `range` says what is covered, with `source` `store+memory`.
+pub fn merged(state: &State, merged: &Merged, window_secs: u64) -> Mix {
+    let mut labels = merged.total().labels();
+    active_flows(state, window_secs, &mut labels);
+    fold(state, labels, Some(merged.covered()), Some(merged.span()))
 }
 
 /// The mix over `range` from the store's per-label rows summed over it.

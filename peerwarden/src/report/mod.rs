@@ -5,9 +5,12 @@
 //! per-second readings kept in memory or the history store's rows, both turned into
 //! [`source::Counts`] (per label and direction). The rules that make a mix out of counts
 //! (a counter below its base reads as zero, `unknown` flows are those created less those
-//! labelled, classes are the sums of their labels) live once, in [`source`].
+//! labelled, classes are the sums of their labels) live once, in [`source`]. A window
+//! that reaches back before this daemon's first reading takes the time before it from
+//! the store ([`merged`]).
 
 pub mod flows;
+pub mod merged;
 pub mod mix;
 pub mod range;
 pub mod series;

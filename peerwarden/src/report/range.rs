@@ -19,7 +19,10 @@ pub struct Span {
     /// End (RFC 3339), excluded.
     pub to: String,
     /// `store`: per-minute rows (per-hour rows past the minute retention, each counted
-    /// in full if its hour starts in the range).
+    /// in full if its hour starts in the range). `store+memory`: a window within the
+    /// in-memory history that reaches back before this daemon's first reading: the
+    /// store's minutes before it, the per-second readings after it (`report::merged`;
+    /// `from`/`to` are then the window's, not whole minutes).
     pub source: &'static str,
 }
 

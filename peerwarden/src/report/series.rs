@@ -46,11 +46,13 @@ pub struct Series {
     /// The span of each point, seconds.
     pub step_seconds: u64,
     /// Oldest first. Steps before the first reading (the daemon started less than a window
-    /// ago) are left out, so there may be fewer than `window_seconds / step_seconds`.
+    /// ago) come from the history store's minutes; without a store, or before its first
+    /// row, they are left out, so there may be fewer than `window_seconds / step_seconds`.
     pub points: Vec<Point>,
     /// The class of every label, so a client can colour labels without its own table.
     pub label_classes: BTreeMap<&'static str, &'static str>,
-    /// Answers from the history store: the range covered.
+    /// Answers from the history store: the range covered (`source` `store+memory`: the
+    /// window reached back before the daemon's first reading).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub range: Option<Span>,
 }

@@ -21,7 +21,7 @@ use crate::state::LabelReading;
 
 /// How far after a step boundary a reading may be taken and still count for it: the
 /// sampler reads about once a second, with some jitter.
-const SLACK: Duration = Duration::from_millis(500);
+pub(super) const SLACK: Duration = Duration::from_millis(500);
 
 /// Bytes, packets and flows of one label and direction over a span, signed: a reading
 /// below its base (a flow's bytes moved to its label within the span) is negative here
@@ -106,6 +106,37 @@ impl Counts {
                 s.bytes = i64::try_from(t.bytes[d]).unwrap_or(i64::MAX);
                 s.packets = i64::try_from(t.packets[d]).unwrap_or(i64::MAX);
             }
+        }
+        out
+    }
+
+    /// Adds (`sign` 1) or takes away (`sign` -1) `o`'s figures, label by label.
+    pub fn add(&mut self, o: &Counts, sign: i64) {
+        for (a, b) in self.labels.iter_mut().zip(&o.labels) {
+            for d in 0..2 {
+                a[d].bytes = a[d].bytes.wrapping_add(sign.wrapping_mul(b[d].bytes));
+                a[d].packets = a[d].packets.wrapping_add(sign.wrapping_mul(b[d].packets));
+                a[d].flows = a[d].flows.wrapping_add(sign.wrapping_mul(b[d].flows));
+            }
+        }
+    }
+
+    /// The share `num / den` of every figure, rounded toward zero (`den` 0: none).
+    pub fn share(&self, num: i64, den: i64) -> Counts {
+        let part = |v: i64| {
+            if den == 0 {
+                0
+            } else {
+                (i128::from(v) * i128::from(num) / i128::from(den)) as i64
+            }
+        };
+        let mut out = self.clone();
+        for s in out.labels.iter_mut().flatten() {
+            *s = Signed {
+                bytes: part(s.bytes),
+                packets: part(s.packets),
+                flows: part(s.flows),
+            };
         }
         out
     }

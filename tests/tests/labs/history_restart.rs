@@ -29,13 +29,12 @@
 
 use std::{
     collections::BTreeMap,
-    path::Path,
     process::Command,
     thread,
     time::{Duration, Instant, SystemTime},
 };
 
-use peerwarden_tests::lab::{Daemon, Lab, LoopTraffic, TempDir, peerwarden_bin, run_bounded};
+use peerwarden_tests::lab::{Lab, LoopTraffic, TempDir, peerwarden_bin, run_bounded};
 use serde_json::Value;
 
 const PREFIX: &str = "hx";
@@ -250,37 +249,6 @@ fn check_alice_labels(lab: &Lab, from: &str, flows: ([u64; 2], u64), what: &str)
     );
 }
 
-fn start(lab: &Lab, dir: &Path, run: u32) -> Daemon {
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples/lab.yaml");
-    let config = dir.join(format!("run{run}.yaml"));
-    std::fs::write(
-        &config,
-        format!(
-            "interfaces: {{ downlink: downlink, uplink: uplink }}\n\
-             netns: {netns}\n\
-             api: {{ listen: \"127.0.0.1:{PORT}\" }}\n\
-             flow_table_size: 65536\n\
-             policy: {policy}\n\
-             history: {{ path: {store} }}\n",
-            netns = lab.netns("gw"),
-            policy = policy.display(),
-            store = dir.join("history.db").display(),
-        ),
-    )
-    .expect("writing the config");
-    Daemon::start(&config, &dir.join(format!("run{run}.log")), lab.api_addr())
-}
-
-fn stop(daemon: Daemon, run: u32) {
-    let log = daemon.log.clone();
-    let status = daemon.terminate(Duration::from_secs(20));
-    assert!(
-        status.success(),
-        "run {run}: exit {status}:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
 #[test]
 fn a_restart_loses_nothing_and_counts_nothing_twice() {
     let tmp = TempDir::new("history-restart");
@@ -289,13 +257,13 @@ fn a_restart_loses_nothing_and_counts_nothing_twice() {
     let from = peerwarden::ktime::rfc3339(SystemTime::now() - Duration::from_secs(120));
 
     // Run 1: traffic, quiet, the daemon's own totals, SIGTERM.
-    let d = start(&lab, &tmp.0, 1);
+    let d = lab.daemon_with_store(&tmp.0, 1, "");
     let (run1, subs1) = traffic_run(&lab, 15, 1);
     let flows1 = alice_bittorrent_flows(&lab);
-    stop(d, 1);
+    d.stop_cleanly("run 1");
 
     // Run 2: the store holds run 1 exactly.
-    let d = start(&lab, &tmp.0, 2);
+    let d = lab.daemon_with_store(&tmp.0, 2, "");
     let after1 = stored(&lab, &from);
     eprintln!(
         "run 1: {} bytes in memory before SIGTERM, {} in the store",
@@ -330,10 +298,10 @@ fn a_restart_loses_nothing_and_counts_nothing_twice() {
     );
     check_alice_labels(&lab, &from, both_flows, "runs 1 and 2");
     let alice12 = stored_alice_labels(&lab, &from);
-    stop(d, 2);
+    d.stop_cleanly("run 2");
 
     // Run 3: SIGTERM while traffic flows.
-    let d = start(&lab, &tmp.0, 3);
+    let d = lab.daemon_with_store(&tmp.0, 3, "");
     assert_eq!(
         stored_alice_labels(&lab, &from),
         alice12,
@@ -372,7 +340,7 @@ fn a_restart_loses_nothing_and_counts_nothing_twice() {
     readings.push(last);
     let peak = readings.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     let log3 = d.log.clone();
-    stop(d, 3);
+    d.stop_cleanly("run 3");
     let to_exit = read_at.elapsed();
     drop(bg);
     // The daemon's own last reading, taken after it detached (nothing counted after it).
@@ -384,7 +352,7 @@ fn a_restart_loses_nothing_and_counts_nothing_twice() {
         .and_then(|b| b.parse().ok())
         .expect("the daemon logs its last reading");
 
-    let d = start(&lab, &tmp.0, 4);
+    let d = lab.daemon_with_store(&tmp.0, 4, "");
     let run3 = all_bytes(&stored(&lab, &from)) - all_bytes(&both);
     eprintln!(
         "run 3: last API reading {last} bytes, {:.2} s before the exit; peak {peak} B/s; \
@@ -416,13 +384,13 @@ fn a_restart_loses_nothing_and_counts_nothing_twice() {
         all_bytes(&before),
         all_bytes(&both) + run3 + all_bytes(&idle4)
     );
-    stop(d, 4);
-    let d = start(&lab, &tmp.0, 5);
+    d.stop_cleanly("run 4");
+    let d = lab.daemon_with_store(&tmp.0, 5, "");
     let (idle5, _) = settled(&lab);
     assert_eq!(
         stored(&lab, &from),
         add(&before, &idle5),
         "a restart without traffic adds nothing"
     );
-    stop(d, 5);
+    d.stop_cleanly("run 5");
 }

@@ -144,6 +144,7 @@ mod flows;
 mod metrics;
 mod mix;
 mod policy;
+mod restart;
 mod routes;
 mod subscribers;
 
