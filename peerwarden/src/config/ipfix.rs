@@ -1,15 +1,13 @@
 //! The `ipfix` section: IPFIX export (RFC 7011) of finished flows to a collector.
 //!
-//! The exporter (`peerwarden/src/ipfix/`) reads this section; the smallest message it can cut
-//! ([`MIN_MESSAGE`]) is a limit of the section, so it lives here, below the exporter.
+//! The exporter (`peerwarden/src/ipfix/`) reads this section; the smallest message the
+//! encoder can cut (`peerwarden_ipfix::MIN_MESSAGE`) bounds `max_message_size`.
 
 use std::{net::SocketAddr, time::Duration};
 
 use serde::Deserialize;
 
-/// The smallest message size accepted: room for the header, a set header and the largest
-/// record (IPv6, three strings at their limit).
-pub const MIN_MESSAGE: usize = 512;
+use peerwarden_ipfix::MIN_MESSAGE;
 
 /// IPFIX export (RFC 7011) over UDP; the exporter is `peerwarden/src/ipfix/`.
 #[derive(Debug, Clone, Deserialize)]

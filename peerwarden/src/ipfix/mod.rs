@@ -1,15 +1,12 @@
 //! IPFIX export (RFC 7011) of finished flows, with their label, to a collector over UDP.
 //!
-//! A thread reads the daemon's flow table snapshot every second, asks the [`tracker`]
-//! which flows are due (idle, active timeout, gone from the table) and sends their records,
-//! encoded by [`encode`], to the collector. Templates go out with the first message and
+//! A thread reads the daemon's flow table snapshot every second, asks the tracker
+//! (`peerwarden_ipfix::tracker`) which flows are due (idle, active timeout, gone from the
+//! table) and sends their records, encoded by `peerwarden_ipfix::encode`, to the collector. Templates go out with the first message and
 //! again every `template_refresh` or every [`TEMPLATE_EVERY_MESSAGES`] messages, whichever
 //! comes first (RFC 7011, section 8.4: over UDP templates are resent periodically). At a
 //! clean stop the daemon hands the exporter the last walk of the kernel's table, taken
 //! after the programs are detached, and everything not exported yet goes out.
-
-pub mod encode;
-pub mod tracker;
 
 use std::{
     fmt::Write as _,
@@ -32,8 +29,10 @@ use crate::{
     ktime,
     state::{DeepState, State},
 };
-use encode::{Encoder, FlowExport};
-use tracker::{Due, Tracker};
+use peerwarden_ipfix::{
+    encode::{Encoder, EndReason, FlowExport},
+    tracker::{Due, Tracker},
+};
 
 /// Templates are resent at least every this many messages.
 pub const TEMPLATE_EVERY_MESSAGES: u64 = 100;
@@ -180,7 +179,7 @@ impl Sender {
             .map_or(0, |d| d.as_secs() as u32);
         let evicted = dues
             .iter()
-            .filter(|d| d.reason == encode::EndReason::LackOfResources)
+            .filter(|d| d.reason == EndReason::LackOfResources)
             .count() as u64;
         COUNTERS.evicted.fetch_add(evicted, Ordering::Relaxed);
         for (m, n) in self.encoder.encode(&records, templates, now) {

@@ -22,7 +22,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::ipfix::MIN_MESSAGE;
+use crate::MIN_MESSAGE;
 
 /// IPFIX's version number in the message header.
 pub const VERSION: u16 = 10;

@@ -3,16 +3,16 @@
 //! snapshot itself (the baseline: the exporter does it every second, like the flow
 //! reader). Prints figures; asserts nothing about time (docs/scale.md has the figures).
 //!
-//! `cargo bench -p peerwarden --bench ipfix_export` (PW_BENCH_FLOWS to change the count).
+//! `cargo bench -p peerwarden-ipfix --bench ipfix_export` (PW_BENCH_FLOWS to change the count).
 
 use std::{hint::black_box, net::IpAddr, time::Instant};
 
 use dashmap::DashMap;
-use peerwarden::ipfix::{
+use peerwarden_common::{FlowKey, FlowValue};
+use peerwarden_ipfix::{
     encode::{Encoder, EndReason, FlowExport},
     tracker::Tracker,
 };
-use peerwarden_common::{FlowKey, FlowValue};
 
 const S: u64 = 1_000_000_000;
 

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use peerwarden_common::{FlowKey, FlowValue};
 
-use super::encode::EndReason;
+use crate::encode::EndReason;
 
 /// A record to make: the flow, its reading now, and the difference to export.
 #[derive(Clone, Debug, PartialEq, Eq)]
