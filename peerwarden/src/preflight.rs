@@ -45,8 +45,8 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
-/// What the daemon needs, no more (the systemd unit grants exactly these; see
-/// `packaging/peerwarden.service` for the proof of each).
+/// What the daemon needs, no more (the systemd unit grants exactly these;
+/// `packaging/README.md` shows what fails without each).
 const NEEDED: [Needed; 3] = [
     Needed {
         bit: CAP_BPF,
@@ -57,13 +57,13 @@ const NEEDED: [Needed; 3] = [
     Needed {
         bit: CAP_NET_ADMIN,
         name: "CAP_NET_ADMIN",
-        why: "to attach the XDP and TC programs and set up the shaping qdiscs",
+        why: "to load and attach the XDP and TC programs and set up the shaping qdiscs",
         sys_admin_suffices: false,
     },
     Needed {
         bit: CAP_PERFMON,
         name: "CAP_PERFMON",
-        why: "for the verifier to accept the programs' pointer arithmetic on maps and packets",
+        why: "for the verifier to accept the programs' pointer arithmetic",
         sys_admin_suffices: true,
     },
 ];

@@ -61,7 +61,8 @@ fn policy(alice_web: &str) -> String {
          \x20   rate: {{ down: 10gbit, up: 10gbit }}\n\
          subscribers:\n\
          \x20 - {{ id: alice, prefixes: [{ALICE}/32], plan: plan_alice }}\n\
-         \x20 - {{ id: bob, prefixes: [{BOB}/32], plan: plan_bob }}\n"
+         \x20 - {{ id: bob, prefixes: [{BOB}/32], plan: plan_bob }}\n\
+         default_plan: plan_bob\n"
     )
 }
 
