@@ -82,7 +82,7 @@ fn missing_capabilities(effective: u64) -> Option<String> {
     let has = |bit: u32| effective & (1u64 << bit) != 0;
     let missing: Vec<&Needed> = NEEDED
         .iter()
-        .filter(|n| !has(n.bit) && !(n.sys_admin_suffices && has(CAP_SYS_ADMIN)))
+        .filter(|n| !(has(n.bit) || n.sys_admin_suffices && has(CAP_SYS_ADMIN)))
         .collect();
     let names: Vec<&str> = missing.iter().map(|n| n.name).collect();
     match missing.as_slice() {

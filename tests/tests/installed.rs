@@ -35,6 +35,8 @@ const PREFIX: &str = "pwdeb";
 const API_PORT: u16 = 19471;
 /// The instance name in the test's config (pins under /sys/fs/bpf/peerwarden/<it>).
 const INSTANCE: &str = "pwdeb-installed";
+/// The history store, in the package's state directory.
+const HISTORY: &str = "/var/lib/peerwarden/pwdeb-installed/history.db";
 /// The lab's addresses (peerwarden's lab topology): alice and bob, the subscribers, and
 /// the web server's address in the internet namespace.
 const ALICE: &str = "100.64.1.10";
@@ -242,8 +244,15 @@ fn the_installed_package_runs_unprivileged_labels_enforces_reloads_and_stops() {
         .replace("uplink: eth0", "uplink: uplink")
         .replace("127.0.0.1:9440", &format!("127.0.0.1:{API_PORT}"))
         .replace("flow_table_size: 1048576", "flow_table_size: 65536")
+        // A store of its own in the state directory: root daemons of other tests on a
+        // shared machine keep theirs at the default path.
+        .replace("/var/lib/peerwarden/history.db", HISTORY)
         + &format!("instance: {INSTANCE}\n");
-    assert!(config.contains("downlink: downlink") && config.contains("uplink: uplink"));
+    assert!(
+        config.contains("downlink: downlink")
+            && config.contains("uplink: uplink")
+            && config.contains(HISTORY)
+    );
     std::fs::write("/etc/peerwarden/config.yaml", config).expect("editing the config");
     std::fs::write("/etc/peerwarden/policy.yaml", policy("")).expect("writing the policy");
     let pins = Path::new(PIN_ROOT).join(INSTANCE);
@@ -408,9 +417,7 @@ fn the_installed_package_runs_unprivileged_labels_enforces_reloads_and_stops() {
 
         // The history store is the user's, in the state directory.
         assert_eq!(
-            std::fs::metadata("/var/lib/peerwarden/history.db")
-                .map(|m| m.uid())
-                .ok(),
+            std::fs::metadata(HISTORY).map(|m| m.uid()).ok(),
             Some(uid),
             "the history store"
         );
