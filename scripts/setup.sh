@@ -10,7 +10,8 @@
 #     nginx-light, curl, iperf3, tcpdump, ethtool, iproute2; nfdump (nfcapd) and tshark, the
 #     IPFIX collector and decoder the export test reads back with; prometheus (promtool checks
 #     contrib/prometheus and contrib/grafana; the fleet lab scrapes two gateways with it)
-#   - crates.io: bpf-linker 0.13.0 built against LLVM 22; cargo-fuzz 0.13.1 (scripts/fuzz.sh)
+#   - crates.io: bpf-linker 0.13.0 built against LLVM 22; cargo-fuzz 0.13.1 (scripts/fuzz.sh);
+#     cargo-deb 3.8.0 (the Debian package: `cargo deb -p peerwarden`)
 #   - `rustup toolchain link debian /usr` so aya-build can run Debian's rustc with build-std
 #   - mounts bpffs on /sys/fs/bpf
 set -euo pipefail
@@ -56,6 +57,11 @@ fi
 if ! command -v cargo-fuzz >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo-fuzz" ]; then
   log "installing cargo-fuzz 0.13.1 (scripts/fuzz.sh; about a minute)"
   cargo install --locked cargo-fuzz@0.13.1 >/dev/null
+fi
+
+if ! command -v cargo-deb >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo-deb" ]; then
+  log "installing cargo-deb 3.8.0 (the Debian package; about 2 minutes)"
+  cargo install --locked cargo-deb@3.8.0 >/dev/null
 fi
 
 if ! rustup toolchain list | grep -q '^debian'; then

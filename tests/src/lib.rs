@@ -22,6 +22,8 @@ pub mod captures;
 pub mod encap;
 /// Floods of new flows, and the flow map's size and memory.
 pub mod flood;
+/// The Debian package built, installed and run as its systemd unit would run it.
+pub mod installed;
 pub mod lab;
 pub mod packets;
 pub mod payloads;

@@ -10,6 +10,7 @@ mod crash_restart;
 mod daemon_lifecycle;
 mod fleet_lab;
 mod history_restart;
+mod installed;
 mod ipfix_lab;
 mod lab_captures;
 mod lab_flood;
