@@ -303,15 +303,17 @@ impl Outline {
             return Outline::default();
         };
         let mut outline = Outline::default();
-        outline.walk("", &root.value, u32::MAX);
+        outline.walk("", &root.value, Some(u32::MAX));
         outline
     }
 
-    fn walk(&mut self, prefix: &str, node: &Node, end: u32) {
+    /// Records the places below `node`, and its entries if `end` (the line after the last
+    /// of `node`) is known: not inside siblings sharing a line.
+    fn walk(&mut self, prefix: &str, node: &Node, end: Option<u32>) {
         let Node::Map(entries) = node else { return };
         let starts: Vec<u32> = entries.iter().map(|(k, _)| pos(&k.referenced).0).collect();
         // Siblings sharing a line (a flow mapping) cannot be blanked apart.
-        let apart = starts.windows(2).all(|w| w[0] < w[1]);
+        let apart = end.is_some() && starts.windows(2).all(|w| w[0] < w[1]);
         for (i, (key, value)) in entries.iter().enumerate() {
             let path = if prefix.is_empty() {
                 key.value.clone()
@@ -319,14 +321,17 @@ impl Outline {
                 format!("{prefix}.{}", key.value)
             };
             self.places.insert(path.clone(), pos(&value.referenced));
-            let next = starts.get(i + 1).copied().unwrap_or(end);
-            if apart {
+            let next = match (apart, end) {
+                (true, Some(end)) => Some(starts.get(i + 1).copied().unwrap_or(end)),
+                _ => None,
+            };
+            if let Some(next) = next {
                 self.entries.push(Entry {
                     key: path.clone(),
                     lines: starts[i]..next,
                 });
-                self.walk(&path, &value.value, next);
             }
+            self.walk(&path, &value.value, next);
         }
     }
 
