@@ -42,17 +42,23 @@ fn config_check(file: &Path) -> (i32, String, Vec<String>) {
     )
 }
 
-/// A network namespace holding `lo` and a dummy interface `d0`, removed on drop. Nothing
-/// is sent: the check only looks the interfaces up.
+/// A network namespace holding `lo` and a veth pair `d0`/`d1` of its own, removed on drop.
+/// Nothing is sent: the check only looks the interfaces up.
 struct Netns(String);
 
 impl Netns {
     fn new(tag: &str) -> Netns {
         let name = format!("pwcc-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        // A namespace left by a killed run of this test.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
+            .status();
         for args in [
             vec!["netns", "add", &name],
-            vec!["-n", &name, "link", "add", "d0", "type", "dummy"],
+            vec![
+                "-n", &name, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+            ],
         ] {
             let ok = Command::new("ip").args(&args).status().expect("running ip");
             assert!(ok.success(), "ip {}", args.join(" "));
@@ -122,7 +128,10 @@ fn every_problem_of_the_file_is_reported_with_its_place() {
         format!("{f}:7:17: ipfix.idle_timeout: \"soon\" is not a duration"),
     ];
     for (line, start) in stderr.iter().zip(&starts) {
-        assert!(line.starts_with(start.as_str()), "{line}\n  expected: {start}...");
+        assert!(
+            line.starts_with(start.as_str()),
+            "{line}\n  expected: {start}..."
+        );
     }
     // The daemon refuses the same file, with the first of them in file order of its checks.
     let out = run_bounded(
@@ -231,7 +240,10 @@ fn a_missing_namespace_is_an_error_of_its_own() {
     let ns = Netns::new("missing");
     std::fs::write(
         &file,
-        format!("interfaces: {{ downlink: lo, uplink: d1 }}\nnetns: {}\n", ns.0),
+        format!(
+            "interfaces: {{ downlink: lo, uplink: d9 }}\nnetns: {}\n",
+            ns.0
+        ),
     )
     .expect("config");
     let (code, _, stderr) = config_check(&file);
@@ -239,7 +251,7 @@ fn a_missing_namespace_is_an_error_of_its_own() {
     assert_eq!(
         stderr,
         [format!(
-            "{}:1:37: interfaces.uplink: uplink interface \"d1\" does not exist in network namespace {:?} (see `ip link`)",
+            "{}:1:37: interfaces.uplink: uplink interface \"d9\" does not exist in network namespace {:?} (see `ip link`)",
             file.display(),
             ns.0
         )]
@@ -283,7 +295,10 @@ fn a_certificate_and_a_key_that_do_not_match_are_refused() {
     assert_eq!(code, 1, "{stderr:#?}");
     assert_eq!(stderr.len(), 1, "{stderr:#?}");
     assert!(
-        stderr[0].starts_with(&format!("{}:4:8: api.tls: the certificate ", file.display())),
+        stderr[0].starts_with(&format!(
+            "{}:4:8: api.tls: the certificate ",
+            file.display()
+        )),
         "{stderr:#?}"
     );
     // A key file that is no PEM at all, at the key's place.
@@ -334,5 +349,8 @@ fn usage_errors_exit_2_and_an_unreadable_file_1() {
     let (code, _, stderr) = config_check(&tmp.0.join("absent.yaml"));
     assert_eq!(code, 1);
     assert_eq!(stderr.len(), 1, "{stderr:#?}");
-    assert!(stderr[0].contains("cannot read the configuration"), "{stderr:#?}");
+    assert!(
+        stderr[0].contains("cannot read the configuration"),
+        "{stderr:#?}"
+    );
 }
