@@ -54,16 +54,17 @@ impl Netns {
             .args(["netns", "del", &name])
             .stderr(std::process::Stdio::null())
             .status();
-        for args in [
-            vec!["netns", "add", &name],
-            vec![
-                "-n", &name, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
-            ],
-        ] {
-            let ok = Command::new("ip").args(&args).status().expect("running ip");
-            assert!(ok.success(), "ip {}", args.join(" "));
-        }
-        Netns(name)
+        let ok = |args: &[&str]| {
+            let status = Command::new("ip").args(args).status().expect("running ip");
+            assert!(status.success(), "ip {}", args.join(" "));
+        };
+        ok(&["netns", "add", &name]);
+        // The guard first: removed also when the veth cannot be made.
+        let ns = Netns(name);
+        ok(&[
+            "-n", &ns.0, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+        ]);
+        ns
     }
 }
 
