@@ -474,7 +474,7 @@ mod tests {
             got[2].contains("nowhere") || got[2].contains("address"),
             "{got:#?}"
         );
-        let loader = Config::parse(text, std::path::Path::new("c.yaml")).unwrap_err();
+        let loader = Config::parse(text, std::path::Path::new("c.yaml")).expect_err("refused");
         assert!(loader.to_string().contains("bogus"), "{loader}");
     }
 
