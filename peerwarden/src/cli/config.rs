@@ -46,7 +46,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     // with the policy's own places.
     let mut policy_lines = Vec::new();
     let mut summary = Vec::new();
-    if let Some(config) = &checked.config {
+    if let Some(config) = &checked.value {
         if checked.readable("policy") {
             match &config.policy {
                 Some(path) => match policy(&checked, path) {
@@ -99,7 +99,7 @@ fn policy(checked: &Checked, path: &std::path::Path) -> Result<String, Named> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         Named::Config(checked.problem(
             "policy",
-            format!("policy: cannot read {origin}: {e}"),
+            &format!("policy: cannot read {origin}: {e}"),
             "a relative path is taken from the directory the daemon starts in",
         ))
     })?;
@@ -168,14 +168,14 @@ fn interfaces(checked: &Checked, config: &Config) -> Result<String, Vec<Problem>
             } else {
                 "interfaces"
             };
-            return Err(vec![checked.problem(key, message, "")]);
+            return Err(vec![checked.problem(key, &message, "")]);
         }
     };
     let problems: Vec<Problem> = wanted
         .iter()
         .zip(found)
         .filter_map(|((_, key, _), e)| {
-            e.map(|e| checked.problem(key, format!("{key}: {e}"), "see `ip link`"))
+            e.map(|e| checked.problem(key, &format!("{key}: {e}"), "see `ip link`"))
         })
         .collect();
     if !problems.is_empty() {
@@ -199,7 +199,7 @@ fn tls_problem(checked: &Checked, e: &api::tls::TlsError) -> Problem {
     };
     checked.problem(
         key,
-        e.to_string(),
+        &e.to_string(),
         "PEM files: the certificate chain, leaf first, and its private key",
     )
 }

@@ -11,7 +11,7 @@ fn a_good_file_has_no_problem_and_the_loaders_config() {
     let text = "interfaces: { downlink: eth1, uplink: eth0 }\nflow_table_size: 4096\n";
     let c = check(text, "c.yaml");
     assert!(c.problems.is_empty(), "{:?}", lines(&c));
-    assert_eq!(c.config.as_ref().map(|c| c.flow_table_size), Some(4096));
+    assert_eq!(c.value.as_ref().map(|c| c.flow_table_size), Some(4096));
     assert!(Config::parse(text, std::path::Path::new("c.yaml")).is_ok());
     assert_eq!(c.place("interfaces.uplink"), (1, 39));
     assert_eq!(c.place("interfaces.nothing"), (1, 13));
@@ -140,7 +140,7 @@ fn errors_within_one_section_are_all_reported() {
 #[test]
 fn a_syntax_error_is_one_problem_with_its_place() {
     let c = check("interfaces: [\n", "c.yaml");
-    assert!(c.config.is_none());
+    assert!(c.value.is_none());
     assert_eq!(c.problems.len(), 1, "{:?}", lines(&c));
     assert!(c.problems[0].line >= 1, "{:?}", lines(&c));
     assert!(!lines(&c)[0].contains('\n'));
