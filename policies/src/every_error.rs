@@ -451,7 +451,8 @@ mod tests {
         // What was left is read: `inner.b`, nothing made up about the others.
         assert!(!read.readable("name") && !read.readable("inner.b") && read.readable("x"));
         let doc = read.value.as_ref().expect("the rest parses");
-        assert_eq!(doc.inner.as_ref().map(|i| i.b), Some(2));
+        // `a` was blanked out: its default stands in.
+        assert_eq!(doc.inner.as_ref().map(|i| (i.a, i.b)), Some((0, 2)));
         assert_eq!(read.place("inner.b"), (5, 6));
     }
 
