@@ -355,3 +355,38 @@ fn usage_errors_exit_2_and_an_unreadable_file_1() {
         "{stderr:#?}"
     );
 }
+
+#[test]
+fn without_root_a_namespace_is_reported_as_needing_root() {
+    require_root();
+    let ns = Netns::new("noroot");
+    let tmp = TempDir::new("cc-noroot");
+    let file = tmp.0.join("config.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "interfaces: {{ downlink: lo, uplink: d0 }}\nnetns: {}\n",
+            ns.0
+        ),
+    )
+    .expect("config");
+    // As `nobody`: entering a namespace needs CAP_SYS_ADMIN.
+    let out = run_bounded(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(peerwarden_bin())
+            .args(["config", "check"])
+            .arg(&file),
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "{}:2:8: netns: the interfaces are in network namespace {:?}; checking them needs root (run config check as root)",
+            file.display(),
+            ns.0
+        )
+    );
+}
