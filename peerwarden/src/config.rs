@@ -27,6 +27,7 @@ use std::{
 
 use serde::Deserialize;
 
+pub mod check;
 pub mod ipfix;
 
 /// Flow table entries when the config does not say (DESIGN.md: 1,048,576).
@@ -302,11 +303,32 @@ impl Config {
                 .collect::<Vec<_>>()
                 .join(" "),
         })?;
-        let invalid = |message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
+        match config.problems().into_iter().next() {
+            Some(first) => Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: first.message,
+            }),
+            None => Ok(config),
+        }
+    }
+
+    /// Every value out of range or inconsistent, in the order [`Config::parse`] checks
+    /// them (it refuses with the first); `config check` reports them all.
+    pub(crate) fn problems(&self) -> Vec<Invalid> {
+        let config = self;
+        let mut out: Vec<Invalid> = check_mode(config)
+            .into_iter()
+            .map(|message| Invalid {
+                message,
+                needs: MODE_KEYS,
+            })
+            .collect();
+        let mut invalid = |message: String| {
+            out.push(Invalid {
+                message,
+                needs: &["mode"],
+            })
         };
-        check_mode(&config).map_err(invalid)?;
         let names = match config.mode {
             Mode::Inline => vec![
                 ("interfaces.downlink", &config.interfaces.downlink),
@@ -320,83 +342,88 @@ impl Config {
                 .collect(),
         };
         for (key, name) in names {
+            if name.is_empty() && config.mode == Mode::Inline {
+                continue; // check_mode said so already
+            }
             // IFNAMSIZ is 16 with the terminating NUL.
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
-                return Err(invalid(format!(
-                    "{key}: {name:?} is not a valid interface name"
-                )));
+                invalid(format!("{key}: {name:?} is not a valid interface name"));
             }
         }
-        if config.mode == Mode::Inline && config.interfaces.downlink == config.interfaces.uplink {
-            return Err(invalid(format!(
+        if config.mode == Mode::Inline
+            && !config.interfaces.downlink.is_empty()
+            && config.interfaces.downlink == config.interfaces.uplink
+        {
+            invalid(format!(
                 "interfaces: downlink and uplink are both {:?}; they must be two interfaces",
                 config.interfaces.downlink
-            )));
+            ));
         }
         if config.flow_table_size == 0 || config.flow_table_size > MAX_FLOW_TABLE_SIZE {
-            return Err(invalid(format!(
+            invalid(format!(
                 "flow_table_size: {} is out of range (1 to {MAX_FLOW_TABLE_SIZE})",
                 config.flow_table_size
-            )));
+            ));
         }
         if !(16..=MAX_DEEP_FLOWS).contains(&config.deep_max_flows) {
-            return Err(invalid(format!(
+            invalid(format!(
                 "deep_max_flows: {} is out of range (16 to {MAX_DEEP_FLOWS})",
                 config.deep_max_flows
-            )));
+            ));
         }
         if config.max_subscribers == 0 || config.max_subscribers > 8_000_000 {
-            return Err(invalid(format!(
+            invalid(format!(
                 "max_subscribers: {} is out of range (1 to 8000000)",
                 config.max_subscribers
-            )));
+            ));
         }
         if config.history_seconds < 60 || config.history_seconds > 7 * 86400 {
-            return Err(invalid(format!(
+            invalid(format!(
                 "history_seconds: {} is out of range (60 to 604800)",
                 config.history_seconds
-            )));
+            ));
         }
         let h = &config.history;
         if h.path.as_os_str().is_empty() || h.path.is_dir() {
-            return Err(invalid(format!(
-                "history.path: {:?} is not a file path",
-                h.path
-            )));
+            invalid(format!("history.path: {:?} is not a file path", h.path));
         }
         if h.minute_retention_days == 0 || h.minute_retention_days > 366 {
-            return Err(invalid(format!(
+            invalid(format!(
                 "history.minute_retention_days: {} is out of range (1 to 366)",
                 h.minute_retention_days
-            )));
+            ));
         }
         if h.hour_retention_days < h.minute_retention_days || h.hour_retention_days > 3660 {
-            return Err(invalid(format!(
+            invalid(format!(
                 "history.hour_retention_days: {} is out of range ({} to 3660: at least the minute retention)",
                 h.hour_retention_days, h.minute_retention_days
-            )));
+            ));
         }
         if config.metrics.subscriber_series_limit > 100_000 {
-            return Err(invalid(format!(
+            invalid(format!(
                 "metrics.subscriber_series_limit: {} is out of range (0 to 100000)",
                 config.metrics.subscriber_series_limit
-            )));
+            ));
         }
         if config.api.token.as_deref().is_some_and(|t| t.len() < 16) {
-            return Err(invalid("api.token: use at least 16 characters".into()));
+            invalid("api.token: use at least 16 characters".into());
         }
         if let Some(ns) = &config.netns
             && (ns.is_empty() || ns.contains('/'))
         {
-            return Err(invalid(format!("netns: {ns:?} is not a namespace name")));
+            invalid(format!("netns: {ns:?} is not a namespace name"));
         }
-        if let Some(x) = &config.ipfix {
-            x.check().map_err(invalid)?;
+        if let Some(x) = &config.ipfix
+            && let Err(e) = x.check()
+        {
+            invalid(e);
         }
-        if let Some(name) = &config.instance {
-            crate::probe::pins::check_name(name).map_err(|e| invalid(format!("instance: {e}")))?;
+        if let Some(name) = &config.instance
+            && let Err(e) = crate::probe::pins::check_name(name)
+        {
+            invalid(format!("instance: {e}"));
         }
-        Ok(config)
+        out
     }
 
     /// The instance name: `instance`, or the default made of the namespace and the
@@ -414,24 +441,25 @@ impl Config {
 }
 
 /// Which interfaces each mode needs, and the subscriber networks of observe mode.
-fn check_mode(c: &Config) -> Result<(), String> {
+fn check_mode(c: &Config) -> Vec<String> {
     let i = &c.interfaces;
+    let mut out = Vec::new();
     match c.mode {
         Mode::Inline => {
             if i.downlink.is_empty() || i.uplink.is_empty() {
-                return Err(
+                out.push(
                     "interfaces: inline mode needs both downlink and uplink (or set mode: observe with interfaces: { mirror: IFACE })"
                         .into(),
                 );
             }
             if i.mirror.is_some() {
-                return Err(
+                out.push(
                     "interfaces.mirror: only for mode: observe (inline mode uses downlink and uplink)"
                         .into(),
                 );
             }
             if !c.subscriber_networks.is_empty() {
-                return Err(
+                out.push(
                     "subscriber_networks: only for mode: observe (inline mode knows the direction from the interface)"
                         .into(),
                 );
@@ -439,19 +467,19 @@ fn check_mode(c: &Config) -> Result<(), String> {
         }
         Mode::Observe => {
             if i.mirror.is_none() {
-                return Err(
+                out.push(
                     "interfaces: observe mode needs the mirror port: interfaces: { mirror: IFACE }"
                         .into(),
                 );
             }
             if !i.downlink.is_empty() || !i.uplink.is_empty() {
-                return Err(
+                out.push(
                     "interfaces: observe mode uses only the mirror port; remove downlink and uplink"
                         .into(),
                 );
             }
             if c.subscriber_networks.is_empty() && c.policy.is_none() {
-                return Err(
+                out.push(
                     "subscriber_networks: observe mode needs the subscribers' networks (e.g. [100.64.0.0/10]) or a policy with their prefixes, to tell up from down"
                         .into(),
                 );
@@ -468,18 +496,41 @@ fn check_mode(c: &Config) -> Result<(), String> {
                 format!("host bits set; did you mean {network}?")
             }
         };
-        return Err(format!(
+        out.push(format!(
             "subscriber_networks: {n:?} is not a network ({why})"
         ));
     }
     let max = peerwarden_common::observe::MAX_OBSERVE_NETWORKS as usize;
     if c.subscriber_networks.len() > max {
-        return Err(format!(
+        out.push(format!(
             "subscriber_networks: {} networks; at most {max}",
             c.subscriber_networks.len()
         ));
     }
-    Ok(())
+    out
+}
+
+/// The sections the mode's checks read: a problem found there is dropped by `config check`
+/// when one of them could not be read (its default would make the problem up).
+const MODE_KEYS: &[&str] = &["mode", "interfaces", "subscriber_networks", "policy"];
+
+/// A value out of range or inconsistent: the message starts with the key it is about
+/// (`flow_table_size: 0 is out of range ...`).
+#[derive(Debug, Clone)]
+pub(crate) struct Invalid {
+    /// One line, `KEY: what is wrong`.
+    pub message: String,
+    /// Top-level keys besides the message's own that the check read.
+    pub needs: &'static [&'static str],
+}
+
+impl Invalid {
+    /// The dotted key the message starts with (`history.path`).
+    pub fn key(&self) -> &str {
+        self.message
+            .split_once(": ")
+            .map_or(self.message.as_str(), |(k, _)| k)
+    }
 }
 
 impl Config {

@@ -51,6 +51,7 @@ pub mod compile;
 mod document;
 mod dscp;
 mod error;
+pub mod every_error;
 mod host;
 mod lpm;
 mod model;

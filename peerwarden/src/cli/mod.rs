@@ -1,6 +1,7 @@
 //! Command-line interface: clap derive, one module per subcommand.
 
 mod classify;
+mod config;
 mod lab;
 mod policy;
 mod run;
@@ -30,6 +31,9 @@ enum Command {
     /// Policy files.
     #[command(subcommand)]
     Policy(policy::Command),
+    /// The daemon's configuration file.
+    #[command(subcommand)]
+    Config(config::Command),
     /// A demo gateway in network namespaces with real client traffic.
     #[command(subcommand)]
     Lab(lab::Command),
@@ -44,6 +48,7 @@ impl Cli {
             Command::Unload(args) => unload::run(args),
             Command::Classify(args) => classify::run(args),
             Command::Policy(cmd) => policy::run(cmd),
+            Command::Config(cmd) => config::run(cmd),
             Command::Lab(cmd) => lab::run(cmd),
         };
         match result {
