@@ -153,6 +153,17 @@ fn dashboard_draws_the_live_mix_and_flows() {
         .unwrap_or_else(|| panic!("no #mix-chart in the DOM:\n{dom}"));
     eprintln!("chart: {svg}");
     let points = num(svg, "data-points");
+    if points == 0 {
+        // What the API answers now, to tell a page fault from an empty series.
+        let (window, step) = (num(svg, "data-window"), num(svg, "data-step"));
+        let series = lab.api(&format!("/api/v1/mix/series?window={window}s&step={step}s"));
+        eprintln!(
+            "API series now: {} points, range {}; status: {}",
+            series["points"].as_array().map_or(0, |p| p.len()),
+            series["range"],
+            lab.api("/api/v1/status")
+        );
+    }
     assert!(points > 0, "the chart drew no points: {svg}");
     let page_p2p = num(svg, "data-p2p-bytes");
     assert!(page_p2p > 0, "no p2p bytes in the chart: {svg}");

@@ -459,8 +459,24 @@ fn two_gateways_one_prometheus_one_policy_one_collector() {
     );
     assert!(compared >= 2, "classes compared: {compared}");
 
-    // The shipped rules load and evaluate in a real Prometheus.
-    let rules = get_json(PROMETHEUS, "/api/v1/rules");
+    // The shipped rules load and evaluate in a real Prometheus. A rule not yet evaluated
+    // reads "unknown"; each group is evaluated once per interval (30 s), so give every
+    // rule its first evaluation before judging its health.
+    let deadline = Instant::now() + Duration::from_secs(75);
+    let rules = loop {
+        let rules = get_json(PROMETHEUS, "/api/v1/rules");
+        let pending = rules["data"]["groups"]
+            .as_array()
+            .expect("rule groups")
+            .iter()
+            .flat_map(|g| g["rules"].as_array().expect("rules"))
+            .filter(|r| r["health"] == "unknown")
+            .count();
+        if pending == 0 || Instant::now() >= deadline {
+            break rules;
+        }
+        thread::sleep(Duration::from_secs(1));
+    };
     let groups = rules["data"]["groups"].as_array().expect("rule groups");
     let mut evaluated = 0;
     for g in groups {
