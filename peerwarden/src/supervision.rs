@@ -73,13 +73,20 @@ pub enum FaultKind {
 impl Fault {
     /// Parses `panic:THREAD`, `stall:THREAD` or `stall:THREAD:SECONDS`.
     pub fn parse(s: &str) -> Result<Fault, String> {
-        let bad = || format!("{FAULT_VAR}={s:?}: expected panic:THREAD, stall:THREAD or stall:THREAD:SECONDS");
+        let bad = || {
+            format!(
+                "{FAULT_VAR}={s:?}: expected panic:THREAD, stall:THREAD or stall:THREAD:SECONDS"
+            )
+        };
         let mut parts = s.split(':');
         let (kind, thread, bound) = (parts.next(), parts.next(), parts.next());
         if parts.next().is_some() {
             return Err(bad());
         }
-        let thread = thread.filter(|t| !t.is_empty()).ok_or_else(bad)?.to_string();
+        let thread = thread
+            .filter(|t| !t.is_empty())
+            .ok_or_else(bad)?
+            .to_string();
         let kind = match (kind, bound) {
             (Some("panic"), None) => FaultKind::Panic,
             (Some("stall"), None) => FaultKind::Stall(None),
@@ -203,7 +210,8 @@ impl Threads {
             let failure = if w.ended.load(Ordering::Acquire) {
                 Failure::Exited
             } else {
-                let idle = Duration::from_millis(now_ms.saturating_sub(w.beat_ms.load(Ordering::Relaxed)));
+                let idle =
+                    Duration::from_millis(now_ms.saturating_sub(w.beat_ms.load(Ordering::Relaxed)));
                 if idle < w.bound {
                     continue;
                 }

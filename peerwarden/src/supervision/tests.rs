@@ -22,7 +22,10 @@ fn a_thread_that_beats_is_never_stalled_and_one_that_stops_is_after_its_bound() 
         other => panic!("{other:?}"),
     }
     assert!(
-        failed[0].1.to_string().starts_with("stalled: no progress for 0 s"),
+        failed[0]
+            .1
+            .to_string()
+            .starts_with("stalled: no progress for 0 s"),
         "{}",
         failed[0].1
     );
@@ -44,7 +47,14 @@ fn a_thread_that_beats_is_never_stalled_and_one_that_stops_is_after_its_bound() 
     assert!(other.check(now + Duration::from_secs(29)).is_empty());
     let failed = other.check(now + Duration::from_secs(31));
     assert_eq!(failed.len(), 1);
-    assert!(failed[0].1.to_string().starts_with("stalled: no progress for 3"), "{}", failed[0].1);
+    assert!(
+        failed[0]
+            .1
+            .to_string()
+            .starts_with("stalled: no progress for 3"),
+        "{}",
+        failed[0].1
+    );
 }
 
 #[test]
@@ -67,7 +77,11 @@ fn a_panic_is_recorded_with_its_message_and_still_reaches_the_join_handle() {
         ))
     );
     assert_eq!(
-        threads.health()[0].failure.as_ref().map(ToString::to_string).as_deref(),
+        threads.health()[0]
+            .failure
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
         Some("panicked: walking the table: 42")
     );
     // The check after the panic reports no second failure for the ended thread.

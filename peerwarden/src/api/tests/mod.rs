@@ -146,6 +146,7 @@ mod mix;
 mod policy;
 mod routes;
 mod subscribers;
+mod supervision;
 
 // ---- history store, subscribers, flows paging, metrics, request log -----------------------
 
