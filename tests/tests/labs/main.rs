@@ -17,3 +17,4 @@ mod lab_swarm;
 mod observe_lab;
 mod policy_lab;
 mod pppoe_lab;
+mod supervision;
