@@ -149,10 +149,13 @@ fn fails_then_restarts(prefix: &str, port: u16, fault: &str, thread: &str, error
     assert_eq!(failed[0]["thread"], thread, "{health}");
     let error = failed[0]["error"].as_str().expect("error");
     assert!(error.starts_with(error_start), "{error}");
-    let (code, metrics) =
-        http_get(lab.api_addr(), "/metrics", HTTP_TIMEOUT).expect("GET /metrics");
+    let (code, metrics) = http_get(lab.api_addr(), "/metrics", HTTP_TIMEOUT).expect("GET /metrics");
     assert_eq!(code, 200);
-    assert_eq!(thread_up(&metrics, thread).as_deref(), Some("0"), "{metrics}");
+    assert_eq!(
+        thread_up(&metrics, thread).as_deref(),
+        Some("0"),
+        "{metrics}"
+    );
     for healthy in ["read-counters", "read-subscribers", "read-flows", "deep"] {
         if healthy != thread {
             assert_eq!(
@@ -169,7 +172,11 @@ fn fails_then_restarts(prefix: &str, port: u16, fault: &str, thread: &str, error
         status.code().is_some_and(|c| c != 0),
         "a failed thread must end in a non-zero exit, got {status}:\n{log}"
     );
-    let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
     assert!(
         last.starts_with("peerwarden: ") && last.contains(thread) && last.contains(error_start),
         "the last line names the thread and what happened: {last}\n{log}"
@@ -181,10 +188,16 @@ fn fails_then_restarts(prefix: &str, port: u16, fault: &str, thread: &str, error
         std::fs::read_dir(pins(&lab))
             .expect("pin dir")
             .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with("link_xdp_downlink")),
+            .any(|e| e
+                .file_name()
+                .to_string_lossy()
+                .starts_with("link_xdp_downlink")),
         "the downlink's XDP link stays pinned"
     );
-    assert!(tmp.0.join("history.db").exists(), "the history store exists");
+    assert!(
+        tmp.0.join("history.db").exists(),
+        "the history store exists"
+    );
 
     // The next daemon (no fault) adopts the kernel side and is healthy.
     let daemon = Daemon::start(&config, &tmp.0.join("next.log"), lab.api_addr());
@@ -203,7 +216,11 @@ fn fails_then_restarts(prefix: &str, port: u16, fault: &str, thread: &str, error
     let (code, body) = http_get(lab.api_addr(), "/healthz", HTTP_TIMEOUT).expect("healthz");
     assert_eq!(code, 200, "{body}");
     let (_, metrics) = http_get(lab.api_addr(), "/metrics", HTTP_TIMEOUT).expect("metrics");
-    assert_eq!(thread_up(&metrics, thread).as_deref(), Some("1"), "{metrics}");
+    assert_eq!(
+        thread_up(&metrics, thread).as_deref(),
+        Some("1"),
+        "{metrics}"
+    );
     let status = daemon.terminate(Duration::from_secs(20));
     assert!(status.success(), "the next daemon stops cleanly: {status}");
     assert_nothing_attached(&gw, "after the next daemon's SIGTERM");
