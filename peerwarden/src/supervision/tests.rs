@@ -100,7 +100,7 @@ fn a_thread_that_returns_while_the_daemon_runs_has_failed() {
 #[test]
 fn an_armed_panic_strikes_only_its_thread_at_its_first_beat() {
     let threads = std::sync::Arc::new(Threads::default());
-    threads.arm(Fault::parse("panic:read-flows").unwrap());
+    threads.arm(Fault::parse("panic:read-flows").expect("a valid fault"));
     let other = threads.register("read-counters", STALL_BOUND);
     other.beat();
     let target = threads.register("read-flows", STALL_BOUND);
@@ -119,7 +119,7 @@ fn an_armed_panic_strikes_only_its_thread_at_its_first_beat() {
 #[test]
 fn an_armed_stall_sets_the_threads_bound() {
     let threads = Threads::default();
-    threads.arm(Fault::parse("stall:read-counters:2").unwrap());
+    threads.arm(Fault::parse("stall:read-counters:2").expect("a valid fault"));
     let _hb = threads.register("read-counters", STALL_BOUND);
     let _other = threads.register("read-flows", STALL_BOUND);
     let failed = threads.check(Instant::now() + Duration::from_secs(3));
@@ -157,7 +157,7 @@ fn fault_specs_parse_or_are_refused() {
         "crash:deep",
         "",
     ] {
-        let e = Fault::parse(bad).unwrap_err();
+        let e = Fault::parse(bad).expect_err("refused");
         assert!(e.contains("PEERWARDEN_FAULT"), "{bad:?}: {e}");
     }
 }
