@@ -10,6 +10,17 @@
 //!
 //! For tests, `PEERWARDEN_FAULT` ([`Fault::from_env`]) makes one named thread panic or stall
 //! at its first beat.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use peerwarden_supervise::{Threads, supervised};
+//!
+//! let threads = Threads::default();
+//! let heartbeat = threads.register("read-counters", Duration::from_secs(30));
+//! supervised(&heartbeat, || heartbeat.beat());
+//! // Its body returned while the daemon runs: a failure the watchdog reports.
+//! assert_eq!(threads.check(Instant::now()).len(), 1);
+//! ```
 
 use std::{
     any::Any,
@@ -137,7 +148,7 @@ impl Watched {
     }
 }
 
-/// The registry of supervised threads (one per daemon, in [`crate::state::State`]).
+/// The registry of supervised threads (one per daemon, in its shared state).
 pub struct Threads {
     epoch: Instant,
     entries: Mutex<Vec<Arc<Watched>>>,
