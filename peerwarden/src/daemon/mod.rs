@@ -43,10 +43,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let policy = start::policy(&config)?;
     // 2. The probe loaded (or adopted) and attached, the policy installed, the state made.
     let data = start::data_path(&config, &host.pins, policy)?;
-    if let Some(fault) = fault {
+    if let Some(fault) = &fault {
         tracing::warn!(thread = %fault.thread, fault = ?fault.kind,
             "PEERWARDEN_FAULT: a fault is injected (a test hook; never set it in production)");
-        data.state.threads.arm(fault);
+        data.state.threads.arm(fault.clone());
     }
     // 3. The threads: the readers, the IPFIX exporter and the deep tier.
     let stop = Arc::new(AtomicBool::new(false));
@@ -61,6 +61,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         &stop,
         config.deep_max_flows,
     )?);
+    if let Some(fault) = &fault
+        && !data
+            .state
+            .threads
+            .health()
+            .iter()
+            .any(|t| t.name == fault.thread)
+    {
+        tracing::error!(thread = %fault.thread, "PEERWARDEN_FAULT names no supervised thread: nothing is injected");
+    }
     let running = Running {
         stop,
         threads,
