@@ -15,7 +15,9 @@ import sys
 MAX_LINES = 800
 MAX_SHARE = 0.40
 # Production crates (their src/); the kernel programs count, the test crate and fuzz do not.
-PRODUCTION = ["common", "ebpf", "classifier", "policies", "history", "lab", "peerwarden"]
+PRODUCTION = [
+    "common", "ebpf", "classifier", "policies", "history", "supervise", "lab", "peerwarden",
+]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SKIP_DIRS = {"target", ".git", "node_modules"}
 

@@ -20,3 +20,6 @@ pub mod state;
 /// The history store, a crate of its own (`history/`); re-exported so `peerwarden::history`
 /// paths keep working.
 pub use peerwarden_history as history;
+/// Thread supervision, a crate of its own (`supervise/`): the daemon's threads beat, panics
+/// are recorded, stalls declared.
+pub use peerwarden_supervise as supervision;

@@ -83,6 +83,9 @@ pub struct State {
     subscriber_series_limit: usize,
     /// Observe-only mode: the mirror port (none: inline).
     observe_mirror: Option<String>,
+    /// The supervised threads and their health (registered as the daemon starts them;
+    /// none in API tests).
+    pub threads: crate::supervision::Threads,
 }
 
 /// What a [`State`] is made from.
@@ -135,6 +138,7 @@ impl State {
             subscribers: o.subscribers,
             subscriber_series_limit: o.subscriber_series_limit,
             observe_mirror: o.observe_mirror,
+            threads: Default::default(),
         }
     }
 

@@ -103,7 +103,26 @@ pub fn render(state: &State) -> String {
     );
     render_policy_and_subscribers(state, &mut out);
     crate::ipfix::render_metrics(&mut out);
+    render_threads(state, &mut out);
     out
+}
+
+/// `peerwarden_thread_up{thread}`: 1 per healthy supervised thread, 0 for one that panicked
+/// or stalled (the `PeerwardenThreadFailed` alert in contrib/prometheus/).
+fn render_threads(state: &State, out: &mut String) {
+    let name = "peerwarden_thread_up";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Whether a supervised daemon thread is healthy (1) or panicked or stalled (0; the daemon then stops and exits with an error).\n# TYPE {name} gauge"
+    );
+    for h in state.threads.health() {
+        let _ = writeln!(
+            out,
+            "{name}{{thread=\"{}\"}} {}",
+            escape(&h.name),
+            u8::from(h.failure.is_none())
+        );
+    }
 }
 
 /// A label value with `\`, `"` and newlines escaped, as the text format wants.

@@ -21,13 +21,20 @@ use peerwarden_common::{
     deep::{DEEP_BUDGET, Sample, Verdict},
 };
 
-use crate::{probe::Probe, state::DeepState};
+use crate::{
+    probe::Probe,
+    state::DeepState,
+    supervision::{Heartbeat, STALL_BOUND, Threads, supervised},
+};
 
 /// Starts the deep tier's thread if the probe has a sample ring (it takes the ring), with
-/// at most `max_tracked` undecided flows (`deep_max_flows`).
+/// at most `max_tracked` undecided flows (`deep_max_flows`), supervised in `threads` as
+/// `deep`: it beats every pass (the ring is polled with a 100 ms timeout, so also when
+/// idle) and every sample.
 pub(super) fn spawn(
     probe: &Arc<Probe>,
     deep: &Arc<DeepState>,
+    threads: &Threads,
     stop: &Arc<AtomicBool>,
     max_tracked: u32,
 ) -> anyhow::Result<Option<thread::JoinHandle<()>>> {
@@ -35,9 +42,14 @@ pub(super) fn spawn(
         return Ok(None);
     };
     let (probe, deep, stop) = (probe.clone(), deep.clone(), stop.clone());
+    let heartbeat = threads.register("deep", STALL_BOUND);
     thread::Builder::new()
         .name("deep".into())
-        .spawn(move || run(probe, ring, deep, stop, Vec::new(), max_tracked))
+        .spawn(move || {
+            supervised(&heartbeat, || {
+                run(&heartbeat, probe, ring, deep, stop, Vec::new(), max_tracked)
+            })
+        })
         .map(Some)
         .context("starting the deep classifier")
 }
@@ -47,6 +59,7 @@ type Seen = std::collections::HashMap<FlowKey, u8>;
 
 /// Runs until `stop`: samples in, verdicts out.
 fn run(
+    heartbeat: &Heartbeat,
     probe: Arc<Probe>,
     mut ring: RingBuf<MapData>,
     deep: Arc<DeepState>,
@@ -66,6 +79,7 @@ fn run(
     let fd = ring.as_fd().as_raw_fd();
     let mut last_expiry = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        heartbeat.beat();
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -74,6 +88,8 @@ fn run(
         // SAFETY: one valid pollfd; a 100 ms timeout keeps `stop` responsive.
         unsafe { libc::poll(&mut pfd, 1, 100) };
         while let Some(item) = ring.next() {
+            // A flood keeps this loop busy, and working.
+            heartbeat.beat();
             if item.len() < std::mem::size_of::<Sample>() {
                 continue;
             }

@@ -9,8 +9,13 @@
 //! - `deep.rs`: the deep tier, which classifies the payload samples the kernel hands up;
 //! - `enforcer.rs`: the policy in force in the kernel, compiled again when a schedule turns;
 //! - `observe.rs`: observe-only mode on a mirror port;
-//! - `serve.rs`: the API until SIGINT or SIGTERM, SIGHUP re-reading the policy file;
+//! - `serve.rs`: the API until SIGINT or SIGTERM, SIGHUP re-reading the policy file, and
+//!   the watchdog of the supervised threads ([`crate::supervision`]);
 //! - `shutdown.rs`: everything the running daemon owns, stopped in one stated order.
+//!
+//! A supervised thread that panics or stalls makes the daemon stop (after a grace in
+//! which `/healthz` answers 503) with the kernel side attached and pinned, and exit with
+//! an error naming the thread, for systemd to restart it.
 
 mod deep;
 mod enforcer;
@@ -23,17 +28,26 @@ mod start;
 
 use std::sync::{Arc, atomic::AtomicBool};
 
-use crate::{config::Config, ipfix::Exporter};
+use anyhow::anyhow;
+
+use crate::{config::Config, ipfix::Exporter, supervision::Fault};
 use shutdown::Running;
 
-/// Runs the daemon until SIGINT or SIGTERM.
+/// Runs the daemon until SIGINT or SIGTERM (`Ok`), or until a supervised thread failed
+/// (an error naming it).
 pub fn run(config: Config) -> anyhow::Result<()> {
-    // 1. What needs no kernel: the host, the instance's lock, the API socket and
-    //    certificate, the gateway's namespace and interfaces, the policy file.
+    // 1. What needs no kernel: the test hook's fault, the host, the instance's lock, the
+    //    API socket and certificate, the gateway's namespace and interfaces, the policy.
+    let fault = Fault::from_env().map_err(anyhow::Error::msg)?;
     let host = start::host(&config)?;
     let policy = start::policy(&config)?;
     // 2. The probe loaded (or adopted) and attached, the policy installed, the state made.
     let data = start::data_path(&config, &host.pins, policy)?;
+    if let Some(fault) = &fault {
+        tracing::warn!(thread = %fault.thread, fault = ?fault.kind,
+            "PEERWARDEN_FAULT: a fault is injected (a test hook; never set it in production)");
+        data.state.threads.arm(fault.clone());
+    }
     // 3. The threads: the readers, the IPFIX exporter and the deep tier.
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = readers::spawn(&config, &data.probe, &data.state, &data.enforcer, &stop)?;
@@ -43,9 +57,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     threads.extend(deep::spawn(
         &data.probe,
         &data.state.deep,
+        &data.state.threads,
         &stop,
         config.deep_max_flows,
     )?);
+    if let Some(fault) = &fault
+        && !data
+            .state
+            .threads
+            .health()
+            .iter()
+            .any(|t| t.name == fault.thread)
+    {
+        tracing::error!(thread = %fault.thread, "PEERWARDEN_FAULT names no supervised thread: nothing is injected");
+    }
     let running = Running {
         stop,
         threads,
@@ -65,6 +90,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         config.policy.clone(),
     );
     // 5. Everything stopped in order; a failed detach is the daemon's error, then the API's.
-    running.shutdown()?;
+    //    After a thread's failure the kernel side stays attached and pinned, as after a
+    //    crash, and the failure is the error (a non-zero exit: systemd restarts the daemon).
+    let failed = running.state.threads.first_failure();
+    running.shutdown(failed.is_some())?;
+    if let Some((thread, failure)) = failed {
+        return Err(anyhow!(
+            "the {thread} thread {failure}; stopped with the kernel side attached and pinned for the next daemon"
+        ));
+    }
     served
 }

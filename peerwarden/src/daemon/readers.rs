@@ -21,6 +21,7 @@ use crate::{
     probe::Probe,
     readings::{Owners, Readings},
     state::{LabelReading, State},
+    supervision::{STALL_BOUND, supervised},
 };
 
 /// How often the counters are read.
@@ -40,14 +41,14 @@ pub(super) fn spawn(
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<thread::JoinHandle<()>>> {
     Ok(vec![
-        spawn_reader("counters", stop, {
+        spawn_reader("counters", state, stop, {
             let (probe, state) = (probe.clone(), state.clone());
             move || read_counters(&probe, &state)
         })?,
         // Its own thread: the read is cheap (the mapped array, 0.1 us per subscriber), but
         // the rates and the store's rows cost about 10 us per subscriber (docs/benchmarks.md),
         // and must not hold back the per-label readings with many subscribers.
-        spawn_reader("subscribers", stop, {
+        spawn_reader("subscribers", state, stop, {
             let (probe, state, enforcer) = (probe.clone(), state.clone(), enforcer.clone());
             let mut owners = Owners::default();
             let mut passes = 0u64;
@@ -66,11 +67,11 @@ pub(super) fn spawn(
                 passes += 1;
             }
         })?,
-        spawn_reader("flows", stop, {
+        spawn_reader("flows", state, stop, {
             let (probe, state) = (probe.clone(), state.clone());
             move || read_flows(&probe, &state)
         })?,
-        spawn_reader("schedule", stop, {
+        spawn_reader("schedule", state, stop, {
             let enforcer = enforcer.clone();
             move || {
                 if let Err(e) = enforcer.tick() {
@@ -78,7 +79,7 @@ pub(super) fn spawn(
                 }
             }
         })?,
-        spawn_reader("policy-file", stop, {
+        spawn_reader("policy-file", state, stop, {
             let (state, path) = (state.clone(), config.policy.clone());
             let mut seen = path.as_deref().and_then(modified);
             move || {
@@ -93,26 +94,35 @@ pub(super) fn spawn(
     ])
 }
 
-/// Runs `tick` every second on its own thread until `stop` is set.
+/// Runs `tick` every second on its own thread (`read-{name}`) until `stop` is set,
+/// supervised: it beats once per pass (a busy pass is far shorter than the stall bound),
+/// and a panic is recorded in `state.threads`. The history store is written by the counters
+/// and subscribers readers (every 10 s), so their supervision is the history writer's.
 fn spawn_reader(
     name: &str,
+    state: &State,
     stop: &Arc<AtomicBool>,
     mut tick: impl FnMut() + Send + 'static,
 ) -> anyhow::Result<thread::JoinHandle<()>> {
     let stop = stop.clone();
+    let name = format!("read-{name}");
+    let heartbeat = state.threads.register(&name, STALL_BOUND);
     thread::Builder::new()
-        .name(format!("read-{name}"))
+        .name(name.clone())
         .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                tick();
-                // Sleep out the rest of the second in slices, to notice `stop` quickly.
-                while started.elapsed() < TICK && !stop.load(Ordering::Relaxed) {
-                    thread::sleep(Duration::from_millis(50));
+            supervised(&heartbeat, || {
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    heartbeat.beat();
+                    tick();
+                    // Sleep out the rest of the second in slices, to notice `stop` quickly.
+                    while started.elapsed() < TICK && !stop.load(Ordering::Relaxed) {
+                        thread::sleep(Duration::from_millis(50));
+                    }
                 }
-            }
+            })
         })
-        .with_context(|| format!("starting the {name} reader"))
+        .with_context(|| format!("starting the {name} thread"))
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

@@ -1,7 +1,12 @@
-//! The API, served on its own async runtime until SIGINT or SIGTERM; SIGHUP re-reads the
-//! policy file.
+//! The API, served on its own async runtime until SIGINT or SIGTERM, or until a supervised
+//! thread has failed (the watchdog); SIGHUP re-reads the policy file.
 
-use std::{net::TcpListener, path::PathBuf, sync::Arc};
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use tracing::{error, info};
@@ -9,7 +14,16 @@ use tracing::{error, info};
 use super::readers::reload_file;
 use crate::{api, state::State};
 
-/// Serves the API on `listener` (over TLS with `tls`) until SIGINT or SIGTERM.
+/// How long the daemon goes on answering after a thread failed, before it stops: so that
+/// `/healthz` (503) and `/metrics` (`peerwarden_thread_up 0`) are seen by a scraper polling
+/// every 15 s (docs/reliability.md, "Supervision"). The kernel side goes on meanwhile.
+pub(super) const FAILURE_GRACE: Duration = Duration::from_secs(15);
+
+/// How often the watchdog checks the supervised threads.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Serves the API on `listener` (over TLS with `tls`) until SIGINT or SIGTERM, or until
+/// [`FAILURE_GRACE`] after a supervised thread failed.
 pub(super) fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -39,6 +53,15 @@ pub(super) fn serve(
                 }
             });
         }
+        let ended = {
+            let state = state.clone();
+            async move {
+                tokio::select! {
+                    _ = shutdown_signal() => {}
+                    _ = watchdog(state) => {}
+                }
+            }
+        };
         let app = api::app(state).into_make_service_with_connect_info::<api::tls::Peer>();
         match tls {
             Some(config) => {
@@ -46,12 +69,12 @@ pub(super) fn serve(
                 let listener =
                     api::tls::TlsListener::new(listener, config).context("API socket")?;
                 axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown_signal())
+                    .with_graceful_shutdown(ended)
                     .await
             }
             None => {
                 axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown_signal())
+                    .with_graceful_shutdown(ended)
                     .await
             }
         }
@@ -73,5 +96,23 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = int.recv() => info!("SIGINT: shutting down"),
         _ = term.recv() => info!("SIGTERM: shutting down"),
+    }
+}
+
+/// Checks the supervised threads every second; returns [`FAILURE_GRACE`] after the first
+/// failure (a panic, recorded by the thread itself, or a stall, declared here).
+async fn watchdog(state: Arc<State>) {
+    let mut every = tokio::time::interval(WATCH_EVERY);
+    loop {
+        every.tick().await;
+        for (thread, failure) in state.threads.check(Instant::now()) {
+            error!(thread = %thread, "daemon thread failed: {failure}");
+        }
+        if let Some((thread, failure)) = state.threads.first_failure() {
+            error!(thread = %thread, grace = ?FAILURE_GRACE,
+                "the {thread} thread {failure}: /healthz answers 503; the daemon stops after the grace, keeping the kernel side attached, and exits with an error");
+            tokio::time::sleep(FAILURE_GRACE).await;
+            return;
+        }
     }
 }

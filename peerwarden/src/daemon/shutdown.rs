@@ -5,14 +5,20 @@
 //! holds the policy store, whose hook holds the enforcer and so the probe. The probe can be
 //! detached only when it is no longer shared, so the holders go first; the last readings
 //! are taken after detaching, when nothing counts any more.
+//!
+//! After a supervised thread failed, the stop is a crash's, made orderly: the kernel side
+//! stays attached and pinned for the next daemon whatever `keep_attached_on_stop` says, a
+//! thread that does not end within [`JOIN_AFTER_FAILURE`] (a stalled one) is left behind,
+//! holding its share of the probe (which then stays as it is), and the history store is
+//! flushed. Should even that hang, the process exits after [`EXIT_AFTER_FAILURE`].
 
 use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    thread::JoinHandle,
-    time::SystemTime,
+    thread::{self, JoinHandle},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context as _, anyhow};
@@ -48,9 +54,31 @@ pub(super) struct Running {
     pub keep_attached: bool,
 }
 
+/// After a failure, how long the stop waits for the threads to end.
+pub(super) const JOIN_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
+/// After a failure, the longest the stop may take before the process exits regardless (a
+/// stalled thread holding the history store's lock would hold the last flush forever).
+pub(super) const EXIT_AFTER_FAILURE: Duration = Duration::from_secs(30);
+
+/// Waits for `finished` until `deadline` (none: no wait needed, it is joined outright).
+fn ends_by(finished: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
+    let Some(deadline) = deadline else {
+        return true;
+    };
+    while !finished() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 impl Running {
-    /// Stops everything, in order; the error is the detach's, if it failed.
-    pub fn shutdown(self) -> anyhow::Result<()> {
+    /// Stops everything, in order; the error is the detach's, if it failed. `after_failure`:
+    /// a supervised thread failed; the kernel side stays attached (see the module's doc).
+    pub fn shutdown(self, after_failure: bool) -> anyhow::Result<()> {
         let Running {
             stop,
             threads,
@@ -62,16 +90,39 @@ impl Running {
             lock,
             keep_attached,
         } = self;
+        let keep_attached = keep_attached || after_failure;
+        let deadline = after_failure.then(|| Instant::now() + JOIN_AFTER_FAILURE);
+        if after_failure {
+            // The last resort: no destructor runs, so the pins stay as after a crash.
+            let _ = thread::Builder::new()
+                .name("exit-after-failure".into())
+                .spawn(|| {
+                    thread::sleep(EXIT_AFTER_FAILURE);
+                    error!(after = ?EXIT_AFTER_FAILURE, "the stop after a thread's failure hangs; exiting now");
+                    std::process::exit(1);
+                });
+        }
 
-        // 1. The threads stop and are joined: they hold the state and the probe.
+        // 1. The threads stop and are joined: they hold the state and the probe. After a
+        //    failure, one that has not ended by the deadline is left behind.
         stop.store(true, Ordering::Relaxed);
         for t in threads {
-            if t.join().is_err() {
-                error!("a daemon thread panicked");
+            let name = t.thread().name().unwrap_or("?").to_string();
+            if !ends_by(|| t.is_finished(), deadline) {
+                error!(thread = %name, "the thread does not end; left behind");
+            } else if t.join().is_err() {
+                error!(thread = %name, "a daemon thread panicked");
             }
         }
         // 2. The IPFIX exporter's thread, before the state goes: it holds it.
-        let ipfix = ipfix.and_then(Exporter::join);
+        let ipfix = ipfix.and_then(|x| {
+            if ends_by(|| x.is_finished(), deadline) {
+                x.join()
+            } else {
+                error!(thread = "ipfix", "the thread does not end; left behind");
+                None
+            }
+        });
 
         // 3. The shaping qdiscs go (or stay for the next daemon), then the enforcer.
         if keep_attached {
@@ -87,15 +138,32 @@ impl Running {
         drop(state);
 
         // 5. The probe, now held only here, is detached and unpinned, or kept attached.
-        let mut probe =
-            Arc::into_inner(probe).ok_or_else(|| anyhow!("probe still shared at shutdown"))?;
-        let detached = if keep_attached {
-            // An upgrade: the next daemon adopts the pinned links and maps.
-            probe.keep_attached();
-            info!(instance = %pins.name(), "keep_attached_on_stop: programs stay attached and pinned");
-            Ok(())
-        } else {
-            probe.detach_all().context("detaching the probe")
+        //    A thread left behind after a failure still holds it: it stays attached.
+        let mut held: Result<Probe, Arc<Probe>> = match Arc::try_unwrap(probe) {
+            Ok(probe) => Ok(probe),
+            Err(shared) if keep_attached => Err(shared),
+            Err(_) => return Err(anyhow!("probe still shared at shutdown")),
+        };
+        let detached = match &mut held {
+            Ok(probe) if keep_attached => {
+                // An upgrade, or a failure: the next daemon adopts the pinned links and maps.
+                probe.keep_attached();
+                if after_failure {
+                    info!(instance = %pins.name(), "after the failure: programs stay attached and pinned");
+                } else {
+                    info!(instance = %pins.name(), "keep_attached_on_stop: programs stay attached and pinned");
+                }
+                Ok(())
+            }
+            Ok(probe) => probe.detach_all().context("detaching the probe"),
+            Err(_) => {
+                warn!(instance = %pins.name(), "a thread left behind holds the probe: programs stay attached and pinned");
+                Ok(())
+            }
+        };
+        let probe: &Probe = match &held {
+            Ok(p) => p,
+            Err(shared) => shared,
         };
 
         // 6. Flows not exported yet go out from a last walk of the table (after detaching;
@@ -118,7 +186,7 @@ impl Running {
             }
         }
         read_subscribers(
-            &probe,
+            probe,
             &readings,
             history.as_deref(),
             &readings.owners(),

@@ -28,6 +28,7 @@ use crate::{
     config::ipfix::IpfixConfig,
     ktime,
     state::{DeepState, State},
+    supervision::{STALL_BOUND, supervised},
 };
 use peerwarden_ipfix::{
     encode::{Encoder, EndReason, FlowExport},
@@ -241,38 +242,48 @@ impl Exporter {
         COUNTERS.enabled.store(true, Ordering::Relaxed);
         info!(collector = %config.collector, domain = config.observation_domain,
             idle = ?config.idle_timeout, active = ?config.active_timeout, "IPFIX export on");
+        // Supervised as `ipfix` (docs/reliability.md, "Supervision"): a beat each second.
+        let heartbeat = state.threads.register("ipfix", STALL_BOUND);
         let thread = thread::Builder::new()
             .name("ipfix".into())
             .spawn(move || {
-                let mut namer = Namer::of(&state);
-                let (mut baseline, began) = (adopted, Instant::now());
-                while !stop.load(Ordering::Relaxed) {
-                    let started = Instant::now();
-                    namer = Namer::of(&state);
-                    let reading: Vec<(FlowKey, FlowValue)> =
-                        state.flows.iter().map(|e| (*e.key(), *e.value())).collect();
-                    // The adopted table is read once the flow reader has walked it (an
-                    // empty one for 3 s was empty).
-                    if baseline && !reading.is_empty() {
-                        baseline = false;
-                        tracker.adopt(reading, ktime::monotonic_ns());
-                        continue;
+                supervised(&heartbeat, || {
+                    let mut namer = Namer::of(&state);
+                    let (mut baseline, began) = (adopted, Instant::now());
+                    while !stop.load(Ordering::Relaxed) {
+                        heartbeat.beat();
+                        let started = Instant::now();
+                        namer = Namer::of(&state);
+                        let reading: Vec<(FlowKey, FlowValue)> =
+                            state.flows.iter().map(|e| (*e.key(), *e.value())).collect();
+                        // The adopted table is read once the flow reader has walked it (an
+                        // empty one for 3 s was empty).
+                        if baseline && !reading.is_empty() {
+                            baseline = false;
+                            tracker.adopt(reading, ktime::monotonic_ns());
+                            continue;
+                        }
+                        baseline &= began.elapsed() < Duration::from_secs(3);
+                        let due = tracker.tick(reading, ktime::monotonic_ns());
+                        sender.send(&due, &namer);
+                        while started.elapsed() < Duration::from_secs(1)
+                            && !stop.load(Ordering::Relaxed)
+                        {
+                            thread::sleep(Duration::from_millis(50));
+                        }
                     }
-                    baseline &= began.elapsed() < Duration::from_secs(3);
-                    let due = tracker.tick(reading, ktime::monotonic_ns());
-                    sender.send(&due, &namer);
-                    while started.elapsed() < Duration::from_secs(1)
-                        && !stop.load(Ordering::Relaxed)
-                    {
-                        thread::sleep(Duration::from_millis(50));
-                    }
-                }
-                // Let go of the state (it keeps the probe alive); keep what names flows.
-                drop(state);
-                (tracker, sender, namer)
+                    // Let go of the state (it keeps the probe alive); keep what names flows.
+                    drop(state);
+                    (tracker, sender, namer)
+                })
             })
             .context("starting the IPFIX exporter")?;
         Ok(Exporter { thread })
+    }
+
+    /// Whether the thread has ended (after a failure the daemon waits for it only so long).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
     }
 
     /// Waits for the thread (after `stop` was set); `None` if it panicked (its flows not

@@ -19,3 +19,4 @@ mod observe_lab;
 mod policy_lab;
 mod pppoe_lab;
 mod restart_report;
+mod supervision;

@@ -147,6 +147,7 @@ mod policy;
 mod restart;
 mod routes;
 mod subscribers;
+mod supervision;
 
 // ---- history store, subscribers, flows paging, metrics, request log -----------------------
 
