@@ -130,6 +130,7 @@ fn put_policy(body: &str, token: Option<&str>) -> Request<Body> {
 const GOOD_POLICY: &str = include_str!("../../../../policies/examples/lab.yaml");
 
 mod flows;
+mod hardening;
 mod metrics;
 mod mix;
 mod policy;
