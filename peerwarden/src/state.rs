@@ -47,6 +47,9 @@ pub struct State {
     pub policy: PolicyStore,
     /// Bearer token for writes; `None` disables writes.
     pub api_token: Option<String>,
+    /// Bearer token for reads of subscriber data (`api.read_token`), set once at start;
+    /// unset: those reads are open.
+    pub api_read_token: std::sync::OnceLock<String>,
     /// The deep tier's results (video service names).
     pub deep: Arc<DeepState>,
     /// The schedules' clock.
@@ -98,6 +101,7 @@ impl State {
             flow_table_size: o.flow_table_size,
             policy: o.policy,
             api_token: o.api_token,
+            api_read_token: Default::default(),
             deep: o.deep,
             clock: o.clock,
             history_store: Default::default(),

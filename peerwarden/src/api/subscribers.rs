@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::{
     ApiError,
+    auth::Reader,
     query::{Query, parse_window},
     store,
 };
@@ -57,6 +58,7 @@ pub struct TopParams {
     responses((status = 200, body = Top), (status = 400, body = super::error::ErrorBody)))]
 pub async fn top(
     Ext(state): Ext<Arc<State>>,
+    _: Reader,
     Query(p): Query<TopParams>,
 ) -> Result<Json<Top>, ApiError> {
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
@@ -134,6 +136,7 @@ pub struct OneParams {
         (status = 404, body = super::error::ErrorBody)))]
 pub async fn one(
     Ext(state): Ext<Arc<State>>,
+    _: Reader,
     id: Result<Path<String>, PathRejection>,
     Query(p): Query<OneParams>,
 ) -> Result<Json<SubscriberView>, ApiError> {

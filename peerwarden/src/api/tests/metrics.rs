@@ -128,7 +128,7 @@ async fn metrics_have_policy_drops_reloads_and_capped_subscriber_series() {
     s.state
         .subscriber_series_limit
         .store(0, std::sync::atomic::Ordering::Relaxed);
-    let text = crate::api::metrics::render(&s.state);
+    let text = crate::api::metrics::render(&s.state, s.state.subscriber_series_limit());
     assert!(
         !text.contains("subscriber=\""),
         "limit 0: no per-subscriber series"
