@@ -74,6 +74,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .as_ref()
         .map(api::tls::server_config)
         .transpose()?;
+    let api_settings = api::serve::Settings::new(&config).map_err(anyhow::Error::msg)?;
     if let Some(ns) = &config.netns {
         preflight::enter_netns(ns)?;
     }
@@ -308,7 +309,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
 
-    let served = serve(listener, tls, state.clone(), config.policy.clone());
+    let served = serve(
+        listener,
+        tls,
+        api_settings,
+        state.clone(),
+        config.policy.clone(),
+    );
     stop.store(true, Ordering::Relaxed);
     for r in readers.into_iter().chain(deep_thread) {
         if r.join().is_err() {
@@ -413,6 +420,7 @@ fn reload_file(state: &State, path: &std::path::Path, why: &str) {
 fn serve(
     listener: std::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    settings: api::serve::Settings,
     state: Arc<State>,
     policy_path: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
@@ -439,21 +447,14 @@ fn serve(
                 }
             });
         }
-        let app = api::app(state).into_make_service_with_connect_info::<api::tls::Peer>();
         match tls {
             Some(config) => {
                 info!("API over TLS");
                 let listener =
                     api::tls::TlsListener::new(listener, config).context("API socket")?;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown_signal())
-                    .await
+                api::serve::run(listener, state, settings, shutdown_signal()).await
             }
-            None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown_signal())
-                    .await
-            }
+            None => api::serve::run(listener, state, settings, shutdown_signal()).await,
         }
         .context("serving the API")
     })

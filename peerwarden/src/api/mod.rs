@@ -15,6 +15,7 @@ mod mix;
 mod policy;
 mod query;
 mod series;
+pub mod serve;
 mod status;
 mod store;
 mod subscribers;

@@ -135,6 +135,7 @@ mod metrics;
 mod mix;
 mod policy;
 mod routes;
+mod serving;
 mod subscribers;
 
 // ---- history store, subscribers, flows paging, metrics, request log -----------------------
