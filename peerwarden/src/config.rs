@@ -5,6 +5,8 @@
 //! netns: gw                                      # optional: interfaces live in this namespace
 //! policy: /etc/peerwarden/policy.yaml            # optional
 //! api: { listen: "127.0.0.1:9440" }                # optional tls: { cert: PATH, key: PATH }
+//!                                                # token, read_token, allowed_hosts, max_connections (256),
+//!                                                # header_timeout_seconds (10), idle_timeout_seconds (60)
 //! flow_table_size: 1048576
 //! deep_max_flows: 16384                          # undecided flows the deep classifier holds
 //! history: { path: /var/lib/peerwarden/history.db, minute_retention_days: 7, hour_retention_days: 90 }
