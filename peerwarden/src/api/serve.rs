@@ -74,51 +74,43 @@ impl Settings {
             header_timeout: Duration::from_secs(api.header_timeout_seconds),
             idle_timeout: Duration::from_secs(api.idle_timeout_seconds),
             max_connections: api.max_connections,
-            hosts: AllowedHosts::new(api.listen, api.tls.is_some(), &api.allowed_hosts),
+            hosts: AllowedHosts::new(api.listen, &api.allowed_hosts),
             read_token: api.read_token.clone(),
         })
     }
 }
 
 /// The `Host` header values the API answers: the listen address, `localhost`, `127.0.0.1`
-/// and `[::1]` with its port, plus `api.allowed_hosts`. Listening on every address (0.0.0.0
-/// or ::), any IP address with the port is answered too: a rebinding attack needs a name
-/// the attacker controls, never an IP literal.
+/// and `[::1]` with its port, plus `api.allowed_hosts`; a `Host` without a port (as HTTP
+/// clients write one for port 80 or 443, and some for any) matches by name. Listening on
+/// every address (0.0.0.0 or ::), any IP address with the port is answered too: a
+/// rebinding attack needs a name the attacker controls, never an IP literal.
 #[derive(Clone, Debug)]
 pub struct AllowedHosts {
     any: bool,
     any_ip: bool,
     port: u16,
-    default_port: u16,
-    names: Vec<String>,
+    names: Vec<(String, u16)>,
 }
 
 impl AllowedHosts {
     /// For a server on `listen`; `extra` from `api.allowed_hosts` (`name` or `name:port`;
     /// `*` answers any host).
-    pub fn new(listen: SocketAddr, tls: bool, extra: &[String]) -> AllowedHosts {
+    pub fn new(listen: SocketAddr, extra: &[String]) -> AllowedHosts {
         let port = listen.port();
         let ip = match listen.ip() {
             IpAddr::V4(a) => a.to_string(),
             IpAddr::V6(a) => format!("[{a}]"),
         };
-        let mut names: Vec<String> = [ip.as_str(), "localhost", "127.0.0.1", "[::1]"]
+        let mut names: Vec<(String, u16)> = [ip.as_str(), "localhost", "127.0.0.1", "[::1]"]
             .iter()
-            .map(|h| format!("{h}:{port}"))
+            .map(|h| (h.to_string(), port))
             .collect();
-        for h in extra {
-            let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
-            names.push(if has_port(&h) {
-                h
-            } else {
-                format!("{h}:{port}")
-            });
-        }
+        names.extend(extra.iter().filter_map(|h| split(h, port)));
         AllowedHosts {
             any: extra.iter().any(|h| h.trim() == "*"),
             any_ip: listen.ip().is_unspecified(),
             port,
-            default_port: if tls { 443 } else { 80 },
             names,
         }
     }
@@ -128,21 +120,31 @@ impl AllowedHosts {
         if self.any {
             return true;
         }
-        let mut host = host.trim().to_ascii_lowercase();
-        if !has_port(&host) {
-            host = format!("{host}:{}", self.default_port);
-        }
-        if let Some((name, port)) = host.rsplit_once(':') {
-            let name = name.trim_end_matches('.');
-            let ip = name.trim_start_matches('[').trim_end_matches(']');
-            if self.any_ip && port == self.port.to_string() && ip.parse::<IpAddr>().is_ok() {
-                return true;
-            }
-            let host = format!("{name}:{port}");
-            return self.names.contains(&host);
-        }
-        false
+        let Some((name, port)) = split(host, self.port) else {
+            return false;
+        };
+        let ip = name.trim_start_matches('[').trim_end_matches(']');
+        (self.any_ip && port == self.port && ip.parse::<IpAddr>().is_ok())
+            || self.names.iter().any(|(n, p)| *n == name && *p == port)
     }
+}
+
+/// `name[:port]` → the name (lower case, no trailing dot) and the port (`default` when
+/// none is given); `None` for a malformed port.
+fn split(host: &str, default: u16) -> Option<(String, u16)> {
+    let host = host.trim().to_ascii_lowercase();
+    let (name, port) = if has_port(&host) {
+        let (name, port) = host.rsplit_once(':')?;
+        (name.to_string(), port.parse().ok()?)
+    } else if host
+        .rsplit_once(':')
+        .is_some_and(|(n, _)| !n.contains(':') || n.ends_with(']'))
+    {
+        return None;
+    } else {
+        (host, default)
+    };
+    Some((name.trim_end_matches('.').to_string(), port))
 }
 
 /// `host:port` or `[v6]:port` (a bare IPv6 address has colons but no port).
