@@ -21,7 +21,7 @@ async fn absurd_query_values_are_a_json_400_never_a_panic() {
         "/api/v1/mix?window=99999999999h".to_string(),
         format!("/api/v1/mix/series?window={huge}"),
         format!("/api/v1/mix/series?window=1h&step={huge}"),
-        format!("/api/v1/mix/series?window=10d"),
+        "/api/v1/mix/series?window=10d".to_string(),
         format!("/api/v1/subscribers/top?window={huge}"),
         format!("/api/v1/subscribers/top?by=label&name=bittorrent&window={huge}"),
         format!("/api/v1/subscribers/alice?window={huge}"),
