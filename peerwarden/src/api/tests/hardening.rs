@@ -278,7 +278,7 @@ async fn paging_a_large_table_lists_every_flow_once_in_order() {
                 let (mut k, mut v) = flow((i % 250) as u8, Label::Bittorrent, 0);
                 k.sub_port = (i / 250) as u16;
                 // 40 distinct times: 500 flows share each.
-                v.last_seen_ns = v.last_seen_ns - u64::from(i % 40) * 1_000_000;
+                v.last_seen_ns -= u64::from(i % 40) * 1_000_000;
                 (k, v)
             })
             .collect(),
