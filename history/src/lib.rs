@@ -218,6 +218,13 @@ pub enum HistoryError {
         #[source]
         source: std::io::Error,
     },
+    /// The store's file could not be created or made private.
+    #[error("creating the history store {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// SQLite refused an operation.
     #[error("history store {path}: {op}: {source}")]
     Sql {
@@ -376,12 +383,31 @@ impl History {
         instance: &str,
         retention: Retention,
     ) -> Result<History, HistoryError> {
+        // Subscriber ids and their traffic: readable by the daemon's user only (0700 for
+        // directories made here, 0600 for the file; SQLite gives its -wal and -shm files
+        // the database file's mode).
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| HistoryError::Dir {
-                path: dir.to_path_buf(),
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| HistoryError::Dir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o600)))
+            .map_err(|source| HistoryError::File {
+                path: path.to_path_buf(),
                 source,
             })?;
-        }
         let sql = |op: &'static str| {
             move |source| HistoryError::Sql {
                 path: path.to_path_buf(),

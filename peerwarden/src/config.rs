@@ -5,6 +5,8 @@
 //! netns: gw                                      # optional: interfaces live in this namespace
 //! policy: /etc/peerwarden/policy.yaml            # optional
 //! api: { listen: "127.0.0.1:9440" }                # optional tls: { cert: PATH, key: PATH }
+//!                                                # token, read_token, allowed_hosts, max_connections (256),
+//!                                                # header_timeout_seconds (10), idle_timeout_seconds (60)
 //! flow_table_size: 1048576
 //! deep_max_flows: 16384                          # undecided flows the deep classifier holds
 //! history: { path: /var/lib/peerwarden/history.db, minute_retention_days: 7, hour_retention_days: 90 }
@@ -144,15 +146,7 @@ impl Default for MetricsConfig {
     }
 }
 
-/// A certificate chain and its private key, PEM files.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-}
+pub use peerwarden_tls::TlsConfig;
 
 /// How the daemon sees the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
@@ -206,6 +200,34 @@ pub struct Api {
     /// Serve HTTPS with this certificate instead of plain HTTP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Bearer token for reads of subscriber ids and addresses (docs/api.md); unset: open.
+    #[serde(default)]
+    pub read_token: Option<String>,
+    /// `Host` values answered besides the listen address, localhost, 127.0.0.1 and [::1]
+    /// (`name` or `name:port`; `*`: any), against DNS rebinding of the dashboard.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Connections served at once; more wait in the kernel's backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: u64,
+    /// Seconds a connection may stay silent before it is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+
+fn default_idle_timeout() -> u64 {
+    60
 }
 
 impl Default for Api {
@@ -214,6 +236,11 @@ impl Default for Api {
             listen: default_listen(),
             token: None,
             tls: None,
+            read_token: None,
+            allowed_hosts: Vec::new(),
+            max_connections: default_max_connections(),
+            header_timeout_seconds: default_header_timeout(),
+            idle_timeout_seconds: default_idle_timeout(),
         }
     }
 }
@@ -407,6 +434,24 @@ impl Config {
         }
         if config.api.token.as_deref().is_some_and(|t| t.len() < 16) {
             invalid("api.token: use at least 16 characters".into());
+        }
+        if config
+            .api
+            .read_token
+            .as_deref()
+            .is_some_and(|t| t.len() < 16)
+        {
+            invalid("api.read_token: use at least 16 characters".into());
+        }
+        let a = &config.api;
+        for (name, v, max) in [
+            ("max_connections", a.max_connections as u64, 65_536),
+            ("header_timeout_seconds", a.header_timeout_seconds, 3600),
+            ("idle_timeout_seconds", a.idle_timeout_seconds, 3600),
+        ] {
+            if v == 0 || v > max {
+                invalid(format!("api.{name}: {v} is out of range (1 to {max})"));
+            }
         }
         if let Some(ns) = &config.netns
             && (ns.is_empty() || ns.contains('/'))

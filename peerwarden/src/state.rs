@@ -70,6 +70,9 @@ pub struct State {
     pub policy: PolicyStore,
     /// Bearer token for writes; `None` disables writes.
     pub api_token: Option<String>,
+    /// Bearer token for reads of subscriber data (`api.read_token`); `None`: those reads
+    /// are open.
+    pub api_read_token: Option<String>,
     /// The deep tier's results (video service names).
     pub deep: Arc<DeepState>,
     /// The schedules' clock.
@@ -100,6 +103,8 @@ pub struct StateOptions {
     pub policy: PolicyStore,
     /// Bearer token for writes.
     pub api_token: Option<String>,
+    /// Bearer token for reads of subscriber data (`api.read_token`).
+    pub api_read_token: Option<String>,
     /// The deep tier's results.
     pub deep: Arc<DeepState>,
     /// The schedules' clock.
@@ -132,6 +137,7 @@ impl State {
             flow_table_size: o.flow_table_size,
             policy: o.policy,
             api_token: o.api_token,
+            api_read_token: o.api_read_token,
             deep: o.deep,
             clock: o.clock,
             store: o.store,

@@ -6,11 +6,15 @@
 
 use std::sync::Arc;
 
-use axum::{Json, extract::State as Ext, http::HeaderMap};
+use axum::{Json, extract::State as Ext};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, auth::require_writer};
+use super::{
+    ApiError,
+    auth::Writer,
+    body::{Body, CLOCK_MAX_BYTES},
+};
 use crate::state::State;
 
 /// Offsets beyond ten years are refused: they are typos, and jiff's range is finite.
@@ -87,13 +91,13 @@ pub async fn get(Ext(state): Ext<Arc<State>>) -> Result<Json<ClockState>, ApiErr
         (status = 400, body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody),
         (status = 403, body = super::error::ErrorBody),
+        (status = 413, body = super::error::ErrorBody),
     ))]
 pub async fn put(
     Ext(state): Ext<Arc<State>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    _: Writer,
+    Body(body): Body<CLOCK_MAX_BYTES>,
 ) -> Result<Json<ClockState>, ApiError> {
-    require_writer(&state, &headers)?;
     let set: SetClock = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("the body: {e}")))?;
     let offset = match (set.offset_seconds, set.now) {
@@ -102,7 +106,9 @@ pub async fn put(
             let target: jiff::Timestamp = now.parse().map_err(|e| {
                 ApiError::BadRequest(format!("now: {now:?} is not an RFC 3339 time: {e}"))
             })?;
-            target.as_second() - jiff::Timestamp::now().as_second()
+            target
+                .as_second()
+                .saturating_sub(jiff::Timestamp::now().as_second())
         }
         _ => {
             return Err(ApiError::BadRequest(
@@ -110,7 +116,8 @@ pub async fn put(
             ));
         }
     };
-    if offset.abs() > MAX_OFFSET_SECS {
+    // unsigned_abs: i64::MIN has no absolute value in an i64.
+    if offset.unsigned_abs() > MAX_OFFSET_SECS.unsigned_abs() {
         return Err(ApiError::BadRequest(format!(
             "an offset of {offset} s is more than ten years"
         )));

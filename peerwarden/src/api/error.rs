@@ -30,6 +30,10 @@ pub enum ApiError {
     Forbidden(String),
     /// No such resource: 404.
     NotFound(String),
+    /// A `Host` header that is not one of `api.allowed_hosts`: 421.
+    MisdirectedRequest(String),
+    /// A body over the route's limit: 413.
+    TooLarge(String),
     /// A policy that does not validate: 422 with every error.
     InvalidPolicy(Vec<crate::policy_store::ErrorAt>),
     /// The data path refused a valid policy: 500.
@@ -51,6 +55,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d),
             ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d),
+            ApiError::MisdirectedRequest(d) => {
+                (StatusCode::MISDIRECTED_REQUEST, "misdirected_request", d)
+            }
+            ApiError::TooLarge(d) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", d),
             ApiError::InvalidPolicy(errors) => {
                 let detail = errors
                     .iter()

@@ -7,7 +7,7 @@ use axum::{Json, extract::State as Ext};
 use peerwarden_common::{Class, FlowKey, Label};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, query::Query};
+use super::{ApiError, auth::Reader, query::Query};
 use crate::{report, state::State};
 
 /// Flows listed when the request does not say.
@@ -87,6 +87,7 @@ fn decode_cursor(s: &str) -> Result<(u64, FlowKey), ApiError> {
     responses((status = 200, body = Flows), (status = 400, body = super::error::ErrorBody)))]
 pub async fn get(
     Ext(state): Ext<Arc<State>>,
+    _: Reader,
     Query(p): Query<Params>,
 ) -> Result<Json<Flows>, ApiError> {
     let label = p
@@ -138,7 +139,11 @@ pub async fn get(
         after,
         limit,
     };
-    let (flows, next) = report::flows(&state, &filter);
+    // A walk of the whole table (a million flows take a good part of a second): on the
+    // blocking pool, so the async workers keep answering.
+    let (flows, next) = tokio::task::spawn_blocking(move || report::flows(&state, &filter))
+        .await
+        .map_err(|e| ApiError::Internal(format!("flow listing task: {e}")))?;
     Ok(Json(Flows {
         flows,
         next_cursor: next.map(encode_cursor),

@@ -8,22 +8,34 @@ use std::{
     sync::{Arc, atomic::Ordering},
 };
 
-use axum::{extract::State as Ext, http::header, response::IntoResponse};
+use axum::{
+    extract::State as Ext,
+    http::{HeaderMap, header},
+    response::IntoResponse,
+};
 use peerwarden_common::{label::ALL_LABELS, policy::SubCounter};
 
 use crate::{history::CLASS_NAMES, readings::bytes, state::State};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Prometheus text exposition.
+/// Prometheus text exposition. With `api.read_token` set, the per-subscriber series (their
+/// ids) are only in the answer to a request carrying that token or the write token.
 #[utoipa::path(get, path = "/metrics", tag = "status",
     responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)))]
-pub async fn get(Ext(state): Ext<Arc<State>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&state))
+pub async fn get(Ext(state): Ext<Arc<State>>, headers: HeaderMap) -> impl IntoResponse {
+    let series = match super::auth::require_reader(&state, &headers) {
+        Ok(()) => state.subscriber_series_limit(),
+        Err(_) => 0,
+    };
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        render(&state, series),
+    )
 }
 
-/// The exposition text.
-pub fn render(state: &State) -> String {
+/// The exposition text with per-subscriber series for at most `series` subscribers.
+pub fn render(state: &State, series: usize) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let latest = state.readings(None).map(|(s, _)| s);
     for (name, help, pick) in [
@@ -101,7 +113,7 @@ pub fn render(state: &State) -> String {
         out,
         "# HELP {name} Seconds since the daemon started.\n# TYPE {name} gauge\n{name} {up:.3}"
     );
-    render_policy_and_subscribers(state, &mut out);
+    render_policy_and_subscribers(state, series, &mut out);
     crate::ipfix::render_metrics(&mut out);
     render_threads(state, &mut out);
     out
@@ -134,7 +146,7 @@ fn escape(v: &str) -> String {
 
 /// Policy drops and marks, reloads, ring-buffer drops, the history store, and the
 /// per-subscriber series of the top subscribers (at most `subscriber_series_limit`).
-fn render_policy_and_subscribers(state: &State, out: &mut String) {
+fn render_policy_and_subscribers(state: &State, limit: usize, out: &mut String) {
     const DIRS: [&str; 2] = ["up", "down"];
     type Pick = fn(&SubCounter) -> u64;
     let policy_counters: [(&str, &str, Pick); 3] = [
@@ -226,7 +238,6 @@ fn render_policy_and_subscribers(state: &State, out: &mut String) {
     }
 
     let known = state.subscribers.len();
-    let limit = state.subscriber_series_limit();
     // The top `limit` by bytes; the others are not even copied.
     let subs = state.subscribers.top(limit, bytes);
     let name = "peerwarden_subscribers_known";

@@ -8,7 +8,7 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use axum::{Json, extract::State as Ext};
+use axum::{Json, extract::State as Ext, http::HeaderMap};
 use serde::Deserialize;
 
 use super::{
@@ -52,6 +52,7 @@ pub struct Params {
     responses((status = 200, body = report::Mix), (status = 400, body = super::error::ErrorBody)))]
 pub async fn get(
     Ext(state): Ext<Arc<State>>,
+    headers: HeaderMap,
     Query(p): Query<Params>,
 ) -> Result<Json<report::Mix>, ApiError> {
     let now = SystemTime::now();
@@ -62,6 +63,7 @@ pub async fn get(
     }
     let range = parse_range(p.from.as_deref(), p.to.as_deref(), p.window.as_deref(), now)?;
     if let Some(id) = p.subscriber {
+        super::auth::require_reader(&state, &headers)?;
         let r = match range {
             Some(r) => r,
             None => {

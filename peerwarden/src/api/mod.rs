@@ -4,6 +4,7 @@
 
 mod access_log;
 mod auth;
+mod body;
 mod clock;
 mod dashboard;
 mod error;
@@ -14,10 +15,11 @@ mod mix;
 mod policy;
 mod query;
 mod series;
+pub mod serve;
 mod status;
 mod store;
 mod subscribers;
-pub mod tls;
+pub use peerwarden_tls as tls;
 
 use std::sync::Arc;
 
@@ -29,9 +31,6 @@ use auth::BearerScheme;
 pub use error::ApiError;
 
 use crate::state::State;
-
-/// Largest request body accepted (a policy for 100,000 subscribers is ~10 MB of YAML).
-pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -78,7 +77,9 @@ pub fn app(state: Arc<State>) -> Router {
             }),
         )
         .fallback(error::not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Bodies are read by `body::Body` with each route's own limit; this one covers any
+        // extractor that reads a body another way.
+        .layer(DefaultBodyLimit::max(body::POLICY_MAX_BYTES))
         .layer(axum::middleware::from_fn(access_log::log))
         .with_state(state)
 }

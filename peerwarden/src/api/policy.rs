@@ -2,11 +2,20 @@
 
 use std::sync::Arc;
 
-use axum::{Json, extract::State as Ext, http::HeaderMap};
+use axum::{
+    Json,
+    extract::State as Ext,
+    http::header,
+    response::{IntoResponse as _, Response},
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{ApiError, auth::require_writer};
+use super::{
+    ApiError,
+    auth::{Reader, Writer},
+    body::{Body, POLICY_MAX_BYTES},
+};
 use crate::{
     ktime,
     policy_store::{Rejected, ReplaceError},
@@ -30,28 +39,40 @@ pub struct ActivePolicy {
 
 /// The active policy.
 #[utoipa::path(get, path = "/api/v1/policy", tag = "policy",
-    responses((status = 200, body = ActivePolicy), (status = 404, body = super::error::ErrorBody)))]
-pub async fn get(Ext(state): Ext<Arc<State>>) -> Result<Json<ActivePolicy>, ApiError> {
-    let active = state
-        .policy
-        .active()
-        .ok_or_else(|| ApiError::NotFound("no policy is loaded".into()))?;
-    Ok(Json(ActivePolicy {
-        origin: active.origin,
-        loaded_at: ktime::rfc3339(active.loaded_at),
-        subscribers: active.policy.subscribers().len(),
-        plans: active
-            .policy
-            .plans()
-            .iter()
-            .map(|p| p.name.clone())
-            .collect(),
-        source: active.source.to_string(),
-    }))
+    security((), ("bearer" = [])),
+    responses((status = 200, body = ActivePolicy), (status = 401, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody)))]
+pub async fn get(Ext(state): Ext<Arc<State>>, _: Reader) -> Result<Response, ApiError> {
+    active(state).await
 }
 
-/// Replaces the active policy with the YAML in the body, after validating it whole. An
-/// invalid policy changes nothing and is kept as the last rejected one.
+/// The active policy as JSON, made on the blocking pool: at 100,000 subscribers its
+/// source is megabytes of YAML to escape, which would hold up an async worker.
+async fn active(state: Arc<State>) -> Result<Response, ApiError> {
+    let json = tokio::task::spawn_blocking(move || {
+        let active = state
+            .policy
+            .active()
+            .ok_or_else(|| ApiError::NotFound("no policy is loaded".into()))?;
+        serde_json::to_vec(&ActivePolicy {
+            origin: active.origin,
+            loaded_at: ktime::rfc3339(active.loaded_at),
+            subscribers: active.policy.subscribers().len(),
+            plans: active
+                .policy
+                .plans()
+                .iter()
+                .map(|p| p.name.clone())
+                .collect(),
+            source: active.source.to_string(),
+        })
+        .map_err(|e| ApiError::Internal(format!("serialising the policy: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("policy serialisation task: {e}")))??;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
 #[utoipa::path(put, path = "/api/v1/policy", tag = "policy",
     request_body(content = String, content_type = "application/yaml", description = "the policy, YAML"),
     security(("bearer" = [])),
@@ -59,14 +80,14 @@ pub async fn get(Ext(state): Ext<Arc<State>>) -> Result<Json<ActivePolicy>, ApiE
         (status = 200, body = ActivePolicy),
         (status = 401, body = super::error::ErrorBody),
         (status = 403, body = super::error::ErrorBody),
+        (status = 413, body = super::error::ErrorBody),
         (status = 422, description = "the policy is invalid: `errors` lists each with line and column", body = super::error::ErrorBody),
     ))]
 pub async fn put(
     Ext(state): Ext<Arc<State>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Json<ActivePolicy>, ApiError> {
-    require_writer(&state, &headers)?;
+    _: Writer,
+    Body(body): Body<POLICY_MAX_BYTES>,
+) -> Result<Response, ApiError> {
     let source = String::from_utf8(body.to_vec())
         .map_err(|e| ApiError::BadRequest(format!("the policy is not UTF-8 text: {e}")))?;
     let store_state = state.clone();
@@ -74,7 +95,7 @@ pub async fn put(
         .await
         .map_err(|e| ApiError::Internal(format!("policy replacement task: {e}")))?;
     match outcome {
-        Ok(()) => get(Ext(state)).await,
+        Ok(()) => active(state).await,
         Err(ReplaceError::Invalid(errors)) => Err(ApiError::InvalidPolicy(errors)),
         Err(ReplaceError::Apply(msg)) => {
             Err(ApiError::Internal(format!("installing the policy: {msg}")))
@@ -85,7 +106,7 @@ pub async fn put(
 /// The last policy that was refused, with its errors.
 #[utoipa::path(get, path = "/api/v1/policy/rejected", tag = "policy",
     responses((status = 200, body = Rejected), (status = 404, body = super::error::ErrorBody)))]
-pub async fn rejected(Ext(state): Ext<Arc<State>>) -> Result<Json<Rejected>, ApiError> {
+pub async fn rejected(Ext(state): Ext<Arc<State>>, _: Reader) -> Result<Json<Rejected>, ApiError> {
     state
         .policy
         .rejected()

@@ -24,7 +24,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// `90`, `90s`, `5m`, `2h` → seconds.
+/// The longest span a query may ask for (`window`, `step`, `from`..`to`): 3,660 days, the
+/// longest hour retention the config accepts, so nothing the store can hold is out of
+/// reach, and far from where the arithmetic on times (seconds in an `i64`) could overflow.
+pub const MAX_SPAN_SECS: u64 = 3660 * 86_400;
+
+/// `90`, `90s`, `5m`, `2h` → seconds, at most [`MAX_SPAN_SECS`].
 pub fn parse_window(s: &str) -> Result<u64, ApiError> {
     let bad = || {
         ApiError::BadRequest(format!(
@@ -45,6 +50,11 @@ pub fn parse_window(s: &str) -> Result<u64, ApiError> {
     if secs == 0 {
         return Err(ApiError::BadRequest("window: must be at least 1s".into()));
     }
+    if secs > MAX_SPAN_SECS {
+        return Err(ApiError::BadRequest(format!(
+            "window: {s:?} is longer than the {MAX_SPAN_SECS}s (3660 days) a query may span"
+        )));
+    }
     Ok(secs)
 }
 
@@ -60,6 +70,10 @@ pub fn parse_range(
         Some(_) if window.is_some() => Err(ApiError::BadRequest(
             "window: give either window or from/to".into(),
         )),
+        Some(r) if r.seconds() > MAX_SPAN_SECS => Err(ApiError::BadRequest(format!(
+            "from/to: {}s is longer than the {MAX_SPAN_SECS}s (3660 days) a query may span",
+            r.seconds()
+        ))),
         r => Ok(r),
     }
 }

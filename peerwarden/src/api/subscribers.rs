@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::{
     ApiError,
+    auth::Reader,
     query::{Query, parse_window},
     store,
 };
@@ -57,6 +58,7 @@ pub struct TopParams {
     responses((status = 200, body = Top), (status = 400, body = super::error::ErrorBody)))]
 pub async fn top(
     Ext(state): Ext<Arc<State>>,
+    _: Reader,
     Query(p): Query<TopParams>,
 ) -> Result<Json<Top>, ApiError> {
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
@@ -134,18 +136,21 @@ pub struct OneParams {
         (status = 404, body = super::error::ErrorBody)))]
 pub async fn one(
     Ext(state): Ext<Arc<State>>,
+    _: Reader,
     id: Result<Path<String>, PathRejection>,
     Query(p): Query<OneParams>,
 ) -> Result<Json<SubscriberView>, ApiError> {
     // axum's own rejection (an id that is not UTF-8 once decoded) answers in plain text.
     let Path(id) = id.map_err(|e| ApiError::BadRequest(format!("id: {}", e.body_text())))?;
+    // The query is checked first: a bad window is a 400 whoever the subscriber.
+    let window = p.window.as_deref().map(parse_window).transpose()?;
     if !view::known(&state, &id) {
         return Err(ApiError::NotFound(format!(
             "no subscriber {id:?} in the active policy or seen since start"
         )));
     }
     let has_store = state.store().is_some();
-    let window = match p.window.as_deref().map(parse_window).transpose()? {
+    let window = match window {
         Some(_) if !has_store => {
             return Err(ApiError::BadRequest(
                 "window: this daemon keeps no history store; usage is since start".into(),

@@ -86,6 +86,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let served = serve::serve(
         host.listener,
         host.tls,
+        host.api,
         running.state.clone(),
         config.policy.clone(),
     );

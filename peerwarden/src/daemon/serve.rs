@@ -27,6 +27,7 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 pub(super) fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    settings: api::serve::Settings,
     state: Arc<State>,
     policy_path: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -62,21 +63,14 @@ pub(super) fn serve(
                 }
             }
         };
-        let app = api::app(state).into_make_service_with_connect_info::<api::tls::Peer>();
         match tls {
             Some(config) => {
                 info!("API over TLS");
                 let listener =
                     api::tls::TlsListener::new(listener, config).context("API socket")?;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(ended)
-                    .await
+                api::serve::run(listener, state, settings, ended).await
             }
-            None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(ended)
-                    .await
-            }
+            None => api::serve::run(listener, state, settings, ended).await,
         }
         .context("serving the API")
     })

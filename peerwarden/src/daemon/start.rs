@@ -35,6 +35,8 @@ pub(super) struct Host {
     pub listener: TcpListener,
     /// The API's TLS configuration, if any.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The API's limits, hosts and read token.
+    pub api: api::serve::Settings,
 }
 
 /// Checks the host, takes the instance's lock, binds the API, enters the gateway's
@@ -57,6 +59,7 @@ pub(super) fn host(config: &Config) -> anyhow::Result<Host> {
         .as_ref()
         .map(api::tls::server_config)
         .transpose()?;
+    let api = api::serve::Settings::new(config).map_err(anyhow::Error::msg)?;
     if let Some(ns) = &config.netns {
         preflight::enter_netns(ns)?;
     }
@@ -72,6 +75,7 @@ pub(super) fn host(config: &Config) -> anyhow::Result<Host> {
         lock,
         listener,
         tls,
+        api,
     })
 }
 
@@ -232,6 +236,7 @@ pub(super) fn data_path(
         flow_table_size: config.flow_table_size,
         policy: store,
         api_token: config.api_token(),
+        api_read_token: config.api.read_token.clone(),
         deep: Arc::new(DeepState::default()),
         clock,
         store: Some(Arc::new(history)),

@@ -91,6 +91,30 @@ fn order(a: &(FlowKey, FlowValue), b: &(FlowKey, FlowValue)) -> std::cmp::Orderi
         .then_with(|| key_order(&a.0).cmp(&key_order(&b.0)))
 }
 
+/// A flow ordered as the listing is (newest first): the heap's greatest is the one a
+/// page would drop first.
+struct Ranked((FlowKey, FlowValue));
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        order(&self.0, &other.0).is_eq()
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        order(&self.0, &other.0)
+    }
+}
+
 fn key_order(k: &FlowKey) -> (u8, u8, [u8; 16], u16, [u8; 16], u16) {
     (
         k.family,
@@ -106,7 +130,10 @@ fn key_order(k: &FlowKey) -> (u8, u8, [u8; 16], u16, [u8; 16], u16) {
 /// the last one when more follow.
 pub fn flows(state: &State, filter: &FlowFilter) -> (Vec<FlowRecord>, Option<(u64, FlowKey)>) {
     let policy = state.policy.active();
-    let mut hits: Vec<(FlowKey, FlowValue)> = state
+    // The best `limit + 1` (one more tells whether a page follows) kept in a heap as the
+    // table is walked: memory per page, not per table (a million flows would be 120 MB).
+    let mut best = std::collections::BinaryHeap::with_capacity(filter.limit + 1);
+    let hits = state
         .flows
         .iter()
         .filter(|e| {
@@ -128,14 +155,17 @@ pub fn flows(state: &State, filter: &FlowFilter) -> (Vec<FlowRecord>, Option<(u6
                         .is_some_and(|s| s.id == id)
                 })
         })
-        .map(|e| (*e.key(), *e.value()))
-        .collect();
-    // Only the first `limit + 1` need sorting (one more tells whether a page follows).
-    if hits.len() > filter.limit + 1 {
-        hits.select_nth_unstable_by(filter.limit, order);
-        hits.truncate(filter.limit + 1);
+        .map(|e| Ranked((*e.key(), *e.value())));
+    for hit in hits {
+        if best.len() <= filter.limit {
+            best.push(hit);
+        } else if best.peek().is_some_and(|worst| hit < *worst) {
+            best.pop();
+            best.push(hit);
+        }
     }
-    hits.sort_by(order);
+    let mut hits: Vec<(FlowKey, FlowValue)> =
+        best.into_sorted_vec().into_iter().map(|r| r.0).collect();
     let more = hits.len() > filter.limit;
     hits.truncate(filter.limit);
     let next = if more {

@@ -217,7 +217,12 @@ fn thread_cpu_time() -> Duration {
     };
     // SAFETY: clock_gettime writes one timespec it is given a valid pointer to.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "thread CPU clock: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "thread CPU clock: {}",
+        std::io::Error::last_os_error()
+    );
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 

@@ -42,7 +42,7 @@ async fn metrics_are_prometheus_text() {
 
 #[tokio::test]
 async fn metrics_have_policy_drops_reloads_and_capped_subscriber_series() {
-    let s = stored_with("metrics", 1);
+    let s = stored_with("metrics", 1, None);
     let resp = app(s.state.clone())
         .oneshot(
             Request::get("/metrics")
@@ -122,8 +122,8 @@ async fn metrics_have_policy_drops_reloads_and_capped_subscriber_series() {
         per_sub, 40,
         "5 metrics x 4 classes x 2 directions for one subscriber"
     );
-    let none = stored_with("metrics-limit-0", 0);
-    let text = crate::api::metrics::render(&none.state);
+    let none = stored_with("metrics-limit-0", 0, None);
+    let text = crate::api::metrics::render(&none.state, none.state.subscriber_series_limit());
     assert!(
         !text.contains("subscriber=\""),
         "limit 0: no per-subscriber series"

@@ -74,12 +74,13 @@ fn flow(last: u8, label: Label, age_ns: u64) -> (FlowKey, FlowValue) {
 const TOKEN: &str = "test-token-0123456789";
 
 fn state() -> Arc<State> {
-    state_with(None, 1000)
+    state_with(None, 1000, None)
 }
 
 fn state_with(
     store: Option<Arc<crate::history::History>>,
     subscriber_series_limit: usize,
+    read_token: Option<&str>,
 ) -> Arc<State> {
     let s = State::new(StateOptions {
         attachments: Vec::new(),
@@ -87,6 +88,7 @@ fn state_with(
         flow_table_size: 4096,
         policy: PolicyStore::new(None),
         api_token: Some(TOKEN.into()),
+        api_read_token: read_token.map(str::to_string),
         deep: Default::default(),
         clock: Default::default(),
         store,
@@ -141,11 +143,13 @@ fn put_policy(body: &str, token: Option<&str>) -> Request<Body> {
 const GOOD_POLICY: &str = include_str!("../../../../policies/examples/lab.yaml");
 
 mod flows;
+mod hardening;
 mod metrics;
 mod mix;
 mod policy;
 mod restart;
 mod routes;
+mod serving;
 mod subscribers;
 mod supervision;
 
@@ -200,16 +204,16 @@ fn sub_reading(p2p_down: u64, p2p_dropped: u64, web_down: u64) -> SubUsage {
 }
 
 fn stored(name: &str) -> Stored {
-    stored_with(name, 1000)
+    stored_with(name, 1000, None)
 }
 
-fn stored_with(name: &str, subscriber_series_limit: usize) -> Stored {
+fn stored_with(name: &str, subscriber_series_limit: usize, read_token: Option<&str>) -> Stored {
     use std::time::SystemTime;
     let dir = std::env::temp_dir().join(format!("peerwarden-api-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let h = crate::history::History::open(&dir.join("history.db"), "test", Default::default())
         .expect("store");
-    let state = state_with(Some(Arc::new(h)), subscriber_series_limit);
+    let state = state_with(Some(Arc::new(h)), subscriber_series_limit, read_token);
     assert!(state.policy.replace(POLICED.to_string(), "test").is_ok());
     let owners = vec![("alice".to_string(), 0u32), ("bob".to_string(), 1u32)];
     let h = state.store().expect("store");

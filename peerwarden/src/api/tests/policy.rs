@@ -101,6 +101,7 @@ async fn writes_are_refused_without_a_configured_token() {
         flow_table_size: 16,
         policy: PolicyStore::new(None),
         api_token: None,
+        api_read_token: None,
         deep: Default::default(),
         clock: Default::default(),
         store: None,

@@ -11,7 +11,6 @@ use std::{
     time::Duration,
 };
 
-use axum::extract::connect_info::Connected;
 use rustls::{
     ServerConfig,
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _},
@@ -23,7 +22,15 @@ use tokio::{
 };
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 
-use crate::config::TlsConfig;
+/// `api.tls`: a certificate chain and its private key, PEM files.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
 
 /// A handshake must be done within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,21 +98,10 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
-/// The client's address, for the request log; works over plain TCP and TLS.
+/// The client's address, for the request log (put in each request by `serve::run`, over
+/// plain TCP and TLS).
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
-
-impl Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-impl Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
 
 /// Accepts TCP connections and hands over those whose TLS handshake succeeded.
 pub struct TlsListener {
