@@ -20,6 +20,7 @@ extern crate alloc;
 pub mod deep;
 pub mod fingerprint;
 pub mod flow;
+pub mod host;
 pub mod label;
 pub mod observe;
 pub mod policy;

@@ -22,15 +22,7 @@ impl HostPattern {
             Some(rest) => (true, rest),
             None => (false, s.as_str()),
         };
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
-        (name.len() <= 253 && name.split('.').all(label_ok)).then(|| HostPattern {
+        peerwarden_common::host::is_name(name).then(|| HostPattern {
             name: name.to_owned(),
             wildcard,
         })
