@@ -142,6 +142,12 @@ impl Engine {
         self.hosts.add_video(suffix, service);
     }
 
+    /// Replaces the host list (the daemon's reload of its service file); flows already
+    /// labelled keep their labels.
+    pub fn set_hosts(&mut self, hosts: HostList) {
+        self.hosts = hosts;
+    }
+
     /// The host list in use.
     pub fn hosts(&self) -> &HostList {
         &self.hosts

@@ -18,6 +18,7 @@
 pub mod behaviour;
 pub mod cache;
 pub mod capture;
+pub mod catalogue;
 pub mod engine;
 mod everyday;
 pub mod flow;
