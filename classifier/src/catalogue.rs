@@ -244,6 +244,16 @@ impl Catalogue {
     }
 }
 
+/// One line for a refused file: its first problem and how many more (the daemon's log; the
+/// whole list is `peerwarden config check`'s).
+pub fn summary(errors: &[CatalogueError]) -> String {
+    let first = errors.first().map(ToString::to_string).unwrap_or_default();
+    match errors.len() {
+        0 | 1 => first,
+        n => format!("{first} (and {} more; run peerwarden config check)", n - 1),
+    }
+}
+
 /// Checks names and domains; every problem is reported, in file order.
 fn validate(doc: FileDoc, origin: &str) -> Result<Catalogue, Vec<CatalogueError>> {
     let mut errors = Vec::new();

@@ -11,7 +11,10 @@ use std::sync::{
 
 use peerwarden_common::Label;
 
-use crate::{catalogue::Catalogue, flow::FxMap};
+use crate::{
+    catalogue::{Catalogue, CatalogueError},
+    flow::FxMap,
+};
 
 /// BitTorrent clients' own services (client web UIs, update and tracker-list hosts).
 const BITTORRENT: &[&str] = &["utorrent.com", "bittorrent.com"];
@@ -83,6 +86,12 @@ impl HostList {
                 &Catalogue::builtin().merged(services),
             )),
         }
+    }
+
+    /// The built-in catalogue with the operator's file at `path` applied; its problems
+    /// (`FILE:LINE:COL: message`) if it cannot be read or is not valid.
+    pub fn load_services(path: &std::path::Path) -> Result<HostList, Vec<CatalogueError>> {
+        Catalogue::load(path).map(|c| HostList::with_services(&c))
     }
 
     /// Adds a video service host suffix (e.g. `"example-tv.net"`, `"exampletv"`); a leading
@@ -385,5 +394,40 @@ mod tests {
             .map(|h| h.lookup("a.example-tv.net"));
         assert_eq!(got, Some(video("exampletv")));
         assert!(shared.newer(&mut seen).is_none());
+    }
+
+    #[test]
+    fn services_files_load_or_say_where_they_are_wrong() {
+        let dir = std::env::temp_dir().join(format!("pw-services-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let good = dir.join("good.yaml");
+        let bad = dir.join("bad.yaml");
+        let write =
+            |p: &std::path::Path, t: &str| std::fs::write(p, t).unwrap_or_else(|e| panic!("{e}"));
+        write(
+            &good,
+            "services:\n  - name: exampletv\n    domains: [example-tv.net]\n",
+        );
+        write(
+            &bad,
+            "services:\n  - name: exampletv\n    domains: [example-tv.net, google.com, x]\n",
+        );
+        let h = HostList::load_services(&good).unwrap_or_else(|e| panic!("{}", e[0]));
+        assert_eq!(h.lookup("a.example-tv.net"), video("exampletv"));
+        assert_eq!(h.lookup("www.netflix.com"), video("netflix"));
+        let Err(e) = HostList::load_services(&bad) else {
+            panic!("a bad file was accepted");
+        };
+        let line = crate::catalogue::summary(&e);
+        let origin = bad.display().to_string();
+        assert!(
+            line.starts_with(&format!("{origin}:3:31: `google.com` is shared")),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("(and 1 more; run peerwarden config check)"),
+            "{line}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -4,6 +4,7 @@
 //! interfaces: { downlink: eth1, uplink: eth0 }   # towards subscribers / towards the internet
 //! netns: gw                                      # optional: interfaces live in this namespace
 //! policy: /etc/peerwarden/policy.yaml            # optional
+//! services: /etc/peerwarden/services.yaml        # optional: video services added or overridden
 //! api: { listen: "127.0.0.1:9440" }                # optional tls: { cert: PATH, key: PATH }
 //!                                                # token, read_token, allowed_hosts, max_connections (256),
 //!                                                # header_timeout_seconds (10), idle_timeout_seconds (60)
@@ -65,6 +66,10 @@ pub struct Config {
     /// The policy file.
     #[serde(default)]
     pub policy: Option<PathBuf>,
+    /// Video services added to the built-in catalogue, or replacing its services by name
+    /// (the format of the classifier's `data/services.yaml`); read again on SIGHUP.
+    #[serde(default)]
+    pub services: Option<PathBuf>,
     /// The REST API.
     #[serde(default)]
     pub api: Api,
@@ -601,7 +606,7 @@ mod tests {
         let c = parse("interfaces: { downlink: eth1, uplink: eth0 }\n").expect("valid");
         assert_eq!(c.flow_table_size, 1_048_576);
         assert_eq!(c.api.listen.to_string(), "127.0.0.1:9440");
-        assert!(c.netns.is_none() && c.policy.is_none());
+        assert!(c.netns.is_none() && c.policy.is_none() && c.services.is_none());
         assert_eq!(c.history.path, Path::new("/var/lib/peerwarden/history.db"));
         assert_eq!(
             (
@@ -620,9 +625,11 @@ mod tests {
             "interfaces: { downlink: a, uplink: b }\n\
              api: { tls: { cert: /etc/pw/cert.pem, key: /etc/pw/key.pem } }\n\
              history: { path: /tmp/h.db, minute_retention_days: 2 }\n\
-             metrics: { subscriber_series_limit: 0 }\n",
+             metrics: { subscriber_series_limit: 0 }\n\
+             services: /etc/pw/services.yaml\n",
         )
         .expect("valid");
+        assert_eq!(c.services, Some(PathBuf::from("/etc/pw/services.yaml")));
         assert_eq!(
             c.api.tls.as_ref().map(|t| t.key.clone()),
             Some(PathBuf::from("/etc/pw/key.pem"))

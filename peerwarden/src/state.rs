@@ -50,6 +50,9 @@ pub struct DeepState {
     pub cache_learned: AtomicU64,
     /// Learnings the endpoint cache refused because their subscriber had used its budget.
     pub cache_refused: AtomicU64,
+    /// The video host list with the operator's service file applied, when there is one
+    /// (the deep tier picks up each new one).
+    pub hosts: peerwarden_classifier::hosts::SharedHosts,
 }
 
 /// Shared daemon state.

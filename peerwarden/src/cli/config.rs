@@ -1,12 +1,15 @@
 //! `peerwarden config check FILE`: every problem of a daemon configuration, and of what it
-//! names (the policy, the interfaces, the TLS certificate and key), with line and column.
+//! names (the policy, the service file, the interfaces, the TLS certificate and key), with
+//! line and column.
 //!
 //! The checks are the daemon's own: [`Config::problems`] behind [`config::check`], the
-//! policy loader `policy check` uses, the start's interface lookup (in the named namespace,
+//! policy loader `policy check` uses, the classifier's service catalogue loader, the start's interface lookup (in the named namespace,
 //! entered on a thread of its own) and the API's TLS loading. Not checked: the host (root,
 //! BTF, bpffs), the API's port, the history store (what `run` finds at start).
 
 use std::{path::PathBuf, process::ExitCode};
+
+use peerwarden_classifier::catalogue::Catalogue;
 
 use peerwarden::{
     api,
@@ -42,9 +45,9 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     };
     let checked = check::check(&text, &origin);
     let mut problems = checked.problems.clone();
-    // What the file names: printed after the file's own problems, the policy's errors
-    // with the policy's own places.
-    let mut policy_lines = Vec::new();
+    // What the file names: printed after the file's own problems, the policy's and the
+    // service file's errors with their own places.
+    let mut named_lines = Vec::new();
     let mut summary = Vec::new();
     if let Some(config) = &checked.value {
         if checked.readable("policy") {
@@ -52,9 +55,21 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 Some(path) => match policy(&checked, path) {
                     Ok(s) => summary.push(s),
                     Err(Named::Config(p)) => problems.push(p),
-                    Err(Named::Policy(lines)) => policy_lines.extend(lines),
+                    Err(Named::Policy(lines)) => named_lines.extend(lines),
                 },
                 None => summary.push("no policy".to_owned()),
+            }
+        }
+        if checked.readable("services")
+            && let Some(path) = &config.services
+        {
+            match Catalogue::load(path) {
+                Ok(c) => summary.push(format!(
+                    "services {}: {}",
+                    path.display(),
+                    count(c.services.len(), "service")
+                )),
+                Err(e) => named_lines.extend(e.iter().map(ToString::to_string)),
             }
         }
         if checked.readable("interfaces") && checked.readable("mode") && checked.readable("netns") {
@@ -73,14 +88,14 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
     }
     problems.sort_by_key(|p| (p.line, p.column));
-    if problems.is_empty() && policy_lines.is_empty() {
+    if problems.is_empty() && named_lines.is_empty() {
         println!("{origin}: ok ({})", summary.join(", "));
         return Ok(ExitCode::SUCCESS);
     }
     for p in &problems {
         eprintln!("{p}");
     }
-    for l in &policy_lines {
+    for l in &named_lines {
         eprintln!("{l}");
     }
     Ok(ExitCode::FAILURE)

@@ -47,7 +47,7 @@ pub(super) fn spawn(
         .name("deep".into())
         .spawn(move || {
             supervised(&heartbeat, || {
-                run(&heartbeat, probe, ring, deep, stop, Vec::new(), max_tracked)
+                run(&heartbeat, probe, ring, deep, stop, max_tracked)
             })
         })
         .map(Some)
@@ -64,22 +64,22 @@ fn run(
     mut ring: RingBuf<MapData>,
     deep: Arc<DeepState>,
     stop: Arc<AtomicBool>,
-    video_hosts: Vec<(String, String)>,
     max_tracked: u32,
 ) {
     let mut engine = Engine::new(EngineConfig {
         packet_budget: DEEP_BUDGET,
         ..EngineConfig::default()
     });
-    for (suffix, service) in &video_hosts {
-        engine.add_video_host(suffix, service);
-    }
+    let mut hosts_seen = 0;
     let mut seen = Seen::new();
     let cap = probe.options().flow_table_size.min(max_tracked).max(16) as usize;
     let fd = ring.as_fd().as_raw_fd();
     let mut last_expiry = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         heartbeat.beat();
+        if let Some(hosts) = deep.hosts.newer(&mut hosts_seen) {
+            engine.set_hosts(hosts);
+        }
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,

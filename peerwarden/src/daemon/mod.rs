@@ -9,7 +9,7 @@
 //! - `deep.rs`: the deep tier, which classifies the payload samples the kernel hands up;
 //! - `enforcer.rs`: the policy in force in the kernel, compiled again when a schedule turns;
 //! - `observe.rs`: observe-only mode on a mirror port;
-//! - `serve.rs`: the API until SIGINT or SIGTERM, SIGHUP re-reading the policy file, and
+//! - `serve.rs`: the API until SIGINT or SIGTERM, SIGHUP re-reading the policy and service files, and
 //!   the watchdog of the supervised threads ([`crate::supervision`]);
 //! - `shutdown.rs`: everything the running daemon owns, stopped in one stated order.
 //!
@@ -29,6 +29,7 @@ mod start;
 use std::sync::{Arc, atomic::AtomicBool};
 
 use anyhow::anyhow;
+use peerwarden_classifier::{catalogue, hosts::HostList};
 
 use crate::{config::Config, ipfix::Exporter, supervision::Fault};
 use shutdown::Running;
@@ -37,12 +38,20 @@ use shutdown::Running;
 /// (an error naming it).
 pub fn run(config: Config) -> anyhow::Result<()> {
     // 1. What needs no kernel: the test hook's fault, the host, the instance's lock, the
-    //    API socket and certificate, the gateway's namespace and interfaces, the policy.
+    //    API socket and certificate, the gateway's namespace and interfaces, the policy,
+    //    the service file.
     let fault = Fault::from_env().map_err(anyhow::Error::msg)?;
     let host = start::host(&config)?;
     let policy = start::policy(&config)?;
+    let services = (config.services.as_deref())
+        .map(HostList::load_services)
+        .transpose()
+        .map_err(|e| anyhow!("the service file is not valid: {}", catalogue::summary(&e)))?;
     // 2. The probe loaded (or adopted) and attached, the policy installed, the state made.
     let data = start::data_path(&config, &host.pins, policy)?;
+    if let Some(hosts) = services {
+        data.state.deep.hosts.replace(hosts);
+    }
     if let Some(fault) = &fault {
         tracing::warn!(thread = %fault.thread, fault = ?fault.kind,
             "PEERWARDEN_FAULT: a fault is injected (a test hook; never set it in production)");
@@ -89,6 +98,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         host.api,
         running.state.clone(),
         config.policy.clone(),
+        config.services.clone(),
     );
     // 5. Everything stopped in order; a failed detach is the daemon's error, then the API's.
     //    After a thread's failure the kernel side stays attached and pinned, as after a

@@ -12,7 +12,8 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tracing::{info, warn};
+use peerwarden_classifier::{catalogue, hosts::HostList};
+use tracing::{error, info, warn};
 
 use super::enforcer::Enforcer;
 use crate::{
@@ -20,7 +21,7 @@ use crate::{
     history::History,
     probe::Probe,
     readings::{Owners, Readings},
-    state::{LabelReading, State},
+    state::{DeepState, LabelReading, State},
     supervision::{STALL_BOUND, supervised},
 };
 
@@ -147,6 +148,22 @@ pub(super) fn reload_file(state: &State, path: &Path, why: &str) {
     }
 }
 
+/// Re-reads the operator's service file into the deep tier's host list; an invalid one
+/// changes nothing (the running catalogue stays) and is logged with its first problem.
+pub(super) fn reload_services(deep: &DeepState, path: &Path, why: &str) {
+    match HostList::load_services(path) {
+        Ok(hosts) => {
+            deep.hosts.replace(hosts);
+            info!(path = %path.display(), why, "service file reloaded");
+        }
+        Err(e) => error!(
+            why,
+            "the service file is not valid; the running catalogue stays: {}",
+            catalogue::summary(&e)
+        ),
+    }
+}
+
 fn read_counters(probe: &Probe, state: &State) {
     let (at, wall) = (Instant::now(), SystemTime::now());
     match probe.counters() {
@@ -215,3 +232,7 @@ pub(super) fn read_subscribers(
         });
     }
 }
+
+#[cfg(test)]
+#[path = "readers_tests.rs"]
+mod tests;

@@ -1,5 +1,5 @@
 //! The API, served on its own async runtime until SIGINT or SIGTERM, or until a supervised
-//! thread has failed (the watchdog); SIGHUP re-reads the policy file.
+//! thread has failed (the watchdog); SIGHUP re-reads the policy file and the service file.
 
 use std::{
     net::TcpListener,
@@ -11,7 +11,7 @@ use std::{
 use anyhow::Context as _;
 use tracing::{error, info};
 
-use super::readers::reload_file;
+use super::readers::{reload_file, reload_services};
 use crate::{api, state::State};
 
 /// How long the daemon goes on answering after a thread failed, before it stops: so that
@@ -30,6 +30,7 @@ pub(super) fn serve(
     settings: api::serve::Settings,
     state: Arc<State>,
     policy_path: Option<PathBuf>,
+    services_path: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -39,7 +40,7 @@ pub(super) fn serve(
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).context("API socket")?;
         info!(addr = %listener.local_addr()?, "API listening");
-        if let Some(path) = policy_path {
+        if policy_path.is_some() || services_path.is_some() {
             let state = state.clone();
             tokio::spawn(async move {
                 use tokio::signal::unix::{SignalKind, signal};
@@ -47,10 +48,17 @@ pub(super) fn serve(
                     return;
                 };
                 while hup.recv().await.is_some() {
-                    let (state, path) = (state.clone(), path.clone());
-                    let _ =
-                        tokio::task::spawn_blocking(move || reload_file(&state, &path, "SIGHUP"))
-                            .await;
+                    let (state, policy, services) =
+                        (state.clone(), policy_path.clone(), services_path.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Some(path) = policy {
+                            reload_file(&state, &path, "SIGHUP");
+                        }
+                        if let Some(path) = services {
+                            reload_services(&state.deep, &path, "SIGHUP");
+                        }
+                    })
+                    .await;
                 }
             });
         }
