@@ -1,6 +1,7 @@
 //! `peerwarden config check FILE`: every problem of a daemon configuration as
 //! `FILE:LINE:COL: message`, then the policy it names (its errors at the policy's own
-//! places), the interfaces (in the named namespace) and the TLS certificate and key; exit 0
+//! places), the service file (its errors at its own places), the interfaces (in the named
+//! namespace) and the TLS certificate and key; exit 0
 //! with a one-line summary, 1 with every problem, 2 on a usage error.
 
 use std::{
@@ -214,6 +215,52 @@ fn a_missing_or_bad_policy_is_reported_at_its_own_places() {
             file.display()
         ))),
         "{stderr:#?}"
+    );
+}
+
+/// The service file (issue 12): its problems at its own places, its services counted when
+/// it is valid. Observe mode on `lo`, so no root is needed.
+#[test]
+fn a_service_file_is_checked_at_its_own_places() {
+    let tmp = TempDir::new("cc-services");
+    let file = tmp.0.join("config.yaml");
+    let services = tmp.0.join("services.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "mode: observe\ninterfaces: {{ mirror: lo }}\nsubscriber_networks: [10.0.0.0/8]\nservices: {}\n",
+            services.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        &services,
+        "services:\n  - name: exampletv\n    domains: [example-tv.net, akamaihd.net]\n  - name: Bad\n    domains: [ok.example]\n",
+    )
+    .expect("services");
+    let (code, _, stderr) = config_check(&file);
+    assert_eq!(code, 1, "{stderr:#?}");
+    let at = |place: &str| format!("{}:{place}: ", services.display());
+    assert_eq!(stderr.len(), 2, "{stderr:#?}");
+    assert!(
+        stderr[0].starts_with(&(at("3:31") + "`akamaihd.net` is shared")),
+        "{stderr:#?}"
+    );
+    assert!(
+        stderr[1].starts_with(&(at("4:11") + "service name `Bad`")),
+        "{stderr:#?}"
+    );
+
+    std::fs::write(
+        &services,
+        "services:\n  - name: exampletv\n    domains: [example-tv.net]\n  - name: netflix\n    domains: []\n",
+    )
+    .expect("services");
+    let (code, stdout, stderr) = config_check(&file);
+    assert_eq!(code, 0, "{stdout}{stderr:#?}");
+    assert!(
+        stdout.contains(&format!("services {}: 2 services", services.display())),
+        "{stdout}"
     );
 }
 
