@@ -13,10 +13,10 @@ use aya_ebpf::{
 use peerwarden_common::{
     Confidence, Direction, FlowKey, FlowValue, Label, Stat,
     deep::DEEP_BUDGET,
-    fingerprint::{self, SAMPLE_LEN},
+    fingerprint::{self, SAMPLE_LEN, iptv},
     flow::{
-        FLAG_DEEP_PENDING, FLAG_FINAL, FLAG_OFFERED, FLAG_USER_LABEL, FLAG_UTP_DOWN, FLAG_UTP_UP,
-        INSPECT_BUDGET, LabelMemory, PROTO_TCP,
+        FLAG_DEEP_PENDING, FLAG_FINAL, FLAG_OFFERED, FLAG_TS_RUN, FLAG_TS_RUN_SHIFT,
+        FLAG_USER_LABEL, FLAG_UTP_DOWN, FLAG_UTP_UP, INSPECT_BUDGET, LabelMemory, PROTO_TCP,
     },
 };
 
@@ -297,6 +297,9 @@ fn inspect(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue) ->
     if let Some(label) = fingerprint::udp(p) {
         return Some(label);
     }
+    if iptv_run(ctx, pkt, f) {
+        return Some(Label::Iptv);
+    }
     // uTP data and state packets: label once both directions carry ids that pair up.
     let id = fingerprint::utp_header(p)?;
     let (mine, theirs) = match dir {
@@ -311,4 +314,53 @@ fn inspect(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue) ->
         return Some(Label::BittorrentUtp);
     }
     None
+}
+
+/// MPEG-TS datagrams in a row (fingerprint::iptv): whether this one makes the flow's run
+/// long enough. The TS headers past the first lie beyond the fingerprints' 128-byte copy,
+/// so they are read from the frame (5 bytes each, at most 7).
+// Not inlined: its loop is walked once per call (see `inspect`).
+#[inline(never)]
+fn iptv_run(ctx: &XdpContext, pkt: &Packet, f: &mut FlowValue) -> bool {
+    let frame = Frame {
+        ctx,
+        off: pkt.payload_off,
+        len: pkt.payload_len,
+    };
+    let run = ((f.flags & FLAG_TS_RUN) >> FLAG_TS_RUN_SHIFT) as u8;
+    let (run, hit) = iptv::run_step(run, iptv::mpegts(&frame).is_some());
+    f.flags = (f.flags & !FLAG_TS_RUN) | ((run as u32) << FLAG_TS_RUN_SHIFT);
+    hit
+}
+
+/// A packet's payload as the IPTV matcher reads it: straight from the frame.
+struct Frame<'a> {
+    ctx: &'a XdpContext,
+    off: usize,
+    len: usize,
+}
+
+impl iptv::Payload for Frame<'_> {
+    #[inline(always)]
+    fn size(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        if off >= self.len || N > self.len - off {
+            return None;
+        }
+        let mut out = [0u8; N];
+        // SAFETY: `out` holds N bytes; the helper checks the frame's bounds itself.
+        let rc = unsafe {
+            bpf_xdp_load_bytes(
+                self.ctx.ctx,
+                (self.off + off) as u32,
+                out.as_mut_ptr().cast(),
+                N as u32,
+            )
+        };
+        (rc == 0).then_some(out)
+    }
 }
