@@ -91,7 +91,8 @@ pub fn track(ctx: &XdpContext, pkt: &Packet, dir: Direction, frame_len: u64) -> 
 /// Labels a flow whose label is not final yet: a verdict of the deep classifier if one came
 /// back, else the kernel's own fingerprints on this payload, else a sample for the deep
 /// classifier. A deep verdict may be provisional (inspection goes on) or final; a kernel
-/// fingerprint is a P2P protocol's own bytes and is final at once. Only final labels are
+/// fingerprint is a protocol's own bytes (a P2P protocol's, or the MPEG-TS grammar over
+/// three datagrams in a row) and is final at once. Only final labels are
 /// kept in `LABELLED`.
 /// Not inlined: as a BPF-to-BPF call the verifier walks it once per caller state instead of
 /// carrying its many outcomes through the policy code that follows.

@@ -7,7 +7,7 @@
 //! `0x0004..=0x000F`, an `adaptation_field_control` other than the reserved `00`, and an
 //! adaptation field length that fits the packet. The payload length must be exactly the
 //! RTP header plus 1 to 7 such packets. One datagram of that shape is still weak evidence
-//! (a 188-byte datagram of random bytes passes about once in 700: a QUIC short header
+//! (a 188-byte datagram of random bytes passes about once in 1,200; a QUIC short header
 //! starts with `0x47` one time in 32), so a flow is labelled only when [`IPTV_RUN`]
 //! datagrams in a row parse ([`run_step`]).
 //!
