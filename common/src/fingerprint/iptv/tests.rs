@@ -88,7 +88,7 @@ fn rtp_mp2t_with_csrcs_extension_and_padding() {
     padded.extend_from_slice(&[0, 0, 0, 4]);
     assert_eq!(mpegts(&padded[..]), Some(Carriage::Rtp));
     let mut zero_pad = padded.clone();
-    *zero_pad.last_mut().unwrap() = 0;
+    *zero_pad.last_mut().expect("padded") = 0;
     assert_eq!(mpegts(&zero_pad[..]), None, "a padding count of 0");
     let mut marked = rtp(0, None, 7);
     marked[1] |= 0x80; // the marker bit leaves the payload type alone
