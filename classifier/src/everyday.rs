@@ -122,7 +122,8 @@ impl Everyday {
         if let Some(h) = self.sip(pl, d) {
             return Some(h);
         }
-        if let Some(r) = rtc::rtp(pl) {
+        // Payload type 33 is an MPEG transport stream (RFC 3551): video, the IPTV rule's.
+        if let Some(r) = rtc::rtp(pl).filter(|r| r.pt != 33) {
             self.rtp[d].add((r.ssrc as u64) << 8 | r.pt as u64, r.seq as u64 & 0xffff, 3);
             let (a, b) = (self.rtp[0].n, self.rtp[1].n);
             if a >= 2 && b >= 2 || self.rtp[d].n >= 2 && (self.sip[0] || self.sip[1]) {

@@ -3,7 +3,7 @@
 
 use peerwarden_common::{
     Confidence, Label,
-    fingerprint::{self, SAMPLE_LEN},
+    fingerprint::{self, SAMPLE_LEN, iptv},
 };
 
 use crate::{
@@ -92,6 +92,8 @@ pub(crate) struct Inspector {
     dht_r: [bool; 2],
     /// A uTP SYN: its direction, connection id and sequence number.
     utp_syn: Option<(usize, u16, u16)>,
+    /// MPEG-TS datagrams in a row (the kernel's IPTV rule, both tiers).
+    ts_run: u8,
 }
 
 impl Inspector {
@@ -160,6 +162,13 @@ impl Inspector {
                     _ if !loose_announce => return Some(Hit::payload(l)),
                     _ => {}
                 }
+            }
+            // IPTV, the kernel's rule in both tiers: before the everyday protocols, whose
+            // RTP rule would take a one-way RTP stream for voice.
+            let (run, hit) = iptv::run_step(self.ts_run, iptv::mpegts(p.payload).is_some());
+            self.ts_run = run;
+            if hit {
+                return Some(Hit::payload(Label::Iptv));
             }
             if kernel_only {
                 return self.utp_pairing(p.payload, d);

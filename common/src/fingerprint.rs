@@ -7,6 +7,8 @@
 
 use crate::label::Label;
 
+pub mod iptv;
+
 /// How many payload bytes the kernel hands to the fingerprints.
 pub const SAMPLE_LEN: usize = 128;
 

@@ -101,6 +101,11 @@ pub const FLAG_SUB_COUNTED: u32 = 1 << 5;
 /// The flow's final label was offered to `LABELLED` (kept, or refused for its subscriber's
 /// budget): it is offered once, on the first packet after it is final and seen both ways.
 pub const FLAG_OFFERED: u32 = 1 << 6;
+/// Two bits: how many of the flow's latest payload datagrams in a row parsed as MPEG-TS
+/// (`fingerprint::iptv::run_step`), `(flags >> FLAG_TS_RUN_SHIFT) & 3`.
+pub const FLAG_TS_RUN_SHIFT: u32 = 7;
+/// The bits of that run.
+pub const FLAG_TS_RUN: u32 = 3 << FLAG_TS_RUN_SHIFT;
 
 /// How many payload packets the kernel inspects per flow before the label is final.
 pub const INSPECT_BUDGET: u8 = 32;

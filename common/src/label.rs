@@ -74,10 +74,13 @@ pub enum Label {
     Icmp = 30,
     /// GRE tunnels (PPTP, carrier tunnels).
     Gre = 31,
+    /// IPTV: MPEG transport stream over UDP, bare or in RTP (payload type 33), unicast or
+    /// multicast.
+    Iptv = 32,
 }
 
 /// Every label, in id order.
-pub const ALL_LABELS: [Label; 32] = [
+pub const ALL_LABELS: [Label; 33] = [
     Label::Unknown,
     Label::Bittorrent,
     Label::BittorrentUtp,
@@ -110,6 +113,7 @@ pub const ALL_LABELS: [Label; 32] = [
     Label::Game,
     Label::Icmp,
     Label::Gre,
+    Label::Iptv,
 ];
 
 impl Label {
@@ -162,6 +166,7 @@ impl Label {
             Label::Game => "game",
             Label::Icmp => "icmp",
             Label::Gre => "gre",
+            Label::Iptv => "iptv",
         }
     }
 
@@ -196,7 +201,8 @@ impl Label {
             | Label::HttpVideo
             | Label::Rtmp
             | Label::Rtsp
-            | Label::VideoService => Class::Video,
+            | Label::VideoService
+            | Label::Iptv => Class::Video,
             Label::Http | Label::Tls | Label::Quic => Class::Web,
             Label::Dns
             | Label::Unknown
@@ -315,6 +321,9 @@ mod tests {
     fn bittorrent_forms_are_p2p() {
         assert_eq!(Label::BittorrentUtp.class(), Class::P2p);
         assert_eq!(Label::Hls.class(), Class::Video);
+        assert_eq!(Label::Iptv.class(), Class::Video);
+        assert_eq!(Label::from_name("iptv"), Some(Label::Iptv));
+        assert_eq!(Label::Iptv.id(), 32, "ids are stable");
         assert_eq!(Label::Unknown.class(), Class::Other);
         assert_eq!(Class::from_name("video"), Some(Class::Video));
     }

@@ -137,12 +137,12 @@ pub struct PolicyCount {
 }
 
 /// Everything the kernel counts for one subscriber: the value of the per-subscriber array
-/// (one entry per subscriber index, 1,216 bytes).
+/// (one entry per subscriber index, 1,248 bytes).
 ///
 /// Why this layout: one shared (not per-CPU) array entry per subscriber, updated with
 /// atomic adds, is exact, costs one array lookup (inlined by the verifier: no hash) and
 /// two or three atomic adds per packet, and its memory does not grow with the number of
-/// CPUs (1,216 B per subscriber: 80 MB for 65,536, 10.2 GB for 8,388,608, where per-CPU
+/// CPUs (1,248 B per subscriber: 82 MB for 65,536, 10.5 GB for 8,388,608, where per-CPU
 /// slots would multiply that by the CPUs). The array is `BPF_F_MMAPABLE`: the daemon maps
 /// it and reads 100,000 subscribers as plain memory, with no system call per entry.
 /// The label counters of `unknown` go down when a flow's earlier packets move to the
@@ -226,7 +226,7 @@ const _: () = assert!(core::mem::size_of::<Bucket>() == 16);
 const _: () = assert!(core::mem::size_of::<SubCounter>() == 40);
 const _: () = assert!(core::mem::size_of::<Usage>() == 16);
 const _: () = assert!(core::mem::size_of::<PolicyCount>() == 24);
-const _: () = assert!(core::mem::size_of::<SubUsage>() == 1216);
+const _: () = assert!(core::mem::size_of::<SubUsage>() == 1248);
 
 #[cfg(feature = "user")]
 mod pod {

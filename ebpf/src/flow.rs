@@ -13,10 +13,10 @@ use aya_ebpf::{
 use peerwarden_common::{
     Confidence, Direction, FlowKey, FlowValue, Label, Stat,
     deep::DEEP_BUDGET,
-    fingerprint::{self, SAMPLE_LEN},
+    fingerprint::{self, SAMPLE_LEN, iptv},
     flow::{
-        FLAG_DEEP_PENDING, FLAG_FINAL, FLAG_OFFERED, FLAG_USER_LABEL, FLAG_UTP_DOWN, FLAG_UTP_UP,
-        INSPECT_BUDGET, LabelMemory, PROTO_TCP,
+        FLAG_DEEP_PENDING, FLAG_FINAL, FLAG_OFFERED, FLAG_TS_RUN, FLAG_TS_RUN_SHIFT,
+        FLAG_USER_LABEL, FLAG_UTP_DOWN, FLAG_UTP_UP, INSPECT_BUDGET, LabelMemory, PROTO_TCP,
     },
 };
 
@@ -91,7 +91,8 @@ pub fn track(ctx: &XdpContext, pkt: &Packet, dir: Direction, frame_len: u64) -> 
 /// Labels a flow whose label is not final yet: a verdict of the deep classifier if one came
 /// back, else the kernel's own fingerprints on this payload, else a sample for the deep
 /// classifier. A deep verdict may be provisional (inspection goes on) or final; a kernel
-/// fingerprint is a P2P protocol's own bytes and is final at once. Only final labels are
+/// fingerprint is a protocol's own bytes (a P2P protocol's, or the MPEG-TS grammar over
+/// three datagrams in a row) and is final at once. Only final labels are
 /// kept in `LABELLED`.
 /// Not inlined: as a BPF-to-BPF call the verifier walks it once per caller state instead of
 /// carrying its many outcomes through the policy code that follows.
@@ -297,6 +298,9 @@ fn inspect(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue) ->
     if let Some(label) = fingerprint::udp(p) {
         return Some(label);
     }
+    if iptv_run(ctx, pkt, f) {
+        return Some(Label::Iptv);
+    }
     // uTP data and state packets: label once both directions carry ids that pair up.
     let id = fingerprint::utp_header(p)?;
     let (mine, theirs) = match dir {
@@ -311,4 +315,53 @@ fn inspect(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue) ->
         return Some(Label::BittorrentUtp);
     }
     None
+}
+
+/// MPEG-TS datagrams in a row (fingerprint::iptv): whether this one makes the flow's run
+/// long enough. The TS headers past the first lie beyond the fingerprints' 128-byte copy,
+/// so they are read from the frame (5 bytes each, at most 7).
+// Not inlined: its loop is walked once per call (see `inspect`).
+#[inline(never)]
+fn iptv_run(ctx: &XdpContext, pkt: &Packet, f: &mut FlowValue) -> bool {
+    let frame = Frame {
+        ctx,
+        off: pkt.payload_off,
+        len: pkt.payload_len,
+    };
+    let run = ((f.flags & FLAG_TS_RUN) >> FLAG_TS_RUN_SHIFT) as u8;
+    let (run, hit) = iptv::run_step(run, iptv::mpegts(&frame).is_some());
+    f.flags = (f.flags & !FLAG_TS_RUN) | ((run as u32) << FLAG_TS_RUN_SHIFT);
+    hit
+}
+
+/// A packet's payload as the IPTV matcher reads it: straight from the frame.
+struct Frame<'a> {
+    ctx: &'a XdpContext,
+    off: usize,
+    len: usize,
+}
+
+impl iptv::Payload for Frame<'_> {
+    #[inline(always)]
+    fn size(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        if off >= self.len || N > self.len - off {
+            return None;
+        }
+        let mut out = [0u8; N];
+        // SAFETY: `out` holds N bytes; the helper checks the frame's bounds itself.
+        let rc = unsafe {
+            bpf_xdp_load_bytes(
+                self.ctx.ctx,
+                (self.off + off) as u32,
+                out.as_mut_ptr().cast(),
+                N as u32,
+            )
+        };
+        (rc == 0).then_some(out)
+    }
 }

@@ -597,7 +597,14 @@ const USAGE_WORDS: usize = std::mem::size_of::<SubUsage>() / 8;
 /// Words of a mask over [`USAGE_WORDS`] counters.
 const MASK_WORDS: usize = USAGE_WORDS.div_ceil(64);
 /// The first byte of a sparse reading (see [`usage_to_bytes`]).
-const SPARSE: u8 = 2;
+const SPARSE: u8 = 3;
+/// The first byte of a sparse reading of stores written before label 32 (`iptv`) was
+/// added (32 labels, 152 counters, a 192-bit mask), still read: its class counters sit
+/// four words earlier than this build's.
+const SPARSE_32_LABELS: u8 = 2;
+/// Labels of readings written before label 32 was added.
+const LABELS_32: usize = 32;
+const WORDS_32: usize = LABELS_32 * 4 + SUB_CLASSES * 2 * 3;
 /// The first byte of a sparse reading of stores written before labels 22-31 were added
 /// (22 labels, 112 counters, a 128-bit mask), still read.
 const SPARSE_22_LABELS: u8 = 1;
@@ -659,8 +666,8 @@ fn usage_of_words(words: &[u64], labels: usize) -> SubUsage {
 /// counters are zero (labels it never used), and writing all of them for every changed
 /// subscriber was most of a flush at 100,000 subscribers. The byte [`SPARSE`], a
 /// little-endian bit mask of the nonzero counters ([`MASK_WORDS`] words), then those
-/// counters little-endian. Stores written by earlier builds (the dense 896-byte layout and
-/// the [`SPARSE_22_LABELS`] form) are still read.
+/// counters little-endian. Stores written by earlier builds (the dense 896-byte layout,
+/// the [`SPARSE_22_LABELS`] and [`SPARSE_32_LABELS`] forms) are still read.
 fn usage_to_bytes(u: &SubUsage) -> Vec<u8> {
     let words = usage_words(u);
     let mut mask = [0u64; MASK_WORDS];
@@ -692,6 +699,7 @@ fn usage_from_bytes(b: &[u8]) -> Option<SubUsage> {
     let (&tag, rest) = b.split_first()?;
     let (mask_words, total, labels) = match tag {
         SPARSE => (MASK_WORDS, USAGE_WORDS, SUB_LABELS),
+        SPARSE_32_LABELS => (WORDS_32.div_ceil(64), WORDS_32, LABELS_32),
         SPARSE_22_LABELS => (2, LEGACY_WORDS, LEGACY_LABELS),
         _ => return None,
     };

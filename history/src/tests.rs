@@ -489,6 +489,36 @@ fn subscriber_readings_survive_the_store_as_bytes() {
         sparse.extend_from_slice(&w.to_le_bytes());
     }
     assert_eq!(usage_from_bytes(&sparse), Some(u));
+    // Stores written with 32 labels (before `iptv`): tag 2, a 192-bit mask over 152
+    // counters whose class counters sit four words before this build's.
+    let mut w = u;
+    w.labels[Label::Gre.id() as usize][0].bytes = 31;
+    w.policy[2][1].dropped_bytes = 5;
+    let words32: Vec<u64> = usage_words(&w)
+        .iter()
+        .take(LABELS_32 * 4)
+        .chain(usage_words(&w)[SUB_LABELS * 4..].iter())
+        .copied()
+        .collect();
+    assert_eq!(words32.len(), 152);
+    let mut mask = [0u64; 3];
+    for (i, x) in words32.iter().enumerate() {
+        if *x != 0 {
+            mask[i / 64] |= 1 << (i % 64);
+        }
+    }
+    let mut sparse32 = vec![SPARSE_32_LABELS];
+    for m in mask {
+        sparse32.extend_from_slice(&m.to_le_bytes());
+    }
+    for x in words32.iter().filter(|x| **x != 0) {
+        sparse32.extend_from_slice(&x.to_le_bytes());
+    }
+    assert_eq!(usage_from_bytes(&sparse32), Some(w));
+    // And the new label survives this build's layout.
+    let mut v = w;
+    v.labels[Label::Iptv.id() as usize][1].bytes = 1316;
+    assert_eq!(usage_from_bytes(&usage_to_bytes(&v)), Some(v));
     // A blob that does not add up is refused, not guessed at.
     let mut short = usage_to_bytes(&u);
     short.pop();

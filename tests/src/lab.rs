@@ -365,11 +365,25 @@ impl Capture {
     /// `filter` into `path`: headers only (the lengths are what count), a large kernel
     /// buffer, and returns once tcpdump says it is listening.
     pub fn start(ns: &str, iface: &str, direction: &str, filter: &str, path: &Path) -> Capture {
+        Capture::start_snaplen(ns, iface, direction, filter, path, 128)
+    }
+
+    /// [`Capture::start`] keeping `snaplen` bytes of each frame (0: whole frames, for
+    /// captures the classifier reads).
+    pub fn start_snaplen(
+        ns: &str,
+        iface: &str,
+        direction: &str,
+        filter: &str,
+        path: &Path,
+        snaplen: u32,
+    ) -> Capture {
+        let snaplen = snaplen.to_string();
         let mut child = Command::new("ip")
             .args([
                 "netns", "exec", ns, "tcpdump", "-n", "-i", iface, "-Q", direction,
             ])
-            .args(["-B", "32768", "-s", "128", "-U", "-w"])
+            .args(["-B", "32768", "-s", &snaplen, "-U", "-w"])
             .arg(path)
             .arg(filter)
             .stdin(Stdio::null())

@@ -24,6 +24,7 @@ pub mod encap;
 pub mod flood;
 /// The Debian package built, installed and run as its systemd unit would run it.
 pub mod installed;
+pub mod iptv;
 pub mod lab;
 pub mod packets;
 pub mod payloads;

@@ -370,3 +370,64 @@ fn budget_ends_inspection() {
     assert_eq!(feed(&mut e, k, &[(Up, 0, 0, dht)]), None);
     assert_eq!(e.verdict(&k).map(|v| v.label), Some(Label::Unknown));
 }
+
+/// An MPEG-TS datagram of `n` packets (PID 0x100, payload only), bare or behind an
+/// RTP/MP2T header with one CSRC and a one-word extension.
+fn mpegts(n: usize, rtp: bool) -> Vec<u8> {
+    let mut p = if rtp {
+        vec![
+            0x91, 33, 0, 7, 0, 0, 0, 9, 1, 2, 3, 4, 0, 0, 0, 5, 0xbe, 0xde, 0, 1, 0, 0, 0, 0,
+        ]
+    } else {
+        Vec::new()
+    };
+    for i in 0..n {
+        p.extend_from_slice(&[0x47, 0x41, 0x00, 0x10 | i as u8]);
+        p.extend(random(184, i as u32 + 1).iter().map(|b| b | 0x80));
+    }
+    p
+}
+
+#[test]
+fn iptv_after_three_ts_datagrams_and_never_voice() {
+    for rtp in [false, true] {
+        let mut e = Engine::new(EngineConfig::default());
+        let k = key(17, "198.51.100.20:1234", "239.1.1.1:5004");
+        let d: Vec<Vec<u8>> = (0..3).map(|_| mpegts(7, rtp)).collect();
+        let pkts: Vec<(Direction, u8, u32, &[u8])> = d.iter().map(|p| (Up, 0, 0, &p[..])).collect();
+        assert_eq!(
+            feed(&mut e, k, &pkts[..2]),
+            None,
+            "two datagrams are not enough"
+        );
+        let v = feed(&mut e, k, &pkts[2..]).expect("labelled");
+        assert_eq!((v.label, v.class()), (Label::Iptv, Class::Video));
+        assert!(e.is_final(&k));
+    }
+    // RTP of payload type 33 going one way is not taken for voice on the way either.
+    let mut e = Engine::new(EngineConfig::default());
+    let k = key(17, "198.51.100.20:1234", "100.64.1.10:5004");
+    let mut cut = mpegts(7, true);
+    cut.truncate(24 + 100);
+    let d: Vec<Vec<u8>> = (0..6).map(|_| cut.clone()).collect();
+    let pkts: Vec<(Direction, u8, u32, &[u8])> = d.iter().map(|p| (Up, 0, 0, &p[..])).collect();
+    assert_eq!(feed(&mut e, k, &pkts), None);
+}
+
+#[test]
+fn iptv_not_from_one_crafted_datagram_among_quic() {
+    let mut e = Engine::new(EngineConfig::default());
+    let k = key(17, "100.64.1.10:50000", "198.51.100.7:443");
+    let ts = mpegts(1, false);
+    let mut quic_short = random(188, 9);
+    quic_short[0] = 0x52;
+    let pkts: Vec<(Direction, u8, u32, &[u8])> = vec![
+        (Up, 0, 0, &ts),
+        (Down, 0, 0, &ts),
+        (Up, 0, 0, &quic_short),
+        (Down, 0, 0, &ts),
+        (Up, 0, 0, &quic_short),
+    ];
+    let v = feed(&mut e, k, &pkts);
+    assert_ne!(v.map(|v| v.label), Some(Label::Iptv));
+}

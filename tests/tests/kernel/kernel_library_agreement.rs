@@ -37,8 +37,9 @@ use peerwarden_common::{
 use peerwarden_tests::{
     captures::{self, Framing, Replay},
     encap::{self, Encap},
+    iptv::{bystanders, rtp_mp2t, ts_datagram},
     lab::TempDir,
-    packets::{Conversation, Family, TcpFlags},
+    packets::{Conversation, Family, TcpFlags, Vlan},
     payloads::{peer_wire_handshake, peer_wire_message, utp_syn},
     xdp::{TestProbe, XDP_PASS, program_for},
 };
@@ -281,6 +282,35 @@ fn describe(d: &Disagreement) -> String {
     )
 }
 
+/// `frames` written to a capture (`name`.pcap in a temp dir), classified by the library's
+/// kernel tier and replayed through a fresh probe: the library's flows, the replay, and the
+/// probe's flow table.
+fn through_both_tiers(
+    frames: &[Vec<u8>],
+    name: &str,
+) -> (
+    peerwarden_classifier::CaptureOutcome,
+    Replay,
+    StdHashMap<peerwarden_common::FlowKey, FlowValue>,
+) {
+    let dir = TempDir::new(&format!("agreement-{name}"));
+    let path = dir.0.join(format!("{name}.pcap"));
+    encap::write_pcap(&path, frames);
+    let cfg = EngineConfig {
+        kernel_only: true,
+        ..EngineConfig::default()
+    };
+    let lib = classify_capture_partial(&path, cfg, &[]);
+    let (replay, err) = captures::replay_partial(&path);
+    assert!(err.is_none(), "reading the capture: {err:?}");
+    let mut probe = TestProbe::load();
+    for p in &replay.packets {
+        assert_eq!(probe.run(program_for(p.dir), &p.frame), XDP_PASS);
+    }
+    let kernel = probe.flows().into_iter().collect();
+    (lib, replay, kernel)
+}
+
 /// BitTorrent in the access networks' encapsulations (issue 14): a peer-wire connection and
 /// a uTP SYN in PPPoE over IPv4 and IPv6 and in MPLS stacks of one and three labels, written
 /// to a capture, read by the library, and replayed through the probe as captured (the frames
@@ -321,30 +351,32 @@ fn kernel_tier_and_library_agree_inside_pppoe_and_mpls() {
         ];
         frames.extend(plain.iter().map(|f| encap::encapsulate(f, c.vlan, encap)));
     }
-    let dir = TempDir::new("agreement-encap");
-    let path = dir.0.join("pppoe-mpls.pcap");
-    encap::write_pcap(&path, &frames);
-
-    let cfg = EngineConfig {
-        kernel_only: true,
-        ..EngineConfig::default()
-    };
-    let lib = classify_capture_partial(&path, cfg, &[]);
-    let (replay, err) = captures::replay_partial(&path);
-    assert!(err.is_none(), "reading the capture: {err:?}");
+    let (lib, replay, kernel) = through_both_tiers(&frames, "pppoe-mpls");
     assert_eq!(
         replay.framing_counts().get(&Framing::AsCaptured).copied(),
         Some(frames.len() as u64),
         "every frame should reach the probe as captured: {:?}",
         replay.framing_counts()
     );
-    let mut probe = TestProbe::load();
-    for p in &replay.packets {
-        assert_eq!(probe.run(program_for(p.dir), &p.frame), XDP_PASS);
-    }
-    let kernel: StdHashMap<peerwarden_common::FlowKey, FlowValue> =
-        probe.flows().into_iter().collect();
     assert_eq!(lib.flows.len(), 12, "six connections and six uTP SYNs");
+    for rec in &lib.flows {
+        assert!(
+            rec.verdict.confidence == Confidence::Payload
+                && matches!(rec.verdict.label, Label::Bittorrent | Label::BittorrentUtp),
+            "{} -> {}: the library labels {:?}",
+            rec.key.src,
+            rec.key.dst,
+            rec.verdict
+        );
+    }
+    assert_tiers_agree(&lib, &kernel);
+}
+
+/// Every flow of the library's: the probe counted its packets and gave it the same label.
+fn assert_tiers_agree(
+    lib: &peerwarden_classifier::CaptureOutcome,
+    kernel: &StdHashMap<peerwarden_common::FlowKey, FlowValue>,
+) {
     for rec in &lib.flows {
         let entry = kernel.get(&captures::kernel_key(&rec.key));
         let what = format!("{} -> {}", rec.key.src, rec.key.dst);
@@ -353,16 +385,98 @@ fn kernel_tier_and_library_agree_inside_pppoe_and_mpls() {
             Some(rec.packets),
             "{what}: packets, library vs probe"
         );
-        assert!(
-            rec.verdict.confidence == Confidence::Payload
-                && matches!(rec.verdict.label, Label::Bittorrent | Label::BittorrentUtp),
-            "{what}: the library labels {:?}",
-            rec.verdict
-        );
         assert_eq!(
             kernel_label(entry),
             Some(rec.verdict.label),
             "{what}: probe vs library"
         );
     }
+}
+
+/// IPTV (issue 12 item 4): MPEG-TS datagrams bare and in RTP/MP2T, unicast and to IPv4 and
+/// IPv6 groups, beside everyday UDP and a flow with one crafted TS datagram, written to a
+/// capture and through both tiers: the probe and the library's kernel tier give every flow
+/// the same label, `iptv` exactly for the TS flows, and the probe counts every packet.
+#[test]
+fn kernel_tier_and_library_agree_on_iptv() {
+    let (up, down) = (Direction::Up, Direction::Down);
+    let ts = |i: u16| ts_datagram(0x100, i as u8, 7);
+    let head_end = |ip: &str| std::net::SocketAddr::new(ip.parse().expect("ip"), 1234);
+    let group = |ip: &str| std::net::SocketAddr::new(ip.parse().expect("ip"), 5004);
+    let multicast = |sub: &str, remote: &str| Conversation {
+        sub: group(sub),
+        remote: head_end(remote),
+        vlan: Vlan::Untagged,
+    };
+    // (conversation, direction of every datagram, payloads, whether the flow is IPTV)
+    let mut flows: Vec<(Conversation, Direction, Vec<Vec<u8>>, bool)> = vec![
+        (
+            Conversation::new(Family::V4, 52_001, 5004),
+            down,
+            (0..6).map(ts).collect(),
+            true,
+        ),
+        (
+            Conversation::new(Family::V6, 52_002, 5004),
+            down,
+            (0..6)
+                .map(|i| rtp_mp2t(i, &[1, 2], Some(1), &ts(i)))
+                .collect(),
+            true,
+        ),
+        (
+            multicast("239.255.0.1", "198.51.100.20"),
+            down,
+            (0..6).map(|i| rtp_mp2t(i, &[], None, &ts(i))).collect(),
+            true,
+        ),
+        (
+            multicast("ff3e::8000:1", "2001:db8:ffff::20"),
+            down,
+            (0..6).map(ts).collect(),
+            true,
+        ),
+    ];
+    let mut port = 52_100;
+    for (_, payloads) in bystanders() {
+        for family in [Family::V4, Family::V6] {
+            port += 1;
+            flows.push((
+                Conversation::new(family, port, 443),
+                up,
+                payloads.clone(),
+                false,
+            ));
+        }
+    }
+    let mut lone = bystanders()[0].1.clone();
+    lone.insert(2, ts(0));
+    flows.push((Conversation::new(Family::V4, 52_200, 443), up, lone, false));
+    let frames: Vec<Vec<u8>> = flows
+        .iter()
+        .flat_map(|(c, dir, payloads, _)| {
+            // Bystanders alternate directions from the first (a two-way exchange).
+            payloads.iter().enumerate().map(move |(i, p)| {
+                let d = if *dir == down || i % 2 == 0 {
+                    *dir
+                } else {
+                    down
+                };
+                c.udp(d, p)
+            })
+        })
+        .collect();
+    let (lib, _, kernel) = through_both_tiers(&frames, "iptv");
+    assert_eq!(lib.flows.len(), flows.len(), "one flow per conversation");
+    let iptv = lib
+        .flows
+        .iter()
+        .filter(|r| r.verdict.label == Label::Iptv)
+        .count();
+    assert_eq!(
+        iptv,
+        flows.iter().filter(|f| f.3).count(),
+        "the TS flows, no other"
+    );
+    assert_tiers_agree(&lib, &kernel);
 }

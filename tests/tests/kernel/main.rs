@@ -8,6 +8,7 @@
 mod bypass;
 mod encapsulation;
 mod flow_flood;
+mod iptv;
 mod kernel_library_agreement;
 mod observe_test_run;
 mod policy_test_run;

@@ -12,6 +12,7 @@ mod fleet_lab;
 mod history_restart;
 mod installed;
 mod ipfix_lab;
+mod iptv_lab;
 mod lab_captures;
 mod lab_flood;
 mod lab_swarm;
