@@ -8,7 +8,8 @@
 //!   packets per flow, up to 64 a capture;
 //! - `tls_sni/`: payloads that open a TLS record, and the bare handshake inside;
 //! - `quic_initial/`: the first UDP datagrams of flows that look like QUIC, 2-byte-length
-//!   framed as the `quic_initial` target reads them.
+//!   framed as the `quic_initial` target reads them;
+//! - `dns_answer/`: UDP payloads to or from port 53, and TCP ones (length-prefixed already).
 //!
 //! Built without sanitizers (`cargo run --example seeds`), by scripts/fuzz.sh.
 
@@ -68,7 +69,7 @@ fn one(out: &mut Out, path: &Path) {
     let mut frames: Vec<u8> = Vec::new();
     let mut per_flow: HashMap<(u16, u16), usize> = HashMap::new();
     let mut quic_flows: HashMap<(u16, u16), Vec<u8>> = HashMap::new();
-    let (mut n, mut payloads) = (0usize, 0usize);
+    let (mut n, mut payloads, mut dns_seeds) = (0usize, 0usize, 0usize);
     while let Ok(Some(f)) = reader.next_frame() {
         n += 1;
         if n > 2000 {
@@ -101,6 +102,10 @@ fn one(out: &mut Out, path: &Path) {
             out.put("tls_sni", p);
             let len = u16::from_be_bytes([p[3], p[4]]) as usize;
             out.put("tls_sni", &p[5..p.len().min(5 + len)]);
+        }
+        if (d.sport == 53 || d.dport == 53) && !p.is_empty() && dns_seeds < 64 {
+            dns_seeds += 1;
+            out.put("dns_answer", p);
         }
         if d.proto == UDP && quic::looks_like(p) {
             let run = quic_flows.entry(flow).or_default();

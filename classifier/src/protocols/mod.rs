@@ -4,6 +4,7 @@
 
 pub mod bittorrent;
 pub mod dns;
+pub mod dns_message;
 pub mod edonkey;
 pub mod game;
 pub mod gnutella;
