@@ -19,6 +19,7 @@ pub mod behaviour;
 pub mod cache;
 pub mod capture;
 pub mod catalogue;
+pub mod dns_hints;
 pub mod engine;
 mod everyday;
 pub mod flow;

@@ -1,0 +1,224 @@
+use std::net::{IpAddr, SocketAddr};
+
+use super::*;
+use crate::protocols::dns_message::tests::{query, response};
+
+const S: u64 = 1_000_000_000;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("address")
+}
+
+/// A UDP flow from `sub` to a resolver.
+fn udp_flow(sub: &str) -> FlowKey {
+    FlowKey {
+        proto: 17,
+        src: sa(sub),
+        dst: sa("198.51.100.53:53"),
+    }
+}
+
+/// Asks `name` as `sub` and delivers `answer` (a response) back.
+fn ask(
+    h: &mut DnsHints,
+    hosts: &HostList,
+    key: &FlowKey,
+    id: u16,
+    name: &str,
+    answer: &[u8],
+    now: u64,
+) {
+    h.observe(key, Direction::Up, &query(id, name), now, hosts);
+    h.observe(key, Direction::Down, answer, now + S / 100, hosts);
+}
+
+#[test]
+fn an_answered_query_labels_its_addresses_for_its_ttl_clamped() {
+    let hosts = HostList::default();
+    let mut h = DnsHints::new(16);
+    let k = udp_flow("100.64.1.10:40000");
+    let sub = k.src.ip();
+    let a = ip("198.51.100.9");
+    let r = response(
+        9,
+        "www.netflix.com",
+        &["edge.nflxvideo.net"],
+        &[a, ip("2001:db8::9")],
+        5,
+    );
+    ask(&mut h, &hosts, &k, 9, "www.netflix.com", &r, 0);
+    assert_eq!(h.service(sub, a, S), Some("netflix"));
+    assert_eq!(h.service(sub, ip("2001:db8::9"), S), Some("netflix"));
+    // A TTL of 5 s is held for the 30 s minimum, and no longer.
+    assert_eq!(h.service(sub, a, 29 * S), Some("netflix"));
+    assert_eq!(h.service(sub, a, 31 * S), None);
+    // A week-long TTL is cut to a day.
+    let r = response(10, "www.netflix.com", &[], &[a], 7 * 86_400);
+    ask(&mut h, &hosts, &k, 10, "www.netflix.com", &r, 100 * S);
+    assert_eq!(h.service(sub, a, (100 + 86_399) * S), Some("netflix"));
+    assert_eq!(h.service(sub, a, (100 + 86_401) * S), None);
+}
+
+#[test]
+fn the_service_comes_from_any_name_of_the_chain() {
+    let hosts = HostList::default();
+    let mut h = DnsHints::new(16);
+    let k = udp_flow("100.64.1.10:40000");
+    let a = ip("198.51.100.9");
+    // The question is no one's; its CNAME target is Netflix's CDN.
+    let r = response(
+        3,
+        "tv.example.org",
+        &["x.example.net", "ipv4-c001.nflxvideo.net"],
+        &[a],
+        300,
+    );
+    ask(&mut h, &hosts, &k, 3, "tv.example.org", &r, 0);
+    assert_eq!(h.service(k.src.ip(), a, S), Some("netflix"));
+    // No name of the chain is a video service's: nothing remembered.
+    let b = ip("198.51.100.10");
+    let r = response(4, "www.example.org", &["cdn.example.net"], &[b], 300);
+    ask(&mut h, &hosts, &k, 4, "www.example.org", &r, 0);
+    assert_eq!(h.service(k.src.ip(), b, S), None);
+    assert_eq!(h.len(), 1);
+}
+
+#[test]
+fn one_subscribers_answers_never_label_anothers_flows() {
+    let hosts = HostList::default();
+    let mut h = DnsHints::new(16);
+    let k = udp_flow("100.64.1.10:40000");
+    let a = ip("198.51.100.9");
+    let r = response(9, "www.youtube.com", &[], &[a], 300);
+    ask(&mut h, &hosts, &k, 9, "www.youtube.com", &r, 0);
+    assert_eq!(h.service(ip("100.64.1.10"), a, S), Some("youtube"));
+    assert_eq!(h.service(ip("100.64.1.11"), a, S), None);
+}
+
+#[test]
+fn forged_and_unsolicited_answers_are_ignored() {
+    let hosts = HostList::default();
+    let mut h = DnsHints::new(16);
+    let k = udp_flow("100.64.1.10:40000");
+    let sub = k.src.ip();
+    let a = ip("198.51.100.9");
+    // No query at all.
+    let r = response(9, "www.youtube.com", &[], &[a], 300);
+    h.observe(&k, Direction::Down, &r, 0, &hosts);
+    // A query, answered with another transaction id, or for another name.
+    h.observe(&k, Direction::Up, &query(9, "www.youtube.com"), S, &hosts);
+    h.observe(
+        &k,
+        Direction::Down,
+        &response(8, "www.youtube.com", &[], &[a], 300),
+        S,
+        &hosts,
+    );
+    h.observe(
+        &k,
+        Direction::Down,
+        &response(9, "www.netflix.com", &[], &[a], 300),
+        S,
+        &hosts,
+    );
+    // An answer sent up by the subscriber itself (a response in the query direction).
+    h.observe(&k, Direction::Up, &r, S, &hosts);
+    // From another port of the subscriber than the query's.
+    let other = udp_flow("100.64.1.10:40001");
+    h.observe(&other, Direction::Down, &r, S, &hosts);
+    assert_eq!(h.service(sub, a, 2 * S), None);
+    assert_eq!(h.unsolicited(), 4);
+    // The real answer still matches, once; after the query's wait it would not.
+    h.observe(&k, Direction::Down, &r, 2 * S, &hosts);
+    assert_eq!(h.service(sub, a, 3 * S), Some("youtube"));
+    h.observe(
+        &k,
+        Direction::Up,
+        &query(11, "www.youtube.com"),
+        10 * S,
+        &hosts,
+    );
+    let late = response(11, "www.youtube.com", &[], &[ip("198.51.100.77")], 300);
+    h.observe(&k, Direction::Down, &late, 21 * S, &hosts);
+    assert_eq!(h.service(sub, ip("198.51.100.77"), 22 * S), None);
+}
+
+#[test]
+fn capacity_bounds_the_map_and_the_soonest_expiry_goes_first() {
+    let hosts = HostList::default();
+    let mut h = DnsHints::new(4);
+    let k = udp_flow("100.64.1.10:40000");
+    let sub = k.src.ip();
+    // Four entries, TTLs 400, 100, 300, 200 s.
+    for (i, ttl) in [400u32, 100, 300, 200].into_iter().enumerate() {
+        let a = IpAddr::from([198, 51, 100, 100 + i as u8]);
+        let r = response(i as u16, "www.twitch.tv", &[], &[a], ttl);
+        ask(&mut h, &hosts, &k, i as u16, "www.twitch.tv", &r, 0);
+    }
+    assert_eq!(h.len(), 4);
+    let r = response(9, "www.twitch.tv", &[], &[ip("198.51.100.200")], 500);
+    ask(&mut h, &hosts, &k, 9, "www.twitch.tv", &r, S);
+    assert_eq!(h.len(), 4);
+    // The one with the 100 s TTL went.
+    assert_eq!(h.service(sub, ip("198.51.100.101"), 2 * S), None);
+    for a in [
+        "198.51.100.100",
+        "198.51.100.102",
+        "198.51.100.103",
+        "198.51.100.200",
+    ] {
+        assert_eq!(h.service(sub, ip(a), 2 * S), Some("twitch"), "{a}");
+    }
+    // Past 250 s the 200 s entry has expired: it goes before any live one.
+    let r = response(10, "www.twitch.tv", &[], &[ip("198.51.100.201")], 500);
+    ask(&mut h, &hosts, &k, 10, "www.twitch.tv", &r, 250 * S);
+    assert_eq!(h.len(), 4);
+    assert_eq!(
+        h.service(sub, ip("198.51.100.102"), 251 * S),
+        Some("twitch")
+    );
+    assert_eq!(
+        h.service(sub, ip("198.51.100.201"), 251 * S),
+        Some("twitch")
+    );
+}
+
+#[test]
+fn dns_over_tcp_messages_across_segments() {
+    let hosts = HostList::default();
+    let mut h = DnsHints::new(16);
+    let k = FlowKey {
+        proto: TCP,
+        src: sa("100.64.1.10:40000"),
+        dst: sa("198.51.100.53:53"),
+    };
+    let a = ip("198.51.100.9");
+    let framed = |m: &[u8]| {
+        let mut f = (m.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(m);
+        f
+    };
+    // Two queries in one segment (RFC 7766 pipelining), answers split across three.
+    let mut up = framed(&query(1, "www.example.org"));
+    up.extend_from_slice(&framed(&query(2, "www.hulu.com")));
+    h.observe(&k, Direction::Up, &up, 0, &hosts);
+    let mut down = framed(&response(
+        1,
+        "www.example.org",
+        &[],
+        &[ip("198.51.100.8")],
+        60,
+    ));
+    down.extend_from_slice(&framed(&response(2, "www.hulu.com", &[], &[a], 60)));
+    for part in [&down[..1], &down[1..40], &down[40..]] {
+        assert_eq!(h.service(k.src.ip(), a, S), None);
+        h.observe(&k, Direction::Down, part, S, &hosts);
+    }
+    assert_eq!(h.service(k.src.ip(), a, 2 * S), Some("hulu"));
+    assert_eq!(h.service(k.src.ip(), ip("198.51.100.8"), 2 * S), None);
+    assert_eq!(h.unsolicited(), 0);
+}
