@@ -23,6 +23,7 @@ use peerwarden_common::{Class, Confidence, Label};
 use crate::{
     behaviour::{Behaviour, BehaviourConfig, HIGH_PORT},
     cache::EndpointCache,
+    dns_hints::DnsHints,
     flow::{Direction, FlowKey, FxMap, opposite},
     hosts::HostList,
     inspect::{Inspector, NON_P2P_SERVICE_PORTS},
@@ -51,6 +52,9 @@ pub struct EngineConfig {
     /// New endpoints one subscriber (a flow's `Up` side) may teach the cache per minute;
     /// beyond, learnings are refused and counted ([`Engine::cache_refused`]).
     pub learn_budget: u32,
+    /// (subscriber, answered address) pairs the DNS-assisted labels remember at most
+    /// (`crate::dns_hints`).
+    pub dns_capacity: usize,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +67,7 @@ impl Default for EngineConfig {
             kernel_only: false,
             max_flows: 1 << 20,
             learn_budget: 256,
+            dns_capacity: 1 << 16,
         }
     }
 }
@@ -109,6 +114,7 @@ pub struct Engine {
     flows: FxMap<FlowKey, FlowState>,
     learning: Learning,
     behaviour: Behaviour,
+    dns: DnsHints,
 }
 
 impl Engine {
@@ -120,6 +126,7 @@ impl Engine {
                 cfg.learn_budget,
             ),
             behaviour: Behaviour::new(cfg.behaviour),
+            dns: DnsHints::new(cfg.dns_capacity),
             hosts: HostList::default(),
             flows: FxMap::default(),
             cfg,
@@ -153,6 +160,11 @@ impl Engine {
         &self.hosts
     }
 
+    /// The DNS answers remembered for the DNS-assisted labels.
+    pub fn dns_hints(&self) -> &DnsHints {
+        &self.dns
+    }
+
     /// Flows with state held.
     pub fn flow_count(&self) -> usize {
         self.flows.len()
@@ -162,6 +174,11 @@ impl Engine {
     /// precise one); `None` when nothing changed.
     pub fn on_packet(&mut self, p: &PacketMeta<'_>) -> Option<Verdict> {
         let mut changed = false;
+        if !self.cfg.kernel_only && p.key.dst.port() == 53 {
+            // Read even once the flow's own label is final: the answers are what matter.
+            self.dns
+                .observe(&p.key, p.dir, p.payload, p.ts_ns, &self.hosts);
+        }
         if let Some(st) = self.flows.get_mut(&p.key) {
             st.last_ts = st.last_ts.max(p.ts_ns);
         } else {
@@ -210,7 +227,13 @@ impl Engine {
             }
             st.inspected = st.inspected.saturating_add(1);
             let mut teach = None;
-            if let Some(hit) = insp.inspect(p, &self.hosts, st.verdict.label, self.cfg.kernel_only)
+            // A DNS query waits for its answer (the DNS-assisted labels read it) and
+            // nothing else: it was final at once before, and a later datagram of the same
+            // flow taken for another protocol (eDonkey's opcodes, say) must not relabel it.
+            let dns_wait = st.verdict.label == Label::Dns;
+            if let Some(hit) = insp
+                .inspect(p, &self.hosts, st.verdict.label, self.cfg.kernel_only)
+                .filter(|h| !dns_wait || h.verdict.label == Label::Dns)
             {
                 let stays = improves(&st.verdict, &hit.verdict);
                 if stays {
@@ -236,6 +259,12 @@ impl Engine {
             }
             if st.inspected >= budget {
                 st.done = true;
+            }
+            if !self.cfg.kernel_only
+                && let Some(v) = dns_hint(&self.dns, st, p)
+            {
+                st.verdict = v;
+                changed = true;
             }
             if let Some((label, init_dir)) = teach
                 && !self.cfg.kernel_only
@@ -303,6 +332,7 @@ impl Engine {
     /// Ends a flow (closed, expired, end of capture): its final verdict, with the cache and
     /// behaviour fallbacks applied if no detector decided it. Its state is dropped.
     pub fn finish(&mut self, key: &FlowKey, now: u64) -> Verdict {
+        self.dns.flow_ended(key);
         let Some(st) = self.flows.remove(key) else {
             return Verdict::unknown();
         };
@@ -358,6 +388,30 @@ impl Engine {
             .map(|k| (k, self.finish(&k, now)))
             .collect()
     }
+}
+
+/// The DNS-assisted label for a flow that names no server of its own: `video.<service>`
+/// when its subscriber's resolver answered the flow's remote address for a video
+/// service's name. A name the flow shows (SNI, Host) wins over the DNS answer, which may be
+/// a CDN address serving other sites too; a hello still being read waits for its name
+/// until inspection ends. Only over what no detector decided better: nothing, or the bare
+/// `tls`/`quic` labels.
+fn dns_hint(dns: &DnsHints, st: &FlowState, p: &PacketMeta<'_>) -> Option<Verdict> {
+    let insp = st.inspector.as_ref()?;
+    let bare = matches!(st.verdict.label, Label::Unknown | Label::Tls | Label::Quic)
+        && matches!(
+            st.verdict.confidence,
+            Confidence::None | Confidence::Payload
+        );
+    if !bare || insp.named || insp.name_pending && !st.done || insp.known_other {
+        return None;
+    }
+    let service = dns.service(p.key.src.ip(), p.key.dst.ip(), p.ts_ns)?;
+    Some(Verdict {
+        label: Label::VideoService,
+        service: Some(service.to_string()),
+        confidence: Confidence::Hostname,
+    })
 }
 
 /// Whether `new` should replace `old`: anything beats unknown; a final payload or host-name

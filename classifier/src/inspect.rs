@@ -76,6 +76,12 @@ pub(crate) struct Inspector {
     pub known_other: bool,
     /// The direction of the connection's SYN, if it was seen.
     syn_dir: Option<Direction>,
+    /// The flow named its server (a TLS or QUIC SNI, an HTTP Host): a DNS answer for the
+    /// address never labels it (`crate::dns_hints`).
+    pub named: bool,
+    /// A hello is being read (TLS records or QUIC Initials so far incomplete): its name
+    /// may still come.
+    pub name_pending: bool,
     /// The everyday protocols' state (SSH, VPNs, WebRTC, VoIP, RDP, games).
     everyday: Everyday,
     /// Peer-wire handshake evidence per direction, and how far each head was searched.
@@ -199,7 +205,10 @@ impl Inspector {
                 return Some(h);
             }
             if !self.head_done[d] {
-                let hit = stream_start(head, hosts);
+                let hit = stream_start(head, hosts, &mut self.named);
+                self.name_pending = hit
+                    .as_ref()
+                    .is_some_and(|h| !h.fin && h.verdict.label == Label::Tls);
                 if let Some(h) = hit {
                     self.head_done[d] = h.fin;
                     return Some(h);
@@ -208,12 +217,12 @@ impl Inspector {
         }
         // Any packet can start an HTTP message; a head split over segments is read whole.
         let mut best = if grew && head.len() > pl.len() {
-            http_packet(head, hosts)
+            http_packet(head, hosts, &mut self.named)
         } else {
             None
         };
         if best.as_ref().is_none_or(|h| !h.fin)
-            && let Some(h) = http_packet(pl, hosts)
+            && let Some(h) = http_packet(pl, hosts, &mut self.named)
             && (h.fin || best.is_none())
         {
             best = Some(h);
@@ -402,8 +411,13 @@ impl Inspector {
                 return everyday;
             }
             match q.feed(pl) {
-                quic::Outcome::Sni(sni) => return Some(by_host(sni, Label::Quic, hosts)),
+                quic::Outcome::Sni(sni) => {
+                    self.name_pending = false;
+                    self.named |= sni.is_some();
+                    return Some(by_host(sni, Label::Quic, hosts));
+                }
                 quic::Outcome::Quic => {
+                    self.name_pending = true;
                     self.quic_client = Some(p.dir);
                     return Some(Hit::tentative(Label::Quic));
                 }
@@ -416,7 +430,15 @@ impl Inspector {
         }
         let ports = [p.key.src.port(), p.key.dst.port()];
         if ports.iter().any(|p| matches!(p, 53 | 5353 | 5355)) && dns::udp(pl) {
-            return Some(Hit::payload(Label::Dns));
+            // A query keeps the flow under inspection until its response: the kernel
+            // samples a flow until the deep tier calls it final, and the response is what
+            // the DNS-assisted labels read (`crate::dns_hints`).
+            let query_to_resolver = pl[2] & 0x80 == 0 && p.key.dst.port() == 53;
+            return Some(if !query_to_resolver {
+                Hit::payload(Label::Dns)
+            } else {
+                Hit::one_way(Label::Dns)
+            });
         }
         if crate::protocols::rtc::dtls(pl) {
             self.known_other = true;
@@ -492,10 +514,13 @@ fn find(hay: &[u8], pat: &[u8]) -> Option<usize> {
 
 /// Matchers that need the start of a direction's stream. A hit that is `fin` decided the
 /// head (its ClientHello was read): the head is not parsed again.
-fn stream_start(head: &[u8], hosts: &HostList) -> Option<Hit> {
+fn stream_start(head: &[u8], hosts: &HostList, named: &mut bool) -> Option<Hit> {
     if tls::is_handshake_record(head) {
         return Some(match tls::from_records(head) {
-            tls::Hello::Done(sni) => by_host(sni, Label::Tls, hosts),
+            tls::Hello::Done(sni) => {
+                *named |= sni.is_some();
+                by_host(sni, Label::Tls, hosts)
+            }
             tls::Hello::No => Hit::payload(Label::Tls),
             tls::Hello::Partial => Hit::tentative(Label::Tls),
         });
@@ -510,8 +535,9 @@ fn stream_start(head: &[u8], hosts: &HostList) -> Option<Hit> {
 }
 
 /// An HTTP request or response head in `p`.
-fn http_packet(p: &[u8], hosts: &HostList) -> Option<Hit> {
+fn http_packet(p: &[u8], hosts: &HostList, named: &mut bool) -> Option<Hit> {
     if let Some(r) = http::request(p) {
+        *named |= r.host.is_some();
         if let Some(l) = http::request_label(&r) {
             return Some(Hit::payload(l));
         }

@@ -347,3 +347,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "offline_dns_tests.rs"]
+mod dns_tests;
