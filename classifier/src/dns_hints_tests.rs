@@ -222,3 +222,71 @@ fn dns_over_tcp_messages_across_segments() {
     assert_eq!(h.service(k.src.ip(), ip("198.51.100.8"), 2 * S), None);
     assert_eq!(h.unsolicited(), 0);
 }
+
+/// What the daemon relies on: it tells the kernel a flow is final, and the kernel stops
+/// sampling it, only when `Engine::is_final` says so. A DNS query must leave the flow open
+/// so that its answer reaches the engine; the answer then closes it.
+#[test]
+fn the_engine_keeps_a_dns_flow_open_until_its_answer_then_labels_by_it() {
+    use crate::{Engine, EngineConfig, PacketMeta};
+    let mut e = Engine::new(EngineConfig::default());
+    let dns = udp_flow("100.64.1.10:40000");
+    let pkt = |key: FlowKey, dir, payload: &'static [u8], ts_ns| PacketMeta {
+        ts_ns,
+        key,
+        dir,
+        payload,
+        tcp_flags: 0,
+        tcp_seq: 0,
+    };
+    let q: &'static [u8] = query(0x77, "www.twitch.tv").leak();
+    let a = ip("198.51.100.9");
+    let r: &'static [u8] = response(0x77, "www.twitch.tv", &[], &[a], 60).leak();
+    let v = e
+        .on_packet(&pkt(dns, Direction::Up, q, 0))
+        .expect("a verdict");
+    assert_eq!(v.to_string(), "dns");
+    assert!(
+        !e.is_final(&dns),
+        "a query alone must keep the flow sampled"
+    );
+    e.on_packet(&pkt(dns, Direction::Down, r, S / 100));
+    assert!(e.is_final(&dns));
+    assert_eq!(
+        e.verdict(&dns).map(|v| v.to_string()).as_deref(),
+        Some("dns")
+    );
+    assert_eq!(e.dns_hints().service(dns.src.ip(), a, S), Some("twitch"));
+    // mDNS and LLMNR queries answer no one's resolver: final at once, as before.
+    let mdns = FlowKey {
+        proto: 17,
+        src: sa("100.64.1.10:5353"),
+        dst: sa("224.0.0.251:5353"),
+    };
+    let mq: &'static [u8] = query(0, "printer.local").leak();
+    e.on_packet(&pkt(mdns, Direction::Up, mq, 0));
+    assert!(e.is_final(&mdns));
+    // A nameless QUIC flow to the answered address: video.twitch, provisional as an SNI's.
+    let quic = FlowKey {
+        proto: 17,
+        src: sa("100.64.1.10:41000"),
+        dst: SocketAddr::new(a, 443),
+    };
+    let hello = crate::protocols::tls::tests::client_hello_msg(None);
+    let initial: &'static [u8] =
+        crate::protocols::quic::tests::initial(1, &[3; 8], &[(0, &hello)]).leak();
+    let v = e
+        .on_packet(&pkt(quic, Direction::Up, initial, S))
+        .expect("a verdict");
+    assert_eq!(v.to_string(), "video.twitch");
+    assert!(!e.is_final(&quic));
+    // After the answer's 60 s, a new flow is plain QUIC again.
+    let later = FlowKey {
+        src: sa("100.64.1.10:41001"),
+        ..quic
+    };
+    let v = e
+        .on_packet(&pkt(later, Direction::Up, initial, 61 * S))
+        .expect("a verdict");
+    assert_eq!(v.to_string(), "quic");
+}
