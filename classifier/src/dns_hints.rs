@@ -14,7 +14,8 @@
 //!
 //! The bounds. At most `capacity` entries (default 65,536); a new one when full first drops
 //! the expired, then the entry that expires soonest ("oldest expiry first": it is the one
-//! the resolver itself would forget first). TTLs are clamped to [`MIN_TTL_S`, `MAX_TTL_S`]:
+//! the resolver itself would forget first); and one subscriber holds at most
+//! [`MAX_PER_SUBSCRIBER`] entries, past which its own soonest expiry goes. TTLs are clamped to [`MIN_TTL_S`, `MAX_TTL_S`]:
 //! at least 30 s because clients keep using an address for a while past a short TTL
 //! (connection pools, browsers' own caches, the flow that starts just after the answer),
 //! at most a day because addresses move between tenants of a CDN and a week-long TTL would
@@ -43,6 +44,10 @@ pub const QUERY_WAIT_NS: u64 = 10_000_000_000;
 /// Bytes of an incomplete DNS-over-TCP message held per direction (answers longer than
 /// this are not read; they are rare: a few A records fit in a few hundred bytes).
 pub const TCP_HOLD: usize = 4096;
+/// Entries one subscriber holds at most (when the map is larger): a household resolves a
+/// few hundred video addresses a day; a subscriber answering itself with many cannot push
+/// everyone else's out.
+pub const MAX_PER_SUBSCRIBER: usize = 4096;
 /// DNS-over-TCP directions with bytes held, at most.
 const TCP_STREAMS: usize = 1024;
 
@@ -58,6 +63,8 @@ pub struct DnsHints {
     entries: FxMap<HintKey, (String, u64)>,
     /// The entries by expiry, soonest first.
     by_expiry: BTreeSet<(u64, HintKey)>,
+    /// Each subscriber's entries by expiry.
+    by_subscriber: FxMap<IpAddr, BTreeSet<(u64, IpAddr)>>,
     /// Queries waiting for their answer: the question's name, when asked.
     queries: FxMap<QueryKey, (String, u64)>,
     query_order: VecDeque<(u64, QueryKey)>,
@@ -74,6 +81,7 @@ impl DnsHints {
             capacity: capacity.max(1),
             entries: FxMap::default(),
             by_expiry: BTreeSet::new(),
+            by_subscriber: FxMap::default(),
             queries: FxMap::default(),
             query_order: VecDeque::new(),
             tcp: FxMap::default(),
@@ -218,19 +226,43 @@ impl DnsHints {
     }
 
     fn insert(&mut self, key: HintKey, service: String, expiry: u64, now: u64) {
-        if let Some((_, old)) = self.entries.remove(&key) {
-            self.by_expiry.remove(&(old, key));
+        if let Some(&(_, old)) = self.entries.get(&key) {
+            self.remove(old, key);
         }
         // The expired go first (each entry is dropped once: amortised constant work);
         // then, when the map is full of live entries, the one expiring soonest.
         while let Some(&(exp, k)) = self.by_expiry.first()
             && (exp <= now || self.entries.len() >= self.capacity)
         {
-            self.by_expiry.remove(&(exp, k));
-            self.entries.remove(&k);
+            self.remove(exp, k);
+        }
+        // One subscriber's answers (from a resolver of its own, say, answering with many
+        // addresses) may not push everyone else's out: past its share, its own soonest
+        // expiry goes.
+        let share = self.capacity.min(MAX_PER_SUBSCRIBER);
+        while let Some(own) = self.by_subscriber.get(&key.0)
+            && own.len() >= share
+            && let Some(&(exp, addr)) = own.first()
+        {
+            self.remove(exp, (key.0, addr));
         }
         self.entries.insert(key, (service, expiry));
         self.by_expiry.insert((expiry, key));
+        self.by_subscriber
+            .entry(key.0)
+            .or_default()
+            .insert((expiry, key.1));
+    }
+
+    fn remove(&mut self, expiry: u64, key: HintKey) {
+        self.entries.remove(&key);
+        self.by_expiry.remove(&(expiry, key));
+        if let Some(own) = self.by_subscriber.get_mut(&key.0) {
+            own.remove(&(expiry, key.1));
+            if own.is_empty() {
+                self.by_subscriber.remove(&key.0);
+            }
+        }
     }
 }
 

@@ -290,3 +290,31 @@ fn the_engine_keeps_a_dns_flow_open_until_its_answer_then_labels_by_it() {
         .expect("a verdict");
     assert_eq!(v.to_string(), "quic");
 }
+
+#[test]
+fn one_subscriber_cannot_push_anothers_entries_out() {
+    let hosts = HostList::default();
+    // A map large enough for two subscribers' shares.
+    let mut h = DnsHints::new(2 * MAX_PER_SUBSCRIBER);
+    let bob = udp_flow("100.64.1.11:40000");
+    let a = ip("198.51.100.9");
+    let r = response(1, "www.hulu.com", &[], &[a], 600);
+    ask(&mut h, &hosts, &bob, 1, "www.hulu.com", &r, 0);
+    // Alice answers herself with 64 addresses at a time, more than a whole map's worth,
+    // TTLs rising so that hers expire later than Bob's.
+    let alice = udp_flow("100.64.1.10:40000");
+    let rounds = 2 * MAX_PER_SUBSCRIBER / 64 + 8;
+    for i in 0..rounds {
+        let addrs: Vec<IpAddr> = (0..64u32)
+            .map(|j| IpAddr::from((0x0a00_0000u32 + i as u32 * 64 + j).to_be_bytes()))
+            .collect();
+        let r = response(i as u16, "www.hulu.com", &[], &addrs, 3600 + i as u32);
+        ask(&mut h, &hosts, &alice, i as u16, "www.hulu.com", &r, S);
+    }
+    assert_eq!(h.len(), MAX_PER_SUBSCRIBER + 1);
+    assert_eq!(h.service(bob.src.ip(), a, 2 * S), Some("hulu"));
+    // Alice keeps her latest answers, not her first.
+    let last = IpAddr::from((0x0a00_0000u32 + (rounds as u32 - 1) * 64).to_be_bytes());
+    assert_eq!(h.service(alice.src.ip(), last, 2 * S), Some("hulu"));
+    assert_eq!(h.service(alice.src.ip(), ip("10.0.0.0"), 2 * S), None);
+}
