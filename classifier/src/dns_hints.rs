@@ -69,7 +69,7 @@ pub struct DnsHints {
     queries: FxMap<QueryKey, (String, u64)>,
     query_order: VecDeque<(u64, QueryKey)>,
     /// DNS over TCP: bytes of incomplete messages per flow and direction.
-    tcp: FxMap<(FlowKey, Direction), Vec<u8>>,
+    tcp: FxMap<(FlowKey, Direction), (Vec<u8>, u64)>,
     /// Answers ignored because no query of theirs was seen (forged or unsolicited).
     unsolicited: u64,
 }
@@ -133,9 +133,18 @@ impl DnsHints {
         }
         let slot = (*key, dir);
         if !self.tcp.contains_key(&slot) && self.tcp.len() >= TCP_STREAMS {
-            return;
+            // Full (of streams that ended unseen, say): the one idle longest goes. A scan
+            // of at most `TCP_STREAMS` entries, only when full.
+            if let Some(oldest) = self
+                .tcp
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| *k)
+            {
+                self.tcp.remove(&oldest);
+            }
         }
-        let mut buf = self.tcp.remove(&slot).unwrap_or_default();
+        let (mut buf, _) = self.tcp.remove(&slot).unwrap_or_default();
         buf.extend_from_slice(payload);
         let (msgs, used) = dns_message::tcp_messages(&buf);
         let msgs: Vec<Vec<u8>> = msgs.into_iter().map(<[u8]>::to_vec).collect();
@@ -146,7 +155,7 @@ impl DnsHints {
         // Segments out of order or lost make garbage of the framing; such a direction is
         // given up rather than held.
         if !buf.is_empty() && buf.len() <= TCP_HOLD {
-            self.tcp.insert(slot, buf);
+            self.tcp.insert(slot, (buf, now));
         }
     }
 

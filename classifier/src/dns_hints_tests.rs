@@ -318,3 +318,37 @@ fn one_subscriber_cannot_push_anothers_entries_out() {
     assert_eq!(h.service(alice.src.ip(), last, 2 * S), Some("hulu"));
     assert_eq!(h.service(alice.src.ip(), ip("10.0.0.0"), 2 * S), None);
 }
+
+#[test]
+fn tcp_streams_that_ended_unseen_make_room_for_new_ones() {
+    let hosts = HostList::default();
+    let mut h = DnsHints::new(16);
+    // TCP_STREAMS connections each leave half a message behind and are never ended.
+    for i in 0..TCP_STREAMS as u16 {
+        let k = FlowKey {
+            proto: TCP,
+            src: SocketAddr::new(ip("100.64.2.1"), 1024 + i),
+            dst: sa("198.51.100.53:53"),
+        };
+        h.observe(&k, Direction::Up, &[0, 40, 1, 2], u64::from(i), &hosts);
+    }
+    // A new connection is still read whole.
+    let k = FlowKey {
+        proto: TCP,
+        src: sa("100.64.1.10:40000"),
+        dst: sa("198.51.100.53:53"),
+    };
+    let framed = |m: Vec<u8>| {
+        let mut f = (m.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(&m);
+        f
+    };
+    let a = ip("198.51.100.9");
+    let q = framed(query(5, "www.hulu.com"));
+    h.observe(&k, Direction::Up, &q[..3], S, &hosts);
+    h.observe(&k, Direction::Up, &q[3..], S, &hosts);
+    let r = framed(response(5, "www.hulu.com", &[], &[a], 60));
+    h.observe(&k, Direction::Down, &r[..3], S, &hosts);
+    h.observe(&k, Direction::Down, &r[3..], S, &hosts);
+    assert_eq!(h.service(k.src.ip(), a, 2 * S), Some("hulu"));
+}

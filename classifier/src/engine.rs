@@ -377,6 +377,7 @@ impl Engine {
         by_age.select_nth_unstable_by_key(excess - 1, |(ts, _)| *ts);
         for (_, k) in &by_age[..excess] {
             self.flows.remove(k);
+            self.dns.flow_ended(k);
         }
         excess
     }
