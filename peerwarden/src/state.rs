@@ -50,6 +50,10 @@ pub struct DeepState {
     pub cache_learned: AtomicU64,
     /// Learnings the endpoint cache refused because their subscriber had used its budget.
     pub cache_refused: AtomicU64,
+    /// (subscriber, address) pairs the DNS-assisted labels remember now.
+    pub dns_hints: AtomicU64,
+    /// DNS answers ignored because they answered no query seen from their subscriber.
+    pub dns_unsolicited: AtomicU64,
     /// The video host list with the operator's service file applied, when there is one
     /// (the deep tier picks up each new one).
     pub hosts: peerwarden_classifier::hosts::SharedHosts,
@@ -215,7 +219,8 @@ impl State {
     /// The statistics as of the last read, with the deep tier's bounds: the flows it holds
     /// (`deep_flows_tracked`) and those it dropped to stay bounded (`deep_flows_evicted`),
     /// and the endpoint cache's learnings (`endpoint_cache_learned`) and the learnings it
-    /// refused to a subscriber over its budget (`endpoint_cache_refused`).
+    /// refused to a subscriber over its budget (`endpoint_cache_refused`), and the DNS
+    /// answers remembered (`dns_hints`) and ignored as unsolicited (`dns_unsolicited`).
     pub fn stats(&self) -> BTreeMap<&'static str, u64> {
         let mut stats = lock(&self.stats).clone();
         let deep = &self.deep;
@@ -223,6 +228,8 @@ impl State {
         stats.insert("deep_flows_evicted", deep.evicted.load(Relaxed));
         stats.insert("endpoint_cache_learned", deep.cache_learned.load(Relaxed));
         stats.insert("endpoint_cache_refused", deep.cache_refused.load(Relaxed));
+        stats.insert("dns_hints", deep.dns_hints.load(Relaxed));
+        stats.insert("dns_unsolicited", deep.dns_unsolicited.load(Relaxed));
         stats
     }
 

@@ -217,6 +217,11 @@ fn render_policy_and_subscribers(state: &State, limit: usize, out: &mut String) 
             stats.get("endpoint_cache_refused").copied().unwrap_or(0),
         ),
         (
+            "peerwarden_dns_answers_unsolicited_total",
+            "DNS answers the deep classifier ignored because they answered no query seen from their subscriber (forged, or the query was not seen); they label nothing.",
+            stats.get("dns_unsolicited").copied().unwrap_or(0),
+        ),
+        (
             "peerwarden_history_flushes_total",
             "Writes of the history store.",
             state

@@ -105,6 +105,10 @@ fn run(
             .store(engine.cache_learned(), Ordering::Relaxed);
         deep.cache_refused
             .store(engine.cache_refused(), Ordering::Relaxed);
+        let dns = engine.dns_hints();
+        deep.dns_hints.store(dns.len() as u64, Ordering::Relaxed);
+        deep.dns_unsolicited
+            .store(dns.unsolicited(), Ordering::Relaxed);
         if last_expiry.elapsed() > Duration::from_secs(30) {
             last_expiry = std::time::Instant::now();
             let now = crate::ktime::monotonic_ns();
