@@ -22,6 +22,12 @@ pub const TYPE_A: u16 = 1;
 pub const TYPE_CNAME: u16 = 5;
 /// AAAA.
 pub const TYPE_AAAA: u16 = 28;
+/// HTTPS (RFC 9460), which carries a service's ECH configurations.
+pub const TYPE_HTTPS: u16 = 65;
+/// The `ech` SvcParamKey (RFC 9460 §14.3.2; its value is an ECHConfigList).
+const SVC_ECH: u16 = 5;
+/// ECH configurations read at most from one record.
+const MAX_ECH_CONFIGS: usize = 4;
 
 /// A record's data, as far as the labels need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +36,9 @@ pub enum RData {
     Addr(IpAddr),
     /// A canonical name.
     Cname(String),
+    /// An HTTPS record: the public names of the ECH configurations it offers (the outer
+    /// SNI a client then sends in place of the service's name).
+    Https(Vec<String>),
     /// Any other type (its number).
     Other(u16),
 }
@@ -108,6 +117,7 @@ pub fn parse(m: &[u8]) -> Option<Message> {
                 }
                 RData::Cname(target)
             }
+            (TYPE_HTTPS, _) => RData::Https(ech_public_names(rdata).unwrap_or_default()),
             (t, _) => RData::Other(t),
         };
         answers.push(Record { name, ttl, data });
@@ -172,6 +182,55 @@ pub fn read_name(m: &[u8], off: usize) -> Option<(String, usize)> {
     None
 }
 
+/// The ECH public names of an HTTPS record's data (SvcPriority, TargetName, SvcParams);
+/// `None` when it is malformed, empty when it offers no ECH.
+fn ech_public_names(rdata: &[u8]) -> Option<Vec<String>> {
+    // The target name is never compressed (RFC 9460 §2.2): read it within the record.
+    let (_, mut off) = read_name(rdata, 2)?;
+    while off < rdata.len() {
+        let key = u16::from_be_bytes(rdata.get(off..off + 2)?.try_into().ok()?);
+        let len = u16::from_be_bytes(rdata.get(off + 2..off + 4)?.try_into().ok()?) as usize;
+        let value = rdata.get(off + 4..off + 4 + len)?;
+        if key == SVC_ECH {
+            return ech_config_names(value);
+        }
+        off += 4 + len;
+    }
+    Some(Vec::new())
+}
+
+/// The public names of an ECHConfigList (draft-ietf-tls-esni §4: version 0xfe0d, then
+/// the key config, the maximum name length and the public name).
+fn ech_config_names(list: &[u8]) -> Option<Vec<String>> {
+    let total = u16::from_be_bytes(list.get(..2)?.try_into().ok()?) as usize;
+    let list = list.get(2..2 + total)?;
+    let mut names = Vec::new();
+    let mut off = 0;
+    while off < list.len() && names.len() < MAX_ECH_CONFIGS {
+        let version = u16::from_be_bytes(list.get(off..off + 2)?.try_into().ok()?);
+        let len = u16::from_be_bytes(list.get(off + 2..off + 4)?.try_into().ok()?) as usize;
+        let c = list.get(off + 4..off + 4 + len)?;
+        off += 4 + len;
+        if version != 0xfe0d {
+            continue;
+        }
+        // config_id, kem_id, public_key <u16>, cipher_suites <u16>.
+        let mut o = 3;
+        for _ in 0..2 {
+            let l = u16::from_be_bytes(c.get(o..o + 2)?.try_into().ok()?) as usize;
+            o += 2 + l;
+        }
+        // maximum_name_length, then public_name <u8>.
+        let l = *c.get(o + 1)? as usize;
+        let name = c.get(o + 2..o + 2 + l)?;
+        if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
+            return None;
+        }
+        names.push(String::from_utf8_lossy(name).to_ascii_lowercase());
+    }
+    Some(names)
+}
+
 /// What an answer says about its question: the names of the CNAME chain from the question
 /// (the question first), and the A/AAAA addresses the chain ends at, with their TTLs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -180,6 +239,9 @@ pub struct Resolution {
     pub names: Vec<String>,
     /// Addresses owned by a name of the chain, with their TTLs (seconds).
     pub addrs: Vec<(IpAddr, u32)>,
+    /// ECH public names offered by HTTPS records owned by a name of the chain, with their
+    /// TTLs.
+    pub ech: Vec<(String, u32)>,
 }
 
 /// Follows the CNAME chain from the message's question through its answer records.
@@ -205,7 +267,16 @@ pub fn resolve(msg: &Message) -> Option<Resolution> {
             _ => None,
         })
         .collect();
-    Some(Resolution { names, addrs })
+    let ech = msg
+        .answers
+        .iter()
+        .filter(|r| names.contains(&r.name))
+        .flat_map(|r| match &r.data {
+            RData::Https(n) => n.iter().map(|n| (n.clone(), r.ttl)).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    Some(Resolution { names, addrs, ech })
 }
 
 /// DNS over TCP (RFC 1035 §4.2.2; RFC 7766): each message after a 2-byte length. Returns

@@ -186,3 +186,59 @@ fn tcp_framing_several_messages_and_a_partial_one() {
     assert_eq!(used, whole);
     assert_eq!(tcp_messages(&s[..1]), (vec![], 0));
 }
+
+/// An ECHConfigList with one configuration whose public name is `public`.
+pub(crate) fn ech_config_list(public: &str) -> Vec<u8> {
+    let mut c = vec![7, 0, 0x20]; // config_id, kem_id (X25519)
+    c.extend_from_slice(&[0, 32]);
+    c.extend_from_slice(&[0x42; 32]); // public key
+    c.extend_from_slice(&[0, 4, 0, 1, 0, 1]); // one cipher suite
+    c.push(0); // maximum_name_length
+    c.push(public.len() as u8);
+    c.extend_from_slice(public.as_bytes());
+    c.extend_from_slice(&[0, 0]); // extensions
+    let mut cfg = vec![0xfe, 0x0d];
+    cfg.extend_from_slice(&(c.len() as u16).to_be_bytes());
+    cfg.extend_from_slice(&c);
+    let mut list = (cfg.len() as u16).to_be_bytes().to_vec();
+    list.extend_from_slice(&cfg);
+    list
+}
+
+/// A response to an HTTPS query for `name`: one record (priority 1, target ".") with an
+/// `alpn` parameter and, if `public` is given, an `ech` one.
+pub(crate) fn https_response(id: u16, name: &str, public: Option<&str>, ttl: u32) -> Vec<u8> {
+    let mut m = id.to_be_bytes().to_vec();
+    m.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+    m.extend_from_slice(&wire_name(name));
+    m.extend_from_slice(&[0, 65, 0, 1]);
+    let mut rdata = vec![0, 1, 0];
+    rdata.extend_from_slice(&[0, 1, 0, 3, 2, b'h', b'2']);
+    if let Some(p) = public {
+        let l = ech_config_list(p);
+        rdata.extend_from_slice(&[0, 5]);
+        rdata.extend_from_slice(&(l.len() as u16).to_be_bytes());
+        rdata.extend_from_slice(&l);
+    }
+    m.extend_from_slice(&[0xc0, 12, 0, 65, 0, 1]);
+    m.extend_from_slice(&ttl.to_be_bytes());
+    m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    m.extend_from_slice(&rdata);
+    m
+}
+
+#[test]
+fn https_records_give_their_ech_public_names() {
+    let r = https_response(3, "www.netflix.com", Some("Cover.Example.NET"), 300);
+    let res = resolve(&parse(&r).expect("response")).expect("question");
+    assert_eq!(res.ech, [("cover.example.net".to_string(), 300)]);
+    let r = https_response(3, "www.netflix.com", None, 300);
+    let res = resolve(&parse(&r).expect("response")).expect("question");
+    assert!(res.ech.is_empty());
+    // A public name that is no host name reads as no ECH; the record itself still parses.
+    let mut r = https_response(3, "www.netflix.com", Some("cover.example.net"), 300);
+    let n = r.len();
+    r[n - 5] = b'\n';
+    let m = parse(&r).expect("response");
+    assert_eq!(m.answers[0].data, RData::Https(Vec::new()));
+}
