@@ -54,7 +54,17 @@ const TCP_STREAMS: usize = 1024;
 /// A query seen from a subscriber: transport, subscriber and resolver, transaction id.
 type QueryKey = (u8, SocketAddr, SocketAddr, u16);
 /// An entry: the subscriber's address and an address its resolver answered with.
-type HintKey = (IpAddr, IpAddr);
+type HintKey = (IpAddr, Target);
+
+/// What an entry is about, for one subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Target {
+    /// An address answered for the service's name.
+    Addr(IpAddr),
+    /// The public name of an ECH configuration the service's HTTPS record offered: the
+    /// outer SNI of this subscriber's ECH hellos to the service.
+    EchFront(Box<str>),
+}
 
 /// The answers remembered, per subscriber.
 #[derive(Debug)]
@@ -64,7 +74,7 @@ pub struct DnsHints {
     /// The entries by expiry, soonest first.
     by_expiry: BTreeSet<(u64, HintKey)>,
     /// Each subscriber's entries by expiry.
-    by_subscriber: FxMap<IpAddr, BTreeSet<(u64, IpAddr)>>,
+    by_subscriber: FxMap<IpAddr, BTreeSet<(u64, Target)>>,
     /// Queries waiting for their answer: the question's name, when asked.
     queries: FxMap<QueryKey, (String, u64)>,
     query_order: VecDeque<(u64, QueryKey)>,
@@ -107,7 +117,17 @@ impl DnsHints {
     /// The video service `subscriber`'s resolver answered `addr` for, if the answer has not
     /// expired at `now` (ns).
     pub fn service(&self, subscriber: IpAddr, addr: IpAddr, now: u64) -> Option<&str> {
-        match self.entries.get(&(subscriber, addr)) {
+        self.live(&(subscriber, Target::Addr(addr)), now)
+    }
+
+    /// The video service whose HTTPS record offered `subscriber` an ECH configuration with
+    /// the public name `outer` (lower case), if the answer has not expired at `now`.
+    pub fn ech_front(&self, subscriber: IpAddr, outer: &str, now: u64) -> Option<&str> {
+        self.live(&(subscriber, Target::EchFront(outer.into())), now)
+    }
+
+    fn live(&self, key: &HintKey, now: u64) -> Option<&str> {
+        match self.entries.get(key) {
             Some((s, exp)) if *exp > now => Some(s),
             _ => None,
         }
@@ -215,7 +235,17 @@ impl DnsHints {
                 };
                 for (addr, ttl) in res.addrs {
                     let ttl_ns = (ttl as u64).clamp(MIN_TTL_S, MAX_TTL_S) * 1_000_000_000;
-                    self.insert((key.src.ip(), addr), service.clone(), now + ttl_ns, now);
+                    self.insert(
+                        (key.src.ip(), Target::Addr(addr)),
+                        service.clone(),
+                        now + ttl_ns,
+                        now,
+                    );
+                }
+                for (front, ttl) in res.ech {
+                    let ttl_ns = (ttl as u64).clamp(MIN_TTL_S, MAX_TTL_S) * 1_000_000_000;
+                    let k = (key.src.ip(), Target::EchFront(front.into()));
+                    self.insert(k, service.clone(), now + ttl_ns, now);
                 }
             }
             _ => {}
@@ -236,11 +266,11 @@ impl DnsHints {
 
     fn insert(&mut self, key: HintKey, service: String, expiry: u64, now: u64) {
         if let Some(&(_, old)) = self.entries.get(&key) {
-            self.remove(old, key);
+            self.remove(old, key.clone());
         }
         // The expired go first (each entry is dropped once: amortised constant work);
         // then, when the map is full of live entries, the one expiring soonest.
-        while let Some(&(exp, k)) = self.by_expiry.first()
+        while let Some((exp, k)) = self.by_expiry.first().cloned()
             && (exp <= now || self.entries.len() >= self.capacity)
         {
             self.remove(exp, k);
@@ -251,27 +281,28 @@ impl DnsHints {
         let share = self.capacity.min(MAX_PER_SUBSCRIBER);
         while let Some(own) = self.by_subscriber.get(&key.0)
             && own.len() >= share
-            && let Some(&(exp, addr)) = own.first()
+            && let Some((exp, t)) = own.first().cloned()
         {
-            self.remove(exp, (key.0, addr));
+            self.remove(exp, (key.0, t));
         }
-        self.entries.insert(key, (service, expiry));
-        self.by_expiry.insert((expiry, key));
+        self.entries.insert(key.clone(), (service, expiry));
         self.by_subscriber
             .entry(key.0)
             .or_default()
-            .insert((expiry, key.1));
+            .insert((expiry, key.1.clone()));
+        self.by_expiry.insert((expiry, key));
     }
 
     fn remove(&mut self, expiry: u64, key: HintKey) {
         self.entries.remove(&key);
-        self.by_expiry.remove(&(expiry, key));
-        if let Some(own) = self.by_subscriber.get_mut(&key.0) {
-            own.remove(&(expiry, key.1));
+        let (sub, target) = key;
+        if let Some(own) = self.by_subscriber.get_mut(&sub) {
+            own.remove(&(expiry, target.clone()));
             if own.is_empty() {
-                self.by_subscriber.remove(&key.0);
+                self.by_subscriber.remove(&sub);
             }
         }
+        self.by_expiry.remove(&(expiry, (sub, target)));
     }
 }
 

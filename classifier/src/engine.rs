@@ -404,10 +404,23 @@ fn dns_hint(dns: &DnsHints, st: &FlowState, p: &PacketMeta<'_>) -> Option<Verdic
             st.verdict.confidence,
             Confidence::None | Confidence::Payload
         );
-    if !bare || insp.named || insp.name_pending && !st.done || insp.known_other {
+    if !bare || insp.name_pending && !st.done || insp.known_other {
         return None;
     }
-    let service = dns.service(p.key.src.ip(), p.key.dst.ip(), p.ts_ns)?;
+    let sub = p.key.src.ip();
+    let service = dns.service(sub, p.key.dst.ip(), p.ts_ns)?;
+    // A named flow only when its hello offers ECH and its SNI is the public name that
+    // service's HTTPS record gave this subscriber: then the SNI is the front's, not the
+    // flow's (GREASE ECH carries the real name, which is no such front).
+    if insp.named
+        && insp
+            .ech_outer
+            .as_deref()
+            .and_then(|outer| dns.ech_front(sub, outer, p.ts_ns))
+            != Some(service)
+    {
+        return None;
+    }
     Some(Verdict {
         label: Label::VideoService,
         service: Some(service.to_string()),

@@ -82,6 +82,9 @@ pub(crate) struct Inspector {
     /// A hello is being read (TLS records or QUIC Initials so far incomplete): its name
     /// may still come.
     pub name_pending: bool,
+    /// The hello offered ECH: its SNI (lower case), which is either the service's real name
+    /// (GREASE ECH) or its ECH front's public name (real ECH).
+    pub ech_outer: Option<String>,
     /// The everyday protocols' state (SSH, VPNs, WebRTC, VoIP, RDP, games).
     everyday: Everyday,
     /// Peer-wire handshake evidence per direction, and how far each head was searched.
@@ -206,6 +209,9 @@ impl Inspector {
             }
             if !self.head_done[d] {
                 let hit = stream_start(head, hosts, &mut self.named);
+                if self.named && self.ech_outer.is_none() && tls::records_offer_ech(head) {
+                    self.ech_outer = tls_sni_lower(head);
+                }
                 self.name_pending = hit
                     .as_ref()
                     .is_some_and(|h| !h.fin && h.verdict.label == Label::Tls);
@@ -414,6 +420,9 @@ impl Inspector {
                 quic::Outcome::Sni(sni) => {
                     self.name_pending = false;
                     self.named |= sni.is_some();
+                    if q.ech {
+                        self.ech_outer = sni.as_deref().map(str::to_ascii_lowercase);
+                    }
                     return Some(by_host(sni, Label::Quic, hosts));
                 }
                 quic::Outcome::Quic => {
@@ -532,6 +541,14 @@ fn stream_start(head: &[u8], hosts: &HostList, named: &mut bool) -> Option<Hit> 
         return Some(Hit::payload(Label::Peercast));
     }
     None
+}
+
+/// The SNI of the hello in a stream head, lower case.
+fn tls_sni_lower(head: &[u8]) -> Option<String> {
+    match tls::from_records(head) {
+        tls::Hello::Done(Some(s)) => Some(s.to_ascii_lowercase()),
+        _ => None,
+    }
 }
 
 /// An HTTP request or response head in `p`.

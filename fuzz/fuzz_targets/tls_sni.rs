@@ -8,6 +8,8 @@ use libfuzzer_sys::fuzz_target;
 use peerwarden_classifier::protocols::tls::{self, Hello};
 
 fuzz_target!(|p: &[u8]| {
+    let _ = tls::offers_ech(p);
+    let _ = tls::records_offer_ech(p);
     if let Hello::Done(Some(name)) = tls::from_records(p) {
         assert!(!name.is_empty() && name.bytes().all(|c| c.is_ascii_graphic()));
     }

@@ -155,6 +155,8 @@ pub struct Initials {
     filled: Vec<(usize, usize)>,
     /// The ClientHello was read (or can no longer be).
     pub done: bool,
+    /// The ClientHello read offers Encrypted Client Hello (`tls::offers_ech`).
+    pub ech: bool,
 }
 
 impl std::fmt::Debug for Initials {
@@ -219,6 +221,7 @@ impl Initials {
         match tls::client_hello(&self.crypto[..contiguous]) {
             Hello::Done(sni) => {
                 self.done = true;
+                self.ech = tls::offers_ech(&self.crypto[..contiguous]);
                 Some(Outcome::Sni(sni))
             }
             Hello::No => {

@@ -36,8 +36,49 @@ pub const MAX_RECORDS: usize = 16;
 
 /// Parses the ClientHello out of a TCP stream head (TLS records).
 pub fn from_records(stream: &[u8]) -> Hello {
+    match handshake_bytes(stream) {
+        Some(hs) => client_hello(&hs),
+        None => Hello::No,
+    }
+}
+
+/// Whether the ClientHello in a TCP stream head offers Encrypted Client Hello.
+pub fn records_offer_ech(stream: &[u8]) -> bool {
+    handshake_bytes(stream).is_some_and(|hs| offers_ech(&hs))
+}
+
+/// The `encrypted_client_hello` extension's code point (draft-ietf-tls-esni).
+const EXT_ECH: u16 = 0xfe0d;
+
+/// Whether a ClientHello handshake message carries an outer `encrypted_client_hello`
+/// extension (type 0). Its SNI is then either the client-facing server's public name (real
+/// ECH) or the real name (GREASE ECH, which browsers send to servers without ECH, and which
+/// looks the same by design): only the DNS answers can tell the two apart
+/// (`crate::dns_hints`).
+pub fn offers_ech(hs: &[u8]) -> bool {
+    if hs.first() != Some(&1) {
+        return false;
+    }
+    let scan = || -> Option<bool> {
+        let mut r = extensions(hs.get(4..)?)??;
+        while r.o + 4 <= r.b.len() {
+            let t = r.u16()?;
+            let l = r.u16()? as usize;
+            let v = r.take(l)?;
+            if t == EXT_ECH {
+                return Some(v.first() == Some(&0));
+            }
+        }
+        Some(false)
+    };
+    scan().unwrap_or(false)
+}
+
+/// A stream head's handshake records' fragments, concatenated; `None` when it is not a
+/// client's hello in TLS records.
+fn handshake_bytes(stream: &[u8]) -> Option<Vec<u8>> {
     if !is_handshake_record(stream) {
-        return Hello::No;
+        return None;
     }
     // Concatenate the handshake records' fragments, up to what is needed.
     let mut hs = Vec::with_capacity(stream.len());
@@ -48,14 +89,14 @@ pub fn from_records(stream: &[u8]) -> Hello {
         if records > MAX_RECORDS {
             // Clients send a hello in one record, or a few when it is large (post-quantum
             // key shares): a stream of tiny records is not a client's hello.
-            return Hello::No;
+            return None;
         }
         let len = u16::from_be_bytes([stream[o + 3], stream[o + 4]]) as usize;
         let end = (o + 5 + len).min(stream.len());
         hs.extend_from_slice(&stream[o + 5..end]);
         o += 5 + len;
     }
-    client_hello(&hs)
+    Some(hs)
 }
 
 /// Parses a ClientHello handshake message (type 1, 24-bit length, body).
@@ -85,26 +126,10 @@ pub fn client_hello(hs: &[u8]) -> Hello {
 /// The server name of a ClientHello body; `None` if the body is malformed, `Some(None)`
 /// if it is well formed and names no server.
 fn sni(b: &[u8]) -> Option<Option<String>> {
-    let mut r = Reader { b, o: 0 };
-    if r.u8()? != 3 {
-        return None;
-    }
-    r.skip(1 + 32)?; // minor version, random
-    let sid = r.u8()? as usize;
-    r.skip(sid)?;
-    let cs = r.u16()? as usize;
-    r.skip(cs)?;
-    let comp = r.u8()? as usize;
-    r.skip(comp)?;
-    if r.o == b.len() {
+    let Some(mut r) = extensions(b)? else {
         return Some(None); // no extensions
-    }
-    let ext_len = r.u16()? as usize;
-    let end = r.o.checked_add(ext_len)?;
-    if end > b.len() {
-        return None;
-    }
-    while r.o + 4 <= end {
+    };
+    while r.o + 4 <= r.b.len() {
         let t = r.u16()?;
         let l = r.u16()? as usize;
         let v = r.take(l)?;
@@ -124,6 +149,29 @@ fn sni(b: &[u8]) -> Option<Option<String>> {
         }
     }
     Some(None)
+}
+
+/// A ClientHello body's extensions block, past the version, random, session id, cipher
+/// suites and compression methods; `Some(None)` when the body ends before it, `None` when
+/// the body is malformed.
+fn extensions(b: &[u8]) -> Option<Option<Reader<'_>>> {
+    let mut r = Reader { b, o: 0 };
+    if r.u8()? != 3 {
+        return None;
+    }
+    r.skip(1 + 32)?; // minor version, random
+    let sid = r.u8()? as usize;
+    r.skip(sid)?;
+    let cs = r.u16()? as usize;
+    r.skip(cs)?;
+    let comp = r.u8()? as usize;
+    r.skip(comp)?;
+    if r.o == b.len() {
+        return Some(None);
+    }
+    let ext_len = r.u16()? as usize;
+    let block = r.take(ext_len)?;
+    Some(Some(Reader { b: block, o: 0 }))
 }
 
 struct Reader<'a> {
@@ -158,6 +206,11 @@ pub(crate) mod tests {
 
     /// A ClientHello handshake message naming `host` (or none).
     pub(crate) fn client_hello_msg(host: Option<&str>) -> Vec<u8> {
+        client_hello_ech(host, false)
+    }
+
+    /// The same, with an outer `encrypted_client_hello` extension if `ech`.
+    pub(crate) fn client_hello_ech(host: Option<&str>, ech: bool) -> Vec<u8> {
         let mut body = vec![3, 3];
         body.extend_from_slice(&[0xaa; 32]);
         body.push(0); // session id
@@ -165,6 +218,11 @@ pub(crate) mod tests {
         body.extend_from_slice(&[1, 0]);
         let mut ext = Vec::new();
         ext.extend_from_slice(&[0x00, 0x0b, 0, 2, 1, 0]); // ec_point_formats
+        if ech {
+            // outer, a cipher suite, config id, an empty enc, a 16-byte payload
+            ext.extend_from_slice(&[0xfe, 0x0d, 0, 26, 0, 0, 1, 0, 1, 7, 0, 0, 0, 16]);
+            ext.extend_from_slice(&[0x5a; 16]);
+        }
         if let Some(h) = host {
             let n = h.len() as u16;
             ext.extend_from_slice(&[0, 0]);
@@ -191,6 +249,23 @@ pub(crate) mod tests {
             out.extend_from_slice(c);
         }
         out
+    }
+
+    #[test]
+    fn ech_offered_or_not() {
+        let ech = client_hello_ech(Some("cover.example.net"), true);
+        assert!(offers_ech(&ech));
+        assert!(records_offer_ech(&records(&ech, 100)));
+        // The outer SNI is still read.
+        let want = Hello::Done(Some("cover.example.net".into()));
+        assert_eq!(from_records(&records(&ech, 1000)), want);
+        let plain = client_hello_msg(Some("www.example.org"));
+        assert!(!offers_ech(&plain));
+        assert!(!records_offer_ech(&records(&plain, 1000)));
+        // A hello cut anywhere claims no ECH (and does not panic).
+        for n in 0..ech.len() {
+            assert!(!offers_ech(&ech[..n]), "cut at {n}");
+        }
     }
 
     #[test]
