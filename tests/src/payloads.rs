@@ -222,6 +222,20 @@ pub fn dns_query(id: u16, name: &str) -> Vec<u8> {
     p
 }
 
+/// The answer to `dns_query(id, name)`: the question again, then one A record for `addr`
+/// (its owner a compression pointer to the question's name) with `ttl` seconds.
+pub fn dns_answer(id: u16, name: &str, addr: std::net::Ipv4Addr, ttl: u32) -> Vec<u8> {
+    let mut p = dns_query(id, name);
+    p[2] = 0x81; // a response, recursion desired
+    p[3] = 0x80; // recursion available
+    p[7] = 1; // one answer
+    p.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    p.extend_from_slice(&ttl.to_be_bytes());
+    p.extend_from_slice(&[0, 4]);
+    p.extend_from_slice(&addr.octets());
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

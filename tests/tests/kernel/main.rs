@@ -6,6 +6,7 @@
 //! a filter (`... --test kernel xdp_hostile::`).
 
 mod bypass;
+mod dns_answers;
 mod encapsulation;
 mod flow_flood;
 mod iptv;
