@@ -10,6 +10,7 @@
 //!                                                # header_timeout_seconds (10), idle_timeout_seconds (60)
 //! flow_table_size: 1048576
 //! deep_max_flows: 16384                          # undecided flows the deep classifier holds
+//! dns_hint_entries: 65536                        # DNS answers remembered (docs/classifier.md)
 //! history: { path: /var/lib/peerwarden/history.db, minute_retention_days: 7, hour_retention_days: 90 }
 //! metrics: { subscriber_series_limit: 1000 }
 //! ipfix: { collector: "198.51.100.2:4739", idle_timeout: 15s, active_timeout: 60s }  # optional
@@ -81,6 +82,9 @@ pub struct Config {
     /// `deep_flows_evicted`). The flow table's size caps it too.
     #[serde(default = "default_deep_max_flows")]
     pub deep_max_flows: u32,
+    /// (subscriber, answered address) pairs the DNS-assisted labels remember at most.
+    #[serde(default = "default_dns_hint_entries")]
+    pub dns_hint_entries: u32,
     /// Subscribers the kernel's policy maps are sized for (token buckets, counters and
     /// change flags are preallocated: about 1.2 KiB per subscriber, whatever the CPUs).
     #[serde(default = "default_max_subscribers")]
@@ -262,6 +266,10 @@ fn default_deep_max_flows() -> u32 {
     DEFAULT_DEEP_MAX_FLOWS
 }
 
+fn default_dns_hint_entries() -> u32 {
+    1 << 16
+}
+
 fn default_max_subscribers() -> u32 {
     peerwarden_common::policy::DEFAULT_MAX_SUBSCRIBERS
 }
@@ -401,6 +409,12 @@ impl Config {
             invalid(format!(
                 "deep_max_flows: {} is out of range (16 to {MAX_DEEP_FLOWS})",
                 config.deep_max_flows
+            ));
+        }
+        if !(256..=1 << 22).contains(&config.dns_hint_entries) {
+            let n = config.dns_hint_entries;
+            invalid(format!(
+                "dns_hint_entries: {n} is out of range (256 to 4194304)"
             ));
         }
         if config.max_subscribers == 0 || config.max_subscribers > 8_000_000 {
@@ -737,6 +751,10 @@ mod tests {
     fn the_deep_tier_cap_defaults_to_16384_and_is_bounded() {
         let c = parse("interfaces: { downlink: a, uplink: b }\n").expect("valid");
         assert_eq!(c.deep_max_flows, 16_384);
+        assert_eq!(c.dns_hint_entries, 65_536);
+        let e = parse("interfaces: { downlink: a, uplink: b }\ndns_hint_entries: 255\n");
+        let want = "test.yaml: dns_hint_entries: 255 is out of range (256 to 4194304)";
+        assert_eq!(e.unwrap_err().to_string(), want);
         let c = parse("interfaces: { downlink: a, uplink: b }\ndeep_max_flows: 100000\n")
             .expect("valid");
         assert_eq!(c.deep_max_flows, 100_000);

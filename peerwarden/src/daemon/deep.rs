@@ -28,7 +28,8 @@ use crate::{
 };
 
 /// Starts the deep tier's thread if the probe has a sample ring (it takes the ring), with
-/// at most `max_tracked` undecided flows (`deep_max_flows`), supervised in `threads` as
+/// at most `max_tracked` undecided flows (`deep_max_flows`) and `dns_entries` DNS answers
+/// (`dns_hint_entries`), supervised in `threads` as
 /// `deep`: it beats every pass (the ring is polled with a 100 ms timeout, so also when
 /// idle) and every sample.
 pub(super) fn spawn(
@@ -37,6 +38,7 @@ pub(super) fn spawn(
     threads: &Threads,
     stop: &Arc<AtomicBool>,
     max_tracked: u32,
+    dns_entries: u32,
 ) -> anyhow::Result<Option<thread::JoinHandle<()>>> {
     let Some(ring) = probe.take_samples() else {
         return Ok(None);
@@ -47,7 +49,14 @@ pub(super) fn spawn(
         .name("deep".into())
         .spawn(move || {
             supervised(&heartbeat, || {
-                run(&heartbeat, probe, ring, deep, stop, max_tracked)
+                run(
+                    &heartbeat,
+                    probe,
+                    ring,
+                    deep,
+                    stop,
+                    (max_tracked, dns_entries),
+                )
             })
         })
         .map(Some)
@@ -64,10 +73,11 @@ fn run(
     mut ring: RingBuf<MapData>,
     deep: Arc<DeepState>,
     stop: Arc<AtomicBool>,
-    max_tracked: u32,
+    (max_tracked, dns_entries): (u32, u32),
 ) {
     let mut engine = Engine::new(EngineConfig {
         packet_budget: DEEP_BUDGET,
+        dns_capacity: dns_entries as usize,
         ..EngineConfig::default()
     });
     let mut hosts_seen = 0;

@@ -69,6 +69,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         &data.state.threads,
         &stop,
         config.deep_max_flows,
+        config.dns_hint_entries,
     )?);
     if let Some(fault) = &fault
         && !data
