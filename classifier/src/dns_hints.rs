@@ -10,13 +10,16 @@
 //! is `(subscriber, answered address) → (service, expiry)`, so one subscriber's answers,
 //! forged or not, only ever label that subscriber's own flows. A subscriber that forges
 //! answers to itself can make its own flows to some address `video.<service>`, no one
-//! else's; and it could as well have sent a matching SNI.
+//! else's; and it could as well have sent a matching SNI. HTTPS records (RFC 9460) of a
+//! video service add `(subscriber, ECH public name) → (service, expiry)` entries, under
+//! the same rule and bounds: they tell a real ECH hello's outer SNI (the front's name)
+//! from a GREASE one's (a real name).
 //!
 //! The bounds. At most `capacity` entries (default 65,536); a new one when full first drops
 //! the expired, then the entry that expires soonest ("oldest expiry first": it is the one
 //! the resolver itself would forget first); and one subscriber holds at most
-//! [`MAX_PER_SUBSCRIBER`] entries, past which its own soonest expiry goes. TTLs are clamped to [`MIN_TTL_S`, `MAX_TTL_S`]:
-//! at least 30 s because clients keep using an address for a while past a short TTL
+//! [`MAX_PER_SUBSCRIBER`] entries, past which its own soonest expiry goes. TTLs are
+//! clamped to [`MIN_TTL_S`, `MAX_TTL_S`]: at least 30 s because clients keep using an address for a while past a short TTL
 //! (connection pools, browsers' own caches, the flow that starts just after the answer),
 //! at most a day because addresses move between tenants of a CDN and a week-long TTL would
 //! keep a stale video name on someone else's address. Queries wait for their answer at
