@@ -66,6 +66,8 @@ pub(crate) struct Inspector {
     /// eDonkey framing seen per direction, and UDP datagrams of eDonkey/Kad shape.
     ed_framed: [bool; 2],
     ed_udp: u8,
+    /// Obfuscated Kad: requests answered in the grammar's sizes.
+    kad: edonkey::KadPairs,
     /// P2P TV: a PPLive header seen per direction; PPStream datagrams seen.
     pplive: [bool; 2],
     ppstream: u8,
@@ -393,6 +395,9 @@ impl Inspector {
             if self.ed_udp >= 2 {
                 return Some(Hit::payload(Label::Edonkey));
             }
+        }
+        if !self.known_other && self.kad.feed(d, pl) {
+            return Some(Hit::confirmed(Label::Edonkey));
         }
         if self.quic_client.is_none_or(|c| c == p.dir)
             && (self.quic.is_some() || quic::looks_like(pl))
