@@ -91,9 +91,11 @@ pub const KAD_CRYPT_OVERHEAD: usize = 16;
 pub enum KadExchange {
     /// `KADEMLIA2_BOOTSTRAP_REQ` (header only, 2 bytes) answered by `BOOTSTRAP_RES`:
     /// node id, TCP port, version, a contact count and 25 bytes a contact (23 + 25n).
+    /// Kad packs (zlib, marker 0xe5) a packet whose payload passes 200 bytes, so only
+    /// answers of up to 7 contacts keep a size the grammar fixes; the same holds below.
     Bootstrap,
     /// `KADEMLIA2_REQ` (type, target, receiver id: 35 bytes) answered by `KADEMLIA2_RES`:
-    /// the target, a count and 25 bytes a contact (19 + 25n).
+    /// the target, a count and 25 bytes a contact (19 + 25n, n up to 7 unpacked).
     Lookup,
     /// `KADEMLIA_FIREWALLED2_REQ` (TCP port, user hash, connect options: 21 bytes)
     /// answered by `FIREWALLED_RES` (the address seen: 6 bytes).
@@ -102,7 +104,7 @@ pub enum KadExchange {
     Ping,
 }
 
-/// The first datagram of an obfuscated Kad packet: the semi-random first byte is never a
+/// A datagram that may be an obfuscated Kad packet: the semi-random first byte is never a
 /// plain protocol marker and has its low bit clear (set means eDonkey, not Kad), and the
 /// rest is ciphertext, which looks random.
 pub fn kad_obfuscated(p: &[u8]) -> bool {
@@ -123,8 +125,8 @@ pub fn kad_exchange(req: usize, ans: usize) -> Option<KadExchange> {
         |base: usize, max: usize| ans >= base && (ans - base) % 25 == 0 && (ans - base) / 25 <= max;
     match req {
         2 if ans == 4 => Some(KadExchange::Ping),
-        2 if contacts(23, 20) => Some(KadExchange::Bootstrap),
-        35 if contacts(19, 32) => Some(KadExchange::Lookup),
+        2 if contacts(23, 7) => Some(KadExchange::Bootstrap),
+        35 if contacts(19, 7) => Some(KadExchange::Lookup),
         21 if ans == 6 => Some(KadExchange::Firewalled),
         _ => None,
     }
@@ -298,12 +300,14 @@ mod tests {
     fn kad_grammar_sizes() {
         assert_eq!(kad_exchange(18, 20), Some(KadExchange::Ping));
         assert_eq!(kad_exchange(18, 39), Some(KadExchange::Bootstrap));
-        assert_eq!(kad_exchange(18, 39 + 25 * 20), Some(KadExchange::Bootstrap));
+        assert_eq!(kad_exchange(18, 39 + 25 * 7), Some(KadExchange::Bootstrap));
         assert_eq!(
-            kad_exchange(18, 39 + 25 * 21),
+            kad_exchange(18, 39 + 25 * 8),
             None,
-            "more contacts than a bootstrap holds"
+            "eight contacts pass 200 bytes: packed, the size is the compressor's"
         );
+        assert_eq!(kad_exchange(51, 35 + 25 * 7), Some(KadExchange::Lookup));
+        assert_eq!(kad_exchange(51, 35 + 25 * 8), None);
         assert_eq!(kad_exchange(51, 35), Some(KadExchange::Lookup));
         assert_eq!(kad_exchange(51, 36), None);
         assert_eq!(kad_exchange(37, 22), Some(KadExchange::Firewalled));
