@@ -15,9 +15,9 @@
 #   hls           ffmpeg players on an HLS clip served by nginx
 #   dash          ffmpeg players on a DASH clip served by nginx
 #   rtmp          ffmpeg publishes to nginx-rtmp and plays the stream back
-#   edonkey-obfuscated  aMule clients (amuled) with protocol obfuscation required, Kad
-#                 only: lab Kad nodes from a nodes.dat, a file shared on the internet
-#                 side and downloaded from the subscriber side through Kad sources
+#   edonkey-obfuscated  aMule clients (amuled) with protocol obfuscation, Kad only (lab
+#                 nodes from a nodes.dat; Kad's UDP obfuscated), a file shared on the
+#                 internet side and downloaded from both sides over eDonkey TCP
 #   background    the background traffic alone
 #
 # Two namespaces, "$PWC_PREFIX-sub" (subscribers, 100.64.7.0/24, 2001:db8:7::/64) and
@@ -458,7 +458,7 @@ rtmp() {
   wait "$bg" || true
 }
 
-# ---- eDonkey/Kad: aMule with protocol obfuscation required ----
+# ---- eDonkey/Kad: aMule with protocol obfuscation ----
 
 AMULE_TCP=4662
 AMULE_UDP=4672
@@ -554,8 +554,9 @@ edonkey_obfuscated() {
   command -v amuled >/dev/null || die "amuled is missing: apt-get install amule-daemon amule-utils"
   # Two seeders and a downloader on the internet side, three downloaders on the subscriber
   # side (not the subscriber that browses: its address is the first of SUB_PEERS). The
-  # downloaders learn each other (user hash and obfuscation support included) through
-  # source exchange from the seeders, and connect obfuscated across the link.
+  # downloader outside could meet those inside through source exchange (user hash and
+  # obfuscation support included) and connect obfuscated across the link; in the lab it
+  # does not, the clients being firewalled (low id) to each other.
   local all=("${NET_PEERS[@]:0:3}" "${SUB_PEERS[@]:1:3}") i a ns
   for a in "${all[@]}"; do
     truth "tcp,$a,$AMULE_TCP,p2p,edonkey"
@@ -566,7 +567,7 @@ edonkey_obfuscated() {
   size=$(stat -c %s "$W/lab-share.bin")
   hash=$(openssl dgst -md4 -provider legacy -provider default "$W/lab-share.bin" | awk '{print $2}')
   # The seeders' addresses ride in the link as sources too.
-  local link="ed2k://|file|lab-share.bin|$size|$hash|/|sources" a
+  local link="ed2k://|file|lab-share.bin|$size|$hash|/|sources"
   for a in "${all[@]:0:2}"; do link+=",$a:$AMULE_TCP"; done
   link+="|/"
   i=0
@@ -603,7 +604,6 @@ edonkey_obfuscated() {
   for i in "${dl[@]}"; do amule_dl "$i" "show dl"; done
   log "downloads: $(grep -a -E '%|lab-share' "$W/amulecmd.log" | tail -n 4 | tr '\n' ' ')"
 }
-
 
 printf 'proto,host,port,class,what\n# ground truth by construction: lab/capture/run.sh %s\n' \
   "$SCENARIO" >"$TRUTH"
