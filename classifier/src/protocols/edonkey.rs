@@ -121,8 +121,9 @@ pub fn kad_exchange(req: usize, ans: usize) -> Option<KadExchange> {
         req.checked_sub(KAD_CRYPT_OVERHEAD)?,
         ans.checked_sub(KAD_CRYPT_OVERHEAD)?,
     );
-    let contacts =
-        |base: usize, max: usize| ans >= base && (ans - base) % 25 == 0 && (ans - base) / 25 <= max;
+    let contacts = |base: usize, max: usize| {
+        ans >= base && (ans - base).is_multiple_of(25) && (ans - base) / 25 <= max
+    };
     match req {
         2 if ans == 4 => Some(KadExchange::Ping),
         2 if contacts(23, 7) => Some(KadExchange::Bootstrap),
@@ -274,12 +275,14 @@ mod tests {
         }
     }
 
+    /// Feeds every datagram; whether any made the flow Kad.
     fn feed_all(dgrams: &[(usize, Vec<u8>)]) -> bool {
         let mut k = KadPairs::default();
-        dgrams
-            .iter()
-            .map(|(d, p)| k.feed(*d, p))
-            .fold(false, |a, b| a || b)
+        let mut kad = false;
+        for (d, p) in dgrams {
+            kad |= k.feed(*d, p);
+        }
+        kad
     }
 
     #[test]
