@@ -147,32 +147,32 @@ fn short_random(p: &[u8]) -> bool {
 }
 
 /// A UDP flow's obfuscated Kad exchanges: a request one way answered by the next datagram
-/// the other way, in one of the grammar's size pairs. Two answered requests, not all pings,
-/// make the flow Kad: both endpoints spoke it, and a single packet never decides.
+/// the other way, in one of the grammar's size pairs. Kad nodes query each other at the
+/// same time, so each direction keeps its own open request (its latest datagram, if that
+/// could be one). Two answered requests, not all pings, make the flow Kad: both endpoints
+/// spoke it, and a single packet never decides.
 #[derive(Debug, Default)]
 pub struct KadPairs {
-    /// The last datagram: its direction and size, if it could open an exchange.
-    last: Option<(usize, usize)>,
+    /// Per direction, the size of its latest datagram while that may await an answer.
+    open: [Option<usize>; 2],
     answered: u8,
     beyond_ping: bool,
 }
 
 impl KadPairs {
-    /// Feeds one datagram of direction `d`. True once the flow is Kad.
+    /// Feeds one datagram of direction `d` (0 or 1). True once the flow is Kad.
     pub fn feed(&mut self, d: usize, p: &[u8]) -> bool {
+        let o = 1 - d;
         if !kad_obfuscated(p) {
-            self.last = None;
+            self.open[d] = None;
             return false;
         }
-        if let Some((ld, len)) = self.last
-            && ld != d
-            && let Some(x) = kad_exchange(len, p.len())
-        {
+        if let Some(x) = self.open[o].and_then(|req| kad_exchange(req, p.len())) {
             self.answered = self.answered.saturating_add(1);
             self.beyond_ping |= x != KadExchange::Ping;
-            self.last = None;
+            self.open = [None, None];
         } else {
-            self.last = Some((d, p.len()));
+            self.open[d] = Some(p.len());
         }
         self.answered >= 2 && self.beyond_ping
     }
@@ -297,6 +297,32 @@ mod tests {
             [false, false, false, true],
             "the second answer decides"
         );
+    }
+
+    #[test]
+    fn crossing_requests_pair_with_their_own_answers() {
+        // Sizes from a lab flow: both nodes ask at once, a plain pong in between.
+        let mut r = Rng(7);
+        let mut k = KadPairs::default();
+        let mut got = Vec::new();
+        for (d, n) in [
+            (0, 18),
+            (0, 51),
+            (1, 51),
+            (1, 4),
+            (1, 35),
+            (0, 35),
+            (1, 51),
+            (0, 35),
+        ] {
+            let mut p = r.bytes(n);
+            p[0] &= 0xfe;
+            if n == 4 {
+                p = vec![0xe4, 0x61, 0x92, 0x12];
+            }
+            got.push(k.feed(d, &p));
+        }
+        assert_eq!(got, [false, false, false, false, false, false, false, true]);
     }
 
     #[test]
