@@ -4,7 +4,8 @@
 //! encryption, over uTP only, through lab DHT nodes only; HLS and DASH played by ffmpeg from
 //! nginx; RTMP through nginx-rtmp; DNS, HTTP, TLS and iperf3 in the background of each) and
 //! cut by `lab/capture/trim.py` to each flow's first 34 payload packets (`edonkey-obfuscated`:
-//! aMule clients whose Kad is obfuscated, cut to 12, under 200 kB); and `iptv.pcap`,
+//! aMule clients whose Kad is obfuscated, and some of whose TCP is, cut to 8, under 200
+//! kB); and `iptv.pcap`,
 //! recorded by `tests/tests/labs/iptv_lab.rs` (ffmpeg's MPEG-TS over UDP and RTP, unicast
 //! and multicast, beside iperf3 UDP in TS-sized datagrams), cut to 24.
 //!
@@ -63,6 +64,7 @@ const EXPECTED: &[(&str, &str, u64)] = &[
     ("iptv", "rtcp", 1),
     ("edonkey-obfuscated", OBFUSCATED_KAD, 8),
     ("edonkey-obfuscated", "edonkey", 8),
+    ("edonkey-obfuscated", "edonkey.downloader", 4),
     ("edonkey-obfuscated", "dns", 10),
 ];
 

@@ -467,12 +467,14 @@ AMULE_EC_PASS=lab
 # Obfuscation is supported and requested everywhere; it is required only with
 # AMULE_REQUIRED=1. A client cannot obfuscate a TCP connection to a peer whose user hash
 # it does not know (the hash keys it), and in the lab the peers learn hashes only from each
-# other: Kad stays firewalled (no callbacks, no Kad-found sources), so the downloads start
-# from the link's sources in plain eDonkey, and with obfuscation required nothing connects
-# at all. Kad's UDP is obfuscated either way: the nodes.dat gives every node's id.
-# Writes the configuration of one aMule client: $1 name, $2 address, $3 EC port.
+# other: Kad stays firewalled (no Kad-found sources), so the downloads start from the
+# link's sources in plain eDonkey (with obfuscation required nothing connects at all), and
+# only a seeder calling back a downloader it queued, whose hello it has read, obfuscates.
+# Kad's UDP is obfuscated either way: the nodes.dat gives every node's id.
+# Writes the configuration of one aMule client: $1 name, $2 address, $3 EC port, $4 upload
+# limit in kB/s (0: none).
 amule_conf() {
-  local name=$1 addr=$2 ec=$3 dir="$W/amule-$1"
+  local name=$1 addr=$2 ec=$3 up=${4:-0} dir="$W/amule-$1"
   mkdir -p "$dir/Incoming" "$dir/Temp"
   cat >"$dir/amule.conf" <<EOF
 [eMule]
@@ -498,7 +500,8 @@ NewVersionCheck=0
 KadNodesUrl=
 Ed2kServersUrl=
 GeoIPEnabled=0
-MaxUpload=0
+MaxUpload=$up
+SlotAllocation=$((up > 0 ? up : 2))
 MaxDownload=0
 [ExternalConnect]
 AcceptExternalConnections=1
@@ -558,8 +561,15 @@ edonkey_obfuscated() {
   # obfuscation support included) and connect obfuscated across the link; in the lab it
   # does not, the clients being firewalled (low id) to each other.
   local all=("${NET_PEERS[@]:0:3}" "${SUB_PEERS[@]:1:3}") i a ns
+  # Connections to a seeder's port come from the link's sources, in plain eDonkey. Those to
+  # a downloader's port are seeders calling back a downloader they queued, whose user hash
+  # they know from its hello (obfuscated), or downloaders that met through source exchange.
   for a in "${all[@]}"; do
-    truth "tcp,$a,$AMULE_TCP,p2p,edonkey"
+    if [ "$a" = "${all[0]}" ] || [ "$a" = "${all[1]}" ]; then
+      truth "tcp,$a,$AMULE_TCP,p2p,edonkey"
+    else
+      truth "tcp,$a,$AMULE_TCP,p2p,edonkey.downloader"
+    fi
     truth "udp,$a,$AMULE_UDP,p2p,edonkey.kad"
   done
   head -c $((3 * 1024 * 1024)) /dev/urandom >"$W/lab-share.bin"
@@ -573,7 +583,8 @@ edonkey_obfuscated() {
   i=0
   for a in "${all[@]}"; do
     i=$((i + 1))
-    amule_conf "n$i" "$a" $((4710 + i))
+    # The seeders upload at 10 kB/s: two slots each, so downloaders queue and are called back.
+    amule_conf "n$i" "$a" $((4710 + i)) "$([ "$i" -le 2 ] && echo "${AMULE_SEED_UP:-10}" || echo 0)"
   done
   amule_kad_files "$W/amule-n" "${all[@]}"
   i=0
@@ -592,9 +603,11 @@ edonkey_obfuscated() {
   for i in "${dl[@]}"; do amule_dl "$i" "add $link"; done
   background_clients
   # Downloads stall after a few hundred kB (LAB-NOTES.md): pause and resume now and then,
-  # and give the link's sources again (pausing drops a file's sources).
-  for t in $(seq "${AMULE_ROUNDS:-6}"); do
-    sleep 10
+  # and give the link's sources again (pausing drops a file's sources). A pause also frees
+  # the seeder's slot for a queued downloader; 45 s apart, the queued one's idle
+  # connection has closed by then, so the seeder connects anew.
+  for t in $(seq "${AMULE_ROUNDS:-7}"); do
+    sleep "${AMULE_GAP:-45}"
     for i in "${dl[@]}"; do
       amule_dl "$i" "pause $hash"
       amule_dl "$i" "resume $hash"
