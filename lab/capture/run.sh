@@ -557,9 +557,8 @@ edonkey_obfuscated() {
   command -v amuled >/dev/null || die "amuled is missing: apt-get install amule-daemon amule-utils"
   # Two seeders and a downloader on the internet side, three downloaders on the subscriber
   # side (not the subscriber that browses: its address is the first of SUB_PEERS). The
-  # downloader outside could meet those inside through source exchange (user hash and
-  # obfuscation support included) and connect obfuscated across the link; in the lab it
-  # does not, the clients being firewalled (low id) to each other.
+  # downloader outside meets those inside through source exchange too (in the recorded
+  # capture, in plain eDonkey).
   local all=("${NET_PEERS[@]:0:3}" "${SUB_PEERS[@]:1:3}") i a ns
   # Connections to a seeder's port come from the link's sources, in plain eDonkey. Those to
   # a downloader's port are seeders calling back a downloader they queued, whose user hash
