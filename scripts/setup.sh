@@ -9,7 +9,8 @@
 #     for bpf-linker; bpftool; lab clients: python3-libtorrent, opentracker, aria2,
 #     nginx-light, curl, iperf3, tcpdump, ethtool, iproute2; nfdump (nfcapd) and tshark, the
 #     IPFIX collector and decoder the export test reads back with; prometheus (promtool checks
-#     contrib/prometheus and contrib/grafana; the fleet lab scrapes two gateways with it)
+#     contrib/prometheus and contrib/grafana; the fleet lab scrapes two gateways with it);
+#     amule-daemon and amule-utils (amuled, amulecmd: lab/capture/run.sh edonkey-obfuscated)
 #   - crates.io: bpf-linker 0.13.0 built against LLVM 22; cargo-fuzz 0.13.1 (scripts/fuzz.sh);
 #     cargo-deb 3.8.0 (the Debian package: `cargo deb -p peerwarden`)
 #   - `rustup toolchain link debian /usr` so aya-build can run Debian's rustc with build-std
@@ -24,7 +25,7 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS=(rustc-web cargo-web rust-web-src llvm-22-dev libpolly-22-dev libzstd-dev bpftool
       python3-libtorrent opentracker aria2 nginx-light curl iperf3 tcpdump ethtool iproute2
       libpcap-dev libndpi-bin chromium ffmpeg libnginx-mod-rtmp dnsmasq-base bind9-dnsutils wrk
-      nfdump tshark prometheus)
+      nfdump tshark prometheus amule-daemon amule-utils)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -65,7 +65,11 @@ pub(crate) struct Inspector {
     bt_telling: bool,
     /// eDonkey framing seen per direction, and UDP datagrams of eDonkey/Kad shape.
     ed_framed: [bool; 2],
+    /// An eDonkey hello (or hello answer) per direction.
+    ed_hello: [bool; 2],
     ed_udp: u8,
+    /// Obfuscated Kad: requests answered in the grammar's sizes.
+    kad: edonkey::KadPairs,
     /// P2P TV: a PPLive header seen per direction; PPStream datagrams seen.
     pplive: [bool; 2],
     ppstream: u8,
@@ -253,21 +257,30 @@ impl Inspector {
         if streaming::rtmp(c, s) {
             return Some(Hit::payload(Label::Rtmp));
         }
-        if first_in_dir {
-            match edonkey::tcp(pl) {
-                Some(edonkey::Tcp::Hello) => return Some(Hit::payload(Label::Edonkey)),
-                Some(edonkey::Tcp::Framed) => {
-                    self.ed_framed[d] = true;
-                    if self.ed_framed[0] && self.ed_framed[1] {
-                        return Some(Hit::payload(Label::Edonkey));
-                    }
-                }
-                None => {}
+        if first_in_dir && let Some(m) = edonkey::tcp(pl) {
+            // A hello labels the flow at once, provisionally; answered (the other direction's
+            // first payload frames as eDonkey too), it is confirmed both ways, and its
+            // endpoints teach the cache: a client's port seen speaking plain eDonkey makes
+            // its later obfuscated connections eDonkey.
+            self.ed_framed[d] = true;
+            self.ed_hello[d] |= m == edonkey::Tcp::Hello;
+            let o = 1 - d;
+            if self.ed_hello[d] && self.ed_framed[o] || self.ed_hello[o] && self.ed_framed[d] {
+                return Some(Hit::confirmed(Label::Edonkey));
+            }
+            if self.ed_hello[d] {
+                return Some(Hit::one_way(Label::Edonkey));
+            }
+            if self.ed_framed[o] {
+                return Some(Hit::payload(Label::Edonkey));
             }
         }
         // Mid-flow peer wire: two packets that frame as messages, three messages, one of a
-        // telling size.
-        if let Some(f) = bittorrent::framing(pl) {
+        // telling size. Not in a flow that opened with an eDonkey hello, whose file data
+        // may frame by chance.
+        if let Some(f) = bittorrent::framing(pl)
+            && !self.ed_hello.contains(&true)
+        {
             self.bt_packets = self.bt_packets.saturating_add(1);
             self.bt_dir_packets[d] = self.bt_dir_packets[d].saturating_add(1);
             self.bt_messages += f.messages;
@@ -408,6 +421,10 @@ impl Inspector {
             if self.ed_udp >= 2 {
                 return Some(Hit::payload(Label::Edonkey));
             }
+        }
+        // Inferred from sizes, like MSE: final for the flow, but it teaches no endpoint.
+        if !self.known_other && self.kad.feed(d, pl) {
+            return Some(Hit::payload(Label::Edonkey));
         }
         if self.quic_client.is_none_or(|c| c == p.dir)
             && (self.quic.is_some() || quic::looks_like(pl))

@@ -15,6 +15,9 @@
 #   hls           ffmpeg players on an HLS clip served by nginx
 #   dash          ffmpeg players on a DASH clip served by nginx
 #   rtmp          ffmpeg publishes to nginx-rtmp and plays the stream back
+#   edonkey-obfuscated  aMule clients (amuled) with protocol obfuscation, Kad only (lab
+#                 nodes from a nodes.dat; Kad's UDP obfuscated), a file shared on the
+#                 internet side and downloaded from both sides over eDonkey TCP
 #   background    the background traffic alone
 #
 # Two namespaces, "$PWC_PREFIX-sub" (subscribers, 100.64.7.0/24, 2001:db8:7::/64) and
@@ -59,7 +62,7 @@ die() { log "$*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (namespaces, tcpdump)"
 case "$SCENARIO" in
-  bt-encrypted | bt-utp | bt-dht | hls | dash | rtmp | background) ;;
+  bt-encrypted | bt-utp | bt-dht | hls | dash | rtmp | edonkey-obfuscated | background) ;;
   *) die "unknown scenario $SCENARIO" ;;
 esac
 for c in ip tcpdump ethtool ffmpeg nginx dnsmasq dig openssl iperf3 curl opentracker; do
@@ -455,6 +458,165 @@ rtmp() {
   wait "$bg" || true
 }
 
+# ---- eDonkey/Kad: aMule with protocol obfuscation ----
+
+AMULE_TCP=4662
+AMULE_UDP=4672
+AMULE_EC_PASS=lab
+
+# Obfuscation is supported and requested everywhere; it is required only with
+# AMULE_REQUIRED=1. A client cannot obfuscate a TCP connection to a peer whose user hash
+# it does not know (the hash keys it), and in the lab the peers learn hashes only from each
+# other: Kad stays firewalled (no Kad-found sources), so the downloads start from the
+# link's sources in plain eDonkey (with obfuscation required nothing connects at all), and
+# only a seeder calling back a downloader it queued, whose hello it has read, obfuscates.
+# Kad's UDP is obfuscated either way: the nodes.dat gives every node's id.
+# Writes the configuration of one aMule client: $1 name, $2 address, $3 EC port, $4 upload
+# limit in kB/s (0: none).
+amule_conf() {
+  local name=$1 addr=$2 ec=$3 up=${4:-0} dir="$W/amule-$1"
+  mkdir -p "$dir/Incoming" "$dir/Temp"
+  cat >"$dir/amule.conf" <<EOF
+[eMule]
+Nick=lab-$name
+Port=$AMULE_TCP
+UDPPort=$AMULE_UDP
+UDPEnable=1
+Address=$addr
+Autoconnect=1
+Reconnect=1
+ConnectToKad=1
+ConnectToED2K=0
+UPnPEnabled=0
+TempDir=$dir/Temp
+IncomingDir=$dir/Incoming
+OSDirectory=$dir/
+FilterLanIPs=0
+ParanoidFiltering=0
+IPFilterAutoLoad=0
+FilterLevel=0
+IPFilterURL=
+NewVersionCheck=0
+KadNodesUrl=
+Ed2kServersUrl=
+GeoIPEnabled=0
+MaxUpload=$up
+SlotAllocation=$((up > 0 ? up : 2))
+MaxDownload=0
+[ExternalConnect]
+AcceptExternalConnections=1
+ECAddress=127.0.0.1
+ECPort=$ec
+ECPassword=$(printf '%s' "$AMULE_EC_PASS" | md5sum | cut -d' ' -f1)
+[WebServer]
+Enabled=0
+[Obfuscation]
+IsClientCryptLayerSupported=1
+IsCryptLayerRequested=1
+IsClientCryptLayerRequired=${AMULE_REQUIRED:-0}
+EOF
+}
+
+# Each client's Kad identity (preferencesKad.dat: address, two unused bytes, the 16-byte
+# node id, a flag byte) and a Kad nodes.dat (version 2: a zero, the version, a count, then
+# 34 bytes a contact: id, address, UDP and TCP ports, contact version 8, UDP key, verified)
+# listing every lab node by its real id, as a client that has met them would hold it.
+# Arguments: the work directory's client directories' prefix, then the addresses in order.
+amule_kad_files() {
+  "$PY" - "$@" <<'EOF'
+import os, socket, struct, sys
+prefix, addrs = sys.argv[1], sys.argv[2:]
+ids = [os.urandom(16) for _ in addrs]
+le = lambda a: struct.unpack("!I", socket.inet_aton(a))[0]
+for i, a in enumerate(addrs):
+    d = f"{prefix}{i + 1}"
+    open(f"{d}/preferencesKad.dat", "wb").write(struct.pack("<IH", le(a), 0) + ids[i] + b"\0")
+    others = [(n, x) for j, (n, x) in enumerate(zip(ids, addrs)) if j != i]
+    b = struct.pack("<III", 0, 2, len(others))
+    for n, x in others:
+        b += n + struct.pack("<IHHBIIB", le(x), 4672, 4662, 8, 0, 0, 1)
+    open(f"{d}/nodes.dat", "wb").write(b)
+EOF
+}
+
+# amulecmd against the client whose EC port is $2, in namespace $1.
+amule_cmd() {
+  local ns=$1 ec=$2
+  shift 2
+  ip netns exec "$ns" timeout 20 amulecmd -h 127.0.0.1 -p "$ec" -P "$AMULE_EC_PASS" -c "$*"
+}
+
+# amulecmd $2 against client $1 (the first three are on the internet side).
+amule_dl() {
+  local ns=$NS_SUB
+  [ "$1" -gt 3 ] || ns=$NS_NET
+  amule_cmd "$ns" $((4710 + $1)) "$2" >>"$W/amulecmd.log" 2>&1 || true
+}
+
+edonkey_obfuscated() {
+  command -v amuled >/dev/null || die "amuled is missing: apt-get install amule-daemon amule-utils"
+  # Two seeders and a downloader on the internet side, three downloaders on the subscriber
+  # side (not the subscriber that browses: its address is the first of SUB_PEERS). The
+  # downloader outside meets those inside through source exchange too (in the recorded
+  # capture, in plain eDonkey).
+  local all=("${NET_PEERS[@]:0:3}" "${SUB_PEERS[@]:1:3}") i a ns
+  # Connections to a seeder's port come from the link's sources, in plain eDonkey. Those to
+  # a downloader's port are seeders calling back a downloader they queued, whose user hash
+  # they know from its hello (obfuscated), or downloaders that met through source exchange.
+  for a in "${all[@]}"; do
+    if [ "$a" = "${all[0]}" ] || [ "$a" = "${all[1]}" ]; then
+      truth "tcp,$a,$AMULE_TCP,p2p,edonkey"
+    else
+      truth "tcp,$a,$AMULE_TCP,p2p,edonkey.downloader"
+    fi
+    truth "udp,$a,$AMULE_UDP,p2p,edonkey.kad"
+  done
+  head -c $((3 * 1024 * 1024)) /dev/urandom >"$W/lab-share.bin"
+  local size hash
+  size=$(stat -c %s "$W/lab-share.bin")
+  hash=$(openssl dgst -md4 -provider legacy -provider default "$W/lab-share.bin" | awk '{print $2}')
+  # The seeders' addresses ride in the link as sources too.
+  local link="ed2k://|file|lab-share.bin|$size|$hash|/|sources"
+  for a in "${all[@]:0:2}"; do link+=",$a:$AMULE_TCP"; done
+  link+="|/"
+  i=0
+  for a in "${all[@]}"; do
+    i=$((i + 1))
+    # The seeders upload at 10 kB/s: two slots each, so downloaders queue and are called back.
+    amule_conf "n$i" "$a" $((4710 + i)) "$([ "$i" -le 2 ] && echo "${AMULE_SEED_UP:-10}" || echo 0)"
+  done
+  amule_kad_files "$W/amule-n" "${all[@]}"
+  i=0
+  for a in "${all[@]}"; do
+    i=$((i + 1))
+    [ "$i" -gt 2 ] || cp "$W/lab-share.bin" "$W/amule-n$i/Incoming/"
+    if [ "$i" -le 3 ]; then
+      ns=$NS_NET
+    else
+      ns=$NS_SUB
+    fi
+    start "$ns" "amule-n$i" env HOME="$W/amule-n$i" amuled -c "$W/amule-n$i"
+  done
+  sleep "${AMULE_SETTLE:-20}"
+  local dl=(3 4 5 6) t
+  for i in "${dl[@]}"; do amule_dl "$i" "add $link"; done
+  background_clients
+  # Downloads stall after a few hundred kB (LAB-NOTES.md): pause and resume now and then,
+  # and give the link's sources again (pausing drops a file's sources). A pause also frees
+  # the seeder's slot for a queued downloader; 45 s apart, the queued one's idle
+  # connection has closed by then, so the seeder connects anew.
+  for t in $(seq "${AMULE_ROUNDS:-7}"); do
+    sleep "${AMULE_GAP:-45}"
+    for i in "${dl[@]}"; do
+      amule_dl "$i" "pause $hash"
+      amule_dl "$i" "resume $hash"
+      amule_dl "$i" "add $link"
+    done
+  done
+  for i in "${dl[@]}"; do amule_dl "$i" "show dl"; done
+  log "downloads: $(grep -a -E '%|lab-share' "$W/amulecmd.log" | tail -n 4 | tr '\n' ' ')"
+}
+
 printf 'proto,host,port,class,what\n# ground truth by construction: lab/capture/run.sh %s\n' \
   "$SCENARIO" >"$TRUTH"
 topology
@@ -468,6 +630,7 @@ case "$SCENARIO" in
   hls) hls ;;
   dash) dash ;;
   rtmp) rtmp ;;
+  edonkey-obfuscated) nginx_start && edonkey_obfuscated ;;
   background) nginx_start && background_clients ;;
 esac
 capture_stop

@@ -431,3 +431,63 @@ fn iptv_not_from_one_crafted_datagram_among_quic() {
     let v = feed(&mut e, k, &pkts);
     assert_ne!(v.map(|v| v.label), Some(Label::Iptv));
 }
+
+/// A plain eDonkey message: protocol 0xe3, length, opcode, body.
+fn ed2k(op: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![0xe3];
+    m.extend_from_slice(&(body.len() as u32 + 1).to_le_bytes());
+    m.push(op);
+    m.extend_from_slice(body);
+    m
+}
+
+#[test]
+fn edonkey_hello_answered_teaches_the_cache_for_obfuscated_flows() {
+    let mut e = Engine::new(EngineConfig::default());
+    let mut hello_body = vec![16u8];
+    hello_body.extend(random(16 + 6 + 20, 21));
+    let hello = ed2k(0x01, &hello_body);
+    let answer = ed2k(0x4c, &random(60, 22));
+    // What an obfuscated connection shows: a random first payload (the 12-byte header and
+    // padding) and the answer (6 bytes and padding), then ciphertext.
+    let (obf_c, obf_s, data) = (random(40, 23), random(30, 24), random(120, 25));
+    let obfuscated = |e: &mut Engine, k: FlowKey| {
+        feed(
+            e,
+            k,
+            &[
+                (Up, SYN, 0, &[]),
+                (Up, PSH, 1, &obf_c),
+                (Down, PSH, 1, &obf_s),
+                (Up, PSH, 41, &data),
+            ],
+        );
+        e.finish(&k, 100)
+    };
+    // Before any plain eDonkey: nothing to go on.
+    let first = key(6, "100.64.1.10:43000", "198.51.100.9:4662");
+    assert_eq!(obfuscated(&mut e, first).label, Label::Unknown);
+    // A hello alone (never answered) labels its flow but teaches nothing.
+    let lone = key(6, "100.64.1.10:43001", "198.51.100.9:4662");
+    let v = feed(&mut e, lone, &[(Up, PSH, 1, &hello)]).expect("hello");
+    assert_eq!(v.label, Label::Edonkey);
+    assert!(!e.is_final(&lone), "provisional until answered");
+    assert_eq!(e.finish(&lone, 10).label, Label::Edonkey);
+    let second = key(6, "100.64.1.11:43002", "198.51.100.9:4662");
+    assert_eq!(obfuscated(&mut e, second).label, Label::Unknown);
+    // Answered: confirmed both ways, and the client port 198.51.100.9:4662 is cached.
+    let plain = key(6, "100.64.1.10:43003", "198.51.100.9:4662");
+    feed(
+        &mut e,
+        plain,
+        &[(Up, PSH, 1, &hello), (Down, PSH, 1, &answer)],
+    );
+    assert!(e.is_final(&plain));
+    assert_eq!(e.finish(&plain, 20).label, Label::Edonkey);
+    let later = key(6, "100.64.1.12:43004", "198.51.100.9:4662");
+    let v = obfuscated(&mut e, later);
+    assert_eq!((v.label, v.confidence), (Label::Edonkey, Confidence::Cache));
+    // Another port of that host is not vouched for.
+    let other = key(6, "100.64.1.12:43005", "198.51.100.9:4663");
+    assert_eq!(obfuscated(&mut e, other).label, Label::Unknown);
+}
