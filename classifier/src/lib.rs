@@ -28,6 +28,7 @@ mod learning;
 pub mod offline;
 pub mod packet;
 pub mod protocols;
+pub mod shape;
 pub mod stream;
 mod verdict;
 
