@@ -29,6 +29,7 @@ pub mod offline;
 pub mod packet;
 pub mod protocols;
 pub mod shape;
+pub mod shape_walk;
 pub mod stream;
 mod verdict;
 

@@ -113,6 +113,13 @@ impl Shape {
         self.run
     }
 
+    /// Whether a flow with verdict `v` is one the shape may name: TLS or QUIC whose service
+    /// no host name told (a named video service is one already; any other label is more
+    /// precise than a shape).
+    pub fn applies_to(v: &Verdict) -> bool {
+        matches!(v.label, Label::Tls | Label::Quic) && v.service.is_none()
+    }
+
     /// The verdict of a flow found to be video: `video.behavioural`.
     pub fn verdict() -> Verdict {
         Verdict {
