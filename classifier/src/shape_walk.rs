@@ -7,6 +7,10 @@ use std::{collections::HashMap, hash::Hash};
 
 use crate::shape::Shape;
 
+/// The most flows a daemon follows at once: about 140 bytes each with the map's own, so
+/// 9 MB at most however large the flow table (the flows later in the walk's order wait).
+pub const MAX_FOLLOWED: usize = 65_536;
+
 /// One flow as a walk of the table reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reading {

@@ -16,7 +16,7 @@ use peerwarden_classifier::{
     catalogue,
     hosts::HostList,
     shape::{self, Shape},
-    shape_walk::{Reading, ShapeWalk},
+    shape_walk::{self, Reading, ShapeWalk},
 };
 use peerwarden_common::{Confidence, FlowValue, Label, deep::Verdict};
 use tracing::{error, info, warn};
@@ -76,7 +76,8 @@ pub(super) fn spawn(
         })?,
         spawn_reader("flows", state, stop, {
             let (probe, state) = (probe.clone(), state.clone());
-            let mut shapes = ShapeWalk::new(probe.options().flow_table_size as usize);
+            let table = probe.options().flow_table_size as usize;
+            let mut shapes = ShapeWalk::new(table.min(shape_walk::MAX_FOLLOWED));
             move || read_flows(&probe, &state, &mut shapes)
         })?,
         spawn_reader("schedule", state, stop, {
