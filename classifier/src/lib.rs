@@ -29,6 +29,8 @@ mod learning;
 pub mod offline;
 pub mod packet;
 pub mod protocols;
+pub mod shape;
+pub mod shape_walk;
 pub mod stream;
 mod verdict;
 

@@ -8,6 +8,7 @@ use crate::{
     engine::{Engine, EngineConfig},
     flow::{Direction, FlowKey, FxMap},
     packet::{self, TCP},
+    shape::Shape,
     verdict::{PacketMeta, Verdict},
 };
 
@@ -156,6 +157,8 @@ pub fn classify_reader<R: Read>(
         engine.add_video_host(s, n);
     }
     let mut flows: Vec<FlowRecord> = Vec::new();
+    // Each flow's shape, from its packets' times and sizes on the wire (flows' order).
+    let mut shapes: Vec<Shape> = Vec::new();
     let mut index: FxMap<Canon, usize> = FxMap::default();
     let (mut frames, mut wire_bytes, mut captured_bytes) = (0u64, 0u64, 0u64);
     let mut last_ts = 0u64;
@@ -194,6 +197,7 @@ pub fn classify_reader<R: Read>(
                 first_ns: frame.ts_ns,
                 last_ns: frame.ts_ns,
             });
+            shapes.push(Shape::default());
             flows.len() - 1
         });
         let rec = &mut flows[i];
@@ -206,6 +210,11 @@ pub fn classify_reader<R: Read>(
         rec.bytes[dir.index()] += frame.wire_len as u64;
         rec.first_ns = rec.first_ns.min(frame.ts_ns);
         rec.last_ns = rec.last_ns.max(frame.ts_ns);
+        let wire = frame.wire_len as u64;
+        match dir {
+            Direction::Up => shapes[i].observe(frame.ts_ns, wire, 0),
+            Direction::Down => shapes[i].observe(frame.ts_ns, 0, wire),
+        }
         let key = rec.key;
         engine.on_packet(&PacketMeta {
             ts_ns: frame.ts_ns,
@@ -216,8 +225,11 @@ pub fn classify_reader<R: Read>(
             tcp_seq: d.tcp_seq,
         });
     };
-    for rec in &mut flows {
+    for (rec, shape) in flows.iter_mut().zip(&shapes) {
         rec.verdict = engine.finish(&rec.key, last_ts);
+        if shape.is_video() && Shape::applies_to(&rec.verdict) {
+            rec.verdict = Shape::verdict();
+        }
     }
     CaptureOutcome {
         flows,
@@ -345,6 +357,51 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("bittorrent", "p2p"), ("http", "web")]
         );
+    }
+
+    /// A TLS flow to a name in no catalogue: a ClientHello, then `segments` fetches `period`
+    /// seconds apart, each a 500-byte request and 800 packets of 1400 bytes back.
+    fn tls_fetches(segments: u32, period: u32) -> Vec<u8> {
+        let msg = crate::protocols::tls::tests::client_hello_msg(Some("media.unlisted.test"));
+        let mut hello = vec![0x16, 3, 1];
+        hello.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        hello.extend_from_slice(&msg);
+        let (a, b) = ([100, 64, 1, 10], [198, 51, 100, 7]);
+        let up = |seq, p: &[u8]| eth(0x0800, &ipv4(6, a, b, &tcp(50000, 443, seq, 0x18, p)));
+        let down = |seq, p: &[u8]| eth(0x0800, &ipv4(6, b, a, &tcp(443, 50000, seq, 0x18, p)));
+        let mut frames = vec![(1_700_000_000, 0, up(1, &hello))];
+        let (request, data) = ([0x17u8; 500], [0x17u8; 1400]);
+        for i in 0..segments {
+            let t = 1_700_000_001 + i * period;
+            frames.push((t, 0, up(2 + i, &request)));
+            for k in 0..800u32 {
+                frames.push((t, 20_000 + k * 300, down(k * 1400, &data)));
+            }
+        }
+        let refs: Vec<(u32, u32, &[u8])> = frames
+            .iter()
+            .map(|(s, u, f)| (*s, *u, f.as_slice()))
+            .collect();
+        pcap_le(1, &refs)
+    }
+
+    #[test]
+    fn tls_to_an_unknown_name_fetching_segments_is_video_by_its_shape() {
+        let label = |segments, period| {
+            let file = tls_fetches(segments, period);
+            let out = classify_reader(
+                CaptureReader::new(&file[..]).expect("pcap"),
+                EngineConfig::default(),
+                &[],
+            );
+            assert_eq!(out.flows.len(), 1);
+            out.flows[0].verdict.to_string()
+        };
+        assert_eq!(label(6, 4), "video.behavioural");
+        // Four segments are three cycles: not yet.
+        assert_eq!(label(4, 4), "tls");
+        // The same segments all fetched at once are one burst: a download.
+        assert_eq!(label(6, 0), "tls");
     }
 }
 

@@ -46,6 +46,13 @@ static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1 <<
 static LABELLED: LruHashMap<FlowKey, LabelMemory> = LruHashMap::with_max_entries(1 << 18, 0);
 
 const UNKNOWN: u16 = Label::Unknown as u16;
+const TLS: u16 = Label::Tls as u16;
+const QUIC: u16 = Label::Quic as u16;
+const VIDEO_SERVICE: u16 = Label::VideoService as u16;
+/// A TLS or QUIC flow with a final label looks for a shape verdict (user space's walk of
+/// this table found it to be adaptive streaming) once per this many packets one way: a
+/// lookup on 1 packet in 64 rather than on each.
+const SHAPE_POLL_MASK: u64 = 63;
 /// The SYN bit of the TCP flags.
 const TCP_SYN: u8 = 0x02;
 
@@ -70,6 +77,8 @@ pub fn track(ctx: &XdpContext, pkt: &Packet, dir: Direction, frame_len: u64) -> 
     // and a P2P signature found on a later packet replaces it.
     if f.flags & FLAG_FINAL == 0 {
         classify(ctx, pkt, dir, f);
+    } else if (f.label == TLS || f.label == QUIC) && f.packets[dir.index()] & SHAPE_POLL_MASK == 0 {
+        shape_verdict(&pkt.key, f, dir);
     }
     // A final label is remembered once the flow has been seen both ways.
     if f.flags & (FLAG_FINAL | FLAG_OFFERED) == FLAG_FINAL && f.label != UNKNOWN {
@@ -158,6 +167,21 @@ fn deep_verdict(key: &FlowKey, f: &mut FlowValue) -> u32 {
     }
     f.flags |= FLAG_USER_LABEL;
     v.label as u32 | (v.confidence as u32) << 16
+}
+
+/// A final TLS or QUIC flow's shape verdict, if user space wrote one (the daemon's flow
+/// walk, `video.behavioural`): the flow becomes video, its earlier bytes moved with it.
+/// Any other verdict is dropped: the shape names video only.
+// Not inlined: its values stay off the caller's frame.
+#[inline(never)]
+fn shape_verdict(key: &FlowKey, f: &mut FlowValue, dir: Direction) {
+    let Some(v) = deep::take_verdict(key) else {
+        return;
+    };
+    if v.label == VIDEO_SERVICE {
+        set_label(f, VIDEO_SERVICE, v.confidence, dir);
+        counters::stat(Stat::VerdictsApplied);
+    }
 }
 
 /// Gives a flow its (new) label, moving its earlier packets, bytes and its flow count from

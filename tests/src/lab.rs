@@ -708,3 +708,37 @@ impl Drop for LoopTraffic {
         self.stop();
     }
 }
+
+/// Child processes stopped by PID when dropped (a failing test leaves none behind).
+pub struct Procs(pub Vec<(String, Child)>);
+
+impl Procs {
+    /// Waits for every process to exit by itself within `timeout`; panics otherwise
+    /// (dropping the guard then stops them).
+    pub fn wait_all(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for (what, child) in &mut self.0 {
+            loop {
+                if child.try_wait().expect("waiting").is_some() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{what} still running after {timeout:?}"
+                );
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            if child.try_wait().ok().flatten().is_none() {
+                kill(child.id(), "KILL");
+                let _ = child.wait();
+            }
+        }
+    }
+}

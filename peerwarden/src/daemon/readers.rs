@@ -12,7 +12,13 @@ use std::{
 };
 
 use anyhow::Context as _;
-use peerwarden_classifier::{catalogue, hosts::HostList};
+use peerwarden_classifier::{
+    catalogue,
+    hosts::HostList,
+    shape::{self, Shape},
+    shape_walk::{self, Reading, ShapeWalk},
+};
+use peerwarden_common::{Confidence, FlowValue, Label, deep::Verdict};
 use tracing::{error, info, warn};
 
 use super::enforcer::Enforcer;
@@ -70,7 +76,9 @@ pub(super) fn spawn(
         })?,
         spawn_reader("flows", state, stop, {
             let (probe, state) = (probe.clone(), state.clone());
-            move || read_flows(&probe, &state)
+            let table = probe.options().flow_table_size as usize;
+            let mut shapes = ShapeWalk::new(table.min(shape_walk::MAX_FOLLOWED));
+            move || read_flows(&probe, &state, &mut shapes)
         })?,
         spawn_reader("schedule", state, stop, {
             let enforcer = enforcer.clone();
@@ -181,11 +189,40 @@ fn read_counters(probe: &Probe, state: &State) {
     }
 }
 
-fn read_flows(probe: &Probe, state: &State) {
-    match probe.flows() {
-        Ok(flows) => state.set_flows(flows),
-        Err(e) => warn!(error = %e, "walking the flow table"),
+/// Walks the flow table for `/flows`, and follows the shape of TLS and QUIC flows without
+/// a service (classifier's `shape`): a flow found to be adaptive streaming is named
+/// `video.behavioural` for the reports and its label handed to the kernel, which applies
+/// it on one of the flow's next packets (ebpf/src/flow.rs, `shape_verdict`).
+fn read_flows(probe: &Probe, state: &State, shapes: &mut ShapeWalk<peerwarden_common::FlowKey>) {
+    let flows = match probe.flows() {
+        Ok(flows) => flows,
+        Err(e) => return warn!(error = %e, "walking the flow table"),
+    };
+    let candidate = |k, v: &FlowValue| {
+        let label = Label::from_id(v.label);
+        matches!(label, Label::Tls | Label::Quic) && !state.deep.services.contains_key(k)
+    };
+    let found = shapes.pass(flows.iter().map(|(k, v)| {
+        let r = Reading {
+            last_seen_ns: v.last_seen_ns,
+            bytes: v.bytes,
+            candidate: candidate(k, v),
+        };
+        (*k, r)
+    }));
+    let label = Shape::verdict().label.id();
+    for key in found {
+        state.deep.services.insert(key, shape::SERVICE.to_string());
+        let v = Verdict {
+            label,
+            confidence: Confidence::Behaviour as u8,
+            final_: 1,
+        };
+        if let Err(e) = probe.put_verdict(&key, v) {
+            warn!(error = %e, "handing a shape verdict to the kernel");
+        }
     }
+    state.set_flows(flows);
 }
 
 /// Reads every owner's per-subscriber counters into `readings` and the history store

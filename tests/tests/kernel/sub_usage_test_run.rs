@@ -125,14 +125,7 @@ fn from(c: Conversation, ip: [u8; 4]) -> Conversation {
 /// next packet: the way a TCP flow is labelled after its first two payload packets, whose
 /// handshake the kernel's fixed offsets no longer read (issue 11).
 fn deep_says_bittorrent(p: &UsageProbe, c: &Conversation) {
-    let v = Verdict {
-        label: Label::Bittorrent.id(),
-        confidence: Confidence::Payload as u8,
-        final_: 1,
-    };
-    p.probe
-        .put_verdict(&c.key(PROTO_TCP), v)
-        .expect("put_verdict");
+    put(p, c, Label::Bittorrent, Confidence::Payload);
 }
 
 fn handshake(c: &Conversation) -> Vec<u8> {
@@ -328,4 +321,63 @@ fn a_subscribers_counters_changing_sets_its_flag_until_the_daemon_takes_it() {
     let stranger = from(Conversation::new(Family::V4, 40003, 80), [100, 64, 9, 9]);
     p.send(UP, &zeros(&stranger, UP, 900));
     assert_eq!(flagged(&p), Vec::<u32>::new());
+}
+
+/// A final verdict of `label` on `c` for the kernel.
+fn put(p: &UsageProbe, c: &Conversation, label: Label, confidence: Confidence) {
+    let v = Verdict {
+        label: label.id(),
+        confidence: confidence as u8,
+        final_: 1,
+    };
+    p.probe
+        .put_verdict(&c.key(PROTO_TCP), v)
+        .expect("put_verdict");
+}
+
+/// Issue 12 item 3: a final `tls` flow that the daemon's walk of the flow table found to be
+/// adaptive streaming (`video.behavioural`) takes that verdict on one of its next 64
+/// packets one way, and its earlier packets move to video for its subscriber; a verdict
+/// of any other label on a final flow is dropped (the shape names video only).
+#[test]
+fn a_shape_verdict_turns_a_final_tls_flow_into_video() {
+    let mut p = UsageProbe::load();
+    p.install();
+    let c = Conversation::new(Family::V4, 40011, 443);
+    // Undecided, sampled; then the deep tier's final `tls`, applied on the next packet.
+    let mut up = p.send(UP, &zeros(&c, UP, 100));
+    put(&p, &c, Label::Tls, Confidence::Payload);
+    up += p.send(UP, &zeros(&c, UP, 100));
+    assert_eq!(p.label("alice", Label::Tls, UP), usage(2, up));
+    // Another label is not the shape's: dropped on the first poll (the first packet down).
+    put(&p, &c, Label::Bittorrent, Confidence::Behaviour);
+    let mut down = 0;
+    for _ in 0..64 {
+        down += p.send(DOWN, &zeros(&c, DOWN, 1000));
+    }
+    let label = |p: &UsageProbe| {
+        let f = p
+            .probe
+            .flow(&c.key(PROTO_TCP))
+            .expect("flow")
+            .expect("held");
+        Label::from_id(f.label)
+    };
+    assert_eq!(label(&p), Label::Tls);
+    assert_eq!(p.label("alice", Label::Tls, DOWN), usage(64, down));
+    assert_eq!(p.label("alice", Label::Bittorrent, DOWN), usage(0, 0));
+    // The shape's verdict: applied on the next poll (the 65th packet down), everything
+    // the flow carried moves to video.
+    put(&p, &c, Label::VideoService, Confidence::Behaviour);
+    for _ in 0..64 {
+        down += p.send(DOWN, &zeros(&c, DOWN, 1000));
+    }
+    assert_eq!(label(&p), Label::VideoService);
+    assert_eq!(
+        p.label("alice", Label::VideoService, DOWN),
+        usage(128, down)
+    );
+    assert_eq!(p.label("alice", Label::VideoService, UP), usage(2, up));
+    assert_eq!(p.label("alice", Label::Tls, DOWN), usage(0, 0));
+    assert_eq!(p.label("alice", Label::Tls, UP), usage(0, 0));
 }

@@ -18,18 +18,12 @@
 //! Bounded: every process under 60 s, the whole test about 20 s. Set
 //! `PEERWARDEN_IPTV_CAPTURE=DIR` to keep the capture (to refresh the fixture).
 
-use std::{
-    collections::BTreeMap,
-    path::Path,
-    process::{Child, Command},
-    thread,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, path::Path, process::Command, thread, time::Duration};
 
 use peerwarden_classifier::classify_capture;
 use peerwarden_common::Label;
 use peerwarden_tests::lab::{
-    Capture, Lab, TempDir, kill, run_bounded, spawn_in, until_still, wait_healthy,
+    Capture, Lab, Procs, TempDir, run_bounded, spawn_in, until_still, wait_healthy,
 };
 
 const PREFIX: &str = "tv";
@@ -67,40 +61,6 @@ const STREAMS: [(&str, &str, u16); 4] = [
         5010,
     ),
 ];
-
-/// Child processes stopped by PID when dropped (a failing test leaves none behind).
-struct Procs(Vec<(String, Child)>);
-
-impl Procs {
-    /// Waits for every process to exit by itself within `timeout`; panics otherwise
-    /// (dropping the guard then stops them).
-    fn wait_all(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        for (what, child) in &mut self.0 {
-            loop {
-                if child.try_wait().expect("waiting").is_some() {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{what} still running after {timeout:?}"
-                );
-                thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.0 {
-            if child.try_wait().ok().flatten().is_none() {
-                kill(child.id(), "KILL");
-                let _ = child.wait();
-            }
-        }
-    }
-}
 
 /// A 6-second clip (test pattern and tone, MPEG-2 video and audio in MPEG-TS), made once
 /// and streamed with `-c copy`, so the streams cost no encoding.

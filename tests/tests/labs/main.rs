@@ -20,4 +20,5 @@ mod observe_lab;
 mod policy_lab;
 mod pppoe_lab;
 mod restart_report;
+mod shape_lab;
 mod supervision;
