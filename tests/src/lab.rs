@@ -262,6 +262,14 @@ pub fn spawn_in(ns: &str, args: &[&str], log: &Path) -> Child {
         .unwrap_or_else(|e| panic!("starting {args:?} in {ns}: {e}"))
 }
 
+/// nginx in the foreground inside namespace `ns` with `dir/nginx.conf`, its errors to
+/// `dir/nginx.out`: a [`Procs`] entry.
+pub fn nginx_in(ns: &str, dir: &Path) -> (String, Child) {
+    let conf = dir.join("nginx.conf");
+    let args = ["nginx", "-e", "stderr", "-c", &conf.to_string_lossy()];
+    ("nginx".into(), spawn_in(ns, &args, &dir.join("nginx.out")))
+}
+
 /// Bytes received and sent on interface `dev` in namespace `ns`, from the interface's own
 /// counters (whole frames, Ethernet header included: what a police rule counts).
 pub fn link_bytes(ns: &str, dev: &str) -> (u64, u64) {

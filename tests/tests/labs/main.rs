@@ -8,6 +8,7 @@ mod adversarial;
 mod bypass;
 mod crash_restart;
 mod daemon_lifecycle;
+mod dns_lab;
 mod fleet_lab;
 mod history_restart;
 mod installed;

@@ -28,7 +28,7 @@ use std::{
 };
 
 use peerwarden_tests::lab::{
-    Lab, Procs, TempDir, run_bounded, spawn_in, until_still, wait_healthy, wait_listening,
+    Lab, Procs, TempDir, nginx_in, run_bounded, spawn_in, until_still, wait_healthy, wait_listening,
 };
 
 const PREFIX: &str = "shp";
@@ -188,16 +188,7 @@ fn adaptive_streaming_to_an_unknown_name_is_video_by_its_shape() {
     wait_healthy(lab.api_addr(), Duration::from_secs(30));
     let net = lab.netns("net");
     let mut procs = Procs(Vec::new());
-    let conf = tmp.0.join("nginx.conf");
-    let conf = conf.to_string_lossy();
-    procs.0.push((
-        "nginx".into(),
-        spawn_in(
-            &net,
-            &["nginx", "-e", "stderr", "-c", &conf],
-            &tmp.0.join("nginx.out"),
-        ),
-    ));
+    procs.0.push(nginx_in(&net, &tmp.0));
     let iperf_port = IPERF.to_string();
     procs.0.push((
         "iperf3 server".into(),
