@@ -43,16 +43,7 @@ async fn metrics_are_prometheus_text() {
 #[tokio::test]
 async fn metrics_have_policy_drops_reloads_and_capped_subscriber_series() {
     let s = stored_with("metrics", 1, None);
-    let resp = app(s.state.clone())
-        .oneshot(
-            Request::get("/metrics")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    let text = String::from_utf8(body.to_vec()).expect("utf-8");
+    let text = metrics_text(&s.state).await;
     let scrape =
         prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
     let value = |metric: &str, labels: &[(&str, &str)]| -> Option<f64> {

@@ -247,6 +247,20 @@ fn stored_with(name: &str, subscriber_series_limit: usize, read_token: Option<&s
     Stored { state, dir }
 }
 
+/// The `/metrics` text of `state`.
+async fn metrics_text(state: &Arc<State>) -> String {
+    let resp = app(state.clone())
+        .oneshot(
+            Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    String::from_utf8(body.to_vec()).expect("utf-8")
+}
+
 async fn get_on(state: &Arc<State>, uri: &str) -> (StatusCode, Value) {
     send(
         &app(state.clone()),

@@ -3,19 +3,6 @@
 use super::*;
 use crate::supervision::{STALL_BOUND, supervised};
 
-async fn metrics_text(state: &Arc<State>) -> String {
-    let resp = app(state.clone())
-        .oneshot(
-            Request::get("/metrics")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    String::from_utf8(body.to_vec()).expect("utf-8")
-}
-
 fn thread_up(text: &str, thread: &str) -> Option<f64> {
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("parses as Prometheus text");
