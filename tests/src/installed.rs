@@ -14,7 +14,7 @@ use std::{
 
 use peerwarden_lab::http_get;
 
-use crate::lab::{HTTP_TIMEOUT, kill, run_bounded};
+use crate::lab::{HTTP_TIMEOUT, kill, run_bounded, terminate};
 
 /// The package's name, its daemon user and the installed paths.
 pub const PACKAGE: &str = "peerwarden";
@@ -339,22 +339,7 @@ impl InstalledDaemon {
     /// SIGTERM, then waits up to `timeout` for the exit status.
     pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("daemon running");
-        kill(child.id(), "TERM");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait().expect("waiting") {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "no exit within {timeout:?} of SIGTERM:\n{}",
-                    self.log_text()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        terminate(&mut child, timeout, || self.log_text())
     }
 }
 

@@ -614,22 +614,32 @@ impl Daemon {
     /// Sends SIGTERM and waits up to `timeout` for the exit; returns the exit status.
     pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("daemon running");
-        kill(child.id(), "TERM");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait().expect("waiting for the daemon") {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the daemon did not exit within {timeout:?} of SIGTERM:\n{}",
-                    self.log_text()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
+        terminate(&mut child, timeout, || self.log_text())
+    }
+}
+
+/// Sends `child` (a daemon) SIGTERM and waits up to `timeout` for its exit status; past
+/// that, kills it and panics with `log()`.
+pub fn terminate(
+    child: &mut std::process::Child,
+    timeout: Duration,
+    log: impl Fn() -> String,
+) -> std::process::ExitStatus {
+    kill(child.id(), "TERM");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for the daemon") {
+            return status;
         }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the daemon did not exit within {timeout:?} of SIGTERM:\n{}",
+                log()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
