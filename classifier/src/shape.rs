@@ -27,6 +27,15 @@ pub const IDLE_GAP_NS: u64 = 1_500_000_000;
 pub const ACTIVE_MIN: u64 = 256;
 /// A segment's size on the wire: 100 KB (2 s of 400 kbit/s) to 8 MB (10 s of 6 Mbit/s).
 pub const SEGMENT_MIN: u64 = 100_000;
+/// A trickle is not activity: an observation whose downstream bytes, spread over the time
+/// since the previous observation (at most [`RATE_WINDOW_NS`]), come to less than this many
+/// bytes a second (128 kbit/s) leaves a gap idle. TCP window updates, TLS and HTTP/2
+/// keep-alives and a player reading its socket slowly send a kilobyte or two now and then
+/// between segments; a segment arrives faster than the video plays.
+pub const ACTIVE_RATE: u64 = 16_000;
+/// The longest time an observation's rate is spread over: the daemon's walk. The idle time
+/// before a walk that sees a segment start is not the segment's.
+pub const RATE_WINDOW_NS: u64 = 1_000_000_000;
 /// See [`SEGMENT_MIN`].
 pub const SEGMENT_MAX: u64 = 8_000_000;
 /// Start-to-start time between segments: 1.5 s (2 s segments fetched a little early) to
@@ -48,7 +57,7 @@ pub const UP_SHARE: u64 = 8;
 /// A cycle carries at least this many upstream bytes: a request was sent.
 pub const REQUEST_MIN: u64 = 100;
 /// Good cycles in a row that decide the flow.
-pub const CYCLES: u8 = 4;
+pub const CYCLES: u8 = 5;
 
 /// One flow's shape so far: the burst in progress, the run of good cycles behind it, and
 /// whether the flow has been found to be video (which it stays).
@@ -56,6 +65,8 @@ pub const CYCLES: u8 = 4;
 pub struct Shape {
     /// A burst is in progress.
     started: bool,
+    /// An observation came before (`last_obs` holds its time).
+    observed: bool,
     /// The decision, once made.
     video: bool,
     /// Good cycles in a row.
@@ -64,6 +75,8 @@ pub struct Shape {
     burst_start: u64,
     /// Last downstream activity.
     last_active: u64,
+    /// Time of the previous observation.
+    last_obs: u64,
     /// Downstream bytes of the burst in progress.
     burst_down: u64,
     /// Upstream bytes of its cycle up to its last activity.
@@ -78,7 +91,13 @@ pub struct Shape {
 impl Shape {
     /// Takes the bytes seen up and down at `ts_ns` (since the last observation).
     pub fn observe(&mut self, ts_ns: u64, up: u64, down: u64) {
-        if down >= ACTIVE_MIN {
+        let since = ts_ns.saturating_sub(self.last_obs).min(RATE_WINDOW_NS);
+        let active = down >= ACTIVE_MIN
+            && (!self.observed
+                || u128::from(down) * 1_000_000_000 >= u128::from(ACTIVE_RATE) * u128::from(since));
+        self.observed = true;
+        self.last_obs = self.last_obs.max(ts_ns);
+        if active {
             if !self.started {
                 self.started = true;
                 self.begin(ts_ns);

@@ -113,8 +113,8 @@ mod tests {
         let (found, followed) = walks(4, 1_000_000, 40, true);
         let all: Vec<u8> = found.iter().flatten().copied().collect();
         assert_eq!(all, [1]);
-        // Found when the fifth segment starts (walk 16).
-        assert_eq!(found[16], [1]);
+        // Found when the sixth segment starts (walk 20).
+        assert_eq!(found[20], [1]);
         assert_eq!(followed, 2);
     }
 
