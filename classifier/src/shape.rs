@@ -59,16 +59,26 @@ pub const REQUEST_MIN: u64 = 100;
 /// Good cycles in a row that decide the flow.
 pub const CYCLES: u8 = 5;
 
-/// One flow's shape so far: the burst in progress, the run of good cycles behind it, and
-/// whether the flow has been found to be video (which it stays).
+/// One flow's shape so far: the burst in progress, the cycle it belongs to, the run of good
+/// cycles behind them, and whether the flow has been found to be video (which it stays).
+///
+/// A burst of at least [`SEGMENT_MIN`] down is a segment: it opens a cycle, and closes the
+/// one before. A smaller burst joins the cycle in progress: the rest of a segment that a
+/// player reading its socket slowly drew later, a live playlist fetched between segments on
+/// the same connection, a licence or a beacon. Byte counts are `u32`, saturating (they are
+/// compared with megabytes); times are `u64` nanoseconds.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
-    /// A burst is in progress.
+    /// A burst has been seen (`burst_*` hold the latest).
     started: bool,
     /// An observation came before (`last_obs` holds its time).
     observed: bool,
     /// The decision, once made.
     video: bool,
+    /// The burst in progress has reached a segment's size.
+    segment: bool,
+    /// A cycle is open (`cycle_*` hold it).
+    cycle_open: bool,
     /// Good cycles in a row.
     run: u8,
     /// Start of the burst in progress.
@@ -77,15 +87,26 @@ pub struct Shape {
     last_active: u64,
     /// Time of the previous observation.
     last_obs: u64,
+    /// Start of the open cycle (of its segment).
+    cycle_start: u64,
     /// Downstream bytes of the burst in progress.
-    burst_down: u64,
-    /// Upstream bytes of its cycle up to its last activity.
-    cycle_up: u64,
-    /// Upstream bytes since the last activity: the next cycle's request if a burst follows.
-    gap_up: u64,
-    /// The run's shortest and longest periods and smallest and largest segments.
-    period: [u64; 2],
-    size: [u64; 2],
+    burst_down: u32,
+    /// Upstream bytes of the burst in progress up to its last activity (its request, ACKs).
+    burst_up: u32,
+    /// Upstream bytes since the last activity: the next burst's request if one follows.
+    gap_up: u32,
+    /// Bytes of the open cycle's bursts that have ended, down and up.
+    cycle_down: u32,
+    cycle_up: u32,
+    /// The run's shortest and longest periods (milliseconds) and smallest and largest
+    /// cycles (bytes down).
+    period_ms: [u32; 2],
+    size: [u32; 2],
+}
+
+/// `a + b` for the byte counters, saturating at `u32::MAX`.
+fn plus(a: u32, b: u64) -> u32 {
+    u32::try_from(u64::from(a).saturating_add(b)).unwrap_or(u32::MAX)
 }
 
 impl Shape {
@@ -102,23 +123,26 @@ impl Shape {
                 self.started = true;
                 self.begin(ts_ns);
             } else if ts_ns.saturating_sub(self.last_active) >= IDLE_GAP_NS {
-                let period = ts_ns.saturating_sub(self.burst_start);
-                self.close(period);
+                self.end_burst();
                 self.begin(ts_ns);
             } else {
                 // The same burst: what was sent up since its last packet (ACKs) is its own.
-                self.cycle_up = self.cycle_up.saturating_add(self.gap_up);
+                self.burst_up = plus(self.burst_up, u64::from(self.gap_up));
                 self.gap_up = 0;
             }
             self.last_active = self.last_active.max(ts_ns);
         }
         if self.started {
-            self.burst_down = self.burst_down.saturating_add(down);
+            self.burst_down = plus(self.burst_down, down);
+            if !self.segment && u64::from(self.burst_down) >= SEGMENT_MIN {
+                self.segment = true;
+                self.segment_starts();
+            }
         }
         if self.started && ts_ns <= self.last_active {
-            self.cycle_up = self.cycle_up.saturating_add(up);
+            self.burst_up = plus(self.burst_up, up);
         } else {
-            self.gap_up = self.gap_up.saturating_add(up);
+            self.gap_up = plus(self.gap_up, up);
         }
     }
 
@@ -148,20 +172,42 @@ impl Shape {
         }
     }
 
-    /// A new burst at `ts`, its cycle opened with the upstream bytes sent since the last
-    /// activity (its request).
+    /// A new burst at `ts`, opened with the upstream bytes sent since the last activity
+    /// (its request).
     fn begin(&mut self, ts: u64) {
         self.burst_start = ts;
         self.last_active = ts;
         self.burst_down = 0;
-        self.cycle_up = self.gap_up;
+        self.burst_up = self.gap_up;
         self.gap_up = 0;
+        self.segment = false;
     }
 
-    /// Ends the burst in progress, `period` after its start: a good cycle extends the run
-    /// (or starts a new one when it breaks the run's regularity), a bad one ends it.
+    /// The burst in progress ended: its bytes join the open cycle (it opened the cycle if
+    /// it was a segment; a smaller one before any segment belongs to no cycle).
+    fn end_burst(&mut self) {
+        if self.cycle_open {
+            self.cycle_down = plus(self.cycle_down, u64::from(self.burst_down));
+            self.cycle_up = plus(self.cycle_up, u64::from(self.burst_up));
+        }
+    }
+
+    /// The burst in progress has become a segment: the open cycle, now complete, closes a
+    /// period before this burst's start, and this burst opens the next.
+    fn segment_starts(&mut self) {
+        if self.cycle_open {
+            self.close(self.burst_start.saturating_sub(self.cycle_start));
+        }
+        self.cycle_open = true;
+        self.cycle_start = self.burst_start;
+        self.cycle_down = 0;
+        self.cycle_up = 0;
+    }
+
+    /// Judges the open cycle, `period` long: a good cycle extends the run (or starts a new
+    /// one when it breaks the run's regularity), a bad one ends it.
     fn close(&mut self, period: u64) {
-        let (down, up) = (self.burst_down, self.cycle_up);
+        let (down, up) = (u64::from(self.cycle_down), u64::from(self.cycle_up));
         let good = (SEGMENT_MIN..=SEGMENT_MAX).contains(&down)
             && up >= REQUEST_MIN
             && up.saturating_mul(UP_SHARE) <= down
@@ -170,18 +216,20 @@ impl Shape {
             self.run = 0;
             return;
         }
-        let p = [self.period[0].min(period), self.period[1].max(period)];
+        // Within the bounds just checked: periods under 12 s in ms, sizes under 8 MB.
+        let period = (period / 1_000_000) as u32;
+        let down = down as u32;
+        let p = [self.period_ms[0].min(period), self.period_ms[1].max(period)];
         let s = [self.size[0].min(down), self.size[1].max(down)];
-        let regular = p[1].saturating_mul(PERIOD_SPREAD[1])
-            <= p[0].saturating_mul(PERIOD_SPREAD[0])
-            && s[1] <= s[0].saturating_mul(SIZE_SPREAD);
+        let regular = u64::from(p[1]) * PERIOD_SPREAD[1] <= u64::from(p[0]) * PERIOD_SPREAD[0]
+            && u64::from(s[1]) <= u64::from(s[0]) * SIZE_SPREAD;
         if self.run == 0 || !regular {
             self.run = 1;
-            self.period = [period; 2];
+            self.period_ms = [period; 2];
             self.size = [down; 2];
         } else {
             self.run = self.run.saturating_add(1);
-            self.period = p;
+            self.period_ms = p;
             self.size = s;
         }
         if self.run >= CYCLES {

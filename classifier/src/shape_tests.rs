@@ -172,6 +172,31 @@ fn a_trickle_between_segments_leaves_the_gaps_idle() {
 }
 
 #[test]
+fn a_player_drawing_each_segment_in_two_pieces() {
+    // ffmpeg's player reading a 2 s segment of 300 KB through its socket: 250 KB arrive at
+    // once (the receive window), the rest when it has read them, 2 s later, as the next
+    // segment's first piece is due: pieces of 250 and 50 KB alternate every 2 s.
+    let mut t = Timeline::default();
+    for i in 0..16u64 {
+        let (bytes, req) = if i % 2 == 0 { (250_000, 450) } else { (50_000, 120) };
+        t.fetch(i * 2 * S, req, bytes, 20);
+    }
+    assert!(t.is_video_everywhere());
+}
+
+#[test]
+fn live_playlists_between_segments_on_the_same_connection() {
+    // Live HLS over one kept connection: a 6 s segment of 1.2 MB, and 3 s later the
+    // playlist, 20 KB, fetched again.
+    let mut t = Timeline::default();
+    for i in 0..8u64 {
+        t.fetch(i * 6 * S, 450, 1_200_000, 20);
+        t.fetch(i * 6 * S + 3 * S, 450, 20_000, 20);
+    }
+    assert!(t.is_video_everywhere());
+}
+
+#[test]
 fn a_stream_that_never_falls_below_the_trickle_rate_is_one_burst() {
     // A dodger filling every gap above the trickle rate (2 KB every 100 ms, 160 kbit/s): no
     // gap, one burst, not video; the cover costs about 13% of a 1.2 Mbit/s stream.

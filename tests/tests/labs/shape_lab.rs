@@ -215,6 +215,24 @@ fn adaptive_streaming_to_an_unknown_name_is_video_by_its_shape() {
     for port in [HLS, BULK, IPERF] {
         wait_listening(&net, port);
     }
+    // The video ports' headers, to show a missed flow's timeline.
+    let pcap = tmp.0.join("video.pcap");
+    let filter = format!("tcp port {HLS} or tcp port {DASH_KEPT}");
+    let mut tcpdump = spawn_in(
+        &net,
+        &[
+            "tcpdump",
+            "-i",
+            "any",
+            "-U",
+            "-s",
+            "96",
+            "-w",
+            &pcap.to_string_lossy(),
+            &filter,
+        ],
+        &tmp.0.join("tcpdump.log"),
+    );
 
     let url = |port: u16, path: &str| format!("https://{NAME}:{port}/{path}");
     let mut clients = Procs(Vec::new());
@@ -304,6 +322,7 @@ fn adaptive_streaming_to_an_unknown_name_is_video_by_its_shape() {
     // apart, as are the flows of ffmpeg's DASH player, one segment each.
     let (mut manifests, mut per_segment, mut per_segment_found) = (0u32, 0u32, 0u32);
     let mut problems = Vec::new();
+    let mut missed = Vec::new();
     for ((port, sport), (label, class, bytes)) in &flows {
         let is_video = label == "video.behavioural" && class == "video";
         if ![DASH, SHORT].contains(port) || class == "video" {
@@ -323,6 +342,8 @@ fn adaptive_streaming_to_an_unknown_name_is_video_by_its_shape() {
             if is_video {
                 found += 1;
                 found_bytes += bytes;
+            } else {
+                missed.push((*port, *sport));
             }
         } else {
             background += 1;
@@ -351,6 +372,45 @@ fn adaptive_streaming_to_an_unknown_name_is_video_by_its_shape() {
     if recall < RECALL_FLOWS || recall_bytes < RECALL_BYTES || false_rate > FALSE_VIDEO {
         problems.push("below the goals".to_string());
     }
+    let _ = tcpdump.kill();
+    let _ = tcpdump.wait();
+    if !problems.is_empty() {
+        problems.push(timelines(&pcap, &missed));
+    }
     drop(procs);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The missed video flows' downstream bytes second by second (`second:kilobytes`, seconds
+/// from the capture's start, quiet seconds left out), read from the capture of the video
+/// ports: what the shape saw, for a failure's message.
+fn timelines(pcap: &Path, missed: &[(u16, u16)]) -> String {
+    let mut reader = match peerwarden_classifier::CaptureReader::open(pcap) {
+        Ok(r) => r,
+        Err(e) => return format!("no capture of the video ports: {e}"),
+    };
+    let mut start = None;
+    let mut per_second: BTreeMap<(u16, u16), BTreeMap<u64, u64>> = BTreeMap::new();
+    while let Ok(Some(frame)) = reader.next_frame() {
+        let Ok(p) = peerwarden_classifier::packet::decode(frame.link_type, frame.data) else {
+            continue;
+        };
+        let t0 = *start.get_or_insert(frame.ts_ns);
+        if missed.contains(&(p.sport, p.dport)) {
+            let second = frame.ts_ns.saturating_sub(t0) / 1_000_000_000;
+            *per_second
+                .entry((p.sport, p.dport))
+                .or_default()
+                .entry(second)
+                .or_default() += u64::from(frame.wire_len);
+        }
+    }
+    let mut out = String::from("missed video flows, bytes down per second:");
+    for ((port, client), seconds) in per_second {
+        out += &format!("\n{port} <- {client}:");
+        for (s, bytes) in seconds.iter().filter(|(_, b)| **b >= 1_000) {
+            out += &format!(" {s}:{}k", bytes / 1_000);
+        }
+    }
+    out
 }
