@@ -374,8 +374,12 @@ fn adaptive_streaming_to_an_unknown_name_is_video_by_its_shape() {
     }
     let _ = tcpdump.kill();
     let _ = tcpdump.wait();
-    if !problems.is_empty() {
-        problems.push(timelines(&pcap, &missed));
+    if !missed.is_empty() {
+        let lines = timelines(&pcap, &missed);
+        println!("{lines}");
+        if !problems.is_empty() {
+            problems.push(lines);
+        }
     }
     drop(procs);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
