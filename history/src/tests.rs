@@ -620,7 +620,7 @@ fn hour_totals_answer_ragged_windows_as_the_minutes_do() {
         ];
         h.record(at(t), &labels(n * 2000, n), &subs);
         // Written every third minute; the last ones stay pending.
-        if n % 3 == 0 && t < last - 900 {
+        if n.is_multiple_of(3) && t < last - 900 {
             h.flush().expect("flush");
         }
     }
