@@ -272,6 +272,23 @@ struct Flushing {
 /// The `meta` key of the last committed flush's number.
 const FLUSHES_KEY: &str = "flushes";
 
+/// The `meta` key present once `hour_totals` holds every hour of the store.
+const HOUR_TOTALS_KEY: &str = "hour_totals";
+
+/// Fills `hour_totals` from the minutes and hours, in one transaction with its mark.
+const BUILD_HOUR_TOTALS: &str = "
+BEGIN;
+DELETE FROM hour_totals;
+INSERT INTO hour_totals (t, sub, name, dir, bytes, packets)
+SELECT (t / 3600) * 3600, sub, name, dir, SUM(bytes), SUM(packets)
+FROM minute GROUP BY (t / 3600) * 3600, sub, name, dir;
+INSERT INTO hour_totals (t, sub, name, dir, bytes, packets)
+SELECT t, sub, name, dir, bytes, packets FROM hour WHERE true
+ON CONFLICT (t, sub, name, dir) DO UPDATE SET
+    bytes = bytes + excluded.bytes, packets = packets + excluded.packets;
+INSERT OR REPLACE INTO meta (key, value) VALUES ('hour_totals', '1');
+COMMIT;";
+
 /// Read connections of a store. SQLite in WAL mode lets them read side by side, so a long
 /// query (every subscriber's rows over hours, for the top list) holds up at most one of
 /// them and the others keep answering.
@@ -366,6 +383,13 @@ CREATE TABLE IF NOT EXISTS hour (
     dropped_packets INTEGER NOT NULL, dropped_bytes INTEGER NOT NULL, marked_packets INTEGER NOT NULL,
     PRIMARY KEY (sub, t, name, dir)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS hour_by_time ON hour (t);
+-- Bytes and packets per (hour, subscriber, name, direction) for every hour the store holds,
+-- in minutes or in hours: added to as minutes are written, in the same transaction, and
+-- dropped with the hours (History::traffic reads a window's whole hours here).
+CREATE TABLE IF NOT EXISTS hour_totals (
+    t INTEGER NOT NULL, sub INTEGER NOT NULL, name TEXT NOT NULL, dir INTEGER NOT NULL,
+    bytes INTEGER NOT NULL, packets INTEGER NOT NULL,
+    PRIMARY KEY (t, sub, name, dir)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS usage_reading (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS reading (
     sub INTEGER NOT NULL, name TEXT NOT NULL, dir INTEGER NOT NULL,
@@ -445,6 +469,14 @@ impl History {
                 )
                 .map_err(sql("writing the schema version"))?;
             }
+        }
+        if meta(HOUR_TOTALS_KEY)
+            .map_err(sql("reading the hour totals' state"))?
+            .is_none()
+        {
+            // A store from before the hour totals: built once from its minutes and hours.
+            conn.execute_batch(BUILD_HOUR_TOTALS)
+                .map_err(sql("building the hour totals"))?;
         }
         let committed = meta(FLUSHES_KEY)
             .map_err(sql("reading the flush number"))?

@@ -589,3 +589,109 @@ fn traffic_totals_are_the_sums_bytes_and_packets_read_from_the_covering_index() 
         );
     }
 }
+
+/// The top list's totals over ragged windows (ends inside hours, whole hours between, no
+/// whole hour at all) from the hour totals equal the answer from minutes and hours: with
+/// rows written and pending, after minutes are rolled up into hours and old hours expire,
+/// and in a store whose hour totals were lost and rebuilt when it was opened.
+#[test]
+fn hour_totals_answer_ragged_windows_as_the_minutes_do() {
+    let dir = Dir::new("hour-totals");
+    let retention = Retention {
+        minute_days: 1,
+        hour_days: 2,
+    };
+    let h = History::open(&dir.db(), "i", retention).expect("open");
+    // An hour boundary, then minutes every 5 minutes from 40 minutes before it to 4 h 20
+    // after, alice, bob and carol each growing at their own pace.
+    let base = (T0 / 3600 + 1) * 3600;
+    let (first, last) = (base - 40 * 60, base + 260 * 60);
+    let mut n = 0u64;
+    for t in (first..=last).step_by(300) {
+        n += 1;
+        let subs = vec![
+            ("alice".to_string(), 0, sub(n * 1000, n)),
+            ("bob".to_string(), 1, sub(n * n * 300, 0)),
+            (
+                "carol".to_string(),
+                2,
+                sub(if n > 20 { n * 50 } else { 0 }, 0),
+            ),
+        ];
+        h.record(at(t), &labels(n * 2000, n), &subs);
+        // Written every third minute; the last ones stay pending.
+        if n.is_multiple_of(3) && t < last - 900 {
+            h.flush().expect("flush");
+        }
+    }
+    let windows = [
+        (first, last + 60),
+        (first + 7, base + 3600 + 1),
+        (base, base + 7200),
+        (base + 120, base + 3 * 3600 - 60),
+        (base + 600, base + 1200),
+        (base - 1, base + 1),
+        (base + 3599, base + 4 * 3600 + 17),
+        (0, i64::MAX / 2),
+    ];
+    let same = |h: &History, what: &str| {
+        for (from, to) in windows {
+            for which in [Which::Subscribers, Which::SubscribersLabels] {
+                let fast = h.traffic(from, to, which).expect("traffic");
+                let slow = h.traffic_from_minutes(from, to, which).expect("minutes");
+                assert_eq!(fast, slow, "{what}: [{from}, {to}) {which:?}");
+                if to - from > 600 {
+                    assert!(!fast.is_empty(), "{what}: [{from}, {to}) {which:?}");
+                }
+            }
+        }
+    };
+    same(&h, "written and pending");
+    h.flush().expect("flush");
+    same(&h, "written");
+    // The first two hours' minutes become hour rows.
+    h.rollup(base + 7200 + 86_400).expect("rollup");
+    let count =
+        |h: &History, q: &str| -> i64 { h.reader().query_row(q, [], |r| r.get(0)).expect(q) };
+    assert!(count(&h, "SELECT COUNT(*) FROM hour") > 0);
+    same(&h, "rolled up");
+    // The store loses its hour totals (a store from before them): rebuilt on opening.
+    drop(h);
+    {
+        let conn = Connection::open(dir.db()).expect("open");
+        conn.execute_batch("DELETE FROM hour_totals; DELETE FROM meta WHERE key = 'hour_totals'")
+            .expect("forget the totals");
+    }
+    let h = History::open(&dir.db(), "i", retention).expect("reopen");
+    assert!(count(&h, "SELECT COUNT(*) FROM hour_totals") > 0);
+    same(&h, "rebuilt");
+    // Hours past the hour retention go from every table alike.
+    h.rollup(base + 3600 + 2 * 86_400).expect("expire");
+    assert_eq!(
+        count(
+            &h,
+            &format!("SELECT COUNT(*) FROM hour_totals WHERE t < {}", base + 3600)
+        ),
+        0
+    );
+    same(&h, "expired");
+    // The whole hours come from the totals: the rows of one hour deleted behind the
+    // store's back change the minute-based answer and not the other.
+    for table in ["minute", "hour"] {
+        h.reader()
+            .execute(
+                &format!("DELETE FROM {table} WHERE t >= ?1 AND t < ?2"),
+                [base + 3 * 3600, base + 4 * 3600],
+            )
+            .expect("delete");
+    }
+    let (from, to) = (base + 3 * 3600, base + 4 * 3600);
+    let fast = h.traffic(from, to, Which::Subscribers).expect("traffic");
+    let slow = h
+        .traffic_from_minutes(from, to, Which::Subscribers)
+        .expect("minutes");
+    assert!(
+        fast.iter().any(|r| r.values.bytes > 0) && slow.is_empty(),
+        "{fast:?} {slow:?}"
+    );
+}

@@ -269,8 +269,28 @@ impl History {
                         marked_packets = marked_packets + excluded.marked_packets",
                 )
                 .map_err(self.sql("adding to a minute"))?;
+            let mut add_hour = tx
+                .prepare_cached(
+                    "INSERT INTO hour_totals (t, sub, name, dir, bytes, packets)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (t, sub, name, dir) DO UPDATE SET
+                        bytes = bytes + excluded.bytes, packets = packets + excluded.packets",
+                )
+                .map_err(self.sql("adding to an hour's totals"))?;
             for ((t, key), v) in flushing.rows.iter() {
                 let sub = sub_of(&key.subscriber)?;
+                if v.bytes != 0 || v.packets != 0 {
+                    add_hour
+                        .execute(params![
+                            t.div_euclid(3600) * 3600,
+                            sub,
+                            key.name,
+                            key.dir,
+                            v.bytes,
+                            v.packets
+                        ])
+                        .map_err(self.sql("adding to an hour's totals"))?;
+                }
                 add.execute(params![
                     sub,
                     t,
@@ -378,6 +398,12 @@ impl History {
             .map_err(self.sql("deleting rolled-up minutes"))?;
         tx.execute("DELETE FROM hour WHERE t < ?1", [hour_cut])
             .map_err(self.sql("deleting expired hours"))?;
+        // Hours the store still holds in either table keep their totals.
+        tx.execute(
+            "DELETE FROM hour_totals WHERE t < ?1",
+            [hour_cut.min(minute_cut)],
+        )
+        .map_err(self.sql("deleting expired hour totals"))?;
         tx.commit().map_err(self.sql("committing a roll-up"))?;
         w.last_rollup = Some(Instant::now());
         Ok(())

@@ -1,7 +1,11 @@
 //! What the IPFIX exporter costs per second with a full flow table: the tracker's pass over
 //! the table's snapshot and the encoding of the records due, beside the copy of the
 //! snapshot itself (the baseline: the exporter does it every second, like the flow
-//! reader). Prints figures; asserts nothing about time (docs/scale.md has the figures).
+//! reader). Then the exporter's whole second (copy + tracker) the old way, the full walk,
+//! against the way it runs now, one slice of the table per second
+//! (`Tracker::tick_slice`), as the thread's CPU time per second over a round of slices,
+//! both in this run. Prints figures; asserts nothing about time (docs/scale.md and
+//! docs/benchmarks.md, "Daemon passes (issue 16)", have the figures).
 //!
 //! `cargo bench -p peerwarden-ipfix --bench ipfix_export` (PW_BENCH_FLOWS to change the count).
 
@@ -11,8 +15,20 @@ use dashmap::DashMap;
 use peerwarden_common::{FlowKey, FlowValue};
 use peerwarden_ipfix::{
     encode::{Encoder, EndReason, FlowExport},
-    tracker::Tracker,
+    snapshot::Snapshot,
+    tracker::{Slicer, Tracker, slices_for},
 };
+
+/// This thread's CPU time, ms.
+fn cpu_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
 
 const S: u64 = 1_000_000_000;
 
@@ -101,6 +117,63 @@ fn main() {
         messages = out.len();
         black_box(out);
     }
+    // The exporter's second, full walk (before) against one slice (after): CPU per
+    // second over one round of slices (16 s at the default table), three rounds each,
+    // alternating.
+    // (Timeouts of an hour: nothing falls due in the 100 s they run.)
+    let slices = slices_for(n as usize);
+    let snap = Snapshot::new(Slicer::new(slices));
+    let walk: Vec<(FlowKey, FlowValue)> = table.iter().map(|e| (*e.key(), *e.value())).collect();
+    snap.replace(walk.clone());
+    let mut whole = Tracker::new(3600 * S, 3600 * S);
+    let mut sliced = Tracker::with_slicer(3600 * S, 3600 * S, snap.slicer());
+    for t in [&mut whole, &mut sliced] {
+        let snapshot: Vec<(FlowKey, FlowValue)> =
+            table.iter().map(|e| (*e.key(), *e.value())).collect();
+        black_box(t.tick(snapshot, 101 * S));
+    }
+    let (mut full_cpu, mut slice_cpu, mut slice_worst) = (Vec::new(), Vec::new(), 0f64);
+    let mut sec = 200u64;
+    for _ in 0..3 {
+        let t = cpu_ms();
+        for _ in 0..slices {
+            sec += 1;
+            let reading: Vec<(FlowKey, FlowValue)> =
+                table.iter().map(|e| (*e.key(), *e.value())).collect();
+            assert!(whole.tick(reading, sec * S).is_empty());
+        }
+        full_cpu.push((cpu_ms() - t) / slices as f64);
+        let t = cpu_ms();
+        for _ in 0..slices {
+            sec += 1;
+            let one = cpu_ms();
+            let slice = snap.slice(sliced.next_slice());
+            assert!(sliced.tick_slice(slice.iter().copied(), sec * S).is_empty());
+            slice_worst = slice_worst.max(cpu_ms() - one);
+        }
+        slice_cpu.push((cpu_ms() - t) / slices as f64);
+    }
+    let (full, slice) = (median(full_cpu), median(slice_cpu));
+    // The flow reader's side: landing a walk of the table in the snapshot, the old way
+    // (a set of the walk's keys, the map's flows not in it dropped, every flow inserted)
+    // against the slices.
+    let (mut land_map, mut land_slices) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let w = walk.clone();
+        let t = cpu_ms();
+        let live: std::collections::HashSet<FlowKey> = w.iter().map(|(k, _)| *k).collect();
+        table.retain(|k, _| live.contains(k));
+        for (k, v) in w {
+            table.insert(k, v);
+        }
+        table.shrink_to_fit();
+        land_map.push(cpu_ms() - t);
+        let w = walk.clone();
+        let t = cpu_ms();
+        snap.replace(w);
+        land_slices.push(cpu_ms() - t);
+    }
+    let (land_map, land_slices) = (median(land_map), median(land_slices));
     let (copy, tick, enc) = (median(copy_ms), median(tick_ms), median(enc_ms));
     println!("flows in the table: {n}");
     println!("snapshot copy (baseline):        {copy:8.1} ms");
@@ -111,5 +184,15 @@ fn main() {
     println!(
         "encode 100,000 records:          {enc:8.1} ms  ({messages} messages of <= 1400 bytes, {:.2} M records/s)",
         0.1 / (enc / 1e3)
+    );
+    println!("exporter CPU per second, full walk (before):       {full:8.1} ms");
+    println!(
+        "exporter CPU per second, 1 of {slices} slices (after): {slice:8.1} ms  (worst second {slice_worst:.1} ms; {:.3}x the full walk, {:.1}x less)",
+        slice / full,
+        full / slice
+    );
+    println!(
+        "a walk landing in the snapshot: map {land_map:.1} ms, slices {land_slices:.1} ms ({:.3}x)",
+        land_slices / land_map
     );
 }

@@ -1,13 +1,15 @@
 //! IPFIX (RFC 7011) for peerwarden's flow export: the record encoder ([`encode`]: message
 //! header, the two flow templates, biflow data records with the label, cut into messages of
-//! a bounded size) and the tracker ([`tracker`]: which flows of the kernel's table are due
-//! and how much of each, so every byte goes into exactly one record).
+//! a bounded size), the tracker ([`tracker`]: which flows of the kernel's table are due
+//! and how much of each, so every byte goes into exactly one record) and the daemon's
+//! flow-table snapshot, cut in the tracker's slices ([`snapshot`]).
 //!
 //! It depends on `peerwarden-common` only. The exporter thread that drives both (reads the
 //! daemon's flow snapshot every second, sends the messages over UDP) is the daemon's, in
 //! `peerwarden/src/ipfix/`.
 
 pub mod encode;
+pub mod snapshot;
 pub mod tracker;
 
 /// The smallest message size the encoder cuts (and the config accepts): room for the

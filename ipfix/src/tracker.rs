@@ -16,8 +16,28 @@
 //! A record is only made for a non-zero difference. A flow exported as idle stays tracked
 //! while it is in the kernel's table, so a packet that revives it is exported later as the
 //! difference, never counted twice.
+//!
+//! **Slices.** A full table (1,048,576 flows) cost about half a second of a core to pass
+//! over every second. A tracker made with [`Tracker::sliced`] splits the flows into
+//! `n` slices by a keyed hash of the flow key ([`Tracker::slice_of`]) and each
+//! [`Tracker::tick_slice`] looks at one slice only, the next in turn, so every flow is
+//! looked at once every `n` ticks (seconds). What that changes:
+//!
+//! - a record is made at the first look after its timeout: up to `n` seconds late (idle,
+//!   active and gone alike). Active records of a long flow come every `active_timeout`
+//!   rounded up to a multiple of `n` seconds. Their counts are exact all the same: each
+//!   record is the difference to what was exported before;
+//! - a flow that leaves the kernel's table is noticed at its slice's next look, and what
+//!   it carried after the last look (up to `n` seconds, instead of 1) is lost, as above;
+//! - the clean stop ([`Tracker::finish`]) reads every slice: nothing is left behind.
+//!
+//! [`slices_for`] gives the count the daemon uses: one slice per 65,536 flows of the
+//! table, at most 16, so tables up to 65,536 flows are walked whole every second as before.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+};
 
 use peerwarden_common::{FlowKey, FlowValue};
 
@@ -86,10 +106,75 @@ impl Tracked {
     }
 }
 
+/// Flows of the table per slice (see the module's documentation).
+pub const SLICE_FLOWS: usize = 65_536;
+
+/// The most slices: a flow is looked at least every this many seconds.
+pub const MAX_SLICES: usize = 16;
+
+/// The slice count for a flow table of `table` entries: one per [`SLICE_FLOWS`], at least
+/// one, at most [`MAX_SLICES`].
+pub fn slices_for(table: usize) -> usize {
+    table.div_ceil(SLICE_FLOWS).clamp(1, MAX_SLICES)
+}
+
+/// Which slice a flow belongs to: a keyed hash of its key (the key is random per slicer,
+/// so a sender cannot aim its flows at one slice), a few multiplications over the key's
+/// 40 bytes, cheap enough to cut the whole table in slices every second.
+#[derive(Clone, Copy, Debug)]
+pub struct Slicer {
+    seed: u64,
+    slices: usize,
+}
+
+impl Slicer {
+    /// A slicer into `slices` slices (at least 1).
+    pub fn new(slices: usize) -> Slicer {
+        Slicer {
+            seed: RandomState::new().hash_one(0x1f1f_u64) | 1,
+            slices: slices.max(1),
+        }
+    }
+
+    /// The slice count.
+    pub fn slices(&self) -> usize {
+        self.slices
+    }
+
+    /// The slice `key` belongs to, below [`Slicer::slices`].
+    pub fn slice_of(&self, key: &FlowKey) -> usize {
+        let n = self.slices;
+        if n == 1 {
+            return 0;
+        }
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+        let tail = u64::from(key.sub_port)
+            | u64::from(key.remote_port) << 16
+            | u64::from(key.proto) << 32
+            | u64::from(key.family) << 40;
+        let mut h = self.seed;
+        for w in [
+            word(&key.sub_addr[..8]),
+            word(&key.sub_addr[8..]),
+            word(&key.remote_addr[..8]),
+            word(&key.remote_addr[8..]),
+            tail,
+        ] {
+            h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= h >> 31;
+        }
+        ((h >> 32) as usize) % n
+    }
+}
+
 /// Per-flow export bookkeeping.
 #[derive(Debug)]
 pub struct Tracker {
-    flows: HashMap<FlowKey, Tracked>,
+    /// The tracked flows, by slice.
+    slices: Vec<HashMap<FlowKey, Tracked>>,
+    slicer: Slicer,
+    /// The slice the next [`Tracker::tick_slice`] looks at.
+    next: usize,
     idle_ns: u64,
     active_ns: u64,
     /// Passes so far (what `Tracked::seen` compares with; no set of keys per pass).
@@ -97,10 +182,23 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// A tracker with these timeouts (nanoseconds).
+    /// A tracker with these timeouts (nanoseconds) whose every tick reads the whole table.
     pub fn new(idle_ns: u64, active_ns: u64) -> Tracker {
+        Tracker::sliced(idle_ns, active_ns, 1)
+    }
+
+    /// A tracker whose [`Tracker::tick_slice`] looks at one of `slices` slices at a time
+    /// (at least 1).
+    pub fn sliced(idle_ns: u64, active_ns: u64, slices: usize) -> Tracker {
+        Tracker::with_slicer(idle_ns, active_ns, Slicer::new(slices))
+    }
+
+    /// A tracker whose slices are `slicer`'s (the flow snapshot's: `crate::snapshot`).
+    pub fn with_slicer(idle_ns: u64, active_ns: u64, slicer: Slicer) -> Tracker {
         Tracker {
-            flows: HashMap::new(),
+            slices: (0..slicer.slices()).map(|_| HashMap::new()).collect(),
+            slicer,
+            next: 0,
             idle_ns,
             active_ns,
             pass: 0,
@@ -109,41 +207,98 @@ impl Tracker {
 
     /// Flows tracked.
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.slices.iter().map(HashMap::len).sum()
     }
 
     /// Whether no flow is tracked.
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.slices.iter().all(HashMap::is_empty)
+    }
+
+    /// The slice count.
+    pub fn slices(&self) -> usize {
+        self.slices.len()
+    }
+
+    /// The slice the next [`Tracker::tick_slice`] reads.
+    pub fn next_slice(&self) -> usize {
+        self.next
+    }
+
+    /// The slice `key` belongs to.
+    pub fn slice_of(&self, key: &FlowKey) -> usize {
+        self.slicer.slice_of(key)
     }
 
     /// Takes a full reading of the flow table at `now_ns` (CLOCK_MONOTONIC); returns the
-    /// records due.
+    /// records due, from every slice.
     pub fn tick(
         &mut self,
         reading: impl IntoIterator<Item = (FlowKey, FlowValue)>,
         now_ns: u64,
     ) -> Vec<Due> {
+        self.pass_over(None, reading, now_ns)
+    }
+
+    /// Takes the reading of one slice, [`Tracker::next_slice`], at `now_ns`: every flow of
+    /// the table whose [`Tracker::slice_of`] is that slice (flows of other slices in
+    /// `reading` are passed over); returns the records due from that slice, and moves on to
+    /// the next slice.
+    pub fn tick_slice(
+        &mut self,
+        reading: impl IntoIterator<Item = (FlowKey, FlowValue)>,
+        now_ns: u64,
+    ) -> Vec<Due> {
+        let s = self.next;
+        self.next = (s + 1) % self.slices.len();
+        self.pass_over(Some(s), reading, now_ns)
+    }
+
+    /// A pass over slice `only` (or all of them): its flows in `reading`, then those
+    /// tracked but missing from it.
+    fn pass_over(
+        &mut self,
+        only: Option<usize>,
+        reading: impl IntoIterator<Item = (FlowKey, FlowValue)>,
+        now_ns: u64,
+    ) -> Vec<Due> {
         let mut due = Vec::new();
         self.pass += 1;
-        let pass = self.pass;
         for (k, v) in reading {
-            let t = self.flows.entry(k).or_insert_with(|| Tracked::new(v));
-            if t.replaced_by(&v) {
-                let old = t.last;
-                due.extend(t.take(k, old, EndReason::LackOfResources, now_ns));
-                *t = Tracked::new(v);
-            }
-            t.last = v;
-            t.seen = pass;
-            let idle = now_ns.saturating_sub(v.last_seen_ns) >= self.idle_ns;
-            if idle {
-                due.extend(t.take(k, v, EndReason::Idle, now_ns));
-            } else if now_ns.saturating_sub(t.last_export_ns) >= self.active_ns {
-                due.extend(t.take(k, v, EndReason::Active, now_ns));
+            let s = self.slice_of(&k);
+            if only.is_none_or(|o| o == s) {
+                self.visit(s, k, v, now_ns, &mut due);
             }
         }
-        self.flows.retain(|k, t| {
+        for s in only.map_or(0..self.slices.len(), |o| o..o + 1) {
+            self.sweep(s, now_ns, &mut due);
+        }
+        due
+    }
+
+    /// One flow of slice `s` in this pass's reading.
+    fn visit(&mut self, s: usize, k: FlowKey, v: FlowValue, now_ns: u64, due: &mut Vec<Due>) {
+        let (idle_ns, active_ns, pass) = (self.idle_ns, self.active_ns, self.pass);
+        let t = self.slices[s].entry(k).or_insert_with(|| Tracked::new(v));
+        if t.replaced_by(&v) {
+            let old = t.last;
+            due.extend(t.take(k, old, EndReason::LackOfResources, now_ns));
+            *t = Tracked::new(v);
+        }
+        t.last = v;
+        t.seen = pass;
+        let idle = now_ns.saturating_sub(v.last_seen_ns) >= idle_ns;
+        if idle {
+            due.extend(t.take(k, v, EndReason::Idle, now_ns));
+        } else if now_ns.saturating_sub(t.last_export_ns) >= active_ns {
+            due.extend(t.take(k, v, EndReason::Active, now_ns));
+        }
+    }
+
+    /// Slice `s`'s flows not in this pass's reading have left the table: their rest.
+    fn sweep(&mut self, s: usize, now_ns: u64, due: &mut Vec<Due>) {
+        let pass = self.pass;
+        self.slices[s].retain(|k, t| {
             if t.seen == pass {
                 return true;
             }
@@ -151,7 +306,6 @@ impl Tracker {
             due.extend(t.take(*k, last, EndReason::LackOfResources, now_ns));
             false
         });
-        due
     }
 
     /// Takes `reading` as exported already: the flows of maps adopted from an earlier
@@ -161,7 +315,8 @@ impl Tracker {
         for (k, v) in reading {
             let mut t = Tracked::new(v);
             let _ = t.take(k, v, EndReason::Forced, now_ns);
-            self.flows.insert(k, t);
+            let s = self.slice_of(&k);
+            self.slices[s].insert(k, t);
         }
     }
 
@@ -173,7 +328,8 @@ impl Tracker {
     ) -> Vec<Due> {
         let mut due = Vec::new();
         for (k, v) in reading {
-            let mut t = self.flows.remove(&k).unwrap_or_else(|| Tracked::new(v));
+            let s = self.slice_of(&k);
+            let mut t = self.slices[s].remove(&k).unwrap_or_else(|| Tracked::new(v));
             if t.replaced_by(&v) {
                 let old = t.last;
                 due.extend(t.take(k, old, EndReason::LackOfResources, now_ns));
@@ -181,7 +337,7 @@ impl Tracker {
             }
             due.extend(t.take(k, v, EndReason::Forced, now_ns));
         }
-        for (k, mut t) in self.flows.drain() {
+        for (k, mut t) in self.slices.iter_mut().flat_map(HashMap::drain) {
             let last = t.last;
             due.extend(t.take(k, last, EndReason::LackOfResources, now_ns));
         }
@@ -307,5 +463,100 @@ mod tests {
             7 * S,
         );
         assert_eq!(total(&d), [17, 28], "{d:?}");
+    }
+
+    /// A sliced tracker over a churning table: flows start, grow, go quiet, and some
+    /// leave the table a while after going quiet; every byte is exported exactly once,
+    /// and each idle record comes at most one round of slices after its timeout.
+    #[test]
+    fn sliced_ticks_export_every_byte_once_at_most_a_round_late() {
+        let n = 4;
+        let mut t = Tracker::sliced(5 * S, 20 * S, n);
+        assert_eq!(t.slices(), n);
+        let keys: Vec<FlowKey> = (0..600).map(key).collect();
+        // Flow i runs from second i/10 for i%37 seconds; it leaves the table 12 s after
+        // its last packet if i is odd (more than a round of slices after going quiet).
+        let life = |i: u64| (i / 10 + 1, i / 10 + 1 + i % 37);
+        let mut all: Vec<(u64, Due)> = Vec::new();
+        for sec in 1..=150u64 {
+            let reading: Vec<(FlowKey, FlowValue)> = (0..600u64)
+                .filter_map(|i| {
+                    let (start, end) = life(i);
+                    let gone = i % 2 == 1 && sec > end + 12;
+                    (sec >= start && !gone).then(|| {
+                        let last = sec.min(end);
+                        let grown = last - start + 1;
+                        (
+                            keys[i as usize],
+                            val(start * S, last * S, grown * 100, grown * 1000),
+                        )
+                    })
+                })
+                .collect();
+            let before = t.next_slice();
+            all.extend(t.tick_slice(reading, sec * S).into_iter().map(|d| (sec, d)));
+            assert_eq!(t.next_slice(), (before + 1) % n);
+        }
+        // The stop: the flows still in the table.
+        let last: Vec<(FlowKey, FlowValue)> = (0..600u64)
+            .filter(|i| i % 2 == 0)
+            .map(|i| {
+                let (start, end) = life(i);
+                let grown = end - start + 1;
+                (
+                    keys[i as usize],
+                    val(start * S, end * S, grown * 100, grown * 1000),
+                )
+            })
+            .collect();
+        all.extend(t.finish(last, 151 * S).into_iter().map(|d| (151, d)));
+        assert!(t.is_empty());
+        for i in 0..600u64 {
+            let (start, end) = life(i);
+            let grown = end - start + 1;
+            let mine: Vec<&(u64, Due)> = all
+                .iter()
+                .filter(|(_, d)| d.key == keys[i as usize])
+                .collect();
+            let sum = mine
+                .iter()
+                .fold([0, 0], |a, (_, d)| [a[0] + d.bytes[0], a[1] + d.bytes[1]]);
+            assert_eq!(sum, [grown * 100, grown * 1000], "flow {i}: {mine:?}");
+            for (at, d) in &mine {
+                if d.reason == EndReason::Idle {
+                    // Idle from end + 5 s; looked at within the next n seconds.
+                    assert!(
+                        *at >= end + 5 && *at < end + 5 + n as u64,
+                        "flow {i} ended at {end}, idle record at {at}"
+                    );
+                }
+            }
+        }
+        assert!(all.iter().any(|(_, d)| d.reason == EndReason::Active));
+        assert!(all.iter().any(|(_, d)| d.reason == EndReason::Idle));
+    }
+
+    /// A key's slice does not change, the slices share the flows about evenly, and a
+    /// one-slice tracker's slice tick is its full tick.
+    #[test]
+    fn slices_share_the_table_about_evenly() {
+        let t = Tracker::sliced(S, S, 16);
+        let mut per = [0usize; 16];
+        for i in 0..65_536u32 {
+            let mut k = key((i % 60_000) as u16);
+            k.remote_addr[2] = (i >> 8) as u8;
+            k.remote_addr[3] = i as u8;
+            let s = t.slice_of(&k);
+            assert_eq!(s, t.slice_of(&k));
+            per[s] += 1;
+        }
+        // 4,096 each on average.
+        assert!(per.iter().all(|c| (3_600..4_600).contains(c)), "{per:?}");
+        let one = Tracker::new(S, S);
+        assert_eq!((one.slices(), one.slice_of(&key(1))), (1, 0));
+        assert_eq!(slices_for(65_536), 1);
+        assert_eq!(slices_for(1_048_576), 16);
+        assert_eq!(slices_for(0), 1);
+        assert_eq!(slices_for(100_000_000), MAX_SLICES);
     }
 }

@@ -13,6 +13,10 @@ use std::{
 
 use dashmap::DashMap;
 use peerwarden_common::{FlowKey, FlowValue};
+use peerwarden_ipfix::{
+    snapshot::Snapshot,
+    tracker::{Slicer, slices_for},
+};
 
 use std::sync::{
     Arc,
@@ -68,8 +72,9 @@ pub struct State {
     /// The recent per-second readings, oldest first, at most `recent_len`.
     recent: Mutex<VecDeque<LabelReading>>,
     recent_len: usize,
-    /// The flow table as of the last walk; sharded so API readers do not stall the walker.
-    pub flows: DashMap<FlowKey, FlowValue>,
+    /// The flow table as of the last walk, in the IPFIX tracker's slices; a walk lands at
+    /// once and API readers do not stall the walker.
+    pub flows: Snapshot,
     /// The probe's statistics as of the last read.
     stats: Mutex<BTreeMap<&'static str, u64>>,
     flow_table_size: u32,
@@ -139,7 +144,7 @@ impl State {
             attachments: o.attachments,
             recent: Mutex::new(VecDeque::new()),
             recent_len: o.recent_seconds as usize + 1,
-            flows: DashMap::new(),
+            flows: Snapshot::new(Slicer::new(slices_for(o.flow_table_size as usize))),
             stats: Mutex::new(BTreeMap::new()),
             flow_table_size: o.flow_table_size,
             policy: o.policy,
@@ -237,13 +242,17 @@ impl State {
     /// is kept); the video service names of flows the kernel no longer has go too.
     pub fn set_flows(&self, mut flows: Vec<(FlowKey, FlowValue)>) {
         flows.truncate(self.flow_table_size as usize);
-        let live: std::collections::HashSet<FlowKey> = flows.iter().map(|(k, _)| *k).collect();
-        self.flows.retain(|k, _| live.contains(k));
-        self.deep.services.retain(|k, _| live.contains(k));
-        for (k, v) in flows {
-            self.flows.insert(k, v);
+        // The named flows are few: look for them in the walk, not the walk in a set.
+        if !self.deep.services.is_empty() {
+            let named: std::collections::HashSet<FlowKey> =
+                self.deep.services.iter().map(|e| *e.key()).collect();
+            let live: std::collections::HashSet<FlowKey> = flows
+                .iter()
+                .filter(|(k, _)| named.contains(k))
+                .map(|(k, _)| *k)
+                .collect();
+            self.deep.services.retain(|k, _| live.contains(k));
         }
-        // A flood's worth of shards shrinks back once it has passed.
-        self.flows.shrink_to_fit();
+        self.flows.replace(flows);
     }
 }

@@ -12,9 +12,18 @@
 //! and the mix query's longest time while top queries run on another thread, against its
 //! median alone: the baseline of the same run.
 //!
+//! Then the top list's totals (`History::traffic`, every subscriber's class traffic) over
+//! windows of 15 minutes, 1 hour, 24 hours and 90 days ending at the last minute, read the
+//! way it is now (the window's whole hours from the hour totals, the ragged ends from
+//! minutes) against the minutes and hours alone (`History::traffic_from_minutes`, the way
+//! before), both in this run, each the median of 3, with a check that they agree. The
+//! minutes are laid so that the last 20 of them are in the last hour and the rest in
+//! hours before it (the store holds only these minutes: windows past them read no more
+//! rows, but they do read the hour totals of every hour they cover).
+//!
 //! `cargo bench -p peerwarden-tests --bench history_scale` (no root needed; writes a few
 //! hundred MB under the temporary directory, removed at the end). `SUBSCRIBERS` and
-//! `MINUTES` can be set in the environment.
+//! `MINUTES` (default 75) can be set in the environment.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -51,15 +60,17 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let subscribers = env_or("SUBSCRIBERS", 100_000);
-    let minutes = env_or("MINUTES", 15);
+    let minutes = env_or("MINUTES", 75);
     let tmp = TempDir::new("history-scale");
     let history =
         History::open(&tmp.0.join("history.db"), "bench", Retention::default()).expect("store");
     let owners: Vec<(String, u32)> = (0..subscribers).map(|i| (format!("sub-{i}"), i)).collect();
-    // Whole minutes ending at the current one.
-    let now = SystemTime::now()
+    // Whole minutes ending 20 minutes into the last hour before this one (recent enough
+    // that none is rolled up into hours).
+    let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    let now = (wall / 3600 - 1) * 3600 + 19 * 60;
     let first = (now / 60 - i64::from(minutes) + 1) * 60;
     let (bt, tls) = (Label::Bittorrent.id() as usize, Label::Tls.id() as usize);
     let mut kernel = vec![SubUsage::default(); subscribers as usize];
@@ -90,7 +101,7 @@ fn main() {
         .filter_map(|f| std::fs::metadata(tmp.0.join(f)).ok())
         .map(|m| m.len())
         .sum::<u64>();
-    let (from, to) = (first, now + 60);
+    let (from, to) = (first.max(now + 60 - 15 * 60), now + 60);
     // One store query over the range: its time and the rows it gives.
     // (`traffic`: bytes and packets only, as the top list asks.)
     let ask = |which: Which<'static>, traffic: bool| {
@@ -136,7 +147,7 @@ fn main() {
         fill.as_secs_f64() / f64::from(minutes),
         db_bytes as f64 / 1e6
     );
-    println!("query over the {minutes} minutes, median of {ROUNDS}:");
+    println!("query over the last 15 minutes, median of {ROUNDS}:");
     println!(
         "  mix (label rows of all)         {:>10.2} ms  ({mix_rows} rows out)",
         ms(mix_alone)
@@ -162,4 +173,42 @@ fn main() {
         ms(worst),
         ms(mix_alone)
     );
+    // The top list over windows ending at the last minute: hour totals against minutes.
+    println!(
+        "top list (every subscriber's class traffic), hour totals against minutes, median of 3:"
+    );
+    for (name, secs) in [
+        ("15 min", 15 * 60),
+        ("1 h", 3600),
+        ("24 h", 86_400),
+        ("90 days", 90 * 86_400),
+    ] {
+        let from = to - secs;
+        let run = |hours: bool| {
+            let runs: Vec<(Duration, Vec<_>)> = (0..3)
+                .map(|_| {
+                    timed(|| {
+                        if hours {
+                            history.traffic(from, to, Which::Subscribers)
+                        } else {
+                            history.traffic_from_minutes(from, to, Which::Subscribers)
+                        }
+                        .expect("store query")
+                    })
+                })
+                .collect();
+            let rows = runs[0].1.clone();
+            (median(runs.into_iter().map(|r| r.0).collect()), rows)
+        };
+        let (before, slow) = run(false);
+        let (after, fast) = run(true);
+        assert_eq!(fast, slow, "{name}: the two ways disagree");
+        println!(
+            "  {name:>8}: minutes {:>10.1} ms, hour totals {:>10.1} ms ({:.3}x; {} rows out)",
+            ms(before),
+            ms(after),
+            ms(after) / ms(before),
+            fast.len()
+        );
+    }
 }

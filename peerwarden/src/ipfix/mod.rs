@@ -1,8 +1,9 @@
 //! IPFIX export (RFC 7011) of finished flows, with their label, to a collector over UDP.
 //!
-//! A thread reads the daemon's flow table snapshot every second, asks the tracker
-//! (`peerwarden_ipfix::tracker`) which flows are due (idle, active timeout, gone from the
-//! table) and sends their records, encoded by `peerwarden_ipfix::encode`, to the collector. Templates go out with the first message and
+//! A thread reads one slice of the daemon's flow table snapshot every second (the whole
+//! table up to 65,536 flows; one of 16 slices at 1,048,576, so a record can be up to 16 s
+//! late: `peerwarden_ipfix::tracker`, "Slices"), asks the tracker which flows are due
+//! (idle, active timeout, gone from the table) and sends their records, encoded by `peerwarden_ipfix::encode`, to the collector. Templates go out with the first message and
 //! again every `template_refresh` or every [`TEMPLATE_EVERY_MESSAGES`] messages, whichever
 //! comes first (RFC 7011, section 8.4: over UDP templates are resent periodically). At a
 //! clean stop the daemon hands the exporter the last walk of the kernel's table, taken
@@ -235,9 +236,10 @@ impl Exporter {
             last_templates: None,
             last_warning: None,
         };
-        let mut tracker = Tracker::new(
+        let mut tracker = Tracker::with_slicer(
             config.idle_timeout.as_nanos() as u64,
             config.active_timeout.as_nanos() as u64,
+            state.flows.slicer(),
         );
         COUNTERS.enabled.store(true, Ordering::Relaxed);
         info!(collector = %config.collector, domain = config.observation_domain,
@@ -254,17 +256,20 @@ impl Exporter {
                         heartbeat.beat();
                         let started = Instant::now();
                         namer = Namer::of(&state);
-                        let reading: Vec<(FlowKey, FlowValue)> =
-                            state.flows.iter().map(|e| (*e.key(), *e.value())).collect();
-                        // The adopted table is read once the flow reader has walked it (an
-                        // empty one for 3 s was empty).
-                        if baseline && !reading.is_empty() {
+                        // The adopted table is read whole once the flow reader has walked
+                        // it (an empty one for 3 s was empty).
+                        if baseline && !state.flows.is_empty() {
                             baseline = false;
+                            let reading: Vec<(FlowKey, FlowValue)> =
+                                state.flows.iter().map(|e| (*e.key(), *e.value())).collect();
                             tracker.adopt(reading, ktime::monotonic_ns());
                             continue;
                         }
                         baseline &= began.elapsed() < Duration::from_secs(3);
-                        let due = tracker.tick(reading, ktime::monotonic_ns());
+                        // This second's slice of the last walk (the snapshot keeps the
+                        // table in the tracker's slices: nothing else is read).
+                        let slice = state.flows.slice(tracker.next_slice());
+                        let due = tracker.tick_slice(slice.iter().copied(), ktime::monotonic_ns());
                         sender.send(&due, &namer);
                         while started.elapsed() < Duration::from_secs(1)
                             && !stop.load(Ordering::Relaxed)
