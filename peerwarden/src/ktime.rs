@@ -36,10 +36,39 @@ pub fn coarse_tick_ns() -> u64 {
     })
 }
 
+/// A wall-clock time and the monotonic time it was read at, as one pair: the wall clock is
+/// read between two monotonic reads, the closest of three tries is kept and the midpoint
+/// taken, so a thread preempted between two reads does not shift the pair by the time it
+/// waited. Read again at most once a second (a stepped wall clock is followed within one).
+fn clock_pair() -> (SystemTime, u64) {
+    static PAIR: std::sync::Mutex<Option<(SystemTime, u64)>> = std::sync::Mutex::new(None);
+    let now = monotonic_ns();
+    let mut cached = PAIR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((wall, mono)) = *cached
+        && now.saturating_sub(mono) < 1_000_000_000
+    {
+        return (wall, mono);
+    }
+    let mut best: Option<(u64, SystemTime, u64)> = None;
+    for _ in 0..3 {
+        let before = monotonic_ns();
+        let wall = SystemTime::now();
+        let after = monotonic_ns();
+        let gap = after.saturating_sub(before);
+        if best.is_none_or(|(g, _, _)| gap < g) {
+            best = Some((gap, wall, before + gap / 2));
+        }
+    }
+    let (_, wall, mono) = best.unwrap_or((0, SystemTime::now(), now));
+    *cached = Some((wall, mono));
+    (wall, mono)
+}
+
 /// The wall-clock time of a probe timestamp.
 pub fn wall_time(ktime_ns: u64) -> SystemTime {
-    let now_mono = monotonic_ns();
-    let now = SystemTime::now();
+    let (now, now_mono) = clock_pair();
     if ktime_ns <= now_mono {
         now - Duration::from_nanos(now_mono - ktime_ns)
     } else {
@@ -68,6 +97,29 @@ mod tests {
         assert_eq!(s, "2026-11-18T11:08:43.456Z");
         assert_eq!(parse_rfc3339(&s), Some(t));
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn one_stamp_reads_as_one_wall_time_from_busy_threads() {
+        // Four threads on two cores convert the same stamp 20,000 times each: a thread
+        // preempted between its clock reads used to shift its answer by the time it waited.
+        let stamp = monotonic_ns();
+        let spread: Vec<Duration> = (0..4)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let times: Vec<SystemTime> = (0..20_000).map(|_| wall_time(stamp)).collect();
+                    let lo = times.iter().min().copied().expect("times");
+                    let hi = times.iter().max().copied().expect("times");
+                    hi.duration_since(lo).unwrap_or_default()
+                })
+            })
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        // A refresh a second later may move it by the clocks' drift: microseconds.
+        assert!(
+            spread.iter().all(|d| *d < Duration::from_millis(1)),
+            "{spread:?}"
+        );
     }
 
     #[test]
