@@ -4,7 +4,10 @@
 //! JSON type, `E_INVALID_FIELD_VALUE` for a wrong value (an array element of the wrong type
 //! included, as the RFC says). Unknown fields are ignored (section 8.3.7).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use serde_json::{Map, Value};
 
@@ -104,10 +107,11 @@ fn strings(v: Option<&Value>, path: &str) -> Result<Option<Vec<String>>, AltoErr
         Some(_) => return Err(AltoError::InvalidFieldType(path.into())),
     };
     let mut out: Vec<String> = Vec::with_capacity(items.len());
+    let mut seen: HashSet<&str> = HashSet::with_capacity(items.len());
     for item in items {
         match item {
             Value::String(s) => {
-                if !out.contains(s) {
+                if seen.insert(s) {
                     out.push(s.clone());
                 }
             }

@@ -1,4 +1,4 @@
-//! The ALTO server (RFC 7285) of the real daemon on a lab gateway, from the outside, as an
+//! The ALTO server (RFC 7285, issue 15) of the real daemon on a lab gateway, from the outside, as an
 //! ALTO client sees it:
 //!
 //! - the directory, and every resource it lists, answered with the media type the
@@ -26,6 +26,7 @@ use std::{
     time::Duration,
 };
 
+use peerwarden_lab::http_response;
 use peerwarden_tests::lab::{Daemon, Lab, TempDir};
 use serde_json::{Value, json};
 
@@ -69,13 +70,9 @@ fn call(method: &str, path: &str, token: Option<&str>, media: &str, body: &[u8])
     let _ = s.write_all(body);
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
+    let (code, body) = http_response(&raw);
     let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let head = text.split_once("\r\n\r\n").map_or(&*text, |(h, _)| h);
     let media = head
         .lines()
         .find_map(|l| {
@@ -84,11 +81,7 @@ fn call(method: &str, path: &str, token: Option<&str>, media: &str, body: &[u8])
         })
         .map(|(_, v)| v.trim().to_string())
         .unwrap_or_default();
-    Answer {
-        code,
-        media,
-        body: body.to_string(),
-    }
+    Answer { code, media, body }
 }
 
 fn get(path: &str) -> Answer {
