@@ -14,6 +14,7 @@
 //! history: { path: /var/lib/peerwarden/history.db, minute_retention_days: 7, hour_retention_days: 90 }
 //! metrics: { subscriber_series_limit: 1000 }
 //! ipfix: { collector: "198.51.100.2:4739", idle_timeout: 15s, active_timeout: 60s }  # optional
+//! alto: { costs: { local: 1, transit: 10 } }     # optional pids: { NAME: [PREFIX, ...] } (README)
 //! ```
 //!
 //! Observe-only mode, on a mirror (SPAN) port with copies of both directions:
@@ -101,6 +102,9 @@ pub struct Config {
     /// IPFIX export of finished flows (off without this section).
     #[serde(default)]
     pub ipfix: Option<ipfix::IpfixConfig>,
+    /// The ALTO server (RFC 7285): its PIDs and `routingcost`s (`peerwarden_alto::config`).
+    #[serde(default)]
+    pub alto: peerwarden_alto::AltoConfig,
     /// The instance name: the kernel maps and links are pinned under
     /// `/sys/fs/bpf/peerwarden/<instance>`. Default: the namespace and the interfaces
     /// (`gw_eth1_eth0`; `host_eth1_eth0` without `netns`).
@@ -482,6 +486,7 @@ impl Config {
         {
             invalid(e);
         }
+        config.alto.problems().into_iter().for_each(&mut invalid);
         if let Some(name) = &config.instance
             && let Err(e) = crate::probe::pins::check_name(name)
         {

@@ -101,6 +101,8 @@ pub struct State {
     /// The supervised threads and their health (registered as the daemon starts them;
     /// none in API tests).
     pub threads: crate::supervision::Threads,
+    /// The ALTO server's configuration and the maps of the last policy it saw.
+    pub alto: peerwarden_alto::server::Alto,
 }
 
 /// What a [`State`] is made from.
@@ -129,6 +131,8 @@ pub struct StateOptions {
     pub subscriber_series_limit: usize,
     /// Observe-only mode: the mirror port (none: inline).
     pub observe_mirror: Option<String>,
+    /// The `alto` section of the config.
+    pub alto: peerwarden_alto::AltoConfig,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -157,6 +161,7 @@ impl State {
             subscriber_series_limit: o.subscriber_series_limit,
             observe_mirror: o.observe_mirror,
             threads: Default::default(),
+            alto: peerwarden_alto::server::Alto::new(o.alto),
         }
     }
 

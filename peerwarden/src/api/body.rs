@@ -15,6 +15,9 @@ use super::ApiError;
 /// subscribers (tests/benches/policy_scale.rs: an IPv4 /32 and an IPv6 /64 each, a plan)
 /// is 8.3 MiB of YAML; twice that leaves room for longer ids and more prefixes.
 pub const POLICY_MAX_BYTES: usize = 16 << 20;
+/// The largest ALTO request (RFC 7285 filters and endpoint cost queries): 64 KiB is about
+/// 3,000 typed addresses; the endpoint cost service bounds the pairs asked for on its own.
+pub const ALTO_MAX_BYTES: usize = 64 << 10;
 /// The largest clock request: `{"now": "..."}` is under 100 bytes.
 pub const CLOCK_MAX_BYTES: usize = 4096;
 

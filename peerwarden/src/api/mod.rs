@@ -3,6 +3,7 @@
 //! is built in [`app`] so tests drive it without a socket.
 
 mod access_log;
+mod alto;
 mod auth;
 mod body;
 mod clock;
@@ -55,6 +56,13 @@ pub fn router() -> (Router<Arc<State>>, utoipa::openapi::OpenApi) {
         .routes(routes!(subscribers::one))
         .routes(routes!(dashboard::index))
         .routes(routes!(dashboard::asset))
+        .routes(routes!(alto::directory))
+        .routes(routes!(alto::network_map))
+        .routes(routes!(alto::network_map_filtered))
+        .routes(routes!(alto::cost_map_num))
+        .routes(routes!(alto::cost_map_ord))
+        .routes(routes!(alto::cost_map_filtered))
+        .routes(routes!(alto::endpoint_cost))
         .split_for_parts()
 }
 

@@ -169,3 +169,43 @@ fn problems_display_like_policy_check() {
     };
     assert_eq!(p.to_string(), "c.yaml: bad");
 }
+
+#[test]
+fn alto_pids_and_costs_are_checked_with_their_places() {
+    let text = "interfaces: { downlink: eth1, uplink: eth0 }\n\
+                alto:\n\
+                \x20 costs: { local: 1, transit: -3 }\n\
+                \x20 pids:\n\
+                \x20   north: [100.64.0.0/16]\n\
+                \x20   south: [100.64.0.0/16, 100.65.0.1/16]\n\
+                \x20   default: [10.0.0.0/8]\n";
+    let got = lines(&check(text, "c.yaml"));
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert!(got[0].starts_with("c.yaml:3:"), "{got:#?}");
+    assert!(
+        got[0].contains("alto.costs.transit: -3 is out of range"),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("c.yaml:6:")
+                && l.contains("100.64.0.0/16 is also in PID \"north\"")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("c.yaml:6:") && l.contains("did you mean 100.65.0.0/16?")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("c.yaml:7:")
+                && l.contains("alto.pids.default: the name is reserved")),
+        "{got:#?}"
+    );
+    let loader = Config::parse(text, std::path::Path::new("c.yaml")).expect_err("refused");
+    assert!(loader.to_string().contains("alto."), "{loader}");
+    let ok =
+        "interfaces: { downlink: eth1, uplink: eth0 }\nalto: { pids: { pop1: [100.64.0.0/10] } }\n";
+    assert!(check(ok, "c.yaml").problems.is_empty());
+}

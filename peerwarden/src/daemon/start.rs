@@ -243,6 +243,7 @@ pub(super) fn data_path(
         subscribers,
         subscriber_series_limit: config.metrics.subscriber_series_limit,
         observe_mirror,
+        alto: config.alto.clone(),
     }));
     Ok(DataPath {
         probe,

@@ -274,6 +274,7 @@ async fn paging_a_large_table_lists_every_flow_once_in_order() {
         subscribers: Default::default(),
         subscriber_series_limit: 0,
         observe_mirror: None,
+        alto: Default::default(),
     });
     let n = 20_000u32;
     s.set_flows(

@@ -95,6 +95,7 @@ fn state_with(
         subscribers: Default::default(),
         subscriber_series_limit,
         observe_mirror: None,
+        alto: Default::default(),
     });
     let t0 = Instant::now() - Duration::from_secs(120);
     s.push_reading(LabelReading {

@@ -108,6 +108,7 @@ async fn writes_are_refused_without_a_configured_token() {
         subscribers: Default::default(),
         subscriber_series_limit: 1000,
         observe_mirror: None,
+        alto: Default::default(),
     });
     let (status, v) = send(&app(Arc::new(s)), put_policy(GOOD_POLICY, Some(TOKEN))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
