@@ -1,0 +1,348 @@
+//! Shaping on multi-queue interfaces (issue 16 item 4): the gateway's veths made with
+//! several queues (`peerwarden lab up --gateway-queues N`), the daemon started by the test
+//! (its config sizes the kernel maps for the policy).
+//!
+//! - 100,000 shaped subscribers on 16 queues: the mq root, one HTB per queue, a class for
+//!   every subscriber, and a subscriber of the last rank's packets in its own class.
+//! - Four subscribers shaped at once to four rates on two queues: each holds its rate
+//!   within [`TOLERANCE`], judged by the frames arriving on its own link over a whole
+//!   window. Two subscribers (carol, dave) are namespaces the test adds to the lab's
+//!   switch (named with the lab's prefix, so `lab down` removes them too).
+//!
+//! Run as root: `cargo test -p peerwarden-tests --test labs shape_queues:: -- --test-threads=1`.
+
+use std::{
+    fmt::Write as _,
+    net::Ipv4Addr,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use peerwarden_tests::lab::{Daemon, Lab, TempDir, link_bytes, run_bounded, wait_listening};
+
+const SERVER: &str = "203.0.113.10";
+/// Wire rates within this fraction of the plan's (issue 16: ±5%).
+const TOLERANCE: f64 = 0.05;
+
+/// The daemon's config for `lab` with `policy`, maps sized for 131,072 subscribers.
+fn start_daemon(lab: &Lab, dir: &TempDir, policy: &str) -> Daemon {
+    let file = dir.0.join("policy.yaml");
+    std::fs::write(&file, policy).expect("writing the policy");
+    let config = dir.0.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "interfaces: {{ downlink: downlink, uplink: uplink }}\n\
+             netns: {gw}\n\
+             api: {{ listen: \"127.0.0.1:{port}\" }}\n\
+             flow_table_size: 65536\n\
+             max_subscribers: 131072\n\
+             history: {{ path: {history} }}\n\
+             policy: {policy}\n",
+            gw = lab.netns("gw"),
+            port = lab.api_port,
+            history = dir.0.join("history.db").display(),
+            policy = file.display(),
+        ),
+    )
+    .expect("writing the config");
+    Daemon::start(&config, &dir.0.join("daemon.log"), lab.api_addr())
+}
+
+/// `tc -s <what> show dev <dev>` in the gateway.
+fn tc(lab: &Lab, what: &str, dev: &str) -> String {
+    let out = run_bounded(
+        Command::new("ip").args([
+            "netns",
+            "exec",
+            &lab.netns("gw"),
+            "tc",
+            "-s",
+            what,
+            "show",
+            "dev",
+            dev,
+        ]),
+        Duration::from_secs(60),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Bytes class `id` (`major:minor` in hex, as tc prints it) has sent, from `tc -s class`.
+fn class_sent(stats: &str, id: &str) -> Option<u64> {
+    stats
+        .split(&format!("class htb {id} "))
+        .nth(1)?
+        .split("Sent ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// iperf3 servers in the internet namespace; killed by pid when dropped.
+struct Servers(Vec<Child>);
+
+impl Servers {
+    fn start(lab: &Lab, ports: &[u16]) -> Servers {
+        let net = lab.netns("net");
+        let mut s = Servers(Vec::new());
+        for port in ports {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &net, "iperf3", "-s", "-B", SERVER])
+                .args(["-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting iperf3 -s");
+            s.0.push(child);
+            wait_listening(&net, *port);
+        }
+        s
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A download of `secs` seconds from the server's `port` by the client in namespace `ns`
+/// (2 streams), started now.
+fn download(ns: &str, port: u16, secs: u32) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "iperf3", "-c", SERVER, "-R", "-P", "2"])
+        .args(["-p", &port.to_string(), "-t", &secs.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting iperf3 -c")
+}
+
+/// Waits for `child` at most `limit`, then kills it.
+fn wait_bounded(mut child: Child, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_hundred_thousand_subscribers_are_shaped_on_sixteen_queues() {
+    const GENERATED: u32 = 100_000;
+    let lab = Lab::up(
+        "pq16",
+        9623,
+        &["--no-daemon", "--no-policy", "--gateway-queues", "16"],
+    );
+    let dir = TempDir::new("shape-queues-100k");
+    // 100,000 generated subscribers shaped to 5 mbit down, then alice at 7 mbit: index
+    // 100,000, queue 0 (100,000 % 16), rank 6,250: class 1:(6,250 * 8 + 1 + 1) = 1:c352.
+    let mut y = String::from(
+        "timezone: UTC\n\
+         plans:\n\
+         \x20 many: { rate: { down: 10gbit, up: 10gbit }, classes: { other: { down: 5mbit, action: shape } } }\n\
+         \x20 alice: { rate: { down: 10gbit, up: 10gbit }, classes: { other: { down: 7mbit, action: shape } } }\n\
+         default_plan: many\n\
+         subscribers:\n",
+    );
+    for i in 0..GENERATED {
+        let v4 = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 65, 0, 0)) + i);
+        let _ = writeln!(y, "  - {{ id: s{i}, prefixes: [{v4}/32], plan: many }}");
+    }
+    y.push_str("  - { id: alice, prefixes: [100.64.1.10/32], plan: alice }\n");
+    let started = Instant::now();
+    let daemon = start_daemon(&lab, &dir, &y);
+    println!(
+        "daemon healthy with 100,001 shaped subscribers in {:?}",
+        started.elapsed()
+    );
+
+    let qdiscs = tc(&lab, "qdisc", "downlink");
+    assert!(qdiscs.contains("qdisc mq 7fff: root"), "{qdiscs}");
+    for q in 1..=16 {
+        assert!(
+            qdiscs.contains(&format!("qdisc htb {q:x}: parent 7fff:{q:x} ")),
+            "queue {q}'s HTB: {qdiscs}"
+        );
+    }
+    let classes = tc(&lab, "class", "downlink");
+    let count = classes.matches("class htb ").count();
+    let at_5 = classes.matches("rate 5Mbit ceil 5Mbit").count();
+    assert_eq!(
+        (count, at_5),
+        (100_001, 100_000),
+        "classes on the downlink (all, at 5 mbit)"
+    );
+    assert!(
+        classes.contains("class htb 1:c352 root prio 0 rate 7Mbit ceil 7Mbit"),
+        "alice's class"
+    );
+    assert!(
+        !tc(&lab, "qdisc", "uplink").contains("htb"),
+        "nothing shaped up"
+    );
+
+    // Alice's download goes through her class on queue 0.
+    let _servers = Servers::start(&lab, &[5301]);
+    let before = class_sent(&classes, "1:c352").unwrap_or(0);
+    wait_bounded(
+        download(&lab.netns("alice"), 5301, 4),
+        Duration::from_secs(30),
+    );
+    let after = tc(&lab, "class", "downlink");
+    let sent = class_sent(&after, "1:c352").unwrap_or(0) - before;
+    println!("alice's class sent {sent} bytes in 4 s at 7 mbit");
+    assert!(
+        sent as f64 > 7e6 / 8.0 * 3.0,
+        "alice's class 1:c352 sent {sent} bytes"
+    );
+    assert!(daemon.terminate(Duration::from_secs(60)).success());
+    assert!(
+        !tc(&lab, "qdisc", "downlink").contains("htb"),
+        "the qdiscs go at shutdown"
+    );
+    println!("whole test {:?}", started.elapsed());
+}
+
+/// A subscriber namespace `<prefix>-<name>` on the lab's switch with address `v4`.
+fn add_subscriber(lab: &Lab, name: &str, v4: &str) {
+    let ns = lab.netns(name);
+    let sw = lab.netns("sw");
+    let ip = |args: &[&str]| {
+        let out = run_bounded(Command::new("ip").args(args), Duration::from_secs(20));
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ip(&["netns", "add", &ns]);
+    ip(&[
+        "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", name, "netns", &sw,
+    ]);
+    ip(&["-n", &sw, "link", "set", name, "master", "br0"]);
+    for (n, dev) in [(&ns, "eth0"), (&sw, name)] {
+        run_bounded(
+            Command::new("ip").args([
+                "netns", "exec", n, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+                "tx", "off", "rx", "off",
+            ]),
+            Duration::from_secs(10),
+        );
+        ip(&["-n", n, "link", "set", dev, "up"]);
+    }
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    ip(&["-n", &ns, "addr", "add", &format!("{v4}/24"), "dev", "eth0"]);
+    for prefix in ["198.51.100.0/24", "203.0.113.0/24"] {
+        ip(&["-n", &ns, "route", "add", prefix, "via", "100.64.1.1"]);
+    }
+}
+
+#[test]
+fn four_subscribers_hold_four_rates_on_two_queues() {
+    let lab = Lab::up(
+        "pq2",
+        9624,
+        &["--no-daemon", "--no-policy", "--gateway-queues", "2"],
+    );
+    add_subscriber(&lab, "carol", "100.64.1.30");
+    add_subscriber(&lab, "dave", "100.64.1.40");
+    // Indexes 0 to 3 in this order: alice and carol on queue 0, bob and dave on queue 1.
+    let subs = [
+        ("alice", "100.64.1.10", 10u64, "1:2"),
+        ("bob", "100.64.1.20", 15, "2:2"),
+        ("carol", "100.64.1.30", 20, "1:a"),
+        ("dave", "100.64.1.40", 30, "2:a"),
+    ];
+    let mut y = String::from("timezone: UTC\nplans:\n");
+    for (name, _, mbit, _) in subs {
+        let _ = writeln!(
+            y,
+            "  {name}: {{ rate: {{ down: 10gbit, up: 10gbit }}, classes: {{ other: {{ down: {mbit}mbit, action: shape }} }} }}"
+        );
+    }
+    y.push_str("default_plan: alice\nsubscribers:\n");
+    for (name, v4, _, _) in subs {
+        let _ = writeln!(y, "  - {{ id: {name}, prefixes: [{v4}/32], plan: {name} }}");
+    }
+    let dir = TempDir::new("shape-queues-rates");
+    let daemon = start_daemon(&lab, &dir, &y);
+    let classes = tc(&lab, "class", "downlink");
+    for (name, _, mbit, id) in subs {
+        assert!(
+            classes.contains(&format!(
+                "class htb {id} root prio 0 rate {mbit}Mbit ceil {mbit}Mbit"
+            )),
+            "{name}'s class {id}: {classes}"
+        );
+    }
+    let ports: Vec<u16> = (0..subs.len() as u16).map(|i| 5311 + i).collect();
+    let _servers = Servers::start(&lab, &ports);
+    // All four download at once for 14 s; the window is seconds 3 to 13.
+    const SECS: u32 = 14;
+    let (from, to) = (3u64, 13u64);
+    let t0 = Instant::now();
+    let clients: Vec<Child> = subs
+        .iter()
+        .zip(&ports)
+        .map(|((name, ..), port)| download(&lab.netns(name), *port, SECS))
+        .collect();
+    let mut marks = Vec::new();
+    for at in [from, to] {
+        thread::sleep((t0 + Duration::from_secs(at)).saturating_duration_since(Instant::now()));
+        let bytes: Vec<u64> = subs
+            .iter()
+            .map(|(name, ..)| link_bytes(&lab.netns(name), "eth0").0)
+            .collect();
+        marks.push((Instant::now(), bytes));
+    }
+    for c in clients {
+        wait_bounded(c, Duration::from_secs(u64::from(SECS) + 20));
+    }
+    let secs = (marks[1].0 - marks[0].0).as_secs_f64();
+    let stats = tc(&lab, "class", "downlink");
+    let mut report = String::new();
+    let mut bad = Vec::new();
+    for (i, (name, _, mbit, id)) in subs.iter().enumerate() {
+        let got = (marks[1].1[i] - marks[0].1[i]) as f64 * 8.0 / secs / 1e6;
+        let want = *mbit as f64;
+        let _ = writeln!(
+            report,
+            "{name}: {got:.2} Mbit/s on the wire (shaped to {want}), class {id} sent {:?} bytes",
+            class_sent(&stats, id)
+        );
+        if (got - want).abs() > want * TOLERANCE {
+            bad.push(*name);
+        }
+    }
+    print!("{report}");
+    assert!(bad.is_empty(), "outside ±5%: {bad:?}\n{report}");
+    // Both queues' HTBs carried traffic.
+    let qdiscs = tc(&lab, "qdisc", "downlink");
+    for q in ["1:", "2:"] {
+        let sent: u64 = qdiscs
+            .split(&format!("qdisc htb {q} parent"))
+            .nth(1)
+            .and_then(|s| s.split("Sent ").nth(1))
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(0);
+        assert!(sent > 1_000_000, "HTB {q} sent {sent} bytes:\n{qdiscs}");
+    }
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+}
