@@ -353,17 +353,40 @@ impl TcOps for Netlink {
     }
 }
 
-/// Transmit queues of `iface` the kernel uses (`real_num_tx_queues`: the `tx-N`
-/// directories under /sys/class/net/IFACE/queues), at least 1.
+/// Transmit queues `iface` uses, as `ethtool -l` reports them (`ETHTOOL_GCHANNELS`: the
+/// combined channels plus the transmit-only ones, `real_num_tx_queues` on a veth); 1 when
+/// the driver does not say. Asked through an ioctl on a socket of the current network
+/// namespace: /sys/class/net shows the namespace sysfs was mounted in, not the daemon's.
 pub fn tx_queues(iface: &str) -> u32 {
-    let Ok(dir) = std::fs::read_dir(format!("/sys/class/net/{iface}/queues")) else {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    // struct ethtool_channels: cmd, max_rx, max_tx, max_other, max_combined, rx_count,
+    // tx_count, other_count, combined_count.
+    let mut channels = [0u32; 9];
+    channels[0] = ETHTOOL_GCHANNELS;
+    let name = iface.as_bytes();
+    if name.len() >= libc::IFNAMSIZ {
         return 1;
-    };
-    let n = dir
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("tx-"))
-        .count();
-    (n as u32).clamp(1, peerwarden_common::shape::MAX_QUEUES)
+    }
+    // SAFETY: a zeroed ifreq is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = channels.as_mut_ptr().cast();
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return 1;
+    }
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifr names the device and points at a buffer of the size the command writes.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) };
+    if rc != 0 {
+        return 1;
+    }
+    (channels[6] + channels[8]).clamp(1, peerwarden_common::shape::MAX_QUEUES)
 }
 
 #[cfg(test)]
