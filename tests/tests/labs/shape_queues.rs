@@ -226,10 +226,10 @@ fn add_subscriber(lab: &Lab, name: &str, v4: &str) {
 }
 
 // Not in CI yet: on a quiet machine every subscriber was within 0.2% of its rate (2 runs
-// at 10/15/20/30 mbit, 1 at 5/7/9/12); on this 2-core machine at a load average of 11-15
-// (other engineers' builds), the second class of a queue's HTB (carol, dave) fell short
-// by 4 to 26% in 5 of 7 runs while the first (alice, bob) held within 2%: its class sent
-// less over the whole run, so HTB served it late, not the window. Run it with
+// at 10/15/20/30 mbit); on this 2-core machine at a load average of 11-15 (other
+// engineers' builds), in 5 runs the second class of a queue's HTB (carol, dave) fell
+// short by 9 to 26% 4 times (4.3% the fifth) while the first (alice, bob) held within 4%:
+// its class sent less over the whole run, so HTB served it late, not the window. Run with
 // `--ignored shape_queues::four` (docs/policies.md, "Shaping and its limits").
 #[test]
 #[ignore = "under heavy CPU load the second class of an HTB falls short (docs/policies.md)"]
