@@ -24,6 +24,7 @@ pub mod host;
 pub mod label;
 pub mod observe;
 pub mod policy;
+pub mod shape;
 pub mod stats;
 
 pub use flow::{Direction, FlowKey, FlowValue};

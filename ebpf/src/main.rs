@@ -5,7 +5,8 @@
 //! (packets coming down). Every packet is parsed, keyed to its flow, fingerprinted while the
 //! flow is undecided (samples go to the daemon's deep classifier), counted, and put through
 //! its subscriber's policy (pass, police, mark, block). `tc_uplink_egress` and
-//! `tc_downlink_egress` steer shaped flows into HTB classes.
+//! `tc_downlink_egress` steer shaped flows into HTB classes; on a multi-queue interface
+//! the probe first redirects a shaped packet to its queue's CPU (steer.rs).
 //! `xdp_observe` is the observe-only entry point for a mirror port (observe.rs).
 //! `xdp_pass` is a bare `XDP_PASS` program, the baseline of the per-packet benchmark.
 #![no_std]
@@ -26,6 +27,7 @@ mod parse;
 mod policy;
 mod quota;
 mod shape;
+mod steer;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use peerwarden_common::{Direction, Stat};
@@ -73,7 +75,11 @@ fn probe(ctx: &XdpContext, dir: Direction) -> u32 {
     if pkt.frag == parse::FRAG_FIRST {
         frag::remember(&pkt.key, pkt.frag_id);
     }
-    flow::track(ctx, &pkt, dir, frame_len)
+    match flow::track(ctx, &pkt, dir, frame_len) {
+        // A shaped packet bound for a multi-queue interface goes to its queue's CPU.
+        xdp_action::XDP_PASS => steer::to_queue_cpu(&pkt.key, dir),
+        action => action,
+    }
 }
 
 /// Counts a frame the probe does not track in its statistic (it is passed untouched).

@@ -1,7 +1,10 @@
 //! TC egress programs for `shape` rules: they find the packet's flow (which the XDP probe
-//! created on ingress) and set `skb->priority` to the subscriber's HTB class, `1:minor`,
-//! which the HTB qdisc the daemon installed on the interface honours. Packets without a
-//! shape rule keep priority 0, which HTB sends through its default (unshaped) path.
+//! created on ingress) and set `skb->priority` to the subscriber's HTB class, which the
+//! HTB qdisc the daemon installed on the interface honours: `1:minor` on a single-queue
+//! interface; on a multi-queue one, the class in the HTB of the subscriber's transmit
+//! queue, and `queue_mapping` to that queue (steer.rs, common/src/shape.rs). Packets
+//! without a shape rule keep priority 0, which HTB sends through its default (unshaped)
+//! path.
 
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 use peerwarden_common::Direction;
@@ -9,11 +12,8 @@ use peerwarden_common::Direction;
 use crate::{
     flow,
     parse::{self, Parsed},
-    policy,
+    policy, steer,
 };
-
-/// HTB major handle the daemon gives its root qdisc.
-const HTB_MAJOR: u32 = 1;
 
 /// Egress of the uplink: packets from subscribers (up).
 #[classifier]
@@ -36,10 +36,22 @@ fn steer(ctx: &TcContext, dir: Direction) -> i32 {
     }
     if let Parsed::Flow(pkt) | Parsed::Charged(_, pkt) = parse::parse(ctx, dir)
         && let Some(f) = flow::get(&pkt.key)
-        && let Some(minor) = policy::shape_class(f, dir)
+        && let Some(class) = policy::shape_class(f, dir)
+        && let Some((queue, id, multi)) = steer::place_class(class, dir)
     {
-        // SAFETY: skb is the live __sk_buff of this program run; priority is writable in TC.
-        unsafe { (*ctx.skb.skb).priority = (HTB_MAJOR << 16) | minor };
+        let skb = ctx.skb.skb;
+        // SAFETY: skb is the live __sk_buff of this program run; priority and
+        // queue_mapping are writable in TC.
+        unsafe {
+            (*skb).priority = id;
+            if multi {
+                // The kernel picks the transmit queue after this program: with no XPS map
+                // on the device, a forwarded skb's queue is its recorded queue_mapping
+                // minus one (skb_tx_hash), so queue `q` is written as `q + 1`, as for a
+                // received skb. The daemon clears XPS on the interfaces it shapes.
+                (*skb).queue_mapping = queue + 1;
+            }
+        }
     }
     TC_ACT_OK as i32
 }

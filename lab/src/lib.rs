@@ -170,6 +170,9 @@ pub struct UpOptions {
     pub deep_max_flows: Option<u32>,
     /// How long to wait for `/healthz`.
     pub health_timeout: std::time::Duration,
+    /// Transmit and receive queues of the gateway's two veths (1: a single queue, as
+    /// before; more: shaping gets an mq root and an HTB per queue).
+    pub gateway_queues: u32,
 }
 
 impl Default for UpOptions {
@@ -181,6 +184,7 @@ impl Default for UpOptions {
             flow_table_size: 65536,
             deep_max_flows: None,
             health_timeout: std::time::Duration::from_secs(20),
+            gateway_queues: 1,
         }
     }
 }
@@ -235,7 +239,7 @@ pub fn up(lab: &Lab, opts: &UpOptions, unpin: &UnpinFn) -> Result<UpReport, LabE
 fn up_inner(lab: &Lab, opts: &UpOptions) -> Result<UpReport, LabError> {
     let t0 = std::time::Instant::now();
     exec::create_dir(lab.state_dir())?;
-    let namespaces = topology::create(lab)?;
+    let namespaces = topology::create(lab, opts.gateway_queues)?;
     let topology_time = t0.elapsed();
     let policy = daemon::choose_policy(lab, &opts.policy)?;
     daemon::write_config(lab, opts, policy.as_deref())?;

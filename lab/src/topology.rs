@@ -70,8 +70,9 @@ pub fn destroy(lab: &Lab) -> Result<Vec<String>, LabError> {
     Ok(deleted)
 }
 
-/// Builds the whole topology; returns the namespaces made.
-pub fn create(lab: &Lab) -> Result<Vec<String>, LabError> {
+/// Builds the whole topology, the gateway's veths with `gateway_queues` queues each way;
+/// returns the namespaces made.
+pub fn create(lab: &Lab, gateway_queues: u32) -> Result<Vec<String>, LabError> {
     let alice = lab.netns(Role::Alice);
     let bob = lab.netns(Role::Bob);
     let sw = lab.netns(Role::Switch);
@@ -97,8 +98,9 @@ pub fn create(lab: &Lab) -> Result<Vec<String>, LabError> {
     // port "gw"; gateway uplink <-> internet eth0.
     veth(("eth0", &alice), ("alice", &sw))?;
     veth(("eth0", &bob), ("bob", &sw))?;
-    veth(("downlink", &gw), ("gw", &sw))?;
-    veth(("uplink", &gw), ("eth0", &net))?;
+    let q = gateway_queues.max(1);
+    veth_queues(("downlink", &gw), ("gw", &sw), q)?;
+    veth_queues(("uplink", &gw), ("eth0", &net), q)?;
 
     exec::ip(&[
         "-n",
@@ -228,10 +230,25 @@ pub fn create(lab: &Lab) -> Result<Vec<String>, LabError> {
 }
 
 fn veth((a, ns_a): (&str, &str), (b, ns_b): (&str, &str)) -> Result<(), LabError> {
-    exec::ip(&[
-        "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns", ns_b,
-    ])
-    .map(drop)
+    veth_queues((a, ns_a), (b, ns_b), 1)
+}
+
+/// A veth pair with `queues` transmit and receive queues on each end.
+fn veth_queues(
+    (a, ns_a): (&str, &str),
+    (b, ns_b): (&str, &str),
+    queues: u32,
+) -> Result<(), LabError> {
+    let q = queues.to_string();
+    let mut args = vec!["link", "add", a, "netns", ns_a];
+    if queues > 1 {
+        args.extend(["numtxqueues", &q, "numrxqueues", &q]);
+    }
+    args.extend(["type", "veth", "peer", "name", b, "netns", ns_b]);
+    if queues > 1 {
+        args.extend(["numtxqueues", &q, "numrxqueues", &q]);
+    }
+    exec::ip(&args).map(drop)
 }
 
 fn sysctl(ns: &str, key: &str, value: &str) -> Result<(), LabError> {

@@ -540,6 +540,12 @@ impl Daemon {
     /// `api` answers 200 (panics with the log if it exits, or does not answer within
     /// [`DAEMON_START`]).
     pub fn start(config: &Path, log: &Path, api: SocketAddr) -> Daemon {
+        Daemon::start_within(config, log, api, DAEMON_START)
+    }
+
+    /// [`Daemon::start`], waiting at most `limit` for `/healthz` (a daemon installing a
+    /// large policy).
+    pub fn start_within(config: &Path, log: &Path, api: SocketAddr, limit: Duration) -> Daemon {
         let out = std::fs::File::create(log).expect("creating the daemon log");
         let err = out.try_clone().expect("cloning the log handle");
         let child = Command::new(peerwarden_bin())
@@ -555,7 +561,7 @@ impl Daemon {
             child: Some(child),
             log: log.to_path_buf(),
         };
-        let deadline = Instant::now() + DAEMON_START;
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = daemon.child().try_wait().expect("waiting for the daemon") {
                 panic!(
@@ -569,7 +575,7 @@ impl Daemon {
             assert!(
                 Instant::now() < deadline,
                 "the daemon was not healthy after {} s:\n{}",
-                DAEMON_START.as_secs(),
+                limit.as_secs(),
                 daemon.log_text()
             );
             thread::sleep(Duration::from_millis(100));

@@ -33,4 +33,6 @@ pub mod policy;
 pub mod rng;
 /// Lab captures scored against their ground truth.
 pub mod score;
+/// Lab helpers of the shaping tests and benchmark: daemon config, iperf3 servers, tc.
+pub mod shaping;
 pub mod xdp;

@@ -48,6 +48,9 @@ pub struct UpArgs {
     /// The deep tier's bound on the undecided flows it holds (the config's deep_max_flows).
     #[arg(long)]
     deep_max_flows: Option<u32>,
+    /// Transmit and receive queues of the gateway's veths (shaping on several queues).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    gateway_queues: u32,
 }
 
 /// Arguments of `lab traffic`.
@@ -91,6 +94,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         policy,
         flow_table_size: args.flow_table_size,
         deep_max_flows: args.deep_max_flows,
+        gateway_queues: args.gateway_queues,
         ..UpOptions::default()
     };
     let report = lab::up(&lab, &opts, &unpin)?;

@@ -180,6 +180,18 @@ pub(super) fn data_path(
         .then(|| Shaper::new(&config.interfaces.uplink, &config.interfaces.downlink))
         .transpose()
         .context("setting up shaping")?;
+    if let Some(s) = &shaper {
+        let queues = s.queues();
+        let cpus = probe
+            .set_shape_layout(queues)
+            .context("setting up shaping's CPU steering")?;
+        info!(
+            up_queues = queues[0],
+            down_queues = queues[1],
+            cpus,
+            "shaping layout"
+        );
+    }
     let observe_nets = observe.then(|| config.subscriber_networks());
     if let Some(nets) = &observe_nets {
         observe::set_networks(&probe, nets, None)?;

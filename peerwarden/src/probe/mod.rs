@@ -36,6 +36,7 @@ mod flows;
 mod load;
 pub mod pins;
 mod policy;
+mod steer;
 mod usage;
 
 pub use attach::{NoSuchInterface, interface_index};

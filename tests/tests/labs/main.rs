@@ -22,4 +22,5 @@ mod policy_lab;
 mod pppoe_lab;
 mod restart_report;
 mod shape_lab;
+mod shape_queues;
 mod supervision;

@@ -1,235 +1,12 @@
-//! HTB queues for `shape` rules, configured over rtnetlink.
-//!
-//! A `police` rule drops in XDP; a `shape` rule queues instead. The TC egress programs
-//! (ebpf/src/shape.rs) set a shaped packet's `skb->priority` to `1:minor`, with
-//! `minor = subscriber * RULE_SLOTS + slot + 1`; this module keeps an HTB root qdisc
-//! (handle `1:`) on each egress interface with one class per shaped (subscriber, slot),
-//! rate = ceil = the rule's rate. Up is shaped on the uplink's egress, down on the
-//! downlink's.
-//!
-//! The qdisc is made only while some rule shapes that direction, and removed when none
-//! does (and on shutdown): a gateway without `shape` rules keeps its own queueing.
-//! HTB's `default` is 0, a class that never exists, so packets without a matching class
-//! take HTB's direct queue and leave unshaped.
-//!
-//! The class minor is 16 bits, so subscriber indexes up to 8190 can be shaped on each
-//! interface (minor 65,535 is the last); a policy that would shape beyond that is refused.
-//!
-//! The messages are written by hand (RTM_NEWQDISC, RTM_NEWTCLASS, ...) as `tc(8)` sends
-//! them: the maintained netlink crates do not cover HTB's options. The netlink calls sit
-//! behind [`TcOps`] so the bookkeeping is tested without root.
+//! The rtnetlink side of shaping: `RTM_NEWQDISC`, `RTM_NEWTCLASS`, ... written by hand as
+//! `tc(8)` sends them, and the answers parsed.
 
 use std::{
-    collections::BTreeMap,
     io,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
-use peerwarden_common::policy::RULE_SLOTS;
-
-/// Major number of the HTB root qdisc (the TC programs use the same, see shape.rs).
-pub const HTB_MAJOR: u32 = 1;
-/// The qdisc's handle, `1:`.
-pub const HTB_HANDLE: u32 = HTB_MAJOR << 16;
-/// Largest subscriber index that can own an HTB class on every slot: minors are 16 bits.
-pub const MAX_SHAPED_SUBSCRIBER: u32 = (0xffff - RULE_SLOTS) / RULE_SLOTS;
-
-/// The HTB class minor of a subscriber's slot, as the TC program computes it.
-pub const fn class_minor(sub: u32, slot: u32) -> u32 {
-    sub * RULE_SLOTS + slot + 1
-}
-
-/// Why shaping could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum ShapeError {
-    /// The interface does not exist (in the daemon's namespace).
-    #[error(transparent)]
-    NoInterface(#[from] crate::probe::NoSuchInterface),
-    /// A netlink request failed.
-    #[error("{op} on {iface}: {source}")]
-    Netlink {
-        /// What was asked, e.g. `creating the HTB qdisc`.
-        op: &'static str,
-        /// The interface.
-        iface: String,
-        /// The kernel's answer.
-        #[source]
-        source: io::Error,
-    },
-    /// A subscriber's class would not fit HTB's 16-bit minor.
-    #[error(
-        "subscriber index {sub} cannot be shaped: HTB class minors are 16 bits, which holds \
-         subscriber indexes 0 to {MAX_SHAPED_SUBSCRIBER} (use police for larger plans)"
-    )]
-    TooManyShaped {
-        /// The subscriber's stable index.
-        sub: u32,
-    },
-}
-
-/// The traffic-control operations shaping needs (netlink in the daemon, a fake in tests).
-pub trait TcOps: Send {
-    /// Creates the HTB root qdisc `1:` on `ifindex` (fails if the interface has a root
-    /// qdisc of its own).
-    fn create_htb(&mut self, ifindex: u32) -> io::Result<()>;
-    /// Deletes the root qdisc of `ifindex` if it is HTB `1:`; `Ok(false)` if it is not.
-    fn delete_htb(&mut self, ifindex: u32) -> io::Result<bool>;
-    /// Creates or changes class `1:minor` with rate = ceil = `rate` bytes/s.
-    fn set_class(&mut self, ifindex: u32, minor: u32, rate: u64) -> io::Result<()>;
-    /// Deletes class `1:minor` (absent is fine).
-    fn delete_class(&mut self, ifindex: u32, minor: u32) -> io::Result<()>;
-}
-
-/// One egress interface and what is installed on it.
-struct Egress {
-    name: String,
-    ifindex: u32,
-    qdisc: bool,
-    /// minor → rate in bytes/s.
-    classes: BTreeMap<u32, u64>,
-}
-
-/// Keeps the HTB qdiscs and classes of both egress interfaces in step with the policy.
-pub struct Shaper<T: TcOps = Netlink> {
-    ops: T,
-    /// Indexed by direction: 0 = up (uplink egress), 1 = down (downlink egress).
-    egress: [Egress; 2],
-}
-
-impl Shaper<Netlink> {
-    /// Shaping on `uplink` (up) and `downlink` (down) in the current network namespace,
-    /// after removing an HTB `1:` a crashed run left behind.
-    pub fn new(uplink: &str, downlink: &str) -> Result<Shaper<Netlink>, ShapeError> {
-        let ops = Netlink::open().map_err(|source| ShapeError::Netlink {
-            op: "opening a netlink socket",
-            iface: uplink.to_string(),
-            source,
-        })?;
-        let index = crate::probe::interface_index;
-        Shaper::with_ops(
-            ops,
-            [(uplink, index(uplink)?), (downlink, index(downlink)?)],
-        )
-    }
-}
-
-impl<T: TcOps> Shaper<T> {
-    /// Shaping through `ops` on `[(uplink, ifindex), (downlink, ifindex)]`.
-    pub fn with_ops(mut ops: T, ifaces: [(&str, u32); 2]) -> Result<Shaper<T>, ShapeError> {
-        for (name, ifindex) in ifaces {
-            let removed = ops
-                .delete_htb(ifindex)
-                .map_err(|source| ShapeError::Netlink {
-                    op: "removing a stale HTB qdisc",
-                    iface: name.to_string(),
-                    source,
-                })?;
-            if removed {
-                tracing::info!(interface = name, "removed the HTB qdisc of an earlier run");
-            }
-        }
-        let egress = ifaces.map(|(name, ifindex)| Egress {
-            name: name.to_string(),
-            ifindex,
-            qdisc: false,
-            classes: BTreeMap::new(),
-        });
-        Ok(Shaper { ops, egress })
-    }
-
-    /// Makes the classes match `shaped` (subscriber index, slot, direction, bytes/s, as
-    /// [`peerwarden_policies::compile::Compiled::shaped`]): new classes are created, changed rates
-    /// updated, classes no longer shaped deleted; the qdisc of a direction exists exactly
-    /// while it has classes. Called before the kernel maps are swapped, so a class exists
-    /// before the TC program steers into it.
-    pub fn sync(&mut self, shaped: &[(u32, u32, u32, u64)]) -> Result<(), ShapeError> {
-        let mut want: [BTreeMap<u32, u64>; 2] = Default::default();
-        for &(sub, slot, dir, rate) in shaped {
-            if sub > MAX_SHAPED_SUBSCRIBER {
-                return Err(ShapeError::TooManyShaped { sub });
-            }
-            want[(dir & 1) as usize].insert(class_minor(sub, slot), rate.max(1));
-        }
-        for (e, want) in self.egress.iter_mut().zip(want) {
-            let name = e.name.clone();
-            let err = |op: &'static str| {
-                let iface = name.clone();
-                move |source| ShapeError::Netlink { op, iface, source }
-            };
-            if want.is_empty() {
-                if e.qdisc {
-                    self.ops
-                        .delete_htb(e.ifindex)
-                        .map_err(err("removing the HTB qdisc"))?;
-                    e.qdisc = false;
-                    e.classes.clear();
-                    tracing::info!(interface = %e.name, "no shape rules left: HTB qdisc removed");
-                }
-                continue;
-            }
-            if !e.qdisc {
-                self.ops
-                    .create_htb(e.ifindex)
-                    .map_err(err("creating the HTB qdisc"))?;
-                e.qdisc = true;
-                tracing::info!(interface = %e.name, "HTB qdisc 1: created for shape rules");
-            }
-            for (&minor, &rate) in &want {
-                if e.classes.get(&minor) != Some(&rate) {
-                    self.ops
-                        .set_class(e.ifindex, minor, rate)
-                        .map_err(err("setting an HTB class"))?;
-                    e.classes.insert(minor, rate);
-                }
-            }
-            let gone: Vec<u32> = e
-                .classes
-                .keys()
-                .filter(|m| !want.contains_key(m))
-                .copied()
-                .collect();
-            for minor in gone {
-                self.ops
-                    .delete_class(e.ifindex, minor)
-                    .map_err(err("deleting an HTB class"))?;
-                e.classes.remove(&minor);
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes both qdiscs (with their classes). Also done on drop, where errors are only
-    /// logged.
-    pub fn remove(&mut self) -> Result<(), ShapeError> {
-        for e in &mut self.egress {
-            if e.qdisc {
-                self.ops
-                    .delete_htb(e.ifindex)
-                    .map_err(|source| ShapeError::Netlink {
-                        op: "removing the HTB qdisc",
-                        iface: e.name.clone(),
-                        source,
-                    })?;
-                e.qdisc = false;
-                e.classes.clear();
-            }
-        }
-        Ok(())
-    }
-
-    /// Classes installed per direction (minor → bytes/s), for status and tests.
-    pub fn classes(&self, dir: usize) -> &BTreeMap<u32, u64> {
-        &self.egress[dir & 1].classes
-    }
-}
-
-impl<T: TcOps> Drop for Shaper<T> {
-    fn drop(&mut self) {
-        if let Err(e) = self.remove() {
-            tracing::warn!(error = %e, "removing the shaping qdiscs");
-        }
-    }
-}
+use super::*;
 
 // rtnetlink constants (linux/rtnetlink.h, linux/pkt_sched.h) that the libc crate lacks.
 const RTM_NEWQDISC: u16 = 36;
@@ -242,7 +19,8 @@ const TCA_HTB_PARMS: u16 = 1;
 const TCA_HTB_INIT: u16 = 2;
 const TCA_HTB_RATE64: u16 = 6;
 const TCA_HTB_CEIL64: u16 = 7;
-const TC_H_ROOT: u32 = 0xffff_ffff;
+/// `TC_H_ROOT`: the parent of a root qdisc.
+pub const TC_H_ROOT: u32 = 0xffff_ffff;
 const TC_LINKLAYER_ETHERNET: u8 = 1;
 /// `TC_HTB_PROTOVER`: the version iproute2 sends.
 const HTB_PROTOVER: u32 = 3;
@@ -496,21 +274,29 @@ fn parse_ack(datagram: &[u8], seq: u32) -> Option<io::Result<()>> {
 }
 
 impl TcOps for Netlink {
-    fn create_htb(&mut self, ifindex: u32) -> io::Result<()> {
+    fn create_qdisc(
+        &mut self,
+        ifindex: u32,
+        kind: Qdisc,
+        major: u32,
+        parent: u32,
+    ) -> io::Result<()> {
         let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
-        let mut m = Msg::new(RTM_NEWQDISC, flags, ifindex, HTB_HANDLE, TC_H_ROOT);
-        m.attr(TCA_KIND, b"htb\0");
-        let opts = m.nest(TCA_OPTIONS);
-        m.attr(TCA_HTB_INIT, &htb_glob());
-        m.end_nest(opts);
+        let mut m = Msg::new(RTM_NEWQDISC, flags, ifindex, major << 16, parent);
+        m.attr(TCA_KIND, kind.kind());
+        if kind == Qdisc::Htb {
+            let opts = m.nest(TCA_OPTIONS);
+            m.attr(TCA_HTB_INIT, &htb_glob());
+            m.end_nest(opts);
+        }
         self.request(m)
     }
 
-    fn delete_htb(&mut self, ifindex: u32) -> io::Result<bool> {
-        // The kernel deletes only if the root is HTB with handle 1: (EINVAL for another
-        // root, ENOENT for the device's default, which has handle 0).
-        let mut m = Msg::new(RTM_DELQDISC, 0, ifindex, HTB_HANDLE, TC_H_ROOT);
-        m.attr(TCA_KIND, b"htb\0");
+    fn delete_root(&mut self, ifindex: u32, kind: Qdisc, major: u32) -> io::Result<bool> {
+        // The kernel deletes only if the root is of that kind with that handle (EINVAL for
+        // another root, ENOENT for the device's default, which has handle 0).
+        let mut m = Msg::new(RTM_DELQDISC, 0, ifindex, major << 16, TC_H_ROOT);
+        m.attr(TCA_KIND, kind.kind());
         match self.request(m) {
             Ok(()) => Ok(true),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) => Ok(false),
@@ -524,15 +310,15 @@ impl TcOps for Netlink {
         }
     }
 
-    fn set_class(&mut self, ifindex: u32, minor: u32, rate: u64) -> io::Result<()> {
+    fn set_class(&mut self, ifindex: u32, classid: u32, rate: u64) -> io::Result<()> {
         // `tc class replace`: create, or change the existing class in place.
         let flags = (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
         let mut m = Msg::new(
             RTM_NEWTCLASS,
             flags,
             ifindex,
-            HTB_HANDLE | minor,
-            HTB_HANDLE,
+            classid,
+            classid & 0xffff_0000,
         );
         m.attr(TCA_KIND, b"htb\0");
         let opts = m.nest(TCA_OPTIONS);
@@ -545,113 +331,71 @@ impl TcOps for Netlink {
         self.request(m)
     }
 
-    fn delete_class(&mut self, ifindex: u32, minor: u32) -> io::Result<()> {
-        let m = Msg::new(RTM_DELTCLASS, 0, ifindex, HTB_HANDLE | minor, HTB_HANDLE);
+    fn delete_class(&mut self, ifindex: u32, classid: u32) -> io::Result<()> {
+        let m = Msg::new(RTM_DELTCLASS, 0, ifindex, classid, classid & 0xffff_0000);
         match self.request(m) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
     }
+
+    fn clear_xps(&mut self, iface: &str, queues: u32) -> io::Result<()> {
+        for q in 0..queues {
+            let path = format!("/sys/class/net/{iface}/queues/tx-{q}/xps_cpus");
+            match std::fs::write(&path, "0") {
+                // A kernel built without XPS has no such file: nothing to clear.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(io::Error::new(e.kind(), format!("{path}: {e}"))),
+                Ok(()) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Transmit queues `iface` uses, as `ethtool -l` reports them (`ETHTOOL_GCHANNELS`: the
+/// combined channels plus the transmit-only ones, `real_num_tx_queues` on a veth); 1 when
+/// the driver does not say. Asked through an ioctl on a socket of the current network
+/// namespace: /sys/class/net shows the namespace sysfs was mounted in, not the daemon's.
+pub fn tx_queues(iface: &str) -> u32 {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    // struct ethtool_channels: cmd, max_rx, max_tx, max_other, max_combined, rx_count,
+    // tx_count, other_count, combined_count.
+    let mut channels = [0u32; 9];
+    channels[0] = ETHTOOL_GCHANNELS;
+    let name = iface.as_bytes();
+    if name.len() >= libc::IFNAMSIZ {
+        return 1;
+    }
+    // SAFETY: a zeroed ifreq is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = channels.as_mut_ptr().cast();
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return 1;
+    }
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifr names the device and points at a buffer of the size the command writes.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) };
+    if rc != 0 {
+        return 1;
+    }
+    (channels[6] + channels[8]).clamp(1, peerwarden_common::shape::MAX_QUEUES)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Records calls and keeps a model of the interfaces' qdiscs and classes.
-    #[derive(Default)]
-    struct Fake {
-        calls: Vec<String>,
-        qdisc: BTreeMap<u32, BTreeMap<u32, u64>>,
-    }
-
-    impl TcOps for Fake {
-        fn create_htb(&mut self, ifindex: u32) -> io::Result<()> {
-            self.calls.push(format!("create {ifindex}"));
-            if self.qdisc.insert(ifindex, BTreeMap::new()).is_some() {
-                return Err(io::Error::from_raw_os_error(libc::EEXIST));
-            }
-            Ok(())
-        }
-        fn delete_htb(&mut self, ifindex: u32) -> io::Result<bool> {
-            self.calls.push(format!("delete {ifindex}"));
-            Ok(self.qdisc.remove(&ifindex).is_some())
-        }
-        fn set_class(&mut self, ifindex: u32, minor: u32, rate: u64) -> io::Result<()> {
-            self.calls
-                .push(format!("class {ifindex} 1:{minor:x} {rate}"));
-            let q = self
-                .qdisc
-                .get_mut(&ifindex)
-                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
-            q.insert(minor, rate);
-            Ok(())
-        }
-        fn delete_class(&mut self, ifindex: u32, minor: u32) -> io::Result<()> {
-            self.calls.push(format!("declass {ifindex} 1:{minor:x}"));
-            self.qdisc.get_mut(&ifindex).map(|q| q.remove(&minor));
-            Ok(())
-        }
-    }
-
-    fn shaper(fake: Fake) -> Shaper<Fake> {
-        Shaper::with_ops(fake, [("uplink", 3), ("downlink", 2)]).expect("fake never fails")
-    }
-
-    #[test]
-    fn stale_qdisc_is_removed_and_qdiscs_follow_the_rules() {
-        let mut stale = Fake::default();
-        stale.qdisc.insert(3, BTreeMap::from([(9, 1)]));
-        let mut s = shaper(stale);
-        assert!(s.ops.qdisc.is_empty(), "the crashed run's HTB is gone");
-        s.ops.calls.clear();
-        // Alice (index 0) shaped down on slot 1, bob (index 5) up and down on slot 2.
-        s.sync(&[(0, 1, 1, 2_500_000), (5, 2, 0, 125_000), (5, 2, 1, 250_000)])
-            .expect("sync");
-        assert_eq!(
-            s.ops.qdisc[&2],
-            BTreeMap::from([(2, 2_500_000), (43, 250_000)])
-        );
-        assert_eq!(s.ops.qdisc[&3], BTreeMap::from([(43, 125_000)]));
-        // Reload: alice's rate changes, bob's up rule is gone, so the uplink loses its qdisc.
-        s.ops.calls.clear();
-        s.sync(&[(0, 1, 1, 1_250_000), (5, 2, 1, 250_000)])
-            .expect("sync");
-        assert_eq!(s.ops.calls, ["delete 3", "class 2 1:2 1250000"]);
-        assert!(!s.ops.qdisc.contains_key(&3));
-        // The same again: nothing to do.
-        s.ops.calls.clear();
-        s.sync(&[(0, 1, 1, 1_250_000), (5, 2, 1, 250_000)])
-            .expect("sync");
-        assert!(s.ops.calls.is_empty(), "{:?}", s.ops.calls);
-        s.sync(&[(0, 1, 1, 1_250_000)]).expect("sync");
-        assert_eq!(s.ops.qdisc[&2], BTreeMap::from([(2, 1_250_000)]));
-        drop(s);
-    }
-
-    #[test]
-    fn drop_removes_the_qdiscs() {
-        let mut s = shaper(Fake::default());
-        s.sync(&[(0, 1, 0, 1000), (0, 1, 1, 1000)]).expect("sync");
-        s.remove().expect("remove");
-        assert!(s.ops.qdisc.is_empty());
-    }
-
-    #[test]
-    fn minors_are_16_bits() {
-        assert_eq!(MAX_SHAPED_SUBSCRIBER, 8190);
-        assert_eq!(class_minor(MAX_SHAPED_SUBSCRIBER, RULE_SLOTS - 1), 0xfff8);
-        let mut s = shaper(Fake::default());
-        assert!(matches!(
-            s.sync(&[(8191, 1, 0, 1000)]),
-            Err(ShapeError::TooManyShaped { sub: 8191 })
-        ));
-        assert!(s.ops.qdisc.is_empty(), "refused before touching anything");
-    }
-
     #[test]
     fn class_message_layout() {
-        let mut m = Msg::new(RTM_NEWTCLASS, 0, 7, HTB_HANDLE | 2, HTB_HANDLE);
+        let mut m = Msg::new(RTM_NEWTCLASS, 0, 7, 0x1_0002, 0x1_0000);
         m.attr(TCA_KIND, b"htb\0");
         let opts = m.nest(TCA_OPTIONS);
         m.attr(TCA_HTB_PARMS, &htb_opt(2_500_000));
