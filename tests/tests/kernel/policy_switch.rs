@@ -3,8 +3,9 @@
 //! switch (the same policy compiled for another time of day and installed, as the
 //! daemon's schedule tick does it). Through `BPF_PROG_TEST_RUN`, one established
 //! BitTorrent flow of alice's: a packet meets the rule in force, the policy is swapped,
-//! and the very next packet must meet the new rule, never the one its flow had cached;
-//! 200 swaps each way, both directions in turn. A relabel (the flow's label changes under
+//! and the very next packet must meet the new rule, never the one its flow had cached:
+//! block against pass (reloads, schedule switches) and two police rules with different
+//! rates and marks (reloads), 200 swaps each, both directions in turn. A relabel (the flow's label changes under
 //! one policy) must likewise meet the new label's rule from the packet that labels it.
 //!
 //! Needs root (it loads the probe); panics saying so otherwise.
@@ -57,6 +58,35 @@ fn dir_of(i: usize) -> Direction {
     if i % 2 == 0 { UP } else { DOWN }
 }
 
+/// [`SWAPS`] swaps between a policy that passes `c`'s packets and one that blocks them,
+/// `swap(p, blocked)` installing the one asked for: a packet before each meets the rule in
+/// force, and the packet right after it must meet the new one.
+fn alternate(
+    p: &mut PolicyProbe,
+    c: &Conversation,
+    what: &str,
+    mut swap: impl FnMut(&mut PolicyProbe, bool),
+) {
+    let mut blocked = false;
+    for i in 0..SWAPS {
+        let dir = dir_of(i);
+        let before = p.verdict(dir, &piece(c, dir));
+        assert_eq!(
+            before == XDP_DROP,
+            blocked,
+            "{what} {i}: the rule in force before"
+        );
+        blocked = !blocked;
+        swap(p, blocked);
+        let after = p.verdict(dir, &piece(c, dir));
+        assert_eq!(
+            after,
+            if blocked { XDP_DROP } else { XDP_PASS },
+            "{what} {i} ({dir:?}): the first packet after the {what} met the old rule"
+        );
+    }
+}
+
 #[test]
 fn after_a_reload_the_next_packet_meets_the_new_rule() {
     let block = format!("{TOTAL}    classes:\n      p2p: {{ action: block }}\n");
@@ -67,24 +97,9 @@ fn after_a_reload_the_next_packet_meets_the_new_rule() {
     for _ in 0..3 {
         assert_eq!(p.verdict(UP, &piece(&c, UP)), XDP_PASS);
     }
-    let mut blocked = false;
-    for i in 0..SWAPS {
-        let dir = dir_of(i);
-        let before = p.verdict(dir, &piece(&c, dir));
-        assert_eq!(
-            before == XDP_DROP,
-            blocked,
-            "swap {i}: the rule in force before"
-        );
-        blocked = !blocked;
+    alternate(&mut p, &c, "reload", |p, blocked| {
         p.install(if blocked { &block } else { &pass });
-        let after = p.verdict(dir, &piece(&c, dir));
-        assert_eq!(
-            after,
-            if blocked { XDP_DROP } else { XDP_PASS },
-            "swap {i} ({dir:?}): the first packet after the reload met the old rule"
-        );
-    }
+    });
 }
 
 #[test]
@@ -130,24 +145,9 @@ fn after_a_schedule_switch_the_next_packet_meets_the_new_rule() {
     let mut p = PolicyProbe::load(&plan);
     p.install_at(&plan, Weekday::Mon, noon);
     let c = bittorrent_flow(&mut p, 45_003);
-    let mut blocked = false;
-    for i in 0..SWAPS {
-        let dir = dir_of(i);
-        let before = p.verdict(dir, &piece(&c, dir));
-        assert_eq!(
-            before == XDP_DROP,
-            blocked,
-            "switch {i}: the rule in force before"
-        );
-        blocked = !blocked;
+    alternate(&mut p, &c, "schedule switch", |p, blocked| {
         p.install_at(&plan, Weekday::Mon, if blocked { evening } else { noon });
-        let after = p.verdict(dir, &piece(&c, dir));
-        assert_eq!(
-            after,
-            if blocked { XDP_DROP } else { XDP_PASS },
-            "switch {i} ({dir:?}): the first packet after the schedule switch met the old rule"
-        );
-    }
+    });
 }
 
 #[test]
