@@ -3,6 +3,13 @@
 //! mark (DSCP), block, or shape (left to the TC egress program). Two sets of lookup maps
 //! (A and B) are swapped by one write of `CONTROL`; see common/src/policy.rs.
 //!
+//! A flow caches its decision (subscriber, plan, the rule slot of its label) in one word of
+//! its entry, stamped with the policy generation and the label it was made for
+//! ([`Decision`]): an established flow's packet goes straight to its rules, bucket and
+//! counters, and decides again once after a reload, a schedule switch or a relabel. The
+//! rules themselves are read from the live set on every packet, so the packets after a
+//! swap meet the new rates and actions.
+//!
 //! Every packet of a subscriber the policy knows is also counted for it, per (label,
 //! direction), in `SUB_COUNTERS` (one shared, mmapable entry per subscriber; atomic adds),
 //! with the policy's drops and marks per (class, direction); `relabel` moves a flow's
