@@ -55,7 +55,7 @@ fn dscp(c: &Conversation, frame: &[u8]) -> u8 {
 
 /// The direction of the `i`th swap's packets: both, in turn.
 fn dir_of(i: usize) -> Direction {
-    if i % 2 == 0 { UP } else { DOWN }
+    if i.is_multiple_of(2) { UP } else { DOWN }
 }
 
 /// [`SWAPS`] swaps between a policy that passes `c`'s packets and one that blocks them,
