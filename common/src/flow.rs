@@ -132,16 +132,15 @@ pub struct FlowValue {
     pub utp_conn_id: [u16; 2],
     /// `FLAG_*` bits.
     pub flags: u32,
-    /// Subscriber index + 1 from the policy generation in `policy_gen` (0: none).
-    pub sub_slot: u32,
-    /// Policy generation `sub_slot` and `plan` were looked up in (0: not yet).
+    /// Policy generation `policy` was decided in (0: not yet).
     pub policy_gen: u32,
-    /// Plan index in that generation.
-    pub plan: u16,
+    /// The flow's policy decision, [`crate::policy::Decision`] packed in one word: its
+    /// subscriber, plan and rule slot, for the label and generation it was made in.
+    pub policy: u64,
     /// Payload samples sent to the deep classifier.
     pub samples: u8,
     /// Explicit padding.
-    pub _pad: u8,
+    pub _pad: [u8; 7],
 }
 
 /// Value of the `LABELLED` map: the label a flow was given, kept apart from the flow table
@@ -164,7 +163,7 @@ pub struct LabelMemory {
 pub const LABELLED_PER_FLOWS: u32 = 4;
 
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
-const _: () = assert!(core::mem::size_of::<FlowValue>() == 72);
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 80);
 const _: () = assert!(core::mem::size_of::<LabelMemory>() == 8);
 
 #[cfg(feature = "user")]

@@ -207,6 +207,73 @@ pub struct SubCounter {
     pub marked_packets: u64,
 }
 
+/// A flow's policy decision, cached in its entry ([`crate::FlowValue::policy`]) so that a
+/// packet whose stamp is current goes straight to its rules, buckets and counters: no
+/// subscriber lookup (longest prefix), no read of the plan's slot table.
+///
+/// One word, written with one store, so that a CPU never reads half of a decision another
+/// CPU was writing: the subscriber (index + 1, 0: none; at most 2^24 - 1, where the config
+/// allows 8,000,000), its plan, the rule slot in force for `label`, the label it was
+/// computed for and the low 16 bits of the policy generation it was computed in. The flow
+/// keeps the whole generation beside it ([`crate::FlowValue::policy_gen`]): a packet uses
+/// the word only when both match the control entry's generation and the word's label is
+/// the flow's, so a word written by a CPU that still saw the previous generation, or before
+/// a relabel, is never taken for current; it is computed again once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// Subscriber index + 1 (0: no subscriber owns the address).
+    pub sub_slot: u32,
+    /// Plan index in the generation's set.
+    pub plan: u32,
+    /// Rule slot of `label` in the plan (0: the plan's total only).
+    pub slot: u32,
+    /// The label the slot is for.
+    pub label: u16,
+}
+
+const GEN_BITS: u32 = 16;
+const SUB_SHIFT: u32 = 16;
+const SUB_MASK: u64 = (1 << 24) - 1;
+const PLAN_SHIFT: u32 = 40;
+const SLOT_SHIFT: u32 = 48;
+const LABEL_SHIFT: u32 = 56;
+
+impl Decision {
+    /// The word for this decision made in policy generation `generation`.
+    pub const fn pack(self, generation: u32) -> u64 {
+        (generation as u64 & ((1 << GEN_BITS) - 1))
+            | (self.sub_slot as u64 & SUB_MASK) << SUB_SHIFT
+            | (self.plan as u64 & 0xff) << PLAN_SHIFT
+            | (self.slot as u64 & 0xff) << SLOT_SHIFT
+            | (self.label as u64 & 0xff) << LABEL_SHIFT
+    }
+
+    /// The decision a word holds, whatever its stamp.
+    pub const fn unpack(word: u64) -> Decision {
+        Decision {
+            sub_slot: ((word >> SUB_SHIFT) & SUB_MASK) as u32,
+            plan: ((word >> PLAN_SHIFT) & 0xff) as u32,
+            slot: ((word >> SLOT_SHIFT) & 0xff) as u32,
+            label: (word >> LABEL_SHIFT) as u16,
+        }
+    }
+
+    /// Whether `word` was made in `generation` (its low 16 bits: see [`Decision`] for the
+    /// full check).
+    pub const fn stamped(word: u64, generation: u32) -> bool {
+        word & ((1 << GEN_BITS) - 1) == generation as u64 & ((1 << GEN_BITS) - 1)
+    }
+
+    /// Whether `word` is current for a flow labelled `label` whose whole stamp is
+    /// `policy_gen`, under the control entry's `generation`. Labels past 255 never match
+    /// (there are fewer than 64), so such a flow is decided again on each packet.
+    pub const fn current(word: u64, policy_gen: u32, generation: u32, label: u16) -> bool {
+        policy_gen == generation
+            && Decision::stamped(word, generation)
+            && (word >> LABEL_SHIFT) == label as u64
+    }
+}
+
 /// Index of a rule.
 pub const fn rule_index(plan: u32, slot: u32, dir: u32) -> u32 {
     (plan * RULE_SLOTS + slot) * 2 + dir
@@ -244,4 +311,46 @@ mod pod {
     unsafe impl aya::Pod for super::SubCounter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SubUsage {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Decision;
+
+    const D: Decision = Decision {
+        sub_slot: 7_999_999 + 1,
+        plan: 255,
+        slot: 7,
+        label: 63,
+    };
+
+    #[test]
+    fn a_decision_survives_its_word_at_the_largest_values_the_config_allows() {
+        assert_eq!(Decision::unpack(D.pack(0xdead_beef)), D);
+        let none = Decision {
+            sub_slot: 0,
+            plan: 3,
+            slot: 0,
+            label: 1,
+        };
+        assert_eq!(Decision::unpack(none.pack(1)), none);
+    }
+
+    #[test]
+    fn a_word_is_current_only_for_its_generation_and_label() {
+        let w = D.pack(70_000);
+        assert!(Decision::current(w, 70_000, 70_000, 63));
+        // A reload or a schedule switch: the next generation.
+        assert!(!Decision::current(w, 70_000, 70_001, 63));
+        // An idle flow's word 65,536 generations old: its 16 bits match, its whole stamp
+        // does not.
+        assert!(!Decision::current(w, 70_000, 70_000 + 65_536, 63));
+        // The whole stamp and the word from two CPUs that saw two generations.
+        assert!(!Decision::current(w, 70_001, 70_001, 63));
+        // A relabel.
+        assert!(!Decision::current(w, 70_000, 70_000, 62));
+        assert!(!Decision::current(w, 70_000, 70_000, 63 + 256));
+        // A new flow's zero word is never current for a live policy (generation >= 1).
+        assert!(!Decision::current(0, 0, 1, 0));
+    }
 }

@@ -252,10 +252,23 @@ fn lookup_or_create(
         // SAFETY: a live map value; see `track` for concurrent updates.
         return Some(unsafe { &mut *p });
     }
+    // Zeroes LLVM cannot fold into a call to the byte loop `memset` is on bpf (see
+    // `parse::opaque_zero`).
+    let z = crate::parse::opaque_zero();
     let mut fresh = FlowValue {
+        packets: [z, z],
+        bytes: [z, z],
         first_seen_ns: now,
         last_seen_ns: now,
-        ..FlowValue::default()
+        label: z as u16,
+        confidence: z as u8,
+        inspected: z as u8,
+        utp_conn_id: [z as u16; 2],
+        flags: z as u32,
+        policy_gen: z as u32,
+        policy: z,
+        samples: z as u8,
+        _pad: [z as u8; 7],
     };
     // A flow without ports (another IP protocol, an orphan fragment) is labelled from its
     // key and final at once (frag.rs), and never needs remembering.

@@ -3,6 +3,13 @@
 //! mark (DSCP), block, or shape (left to the TC egress program). Two sets of lookup maps
 //! (A and B) are swapped by one write of `CONTROL`; see common/src/policy.rs.
 //!
+//! A flow caches its decision (subscriber, plan, the rule slot of its label) in one word of
+//! its entry, stamped with the policy generation and the label it was made for
+//! ([`Decision`]): an established flow's packet goes straight to its rules, bucket and
+//! counters, and decides again once after a reload, a schedule switch or a relabel. The
+//! rules themselves are read from the live set on every packet, so the packets after a
+//! swap meet the new rates and actions.
+//!
 //! Every packet of a subscriber the policy knows is also counted for it, per (label,
 //! direction), in `SUB_COUNTERS` (one shared, mmapable entry per subscriber; atomic adds),
 //! with the policy's drops and marks per (class, direction); `relabel` moves a flow's
@@ -22,8 +29,8 @@ use peerwarden_common::{
     flow::{FAMILY_V4, FLAG_SUB_COUNTED},
     policy::{
         ACTION_BLOCK, ACTION_MARK, ACTION_POLICE, BPF_F_MMAPABLE, Bucket, DEFAULT_MAX_SUBSCRIBERS,
-        MAX_PLANS, PlanSlots, PolicyControl, RULE_SLOTS, RULES_PER_SET, Rule, SUB_COUNTER_SLOTS,
-        SUB_LABELS, SubUsage, SubscriberRef, bucket_index, rule_index,
+        Decision, MAX_PLANS, PlanSlots, PolicyControl, RULE_SLOTS, RULES_PER_SET, Rule,
+        SUB_COUNTER_SLOTS, SUB_LABELS, SubUsage, SubscriberRef, bucket_index, rule_index,
     },
 };
 
@@ -122,12 +129,13 @@ pub fn enforce(
 /// before the policy knew its subscriber keeps its counted packets under `from`.
 #[inline(always)]
 pub fn relabel(f: &FlowValue, from: u16, to: u16) {
-    if f.flags & FLAG_SUB_COUNTED == 0 || f.sub_slot == 0 {
+    let sub_slot = Decision::unpack(f.policy).sub_slot;
+    if f.flags & FLAG_SUB_COUNTED == 0 || sub_slot == 0 {
         return;
     }
     // `to` is never `from` here (set_label is called only with a label the flow lacks).
     let (a, b) = (label_slot(from), label_slot(to));
-    let Some(u) = SUB_COUNTERS.get_ptr_mut(f.sub_slot - 1) else {
+    let Some(u) = SUB_COUNTERS.get_ptr_mut(sub_slot - 1) else {
         return;
     };
     // SAFETY: a live map value; every update of it is an atomic add.
@@ -139,7 +147,7 @@ pub fn relabel(f: &FlowValue, from: u16, to: u16) {
         add(&mut u.labels[b][i].packets, packets);
         add(&mut u.labels[b][i].bytes, bytes);
     }
-    seen(f.sub_slot - 1);
+    seen(sub_slot - 1);
 }
 
 /// The policy proper, not inlined, like flow.rs's `classify`, so the verifier does not
@@ -158,32 +166,20 @@ fn enforce_policy(
     if ctl.generation == 0 {
         return xdp_action::XDP_PASS;
     }
+    let generation = ctl.generation;
     let set = ctl.active_set;
-    if f.policy_gen != ctl.generation {
-        match subscriber(&pkt.key, set) {
-            Some(r) => {
-                let slot = r.index + 1;
-                // `track` counted this packet in the flow already: 1 means it is the first.
-                let first = f.packets[0].wrapping_add(f.packets[1]) <= 1;
-                if first || (f.flags & FLAG_SUB_COUNTED != 0 && f.sub_slot == slot) {
-                    f.flags |= FLAG_SUB_COUNTED;
-                } else {
-                    f.flags &= !FLAG_SUB_COUNTED;
-                }
-                f.sub_slot = slot;
-                f.plan = r.plan as u16;
-            }
-            None => {
-                f.sub_slot = 0;
-                f.flags &= !FLAG_SUB_COUNTED;
-            }
-        }
-        f.policy_gen = ctl.generation;
+    // The flow's cached decision, if it is current: one load of its word (see
+    // `Decision` for why one word).
+    // SAFETY: an 8-aligned field of a live map value.
+    let mut word = unsafe { core::ptr::read_volatile(&f.policy) };
+    if !Decision::current(word, f.policy_gen, generation, f.label) {
+        word = decide(&pkt.key, f, word, generation, set);
     }
-    if f.sub_slot == 0 {
+    let decision = Decision::unpack(word);
+    if decision.sub_slot == 0 {
         return xdp_action::XDP_PASS;
     }
-    let sub = f.sub_slot - 1;
+    let sub = decision.sub_slot - 1;
     let d = dir as u32;
     // The coarse clock, as in flow.rs (CLOCK_MONOTONIC at the last tick, 4 ms at HZ=250):
     // about a nanosecond, where the precise one cost about 50 here (a KVM guest) on every
@@ -191,8 +187,7 @@ fn enforce_policy(
     // still refills at its rate (see `take_tokens`).
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let plan = f.plan as u32;
-    let class = (Label::from_id(f.label).class() as usize) & 3;
+    let plan = decision.plan;
     let di = (d as usize) & 1;
     let usage = SUB_COUNTERS.get_ptr_mut(sub);
     if let Some(u) = usage {
@@ -201,8 +196,7 @@ fn enforce_policy(
         add(&mut c.packets, 1);
         add(&mut c.bytes, frame_len);
     }
-    let slots = PLANS.get(set * MAX_PLANS + plan);
-    let slot = slots.map_or(0, |s| s.slot_of_label[(f.label as usize) & 63] as u32) % RULE_SLOTS;
+    let slot = decision.slot % RULE_SLOTS;
     // The class or label rule first, then the plan's total (slot 0).
     let mut dropped = false;
     let mut marked = false;
@@ -227,6 +221,7 @@ fn enforce_policy(
     if let Some(u) = usage
         && (dropped || marked)
     {
+        let class = (Label::from_id(f.label).class() as usize) & 3;
         // SAFETY: as above.
         let c = unsafe { &mut (*u).policy[class][di] };
         if dropped {
@@ -245,6 +240,52 @@ fn enforce_policy(
         counters::stat(Stat::PolicyMarks);
     }
     action
+}
+
+/// Decides flow `f`'s policy again, its cached word `old` being stale: its subscriber by
+/// longest prefix when the generation changed (the first packet after a reload or a
+/// schedule switch, or the flow's first), the rule slot of its label in the plan (a
+/// relabel needs only that); stores the new word, then the whole generation.
+/// Not inlined: the trie lookup's key and the plan read stay off the established path.
+#[inline(never)]
+fn decide(key: &FlowKey, f: &mut FlowValue, old: u64, generation: u32, set: u32) -> u64 {
+    let mut d = Decision::unpack(old);
+    if f.policy_gen != generation || !Decision::stamped(old, generation) {
+        let before = d.sub_slot;
+        // Through a reference: an `Option` of the value copied out left its payload
+        // undefined on `None`, and LLVM then read a register the verifier knew unset.
+        match subscriber(key, set) {
+            Some(r) => {
+                d.sub_slot = r.index + 1;
+                d.plan = r.plan;
+            }
+            None => {
+                d.sub_slot = 0;
+                d.plan = 0;
+            }
+        }
+        // `track` counted this packet in the flow already: 1 means it is the first.
+        let first = f.packets[0].wrapping_add(f.packets[1]) <= 1;
+        if d.sub_slot != 0 && (first || (f.flags & FLAG_SUB_COUNTED != 0 && before == d.sub_slot)) {
+            f.flags |= FLAG_SUB_COUNTED;
+        } else {
+            f.flags &= !FLAG_SUB_COUNTED;
+        }
+    }
+    d.label = f.label;
+    d.slot = if d.sub_slot == 0 {
+        0
+    } else {
+        PLANS
+            .get(set * MAX_PLANS + d.plan)
+            .map_or(0, |s| s.slot_of_label[(f.label as usize) & 63] as u32)
+            % RULE_SLOTS
+    };
+    let word = d.pack(generation);
+    // SAFETY: as in `enforce_policy`: one store of the word.
+    unsafe { core::ptr::write_volatile(&mut f.policy, word) };
+    f.policy_gen = generation;
+    word
 }
 
 enum Applied {
@@ -336,18 +377,16 @@ fn take_tokens(rule: &Rule, b: *mut Bucket, frame_len: u64, now: u64) -> bool {
 }
 
 #[inline(always)]
-fn subscriber(key: &FlowKey, set: u32) -> Option<SubscriberRef> {
+fn subscriber(key: &FlowKey, set: u32) -> Option<&'static SubscriberRef> {
     let set = set as u8;
     if key.family == FAMILY_V4 {
         let a = &key.sub_addr;
-        SUBS_V4
-            .get(&Key::new(8 + 32, [set, a[0], a[1], a[2], a[3]]))
-            .copied()
+        SUBS_V4.get(&Key::new(8 + 32, [set, a[0], a[1], a[2], a[3]]))
     } else {
         let mut k = [0u8; 17];
         k[0] = set;
         k[1..].copy_from_slice(&key.sub_addr);
-        SUBS_V6.get(&Key::new(8 + 128, k)).copied()
+        SUBS_V6.get(&Key::new(8 + 128, k))
     }
 }
 
@@ -402,20 +441,32 @@ pub fn shaping() -> bool {
 #[inline(always)]
 pub fn shape_class(f: &FlowValue, dir: Direction) -> Option<u32> {
     let ctl = CONTROL.get(0)?;
-    if ctl.generation == 0 || f.policy_gen != ctl.generation || f.sub_slot == 0 {
+    let word = f.policy;
+    if ctl.generation == 0
+        || f.policy_gen != ctl.generation
+        || !Decision::stamped(word, ctl.generation)
+    {
         return None;
     }
-    let plan = f.plan as u32;
-    let set = ctl.active_set;
-    let slots = PLANS.get(set * MAX_PLANS + plan)?;
-    let slot = slots.slot_of_label[(f.label as usize) & 63] as u32 % RULE_SLOTS;
+    let d = Decision::unpack(word);
+    if d.sub_slot == 0 {
+        return None;
+    }
+    let (plan, set) = (d.plan, ctl.active_set);
+    // The slot the XDP program cached for the flow's label, or the plan's if the label
+    // changed since (the word is for another).
+    let slot = if d.label == f.label {
+        d.slot
+    } else {
+        PLANS.get(set * MAX_PLANS + plan)?.slot_of_label[(f.label as usize) & 63] as u32
+    } % RULE_SLOTS;
     for (s, wanted) in [(slot, slot != 0), (0, true)] {
         if !wanted {
             continue;
         }
         let rule = RULES.get(set * RULES_PER_SET + rule_index(plan, s, dir as u32))?;
         if rule.action == peerwarden_common::policy::ACTION_SHAPE && rule.htb_minor != 0 {
-            return Some((f.sub_slot - 1) * RULE_SLOTS + s + 1);
+            return Some((d.sub_slot - 1) * RULE_SLOTS + s + 1);
         }
     }
     None

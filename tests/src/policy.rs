@@ -59,12 +59,25 @@ impl PolicyProbe {
     /// Compiles `plan` for [`SUBSCRIBERS`], keeping the subscriber indices of earlier
     /// compilations.
     pub fn compile(&mut self, plan: &str) -> Compiled {
+        // No schedules in these policies: any time will do.
+        self.compile_at(plan, Weekday::Mon, 0)
+    }
+
+    /// Compiles `plan` for [`SUBSCRIBERS`] with the schedules in force on `day` at
+    /// `minute` (of the policy's time zone), as the daemon's schedule tick compiles it.
+    pub fn compile_at(&mut self, plan: &str, day: Weekday, minute: u16) -> Compiled {
         let yaml = format!("plans:\n  test:\n{plan}{SUBSCRIBERS}");
         let policy = peerwarden_policies::load_str(&yaml, "test.yaml")
             .unwrap_or_else(|e| panic!("the test policy is invalid: {:?}\n{yaml}", e.errors()));
-        // No schedules in these policies: any time will do.
         let options = self.probe.compile_options();
-        compile(&policy, Weekday::Mon, 0, &mut self.index, &options).expect("compiles")
+        compile(&policy, day, minute, &mut self.index, &options).expect("compiles")
+    }
+
+    /// Compiles `plan` for `day` and `minute` ([`PolicyProbe::compile_at`]) and installs
+    /// it: a schedule switch as the daemon makes it. The installed policy's generation.
+    pub fn install_at(&mut self, plan: &str, day: Weekday, minute: u16) -> u32 {
+        let c = self.compile_at(plan, day, minute);
+        self.probe.install_policy(&c).expect("install_policy")
     }
 
     /// Compiles and installs `plan`; the installed policy's generation.

@@ -12,6 +12,7 @@ mod flow_flood;
 mod iptv;
 mod kernel_library_agreement;
 mod observe_test_run;
+mod policy_switch;
 mod policy_test_run;
 mod sub_usage_test_run;
 mod xdp_hostile;
