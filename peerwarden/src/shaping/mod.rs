@@ -20,7 +20,8 @@
 //!   probe redirects a shaped subscriber's packets through a cpumap to CPU
 //!   `(sub % n) % cpus` (ebpf/src/steer.rs), so that CPU alone queues them and the TC
 //!   program puts them on queue `sub % n` (`queue_mapping`). XPS would override that
-//!   choice, so it is cleared on the interface (LibreQoS's xdp-cpumap-tc does the same).
+//!   choice, so it is cleared on the interface (LibreQoS's xdp-cpumap-tc does the same)
+//!   and put back as it was when the mq root goes.
 //!
 //! The qdiscs are made only while some rule shapes that direction, and removed when none
 //! does (and on shutdown): a gateway without `shape` rules keeps its own queueing.
@@ -133,9 +134,13 @@ pub trait TcOps: Send {
     fn set_class(&mut self, ifindex: u32, classid: u32, rate: u64) -> io::Result<()>;
     /// Deletes class `classid` (absent is fine).
     fn delete_class(&mut self, ifindex: u32, classid: u32) -> io::Result<()>;
-    /// Clears the XPS CPU maps of `iface`'s first `queues` transmit queues, which would
-    /// otherwise choose the queue instead of the TC program.
-    fn clear_xps(&mut self, iface: &str, queues: u32) -> io::Result<()>;
+    /// Clears the XPS CPU maps of `iface`'s (index `ifindex`) first `queues` transmit
+    /// queues, which would otherwise choose the queue instead of the TC program; returns
+    /// the maps it cleared, to be put back by [`TcOps::restore_xps`] (none if it could not
+    /// see this interface's).
+    fn clear_xps(&mut self, iface: &str, ifindex: u32, queues: u32) -> io::Result<Vec<String>>;
+    /// Writes back the maps [`TcOps::clear_xps`] returned, queue by queue.
+    fn restore_xps(&mut self, iface: &str, ifindex: u32, maps: &[String]) -> io::Result<()>;
 }
 
 /// One egress interface and what is installed on it.
@@ -147,6 +152,8 @@ struct Egress {
     qdisc: bool,
     /// class id → rate in bytes/s.
     classes: BTreeMap<u32, u64>,
+    /// The XPS maps found when the mq root was made, put back when it goes.
+    xps_saved: Vec<String>,
 }
 
 impl Egress {
@@ -168,7 +175,8 @@ impl Egress {
     fn create(&mut self, ops: &mut impl TcOps) -> Result<(), ShapeError> {
         let (kind, major) = self.root();
         if kind == Qdisc::Mq {
-            ops.clear_xps(&self.name, self.queues)
+            self.xps_saved = ops
+                .clear_xps(&self.name, self.ifindex, self.queues)
                 .map_err(self.error("clearing XPS"))?;
         }
         ops.create_qdisc(self.ifindex, kind, major, TC_H_ROOT)
@@ -191,6 +199,11 @@ impl Egress {
             .map_err(self.error("removing the shaping qdisc"))?;
         self.qdisc = false;
         self.classes.clear();
+        let saved = std::mem::take(&mut self.xps_saved);
+        if !saved.is_empty() {
+            ops.restore_xps(&self.name, self.ifindex, &saved)
+                .map_err(self.error("restoring XPS"))?;
+        }
         Ok(())
     }
 }
@@ -252,6 +265,7 @@ impl<T: TcOps> Shaper<T> {
             queues: queues.clamp(1, peerwarden_common::shape::MAX_QUEUES),
             qdisc: false,
             classes: BTreeMap::new(),
+            xps_saved: Vec::new(),
         });
         Ok(Shaper { ops, egress })
     }
@@ -361,6 +375,7 @@ mod tests {
         /// ifindex → class id → rate, while the interface has a root.
         qdisc: BTreeMap<u32, BTreeMap<u32, u64>>,
         xps_cleared: Vec<(String, u32)>,
+        xps_restored: Vec<(String, Vec<String>)>,
     }
 
     impl TcOps for Fake {
@@ -425,8 +440,13 @@ mod tests {
             self.qdisc.get_mut(&ifindex).map(|q| q.remove(&classid));
             Ok(())
         }
-        fn clear_xps(&mut self, iface: &str, queues: u32) -> io::Result<()> {
+        fn clear_xps(&mut self, iface: &str, _: u32, queues: u32) -> io::Result<Vec<String>> {
             self.xps_cleared.push((iface.to_string(), queues));
+            // As an operator may have set them: queue q on CPU q.
+            Ok((0..queues).map(|q| format!("{:x}", 1 << q)).collect())
+        }
+        fn restore_xps(&mut self, iface: &str, _: u32, maps: &[String]) -> io::Result<()> {
+            self.xps_restored.push((iface.to_string(), maps.to_vec()));
             Ok(())
         }
     }
@@ -541,8 +561,20 @@ mod tests {
             "{e}"
         );
         assert!(s.ops.calls.is_empty());
+        assert!(
+            s.ops.xps_restored.is_empty(),
+            "XPS put back while still shaping"
+        );
         s.sync(&[]).expect("sync");
         assert!(s.ops.roots.is_empty() && s.ops.htbs.is_empty());
+        // The mq root gone, the XPS maps it cleared are put back as they were.
+        assert_eq!(
+            s.ops.xps_restored,
+            [(
+                "downlink".to_string(),
+                vec!["1".to_string(), "2".to_string()]
+            )]
+        );
     }
 
     /// 100,000 subscribers with every slot shaped, on an interface with 16 queues: each of

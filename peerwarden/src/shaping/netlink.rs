@@ -339,15 +339,51 @@ impl TcOps for Netlink {
         }
     }
 
-    fn clear_xps(&mut self, iface: &str, queues: u32) -> io::Result<()> {
-        for q in 0..queues {
-            let path = format!("/sys/class/net/{iface}/queues/tx-{q}/xps_cpus");
-            match std::fs::write(&path, "0") {
-                // A kernel built without XPS has no such file: nothing to clear.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(io::Error::new(e.kind(), format!("{path}: {e}"))),
-                Ok(()) => {}
+    fn clear_xps(&mut self, iface: &str, ifindex: u32, queues: u32) -> io::Result<Vec<String>> {
+        // /sys shows the network namespace it was mounted in, which is not the daemon's when
+        // the daemon entered one itself (`netns:`): an interface of the same name there is
+        // another one, and is left alone.
+        let dir = format!("/sys/class/net/{iface}");
+        match std::fs::read_to_string(format!("{dir}/ifindex")) {
+            Ok(i) if i.trim() == ifindex.to_string() => {}
+            _ => {
+                tracing::warn!(
+                    interface = iface,
+                    "cannot see this interface's XPS maps in /sys \
+                    (another network namespace's sysfs?): left as they are; if XPS is set, \
+                    it chooses the transmit queue instead of the shaping"
+                );
+                return Ok(Vec::new());
             }
+        }
+        let path = |q: u32| format!("{dir}/queues/tx-{q}/xps_cpus");
+        let mut saved = Vec::new();
+        for q in 0..queues {
+            match std::fs::read_to_string(path(q)) {
+                Ok(mask) => saved.push(mask.trim().to_string()),
+                // A kernel built without XPS has no such file: nothing to clear.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path(q)))),
+            }
+        }
+        for q in 0..queues {
+            std::fs::write(path(q), "0")
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path(q))))?;
+        }
+        Ok(saved)
+    }
+
+    fn restore_xps(&mut self, iface: &str, ifindex: u32, maps: &[String]) -> io::Result<()> {
+        let dir = format!("/sys/class/net/{iface}");
+        match std::fs::read_to_string(format!("{dir}/ifindex")) {
+            Ok(i) if i.trim() == ifindex.to_string() => {}
+            // The interface is gone or renamed: nothing to put back.
+            _ => return Ok(()),
+        }
+        for (q, mask) in maps.iter().enumerate() {
+            let path = format!("{dir}/queues/tx-{q}/xps_cpus");
+            std::fs::write(&path, mask)
+                .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
         }
         Ok(())
     }
