@@ -178,7 +178,11 @@ fn a_player_drawing_each_segment_in_two_pieces() {
     // segment's first piece is due: pieces of 250 and 50 KB alternate every 2 s.
     let mut t = Timeline::default();
     for i in 0..16u64 {
-        let (bytes, req) = if i % 2 == 0 { (250_000, 450) } else { (50_000, 120) };
+        let (bytes, req) = if i % 2 == 0 {
+            (250_000, 450)
+        } else {
+            (50_000, 120)
+        };
         t.fetch(i * 2 * S, req, bytes, 20);
     }
     assert!(t.is_video_everywhere());
