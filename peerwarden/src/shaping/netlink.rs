@@ -340,53 +340,63 @@ impl TcOps for Netlink {
     }
 
     fn clear_xps(&mut self, iface: &str, ifindex: u32, queues: u32) -> io::Result<Vec<String>> {
-        // /sys shows the network namespace it was mounted in, which is not the daemon's when
-        // the daemon entered one itself (`netns:`): an interface of the same name there is
-        // another one, and is left alone.
-        let dir = format!("/sys/class/net/{iface}");
-        match std::fs::read_to_string(format!("{dir}/ifindex")) {
-            Ok(i) if i.trim() == ifindex.to_string() => {}
-            _ => {
-                tracing::warn!(
-                    interface = iface,
-                    "cannot see this interface's XPS maps in /sys \
-                    (another network namespace's sysfs?): left as they are; if XPS is set, \
-                    it chooses the transmit queue instead of the shaping"
-                );
-                return Ok(Vec::new());
-            }
-        }
-        let path = |q: u32| format!("{dir}/queues/tx-{q}/xps_cpus");
+        let Some(dir) = own_sysfs(iface, ifindex) else {
+            tracing::warn!(
+                interface = iface,
+                "cannot see this interface's XPS maps in /sys \
+                (another network namespace's sysfs?): left as they are; if XPS is set, \
+                it chooses the transmit queue instead of the shaping"
+            );
+            return Ok(Vec::new());
+        };
         let mut saved = Vec::new();
         for q in 0..queues {
-            match std::fs::read_to_string(path(q)) {
+            match std::fs::read_to_string(xps_path(&dir, q)) {
                 Ok(mask) => saved.push(mask.trim().to_string()),
                 // A kernel built without XPS has no such file: nothing to clear.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path(q)))),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("{}: {e}", xps_path(&dir, q)),
+                    ));
+                }
             }
         }
         for q in 0..queues {
-            std::fs::write(path(q), "0")
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path(q))))?;
+            write_xps(&dir, q, "0")?;
         }
         Ok(saved)
     }
 
     fn restore_xps(&mut self, iface: &str, ifindex: u32, maps: &[String]) -> io::Result<()> {
-        let dir = format!("/sys/class/net/{iface}");
-        match std::fs::read_to_string(format!("{dir}/ifindex")) {
-            Ok(i) if i.trim() == ifindex.to_string() => {}
-            // The interface is gone or renamed: nothing to put back.
-            _ => return Ok(()),
-        }
-        for (q, mask) in maps.iter().enumerate() {
-            let path = format!("{dir}/queues/tx-{q}/xps_cpus");
-            std::fs::write(&path, mask)
-                .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
+        // The interface gone or renamed: nothing to put back.
+        let Some(dir) = own_sysfs(iface, ifindex) else {
+            return Ok(());
+        };
+        for (q, mask) in (0..).zip(maps) {
+            write_xps(&dir, q, mask)?;
         }
         Ok(())
     }
+}
+
+/// `/sys/class/net/IFACE` if it is the interface of index `ifindex`: /sys shows the network
+/// namespace it was mounted in, which is not the daemon's when the daemon entered one itself
+/// (`netns:`), and an interface of the same name there is another one.
+fn own_sysfs(iface: &str, ifindex: u32) -> Option<String> {
+    let dir = format!("/sys/class/net/{iface}");
+    let found = std::fs::read_to_string(format!("{dir}/ifindex")).ok()?;
+    (found.trim() == ifindex.to_string()).then_some(dir)
+}
+
+fn xps_path(dir: &str, queue: u32) -> String {
+    format!("{dir}/queues/tx-{queue}/xps_cpus")
+}
+
+fn write_xps(dir: &str, queue: u32, mask: &str) -> io::Result<()> {
+    let path = xps_path(dir, queue);
+    std::fs::write(&path, mask).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
 }
 
 /// Transmit queues `iface` uses, as `ethtool -l` reports them (`ETHTOOL_GCHANNELS`: the
