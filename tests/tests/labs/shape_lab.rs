@@ -29,7 +29,8 @@ use std::{
 };
 
 use peerwarden_tests::lab::{
-    Lab, Procs, TempDir, nginx_in, run_bounded, spawn_in, until_still, wait_healthy, wait_listening,
+    Capture, Lab, Procs, TempDir, nginx_in, run_bounded, spawn_in, until_still, wait_healthy,
+    wait_listening,
 };
 
 const PREFIX: &str = "shp";
@@ -218,21 +219,8 @@ fn adaptive_streaming_to_an_unknown_name_is_video_by_its_shape() {
     // The video ports' headers, to show a missed flow's timeline.
     let pcap = tmp.0.join("video.pcap");
     let filter = format!("tcp port {HLS} or tcp port {DASH_KEPT}");
-    let mut tcpdump = spawn_in(
-        &net,
-        &[
-            "tcpdump",
-            "-i",
-            "any",
-            "-U",
-            "-s",
-            "96",
-            "-w",
-            &pcap.to_string_lossy(),
-            &filter,
-        ],
-        &tmp.0.join("tcpdump.log"),
-    );
+    // Downstream leaves the server through its eth0.
+    let capture = Capture::start_snaplen(&net, "eth0", "out", &filter, &pcap, 96);
 
     let url = |port: u16, path: &str| format!("https://{NAME}:{port}/{path}");
     let mut clients = Procs(Vec::new());
@@ -372,8 +360,7 @@ fn adaptive_streaming_to_an_unknown_name_is_video_by_its_shape() {
     if recall < RECALL_FLOWS || recall_bytes < RECALL_BYTES || false_rate > FALSE_VIDEO {
         problems.push("below the goals".to_string());
     }
-    let _ = tcpdump.kill();
-    let _ = tcpdump.wait();
+    capture.stop();
     if !missed.is_empty() {
         let lines = timelines(&pcap, &missed);
         println!("{lines}");
