@@ -63,7 +63,7 @@ pub struct UdpAnnounce {
     pub peer_id: [u8; 20],
     /// 0 none, 1 completed, 2 started, 3 stopped.
     pub event: u32,
-    /// The port the client listens on (0 when it gives none).
+    /// The port the client listens on (never 0).
     pub port: u16,
 }
 
@@ -71,23 +71,41 @@ pub struct UdpAnnounce {
 /// 4, info_hash 20, peer_id 20, downloaded 8, left 8, uploaded 8, event 4, ip 4, key 4,
 /// num_want 4, port 2, then optional BEP 41 extensions. The connection id is the tracker's
 /// (random), so the fields that have a range are checked to tell an announce from another
-/// datagram that happens to hold 1 at offset 8: the event (0 to 3), and a connection id that
-/// is not the `connect` request's protocol id.
+/// datagram that happens to hold 1 at offset 8 (a DNS query with one additional record
+/// does: 240 DNScrypt datagrams of the corpus): the event (0 to 3), `num_want` (-1 for the
+/// tracker's default, else 0 to 10,000), byte counters that are not negative as the `i64`
+/// BEP 15 makes them, a port that is not 0 (the announce says where to connect), a
+/// connection id that is not the `connect` request's protocol id, and an info-hash and peer
+/// id that are not all zero.
 pub fn udp_tracker_announce(p: &[u8]) -> Option<UdpAnnounce> {
     if p.len() < UDP_ANNOUNCE_LEN {
         return None;
     }
     let be32 = |o: usize| u32::from_be_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]]);
-    let connection = u64::from_be_bytes(p[0..8].try_into().ok()?);
+    let be64 = |o: usize| (u64::from(be32(o)) << 32) | u64::from(be32(o + 4));
     let event = be32(80);
-    if be32(8) != 1 || connection == UDP_PROTOCOL_ID || event > 3 {
+    let num_want = be32(92) as i32;
+    let port = u16::from_be_bytes([p[96], p[97]]);
+    let counters_ok = [56, 64, 72].iter().all(|&o| be64(o) < 1 << 63);
+    if be32(8) != 1
+        || be64(0) == UDP_PROTOCOL_ID
+        || event > 3
+        || !(-1..=10_000).contains(&num_want)
+        || !counters_ok
+        || port == 0
+    {
+        return None;
+    }
+    let info_hash = InfoHash::from_slice(&p[16..36])?;
+    let peer_id: [u8; 20] = p[36..56].try_into().ok()?;
+    if info_hash.0 == [0; 20] || peer_id == [0; 20] {
         return None;
     }
     Some(UdpAnnounce {
-        info_hash: InfoHash::from_slice(&p[16..36])?,
-        peer_id: p[36..56].try_into().ok()?,
+        info_hash,
+        peer_id,
         event,
-        port: u16::from_be_bytes([p[96], p[97]]),
+        port,
     })
 }
 
