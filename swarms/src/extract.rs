@@ -304,3 +304,7 @@ pub fn utp_handshake(p: &[u8]) -> Option<Handshake> {
     }
     peer_wire_handshake(p.get(at..)?)
 }
+
+#[cfg(test)]
+#[path = "extract_tests.rs"]
+mod tests;
