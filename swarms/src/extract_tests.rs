@@ -380,15 +380,15 @@ fn dht_messages_that_name_no_swarm_are_refused() {
     assert_eq!(dht_query(&as_response), None);
 }
 
-/// xorshift64*: a fixed-seed generator, so a failure reproduces.
+/// SplitMix64: a fixed-seed generator, so a failure reproduces.
 struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 
