@@ -539,3 +539,7 @@ impl SwarmTable {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;
