@@ -196,7 +196,7 @@ pub enum Observed {
     Flow(SwarmId),
     /// The subscriber takes part in the swarm (its own announce or query).
     Participant(SwarmId),
-    /// Not used (sent to a subscriber, or from outside the subscriber prefixes).
+    /// Not used: an announce or query sent to a subscriber, or a flow with no subscriber end.
     Ignored,
 }
 
@@ -290,7 +290,7 @@ impl SwarmTable {
     /// Takes a sighting from a packet of flow `key` travelling `dir`, at `now` (unix seconds).
     ///
     /// A peer-wire handshake (either direction) attributes the flow to the swarm and makes
-    /// every subscriber end of it a participant. A tracker announce or DHT query counts only
+    /// every subscriber end of it a participant (a flow with no subscriber end is ignored). A tracker announce or DHT query counts only
     /// when the subscriber sent it (`Up`): it makes the subscriber a participant, and an
     /// announced listen port is remembered for endpoint attribution. One a subscriber
     /// receives says nothing about it (DHT nodes are asked about any swarm).
@@ -305,6 +305,9 @@ impl SwarmTable {
         let id = self.swarm_id(&s.info_hash);
         let sub = key.sub_ip();
         if s.source == Source::PeerWire {
+            if !subs.is_subscriber(sub) && !subs.is_subscriber(key.remote_ip()) {
+                return Observed::Ignored;
+            }
             self.attribute(key, id, now, subs);
             return Observed::Flow(id);
         }

@@ -87,6 +87,13 @@ fn local_and_transit_bytes_sum_exactly_and_local_ones_once() {
     // `down` counts are the same bytes seen again and must not add.
     assert_eq!(t.account(&a_b, 10_000, 4_000, 120, &is_sub), Some(x));
     assert_eq!(t.account(&b_a, 4_000, 10_000, 120, &is_sub), Some(x));
+    // Two addresses outside the subscriber prefixes: no swarm of ours.
+    let outside = tcp(R1, 1, R2, 2);
+    assert_eq!(
+        t.observe(&outside, Direction::Up, &handshake(2), 106, &is_sub),
+        Observed::Ignored
+    );
+    assert_eq!(t.account(&outside, 5, 5, 120, &is_sub), None);
     // C ↔ R1 belongs to no swarm: nothing counted anywhere.
     assert_eq!(t.account(&tcp(C, 1, R1, 2), 999, 999, 120, &is_sub), None);
 
