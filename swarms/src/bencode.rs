@@ -200,6 +200,10 @@ fn value(b: &[u8], pos: usize, depth: usize) -> Result<(Value<'_>, usize), Error
                 return Err(Error::TooDeep(pos));
             }
             let mut at = pos + 1;
+            // The keys seen so far, for the duplicate check: on the stack, so checking costs
+            // key comparisons only and never walks a value twice (a walk per earlier key
+            // would multiply with the nesting).
+            let mut keys: [&[u8]; MAX_DICT_ENTRIES] = [&[]; MAX_DICT_ENTRIES];
             let mut entries = 0usize;
             loop {
                 match b.get(at) {
@@ -213,10 +217,11 @@ fn value(b: &[u8], pos: usize, depth: usize) -> Result<(Value<'_>, usize), Error
                     let Value::Bytes(key) = k else {
                         return Err(Error::BadKey(key_at));
                     };
-                    entries += 1;
-                    if entries > MAX_DICT_ENTRIES || repeats(&b[pos + 1..key_at], key, depth + 1) {
+                    if entries == MAX_DICT_ENTRIES || keys[..entries].contains(&key) {
                         return Err(Error::BadKey(key_at));
                     }
+                    keys[entries] = key;
+                    entries += 1;
                     at = after;
                 }
                 at = value(b, at, depth + 1)?.1;
@@ -231,24 +236,6 @@ fn value(b: &[u8], pos: usize, depth: usize) -> Result<(Value<'_>, usize), Error
         }
         _ => Err(Error::Unexpected(pos)),
     }
-}
-
-/// Whether `key` is among the keys of the dictionary entries in `before` (already checked).
-fn repeats(before: &[u8], key: &[u8], depth: usize) -> bool {
-    let mut at = 0;
-    while at < before.len() {
-        let Ok((k, after)) = value(before, at, depth) else {
-            return false;
-        };
-        if k.as_bytes() == Some(key) {
-            return true;
-        }
-        let Ok((_, end)) = value(before, after, depth) else {
-            return false;
-        };
-        at = end;
-    }
-    false
 }
 
 /// The position of the first `byte` at or after `from`.
@@ -383,5 +370,29 @@ mod tests {
         }
         many.push(b'e');
         assert!(matches!(parse(&many), Err(Error::BadKey(_))));
+    }
+
+    #[test]
+    fn nested_dictionaries_cost_a_walk_per_level_not_per_key() {
+        // Each level: 63 small entries after a nested dictionary, 16 levels deep. Checking
+        // duplicates by walking the earlier entries again would walk the innermost level
+        // 63^15 times; with the keys kept aside this finishes at once.
+        let mut m = b"i0e".to_vec();
+        for _ in 0..MAX_DEPTH {
+            let mut level = b"d1:".to_vec();
+            level.push(b'!');
+            level.extend_from_slice(&m);
+            for i in 0..MAX_DICT_ENTRIES - 1 {
+                level.extend_from_slice(format!("2:{i:02}i0e").as_bytes());
+            }
+            level.push(b'e');
+            m = level;
+        }
+        assert!(m.len() < MAX_INPUT);
+        let v = parse(&m).expect("valid");
+        assert_eq!(
+            v.as_dict().map(|d| d.iter().count()),
+            Some(MAX_DICT_ENTRIES)
+        );
     }
 }
