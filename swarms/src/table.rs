@@ -448,6 +448,17 @@ impl SwarmTable {
         out
     }
 
+    /// The id an API path names (40 hex digits, as [`SwarmSummary::id`] lists it): an
+    /// info-hash, or a pseudonym when pseudonyms are on. A real info-hash given while
+    /// pseudonyms are on is not mapped through the key, so the API cannot be used to test
+    /// whether a known torrent is among the swarms.
+    pub fn id_from_hex(&self, hex: &str) -> Option<SwarmId> {
+        InfoHash::from_hex(hex).map(|h| SwarmId {
+            bytes: h.0,
+            pseudonymous: self.key.is_some(),
+        })
+    }
+
     /// A swarm.
     pub fn get(&self, id: &SwarmId) -> Option<&Swarm> {
         self.swarms.get(id)

@@ -239,9 +239,20 @@ fn pseudonyms_replace_hashes_stably_per_key() {
     assert_ne!(ids1[0].bytes, h.0);
     assert!(t1.summaries()[0].pseudonymous);
     assert!(!t1.summaries()[0].id.contains(&h.to_hex()));
+    // The API finds a swarm by the id it listed, not by the hash behind a pseudonym.
+    let listed = t1.id_from_hex(&t1.summaries()[0].id).expect("hex");
+    assert!(t1.get(&listed).is_some());
+    assert!(
+        t1.id_from_hex(&h.to_hex())
+            .and_then(|id| t1.get(&id))
+            .is_none()
+    );
     // Without pseudonyms, the hash itself.
-    let plain = table(&config());
+    let mut plain = table(&config());
     assert_eq!(plain.swarm_id(&h).bytes, h.0);
+    plain.observe(&tcp(A, 1, R1, 1), Direction::Up, &handshake(9), 10, &is_sub);
+    let id = plain.id_from_hex(&h.to_hex()).expect("hex");
+    assert!(plain.get(&id).is_some());
 }
 
 #[test]
