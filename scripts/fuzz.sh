@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh TARGET|all|parsers SECONDS     e.g. scripts/fuzz.sh all 300  (the long pass)
 #
 # Targets (fuzz/fuzz_targets/, fuzz/api/fuzz_targets/): frames, fingerprints, tls_sni,
-# quic_initial, dns_answer, capture, policy, and api. `parsers` is every target but api (whose build
+# quic_initial, dns_answer, capture, policy, swarms, and api. `parsers` is every target but api (whose build
 # compiles the daemon and its kernel programs): what CI runs, 15 s each (scripts/test.sh).
 #
 # Seeds are made fresh each run (fuzz/seeds/, not committed) from ../shared/corpus's pcaps, the
@@ -21,7 +21,7 @@ ROOT=$PWD
 export PATH="$HOME/.cargo/bin:$PATH"
 export RUSTC_BOOTSTRAP=1
 
-PARSERS=(frames fingerprints tls_sni quic_initial dns_answer capture policy)
+PARSERS=(frames fingerprints tls_sni quic_initial dns_answer capture policy swarms)
 what=${1:?usage: scripts/fuzz.sh TARGET|all|parsers SECONDS}
 secs=${2:?usage: scripts/fuzz.sh TARGET|all|parsers SECONDS}
 case $what in

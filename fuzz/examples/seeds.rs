@@ -10,6 +10,8 @@
 //! - `quic_initial/`: the first UDP datagrams of flows that look like QUIC, 2-byte-length
 //!   framed as the `quic_initial` target reads them;
 //! - `dns_answer/`: UDP payloads to or from port 53, and TCP ones (length-prefixed already).
+//! - `swarms/`: the same payload heads as `fingerprints/` (first 1,504 bytes, a sample's),
+//!   behind the transport byte the `swarms` target reads (0 TCP, 1 UDP).
 //!
 //! Built without sanitizers (`cargo run --example seeds`), by scripts/fuzz.sh.
 
@@ -97,6 +99,9 @@ fn one(out: &mut Out, path: &Path) {
         if !p.is_empty() && *count <= 4 && payloads < 64 {
             payloads += 1;
             out.put("fingerprints", &p[..p.len().min(256)]);
+            let transport = u8::from(d.proto == UDP);
+            let head = &p[..p.len().min(1504)];
+            out.put("swarms", &[&[transport], head].concat());
         }
         if tls::is_handshake_record(p) {
             out.put("tls_sni", p);
