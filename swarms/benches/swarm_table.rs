@@ -35,7 +35,7 @@ fn key(i: u32) -> FlowKey {
     // 1,000 subscribers in 100.64/10; every tenth flow goes to another subscriber.
     let sub = i % 1000;
     k.sub_addr[..4].copy_from_slice(&[100, 64, (sub >> 8) as u8, sub as u8]);
-    let remote = if i % 10 == 0 {
+    let remote = if i.is_multiple_of(10) {
         [100, 65, (i >> 8) as u8, i as u8]
     } else {
         [203, 0, (i >> 8) as u8, i as u8]

@@ -78,7 +78,7 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     /// Requeues front entries touched since they were queued, until the front is the least
     /// recently used entry.
     fn settle(&mut self) {
-        while let Some(mut front) = self.order.first_entry() {
+        while let Some(front) = self.order.first_entry() {
             let Some(slot) = self.map.get_mut(front.get()) else {
                 front.remove();
                 continue;
