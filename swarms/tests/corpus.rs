@@ -13,10 +13,20 @@ use peerwarden_classifier::{
     CaptureReader,
     packet::{self, TCP, UDP},
 };
-use peerwarden_common::deep::{DEEP_BUDGET, SAMPLE_BYTES};
-use peerwarden_swarms::{InfoHash, Sighting, Source, Transport, sighting};
+use peerwarden_common::{
+    Direction, FlowKey,
+    deep::{DEEP_BUDGET, SAMPLE_BYTES},
+    flow::{FAMILY_V4, FAMILY_V6},
+};
+use peerwarden_swarms::{
+    InfoHash, Sighting, Source, SwarmTable, SwarmsConfig, Transport, sighting,
+};
 
 type Endpoint = (IpAddr, u16);
+/// A flow as the capture shows it: protocol and its two endpoints.
+type FlowId = (u8, Endpoint, Endpoint);
+/// A kernel key's byte counters: [up, down] so far, and as of the last walk.
+type Counters = BTreeMap<FlowId, (FlowKey, [u64; 2], [u64; 2])>;
 
 /// One sighting: the flow (endpoints in a fixed order, protocol), its sender, what was seen.
 #[derive(Debug)]
@@ -41,7 +51,7 @@ fn sightings(path: &Path) -> Vec<Seen> {
     let Ok(mut reader) = CaptureReader::open(path) else {
         return Vec::new();
     };
-    let mut budget: BTreeMap<(u8, Endpoint, Endpoint), u8> = BTreeMap::new();
+    let mut budget: BTreeMap<FlowId, u8> = BTreeMap::new();
     let mut out = Vec::new();
     while let Ok(Some(frame)) = reader.next_frame() {
         let Ok(p) = packet::decode(frame.link_type, frame.data) else {
@@ -181,5 +191,146 @@ fn the_utp_capture_shows_its_handshake_both_ways_beside_dht_queries() {
     assert!(
         dht.iter()
             .all(|s| s.from == peer && !a.contains(&s.sighting.info_hash))
+    );
+}
+
+/// The kernel's key of a packet between the client (the one subscriber) and a peer, and the
+/// packet's direction.
+fn kernel_key(p: &packet::Decoded<'_>, client: IpAddr) -> (FlowKey, Direction) {
+    let up = p.src == client;
+    let (sub, sp, remote, rp) = if up {
+        (p.src, p.sport, p.dst, p.dport)
+    } else {
+        (p.dst, p.dport, p.src, p.sport)
+    };
+    let mut k = FlowKey {
+        proto: p.proto,
+        sub_port: sp,
+        remote_port: rp,
+        ..FlowKey::default()
+    };
+    match (sub, remote) {
+        (IpAddr::V4(s), IpAddr::V4(r)) => {
+            k.family = FAMILY_V4;
+            k.sub_addr[..4].copy_from_slice(&s.octets());
+            k.remote_addr[..4].copy_from_slice(&r.octets());
+        }
+        (s, r) => {
+            k.family = FAMILY_V6;
+            k.sub_addr = match s {
+                IpAddr::V6(v) => v.octets(),
+                IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+            };
+            k.remote_addr = match r {
+                IpAddr::V6(v) => v.octets(),
+                IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+            };
+        }
+    }
+    (k, if up { Direction::Up } else { Direction::Down })
+}
+
+#[test]
+fn the_bittorrent_capture_through_the_table_counts_its_flows_bytes() {
+    // The capture as the daemon would see it: 192.168.1.3 the subscriber, samples to the
+    // extractors, a flow walk with byte deltas every second of capture time.
+    let client: IpAddr = "192.168.1.3".parse().expect("ip");
+    let is_sub = |a: IpAddr| a == client;
+    let config = SwarmsConfig {
+        enabled: true,
+        ..SwarmsConfig::default()
+    };
+    let mut table = SwarmTable::new(&config, None).expect("config");
+    let mut reader = CaptureReader::open(&corpus().join("bittorrent.pcap")).expect("open");
+    // Per kernel key: [up, down] bytes so far, at the last walk, and bytes before the flow's
+    // first payload packet (what a walk may count before the handshake names the swarm).
+    let mut counters: Counters = BTreeMap::new();
+    let mut before_payload: BTreeMap<FlowId, u64> = BTreeMap::new();
+    let mut samples: BTreeMap<FlowId, u8> = BTreeMap::new();
+    let (mut next_walk, mut now) = (0u64, 0u64);
+    let walk = |table: &mut SwarmTable, counters: &mut Counters, now| {
+        for (key, total, walked) in counters.values_mut() {
+            let (up, down) = (total[0] - walked[0], total[1] - walked[1]);
+            *walked = *total;
+            table.account(key, up, down, now, &is_sub);
+        }
+    };
+    while let Ok(Some(frame)) = reader.next_frame() {
+        let Ok(p) = packet::decode(frame.link_type, frame.data) else {
+            continue;
+        };
+        if p.src != client && p.dst != client {
+            continue;
+        }
+        now = frame.ts_ns / 1_000_000_000;
+        if now >= next_walk {
+            walk(&mut table, &mut counters, now);
+            next_walk = now + 1;
+        }
+        let (key, dir) = kernel_key(&p, client);
+        let id = (
+            key.proto,
+            (key.sub_ip(), key.sub_port),
+            (key.remote_ip(), key.remote_port),
+        );
+        let c = counters.entry(id).or_insert((key, [0; 2], [0; 2]));
+        c.1[dir.index()] += u64::from(frame.wire_len);
+        let seen = samples.entry(id).or_default();
+        if p.payload.is_empty() && *seen == 0 {
+            *before_payload.entry(id).or_default() += u64::from(frame.wire_len);
+        }
+        if !p.payload.is_empty() && *seen < DEEP_BUDGET {
+            *seen += 1;
+            let t = if p.proto == TCP {
+                Transport::Tcp
+            } else {
+                Transport::Udp
+            };
+            let sample = &p.payload[..p.payload.len().min(SAMPLE_BYTES)];
+            if let Some(s) = sighting(t, sample) {
+                table.observe(&key, dir, &s, now, &is_sub);
+            }
+        }
+    }
+    walk(&mut table, &mut counters, now + 1);
+
+    assert_eq!(table.len(), 1, "one torrent");
+    let (_, swarm) = table.iter().next().expect("swarm");
+    // Ground truth: every byte of the flows whose handshake was seen.
+    let handshaken: BTreeSet<_> = sightings(&corpus().join("bittorrent.pcap"))
+        .into_iter()
+        .filter(|s| s.sighting.source == Source::PeerWire)
+        .map(|s| s.flow)
+        .collect();
+    let (mut up, mut down, mut slack) = (0, 0, 0);
+    for (id, (_, total, _)) in &counters {
+        let flow = (id.0, id.1.min(id.2), id.1.max(id.2));
+        if handshaken.contains(&flow) {
+            up += total[0];
+            down += total[1];
+            slack += before_payload.get(id).copied().unwrap_or(0);
+        }
+    }
+    let counted = swarm.bytes.transit_up + swarm.bytes.transit_down;
+    println!(
+        "swarm: up {} down {} (flows with a handshake: up {up} down {down}, {slack} bytes before their first payload)",
+        swarm.bytes.transit_up, swarm.bytes.transit_down
+    );
+    assert_eq!(swarm.bytes.local, 0);
+    assert!(swarm.bytes.transit_up <= up && swarm.bytes.transit_down <= down);
+    assert!(
+        up + down - counted <= slack,
+        "missed {} bytes, more than the {slack} before the flows' first payloads",
+        up + down - counted
+    );
+    assert!(counted > 250_000, "{counted}");
+    assert_eq!(swarm.subscribers.len(), 1);
+    assert_eq!(
+        swarm.remote_peers(),
+        handshaken
+            .iter()
+            .map(|f| if f.1.0 == client { f.2.0 } else { f.1.0 })
+            .collect::<BTreeSet<_>>()
+            .len()
     );
 }
