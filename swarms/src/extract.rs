@@ -13,7 +13,9 @@
 
 use crate::{bencode, infohash::InfoHash};
 
-pub use crate::tracker_http::{HttpTracker, HttpTrackerKind, http_tracker_request};
+pub use crate::tracker_http::{
+    HttpTracker, HttpTrackerKind, MAX_SCRAPE_HASHES, http_tracker_request,
+};
 
 /// The peer-wire handshake's start (BEP 3): the length byte 19 and the protocol string.
 const HANDSHAKE_START: &[u8; 20] = b"\x13BitTorrent protocol";

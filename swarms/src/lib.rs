@@ -57,12 +57,20 @@
 //! 4. In the flow-table walk that already computes per-flow byte deltas: `table.account(&key,
 //!    up_delta, down_delta, now, &subscribers)` for every flow (it returns `None` at once for
 //!    flows of no swarm); `table.forget_flow(&key)` when a flow leaves the kernel's map.
+//!    Deltas of walks before a flow's attribution are not counted: the handshake is the
+//!    flow's first payload packet, so that is the TCP setup at most if samples are handled
+//!    before the next walk (an encrypted flow loses the bytes until step 3 runs).
 //! 5. Every minute (the store's interval): `table.expire(now)`, then write
 //!    `table.take_interval()` (per-swarm byte deltas) as the store's rows, and publish the
 //!    totals of [`SwarmTable::summaries`] and [`TableStats`] as gauges (no info-hash labels).
 //! 6. The API reads [`SwarmTable::summaries`] / [`SwarmTable::get`] for the live view and
 //!    the store for windows; subscriber addresses ([`Swarm::subscribers`]) only to a caller
 //!    with the read token.
+//!
+//! Known limits: a uTP socket is also its client's DHT socket, so DHT datagrams on the same
+//! address and port pair as an attributed uTP connection count in its swarm; a DHT crawler
+//! on a subscriber's address (`get_peers` for thousands of hashes) appears in each swarm it
+//! queries; a subscriber address shared by NAT is one participant.
 //!
 //! `subscribers` is anything implementing [`Subscribers`], a closure `Fn(IpAddr) -> bool`
 //! included: the policy's subscriber prefixes.
