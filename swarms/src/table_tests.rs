@@ -360,3 +360,32 @@ fn encrypted_flows_are_attributed_by_their_endpoints_announce_only_when_unambigu
         Attribution::Unknown
     );
 }
+
+#[test]
+fn one_swarm_holds_a_bounded_number_of_subscribers_and_peers() {
+    let mut t = table(&SwarmsConfig {
+        max_flows: 10_000,
+        ..config()
+    });
+    let x = t.swarm_id(&InfoHash([3; 20]));
+    let announce = seen(3, Source::HttpTracker, ListenPort::Port(6881));
+    for i in 0..=MAX_SUBSCRIBERS_PER_SWARM as u32 {
+        let sub = [100, 64, (i >> 8) as u8, i as u8];
+        t.observe(&tcp(sub, 1, R1, 80), Direction::Up, &announce, 10, &is_sub);
+    }
+    for i in 0..=MAX_PEERS_PER_SWARM as u32 {
+        let remote = [203, 0, (i >> 8) as u8, i as u8];
+        t.observe(
+            &tcp(A, 2, remote, 6881),
+            Direction::Up,
+            &handshake(3),
+            10,
+            &is_sub,
+        );
+    }
+    let s = t.get(&x).expect("swarm");
+    assert_eq!(s.subscribers.len(), MAX_SUBSCRIBERS_PER_SWARM);
+    assert_eq!(t.stats().refused_subscribers, 1);
+    assert_eq!(s.remote_peers(), MAX_PEERS_PER_SWARM);
+    assert!(s.remote_peers_capped);
+}
