@@ -60,9 +60,11 @@
 //!    Deltas of walks before a flow's attribution are not counted: the handshake is the
 //!    flow's first payload packet, so that is the TCP setup at most if samples are handled
 //!    before the next walk (an encrypted flow loses the bytes until step 3 runs).
-//! 5. Every minute (the store's interval): `table.expire(now)`, then write
-//!    `table.take_interval()` (per-swarm byte deltas) as the store's rows, and publish the
-//!    totals of [`SwarmTable::summaries`] and [`TableStats`] as gauges (no info-hash labels).
+//! 5. Every minute (the store's interval): write `table.take_interval()` (per-swarm byte
+//!    deltas) as the store's rows, then `table.expire(now)` (in that order, so an expiring
+//!    swarm's last bytes are written), and publish the totals of [`SwarmTable::summaries`]
+//!    and [`TableStats`] as gauges (no info-hash labels). A swarm evicted at `max_swarms`
+//!    loses the bytes since the last interval (counted in `evicted_swarms`).
 //! 6. The API reads [`SwarmTable::summaries`] / [`SwarmTable::get`] for the live view and
 //!    the store for windows; subscriber addresses ([`Swarm::subscribers`]) only to a caller
 //!    with the read token.
