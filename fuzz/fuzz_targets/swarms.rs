@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, p)) = data.split_first() else {
         return;
     };
-    let transport = if pick % 2 == 0 { Transport::Tcp } else { Transport::Udp };
+    let transport = if pick % 2 == 0 {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
     let sample = &p[..p.len().min(SAMPLE_BYTES)];
     let whole = sighting(transport, p);
     let sampled = sighting(transport, sample);
@@ -30,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
     }
     // A handshake needs its first 48 bytes only.
     if let Some(h) = peer_wire_handshake(p) {
-        assert_eq!(peer_wire_handshake(&p[..48]).map(|x| x.info_hash), Some(h.info_hash));
+        assert_eq!(
+            peer_wire_handshake(&p[..48]).map(|x| x.info_hash),
+            Some(h.info_hash)
+        );
     }
     let _ = utp_handshake(p);
     let _ = extract::udp_tracker_announce(p);
