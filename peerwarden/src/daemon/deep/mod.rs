@@ -32,7 +32,8 @@ use std::{
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
-use peerwarden_classifier::shards::{Dispatch, shard_of};
+pub use peerwarden_classifier::shards::Dispatch;
+use peerwarden_classifier::shards::shard_of;
 use peerwarden_common::{
     FlowKey,
     deep::{Sample, Verdict},
@@ -180,8 +181,8 @@ fn read(
             match &mut source {
                 Source::Inline(shard) => shard.take(&s, deep, &mut put),
                 Source::Dispatch(d) => {
-                    // Err: that worker is gone (it panicked, and the daemon is ending).
-                    let _ = d.send(shard_of(&shard::from_kernel(&s.key), d.len()), s);
+                    // false: that worker is gone (it panicked, and the daemon is ending).
+                    let _ = hand_on(d, s);
                 }
             }
         }
@@ -189,6 +190,13 @@ fn read(
             deep.queue_waits.store(d.waited(), Ordering::Relaxed);
         }
     }
+}
+
+/// Hands `s` to the worker its flow hashes to, waiting if its queue is full; false if
+/// that worker is gone.
+pub fn hand_on(d: &Dispatch<Sample>, s: Sample) -> bool {
+    d.send(shard_of(&shard::from_kernel(&s.key), d.len()), s)
+        .is_ok()
 }
 
 /// A worker: takes its queue's samples in order until `stop` or the reader is gone.

@@ -96,8 +96,7 @@ fn run(n: usize) -> (Arc<DeepState>, Vec<(FlowKey, Verdict)>) {
                     ts + 1,
                 ),
             ] {
-                let shard = shard_of(&shard::from_kernel(&s.key), dispatch.len());
-                assert!(dispatch.send(shard, s).is_ok(), "the worker is there");
+                assert!(hand_on(&dispatch, s), "the worker is there");
             }
         }
         drop(dispatch);
