@@ -1,6 +1,6 @@
 //! The deep tier's samples per second on one shard against several (`deep_threads`), in
 //! the same run, through the daemon's own code: `Shard::take` on the reader's thread (one
-//! shard, as the daemon runs `deep_threads: 1`), and the reader's `hand_on` to `work`
+//! shard, as the daemon runs `deep_threads: 1`), and the reader's `Feed` (batches by flow) to `work`
 //! threads over bounded queues (two and four shards). A "dispatch only" case, with workers
 //! that drop what they get, is the reader's own ceiling.
 //!
@@ -21,7 +21,7 @@ use std::{
 
 use peerwarden::{
     config::DEFAULT_DEEP_MAX_FLOWS,
-    daemon::deep::{Dispatch, QUEUE_DEPTH, Shard, hand_on, shard::engine_config, work},
+    daemon::deep::{BATCH, Feed, QUEUE_BATCHES, Shard, shard::engine_config, work},
     state::DeepState,
     supervision::{STALL_BOUND, Threads},
 };
@@ -128,12 +128,13 @@ fn inline(samples: &[Sample]) -> (f64, u64) {
     (rate, verdicts)
 }
 
-/// `n` workers fed by this thread: samples per second, verdicts, waits for a full queue.
+/// `n` workers fed by this thread: samples per second, verdicts, batches that waited for a
+/// full queue.
 /// `classify: false`: the workers drop what they get (the reader's ceiling).
 fn sharded(samples: &[Sample], n: usize, classify: bool) -> (f64, u64, u64) {
     let deep = Arc::new(DeepState::default());
     let (threads, stop) = (Threads::default(), AtomicBool::new(false));
-    let (dispatch, queues) = Dispatch::new(n, QUEUE_DEPTH);
+    let (mut feed, queues) = Feed::new(n);
     let mut verdicts = 0u64;
     let start = Instant::now();
     thread::scope(|scope| {
@@ -155,11 +156,16 @@ fn sharded(samples: &[Sample], n: usize, classify: bool) -> (f64, u64, u64) {
                 })
             })
             .collect();
-        for s in samples {
-            assert!(hand_on(&dispatch, *s), "workers run");
+        for (i, s) in samples.iter().enumerate() {
+            assert!(feed.push(*s), "workers run");
+            // As the daemon's reader does in a flood that never empties the ring.
+            if (i + 1) % (BATCH * n) == 0 {
+                assert!(feed.flush(), "workers run");
+            }
         }
-        let waited = dispatch.waited();
-        drop(dispatch);
+        assert!(feed.flush(), "workers run");
+        let waited = feed.waited();
+        drop(feed);
         for w in workers {
             verdicts += w.join().expect("worker");
         }
@@ -180,7 +186,7 @@ fn main() {
     let samples = flood();
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "deep_tier: {} samples, {} CPUs, queues of {QUEUE_DEPTH}, {ROUNDS} alternating rounds",
+        "deep_tier: {} samples, {} CPUs, batches of {BATCH}, queues of {QUEUE_BATCHES} batches, {ROUNDS} alternating rounds",
         samples.len(),
         cpus
     );
@@ -203,8 +209,9 @@ fn main() {
         "median samples/s: 1 shard {one:.0}, 2 shards {two:.0}, 4 shards {four:.0}, dispatch only {reader:.0}"
     );
     println!(
-        "ratio to 1 shard: 2 shards {:.2}x, 4 shards {:.2}x",
+        "ratio to 1 shard: 2 shards {:.2}x, 4 shards {:.2}x; dispatch only {:.2}x",
         two / one,
-        four / one
+        four / one,
+        reader / one
     );
 }

@@ -7,9 +7,11 @@
 //! thread `deep` reads the ring and classifies. With more, `deep` only reads the ring (it
 //! has one consumer) and hands each sample to the worker `deep-<i>` its flow hashes to
 //! (`peerwarden_classifier::shards`: the key is the subscriber-side 5-tuple both directions
-//! share), through a bounded queue of [`QUEUE_DEPTH`] samples, so a flow's samples are
-//! classified in the order the kernel sent them. A sample for a full queue waits for room,
-//! counted in `deep_queue_waits`: none is dropped in the daemon; meanwhile the ring fills,
+//! share), in batches of up to [`BATCH`] samples (handed on when full, and whatever is
+//! gathered after each pass over the ring or every `BATCH` samples per worker read)
+//! through a bounded queue of [`QUEUE_BATCHES`] batches, so a flow's samples are classified
+//! in the order the kernel sent them. A batch for a full queue waits for room, counted in
+//! `deep_queue_waits`: no sample is dropped in the daemon; meanwhile the ring fills,
 //! and what the kernel could not put there it counts (`ring_drops`). The workers'
 //! engines share the endpoint cache, behaviour and DNS answers; each holds at most its
 //! share of `deep_max_flows`. Every thread is supervised.
@@ -32,7 +34,7 @@ use std::{
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
-pub use peerwarden_classifier::shards::Dispatch;
+use peerwarden_classifier::shards::Dispatch;
 use peerwarden_classifier::shards::shard_of;
 use peerwarden_common::{
     FlowKey,
@@ -46,8 +48,11 @@ use crate::{
     supervision::{Heartbeat, STALL_BOUND, Threads, supervised},
 };
 
-/// Samples queued per worker at most (about 1.5 KiB each).
-pub const QUEUE_DEPTH: usize = 256;
+/// Samples handed to a worker at once at most (about 1.5 KiB each): one queue operation,
+/// and at most one wake-up of the worker, per batch rather than per sample.
+pub const BATCH: usize = 32;
+/// Batches queued per worker at most.
+pub const QUEUE_BATCHES: usize = 8;
 
 /// How often a worker publishes its counters (and beats, when idle).
 const PASS: Duration = Duration::from_millis(100);
@@ -102,7 +107,7 @@ pub(super) fn spawn(
     let source = if n == 1 {
         Source::Inline(shards.next().expect("one shard"))
     } else {
-        let (dispatch, queues) = Dispatch::new(n, QUEUE_DEPTH);
+        let (feed, queues) = Feed::new(n);
         for (i, (shard, queue)) in shards.zip(queues).enumerate() {
             let name = format!("deep-{i}");
             let heartbeat = threads.register(&name, STALL_BOUND);
@@ -119,7 +124,7 @@ pub(super) fn spawn(
                     .context("starting a deep classifier worker")?,
             );
         }
-        Source::Dispatch(dispatch)
+        Source::Feed(feed)
     };
     let (probe, deep, stop) = (probe.clone(), deep.clone(), stop.clone());
     let handle = thread::Builder::new()
@@ -143,7 +148,7 @@ fn put_verdict(probe: &Probe, key: &FlowKey, v: Verdict) {
 /// Where the ring's samples go: the reader's own shard, or the workers' queues.
 enum Source {
     Inline(Shard),
-    Dispatch(Dispatch<Sample>),
+    Feed(Feed),
 }
 
 /// Runs until `stop`: samples in, verdicts out (or samples handed on).
@@ -157,6 +162,7 @@ fn read(
 ) {
     let fd = ring.as_fd().as_raw_fd();
     let mut put = |k: &FlowKey, v: Verdict| put_verdict(probe, k, v);
+    let mut read = 0usize;
     while !stop.load(Ordering::Relaxed) {
         heartbeat.beat();
         if let Source::Inline(shard) = &mut source {
@@ -180,30 +186,87 @@ fn read(
             drop(item);
             match &mut source {
                 Source::Inline(shard) => shard.take(&s, deep, &mut put),
-                Source::Dispatch(d) => {
-                    // false: that worker is gone (it panicked, and the daemon is ending).
-                    let _ = hand_on(d, s);
+                // false: a worker is gone (it panicked, and the daemon is ending).
+                Source::Feed(f) => {
+                    let _ = f.push(s);
+                    read += 1;
+                    // A flood may never empty the ring: a worker with few samples waits
+                    // at most this many for its batch.
+                    if read % (BATCH * f.len()) == 0 {
+                        let _ = f.flush();
+                    }
                 }
             }
         }
-        if let Source::Dispatch(d) = &source {
-            deep.queue_waits.store(d.waited(), Ordering::Relaxed);
+        if let Source::Feed(f) = &mut source {
+            let _ = f.flush();
+            deep.queue_waits.store(f.waited(), Ordering::Relaxed);
         }
     }
 }
 
-/// Hands `s` to the worker its flow hashes to, waiting if its queue is full; false if
-/// that worker is gone.
-pub fn hand_on(d: &Dispatch<Sample>, s: Sample) -> bool {
-    d.send(shard_of(&shard::from_kernel(&s.key), d.len()), s)
-        .is_ok()
+/// The reader's side of the workers' queues: samples gathered per worker (the one their
+/// flow hashes to), handed on in batches.
+pub struct Feed {
+    dispatch: Dispatch<Vec<Sample>>,
+    pending: Vec<Vec<Sample>>,
+}
+
+impl Feed {
+    /// Queues for `n` workers (at least one), and their receiving ends.
+    pub fn new(n: usize) -> (Feed, Vec<Receiver<Vec<Sample>>>) {
+        let (dispatch, queues) = Dispatch::new(n, QUEUE_BATCHES);
+        let pending = (0..dispatch.len())
+            .map(|_| Vec::with_capacity(BATCH))
+            .collect();
+        (Feed { dispatch, pending }, queues)
+    }
+
+    /// Workers.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Never: there is at least one worker.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Adds `s` to its worker's batch, handed on (waiting for room) once full; false if
+    /// that worker is gone.
+    pub fn push(&mut self, s: Sample) -> bool {
+        let i = shard_of(&shard::from_kernel(&s.key), self.pending.len());
+        self.pending[i].push(s);
+        self.pending[i].len() < BATCH || self.hand_on(i)
+    }
+
+    /// Hands on every batch gathered; false if a worker is gone.
+    pub fn flush(&mut self) -> bool {
+        let mut ok = true;
+        for i in 0..self.pending.len() {
+            if !self.pending[i].is_empty() {
+                ok &= self.hand_on(i);
+            }
+        }
+        ok
+    }
+
+    fn hand_on(&mut self, i: usize) -> bool {
+        let batch = std::mem::replace(&mut self.pending[i], Vec::with_capacity(BATCH));
+        self.dispatch.send(i, batch).is_ok()
+    }
+
+    /// Batches that found their queue full and waited for room.
+    pub fn waited(&self) -> u64 {
+        self.dispatch.waited()
+    }
 }
 
 /// A worker: takes its queue's samples in order until `stop` or the reader is gone.
 pub fn work(
     heartbeat: &Heartbeat,
     mut shard: Shard,
-    queue: &Receiver<Sample>,
+    queue: &Receiver<Vec<Sample>>,
     deep: &DeepState,
     stop: &AtomicBool,
     mut put: impl FnMut(&FlowKey, Verdict),
@@ -213,7 +276,11 @@ pub fn work(
     while !stop.load(Ordering::Relaxed) {
         heartbeat.beat();
         match queue.recv_timeout(PASS) {
-            Ok(s) => shard.take(&s, deep, &mut put),
+            Ok(batch) => {
+                for s in &batch {
+                    shard.take(s, deep, &mut put);
+                }
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }

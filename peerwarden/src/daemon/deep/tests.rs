@@ -62,7 +62,7 @@ fn run(n: usize) -> (Arc<DeepState>, Vec<(FlowKey, Verdict)>) {
     let deep = Arc::new(DeepState::default());
     let cfg = shard::engine_config(1 << 16);
     let shared = cfg.shared();
-    let (dispatch, queues) = Dispatch::new(n, 4);
+    let (mut feed, queues) = Feed::new(n);
     let verdicts = Arc::new(Mutex::new(Vec::new()));
     let (threads, stop) = (Threads::default(), AtomicBool::new(false));
     thread::scope(|scope| {
@@ -96,10 +96,11 @@ fn run(n: usize) -> (Arc<DeepState>, Vec<(FlowKey, Verdict)>) {
                     ts + 1,
                 ),
             ] {
-                assert!(hand_on(&dispatch, s), "the worker is there");
+                assert!(feed.push(s), "the worker is there");
             }
         }
-        drop(dispatch);
+        assert!(feed.flush(), "the workers are there");
+        drop(feed);
     });
     let v = std::mem::take(&mut *verdicts.lock().expect("lock"));
     (deep, v)
