@@ -192,7 +192,7 @@ fn read(
                     read += 1;
                     // A flood may never empty the ring: a worker with few samples waits
                     // at most this many for its batch.
-                    if read % (BATCH * f.len()) == 0 {
+                    if read.is_multiple_of(BATCH * f.len()) {
                         let _ = f.flush();
                     }
                 }
