@@ -11,6 +11,11 @@
 //! endpoint cache taught). The deep tier holds its default 16,384 flows, so the flood
 //! keeps it evicting, as in the lab flood.
 //!
+//! Beside the wall-clock rates, samples per CPU-second of the whole process: on a machine
+//! shared with other work, more threads get a larger share of the CPUs, so the wall-clock
+//! ratio there says more about the scheduler than about the tier; the CPU cost per sample
+//! says what sharding costs.
+//!
 //! `cargo bench -p peerwarden-tests --bench deep_tier`
 
 use std::{
@@ -177,6 +182,25 @@ fn sharded(samples: &[Sample], n: usize, classify: bool) -> (f64, u64, u64) {
     (rate, verdicts, waits)
 }
 
+/// This process's CPU time (all threads), in seconds.
+fn cpu_s() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// Runs `case`; its samples per wall-clock second (from the case) and per CPU-second.
+fn timed<T>(case: impl FnOnce() -> (f64, T)) -> (f64, f64, T) {
+    let cpu = cpu_s();
+    let (rate, rest) = case();
+    let per_cpu = SAMPLES as f64 / (cpu_s() - cpu);
+    (rate, per_cpu, rest)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -191,19 +215,34 @@ fn main() {
         cpus
     );
     let (mut one, mut two, mut four, mut reader) = (vec![], vec![], vec![], vec![]);
+    let mut cpu = [vec![], vec![], vec![], vec![]];
     for round in 0..ROUNDS {
-        let (r1, v1) = inline(&samples);
-        let (r2, v2, w2) = sharded(&samples, 2, true);
-        let (r4, v4, w4) = sharded(&samples, 4, true);
-        let (rd, _, _) = sharded(&samples, 2, false);
+        let (r1, c1, v1) = timed(|| inline(&samples));
+        let split = |n, classify| {
+            let (r, v, w) = sharded(&samples, n, classify);
+            (r, (v, w))
+        };
+        let (r2, c2, (v2, w2)) = timed(|| split(2, true));
+        let (r4, c4, (v4, w4)) = timed(|| split(4, true));
+        let (rd, cd, _) = timed(|| split(2, false));
         println!(
             "round {round}: 1 shard {r1:>9.0}/s ({v1} verdicts) | 2 shards {r2:>9.0}/s ({v2} verdicts, {w2} waits) | 4 shards {r4:>9.0}/s ({v4} verdicts, {w4} waits) | dispatch only {rd:>9.0}/s"
+        );
+        println!(
+            "         per CPU-second: 1 shard {c1:>9.0} | 2 shards {c2:>9.0} | 4 shards {c4:>9.0} | dispatch only {cd:>9.0}"
         );
         one.push(r1);
         two.push(r2);
         four.push(r4);
         reader.push(rd);
+        for (v, c) in cpu.iter_mut().zip([c1, c2, c4, cd]) {
+            v.push(c);
+        }
     }
+    let [c1, c2, c4, cd] = cpu.map(median);
+    println!(
+        "median samples per CPU-second: 1 shard {c1:.0}, 2 shards {c2:.0}, 4 shards {c4:.0}, dispatch only {cd:.0}"
+    );
     let (one, two, four, reader) = (median(one), median(two), median(four), median(reader));
     println!(
         "median samples/s: 1 shard {one:.0}, 2 shards {two:.0}, 4 shards {four:.0}, dispatch only {reader:.0}"
