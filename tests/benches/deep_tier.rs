@@ -93,7 +93,7 @@ fn flood() -> Vec<Sample> {
             1024 + (r >> 32) as u16 % 60000,
         );
         i += 1;
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             let k = key(6, sub, sport, remote, rport);
             out.push(sample(k, Direction::Up, &hs, i * 1000));
             out.push(sample(k, Direction::Down, &hs, i * 1000 + 500));
@@ -164,7 +164,7 @@ fn sharded(samples: &[Sample], n: usize, classify: bool) -> (f64, u64, u64) {
         for (i, s) in samples.iter().enumerate() {
             assert!(feed.push(*s), "workers run");
             // As the daemon's reader does in a flood that never empties the ring.
-            if (i + 1) % (BATCH * n) == 0 {
+            if (i + 1).is_multiple_of(BATCH * n) {
                 assert!(feed.flush(), "workers run");
             }
         }
