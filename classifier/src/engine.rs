@@ -18,6 +18,8 @@
 //! never a single datagram, LSD, multicast or broadcast; and one subscriber (the flow's `Up`
 //! side) teaches at most `learn_budget` new endpoints a minute.
 
+use std::sync::{Arc, MutexGuard};
+
 use peerwarden_common::{Class, Confidence, Label};
 
 use crate::{
@@ -29,6 +31,7 @@ use crate::{
     inspect::{Inspector, NON_P2P_SERVICE_PORTS},
     learning::Learning,
     packet::TCP,
+    shared::Shared,
     verdict::{PacketMeta, Verdict},
 };
 
@@ -72,6 +75,21 @@ impl Default for EngineConfig {
     }
 }
 
+impl EngineConfig {
+    /// Empty cross-flow context (endpoint cache, behaviour, DNS answers) bounded as this
+    /// config says, for engines to share ([`Engine::with_shared`]).
+    pub fn shared(&self) -> Arc<Shared> {
+        Shared::new(
+            Learning::new(
+                EndpointCache::new(self.cache_ttl_ns, self.cache_capacity),
+                self.learn_budget,
+            ),
+            Behaviour::new(self.behaviour),
+            DnsHints::new(self.dns_capacity),
+        )
+    }
+}
+
 const SYN: u8 = 0x02;
 
 #[derive(Debug)]
@@ -112,36 +130,45 @@ pub struct Engine {
     cfg: EngineConfig,
     hosts: HostList,
     flows: FxMap<FlowKey, FlowState>,
-    learning: Learning,
-    behaviour: Behaviour,
-    dns: DnsHints,
+    /// The endpoint cache, behaviour and DNS answers: its own, or shared with the other
+    /// engines of a sharded deep tier.
+    shared: Arc<Shared>,
 }
 
 impl Engine {
-    /// An engine with the built-in host list.
+    /// An engine with the built-in host list and context of its own.
     pub fn new(cfg: EngineConfig) -> Engine {
+        Engine::with_shared(cfg.clone(), cfg.shared())
+    }
+
+    /// An engine that learns into and reads from `shared` (several engines, one per
+    /// thread, each inspecting its own flows; [`crate::shared`]). The capacities of
+    /// `shared` are the ones it was made with, whatever `cfg` says.
+    pub fn with_shared(cfg: EngineConfig, shared: Arc<Shared>) -> Engine {
         Engine {
-            learning: Learning::new(
-                EndpointCache::new(cfg.cache_ttl_ns, cfg.cache_capacity),
-                cfg.learn_budget,
-            ),
-            behaviour: Behaviour::new(cfg.behaviour),
-            dns: DnsHints::new(cfg.dns_capacity),
+            shared,
             hosts: HostList::default(),
             flows: FxMap::default(),
             cfg,
         }
     }
 
-    /// Endpoints the cache learned (new or refreshed entries) since the engine started.
+    /// The context this engine shares (with itself only, unless made by
+    /// [`Engine::with_shared`]).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Endpoints the cache learned (new or refreshed entries) since it was made, by every
+    /// engine sharing it.
     pub fn cache_learned(&self) -> u64 {
-        self.learning.learned()
+        self.shared.cache_learned()
     }
 
     /// Endpoint learnings refused because their subscriber had used its budget for the
-    /// minute (a counter for `/metrics`).
+    /// minute (a counter for `/metrics`), by every engine sharing the cache.
     pub fn cache_refused(&self) -> u64 {
-        self.learning.refused()
+        self.shared.cache_refused()
     }
 
     /// Adds a video service host suffix (the policy file's list extends the built-in one).
@@ -160,9 +187,10 @@ impl Engine {
         &self.hosts
     }
 
-    /// The DNS answers remembered for the DNS-assisted labels.
-    pub fn dns_hints(&self) -> &DnsHints {
-        &self.dns
+    /// The DNS answers remembered for the DNS-assisted labels (locked while the guard
+    /// lives when the engine shares them).
+    pub fn dns_hints(&self) -> MutexGuard<'_, DnsHints> {
+        self.shared.dns()
     }
 
     /// Flows with state held.
@@ -176,8 +204,7 @@ impl Engine {
         let mut changed = false;
         if !self.cfg.kernel_only && p.key.dst.port() == 53 {
             // Read even once the flow's own label is final: the answers are what matter.
-            self.dns
-                .observe(&p.key, p.dir, p.payload, p.ts_ns, &self.hosts);
+            (self.shared.dns()).observe(&p.key, p.dir, p.payload, p.ts_ns, &self.hosts);
         }
         if let Some(st) = self.flows.get_mut(&p.key) {
             st.last_ts = st.last_ts.max(p.ts_ns);
@@ -187,14 +214,12 @@ impl Engine {
             }
             // The first packet's sender opened the flow.
             let (i, r) = (p.key.sender(p.dir), p.key.sender(opposite(p.dir)));
-            self.behaviour
-                .flow_started((i.ip(), i.port()), (r.ip(), r.port()));
+            (self.shared.behaviour()).flow_started((i.ip(), i.port()), (r.ip(), r.port()));
             let mut verdict = Verdict::unknown();
-            if let Some(l) = self
-                .learning
-                .cached(&p.key, p.ts_ns)
-                .filter(|_| !self.cfg.kernel_only)
-            {
+            let cached = (!self.cfg.kernel_only)
+                .then(|| self.shared.learning().cached(&p.key, p.ts_ns))
+                .flatten();
+            if let Some(l) = cached {
                 verdict = Verdict::new(l, Confidence::Cache);
                 changed = true;
             }
@@ -261,7 +286,7 @@ impl Engine {
                 st.done = true;
             }
             if !self.cfg.kernel_only
-                && let Some(v) = dns_hint(&self.dns, st, p)
+                && let Some(v) = dns_hint(&self.shared, st, p)
             {
                 st.verdict = v;
                 changed = true;
@@ -269,7 +294,7 @@ impl Engine {
             if let Some((label, init_dir)) = teach
                 && !self.cfg.kernel_only
             {
-                self.learning.learn(&p.key, init_dir, label, p.ts_ns);
+                (self.shared.learning()).learn(&p.key, init_dir, label, p.ts_ns);
             }
             let st = self.flows.get_mut(&p.key)?;
             if st.done {
@@ -301,14 +326,14 @@ impl Engine {
         if ports.iter().any(|p| NON_P2P_SERVICE_PORTS.contains(p)) {
             return None;
         }
-        if let Some(l) = self.learning.cached(key, now) {
+        let cached = self.shared.learning().cached(key, now);
+        if let Some(l) = cached {
             return Some(Verdict::new(l, Confidence::Cache));
         }
-        if key.src.port() >= HIGH_PORT
-            && key.dst.port() >= HIGH_PORT
-            && (self.behaviour.is_p2p_node(&key.src.ip())
-                || self.behaviour.is_p2p_node(&key.dst.ip()))
-        {
+        if key.src.port() >= HIGH_PORT && key.dst.port() >= HIGH_PORT && {
+            let b = self.shared.behaviour();
+            b.is_p2p_node(&key.src.ip()) || b.is_p2p_node(&key.dst.ip())
+        } {
             return Some(Verdict::new(Label::P2pBehavioural, Confidence::Behaviour));
         }
         None
@@ -332,7 +357,7 @@ impl Engine {
     /// Ends a flow (closed, expired, end of capture): its final verdict, with the cache and
     /// behaviour fallbacks applied if no detector decided it. Its state is dropped.
     pub fn finish(&mut self, key: &FlowKey, now: u64) -> Verdict {
-        self.dns.flow_ended(key);
+        self.dns_flow_ended(key);
         let Some(st) = self.flows.remove(key) else {
             return Verdict::unknown();
         };
@@ -377,9 +402,17 @@ impl Engine {
         by_age.select_nth_unstable_by_key(excess - 1, |(ts, _)| *ts);
         for (_, k) in &by_age[..excess] {
             self.flows.remove(k);
-            self.dns.flow_ended(k);
+            self.dns_flow_ended(k);
         }
         excess
+    }
+
+    /// Forgets the DNS-over-TCP bytes held for `key` (only a flow to port 53 has any: the
+    /// shared answers are not locked for the others).
+    fn dns_flow_ended(&mut self, key: &FlowKey) {
+        if key.dst.port() == 53 {
+            self.shared.dns().flow_ended(key);
+        }
     }
 
     /// Ends every flow; their final verdicts, in no particular order.
@@ -397,7 +430,7 @@ impl Engine {
 /// a CDN address serving other sites too; a hello still being read waits for its name
 /// until inspection ends. Only over what no detector decided better: nothing, or the bare
 /// `tls`/`quic` labels.
-fn dns_hint(dns: &DnsHints, st: &FlowState, p: &PacketMeta<'_>) -> Option<Verdict> {
+fn dns_hint(shared: &Shared, st: &FlowState, p: &PacketMeta<'_>) -> Option<Verdict> {
     let insp = st.inspector.as_ref()?;
     let bare = matches!(st.verdict.label, Label::Unknown | Label::Tls | Label::Quic)
         && matches!(
@@ -408,6 +441,7 @@ fn dns_hint(dns: &DnsHints, st: &FlowState, p: &PacketMeta<'_>) -> Option<Verdic
         return None;
     }
     let sub = p.key.src.ip();
+    let dns = shared.dns();
     let service = dns.service(sub, p.key.dst.ip(), p.ts_ns)?;
     // A named flow only when its hello offers ECH and its SNI is the public name that
     // service's HTTPS record gave this subscriber: then the SNI is the front's, not the

@@ -31,6 +31,8 @@ pub mod packet;
 pub mod protocols;
 pub mod shape;
 pub mod shape_walk;
+pub mod shards;
+pub mod shared;
 pub mod stream;
 mod verdict;
 

@@ -58,6 +58,9 @@ pub struct DeepState {
     pub dns_hints: AtomicU64,
     /// DNS answers ignored because they answered no query seen from their subscriber.
     pub dns_unsolicited: AtomicU64,
+    /// Samples the ring's reader found their worker's queue full for and waited to hand
+    /// on (`deep_threads` above 1; nothing is dropped, the ring backs up meanwhile).
+    pub queue_waits: AtomicU64,
     /// The video host list with the operator's service file applied, when there is one
     /// (the deep tier picks up each new one).
     pub hosts: peerwarden_classifier::hosts::SharedHosts,
@@ -230,7 +233,8 @@ impl State {
     /// (`deep_flows_tracked`) and those it dropped to stay bounded (`deep_flows_evicted`),
     /// and the endpoint cache's learnings (`endpoint_cache_learned`) and the learnings it
     /// refused to a subscriber over its budget (`endpoint_cache_refused`), and the DNS
-    /// answers remembered (`dns_hints`) and ignored as unsolicited (`dns_unsolicited`).
+    /// answers remembered (`dns_hints`) and ignored as unsolicited (`dns_unsolicited`), and
+    /// the samples that waited for a full worker queue (`deep_queue_waits`).
     pub fn stats(&self) -> BTreeMap<&'static str, u64> {
         let mut stats = lock(&self.stats).clone();
         let deep = &self.deep;
@@ -240,6 +244,7 @@ impl State {
         stats.insert("endpoint_cache_refused", deep.cache_refused.load(Relaxed));
         stats.insert("dns_hints", deep.dns_hints.load(Relaxed));
         stats.insert("dns_unsolicited", deep.dns_unsolicited.load(Relaxed));
+        stats.insert("deep_queue_waits", deep.queue_waits.load(Relaxed));
         stats
     }
 

@@ -6,7 +6,8 @@
 //!   the state made whole;
 //! - `readers.rs`: the threads that read the maps every second (counters, subscribers,
 //!   flows), tick the schedules and watch the policy file;
-//! - `deep.rs`: the deep tier, which classifies the payload samples the kernel hands up;
+//! - `deep/`: the deep tier, which classifies the payload samples the kernel hands up, on
+//!   `deep_threads` shards by flow;
 //! - `enforcer.rs`: the policy in force in the kernel, compiled again when a schedule turns;
 //! - `observe.rs`: observe-only mode on a mirror port;
 //! - `serve.rs`: the API until SIGINT or SIGTERM, SIGHUP re-reading the policy and service files, and
@@ -17,7 +18,7 @@
 //! which `/healthz` answers 503) with the kernel side attached and pinned, and exit with
 //! an error naming the thread, for systemd to restart it.
 
-mod deep;
+pub mod deep;
 mod enforcer;
 mod observe;
 pub mod preflight;
@@ -68,8 +69,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         &data.state.deep,
         &data.state.threads,
         &stop,
-        config.deep_max_flows,
-        config.dns_hint_entries,
+        deep::Settings {
+            max_tracked: config.deep_max_flows,
+            dns_entries: config.dns_hint_entries,
+            threads: deep::threads(config.deep_threads),
+        },
     )?);
     if let Some(fault) = &fault
         && !data
