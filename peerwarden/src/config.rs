@@ -10,7 +10,7 @@
 //!                                                # header_timeout_seconds (10), idle_timeout_seconds (60)
 //! flow_table_size: 1048576
 //! deep_max_flows: 16384                          # undecided flows the deep classifier holds
-//! deep_threads: 2                                # its threads (default: the CPUs, at most 8)
+//! deep_threads: 2                                # its threads (default: half the CPUs, 1 to 8)
 //! dns_hint_entries: 65536                        # DNS answers remembered (docs/classifier.md)
 //! history: { path: /var/lib/peerwarden/history.db, minute_retention_days: 7, hour_retention_days: 90 }
 //! metrics: { subscriber_series_limit: 1000 }
@@ -84,7 +84,7 @@ pub struct Config {
     /// `deep_flows_evicted`). The flow table's size caps it too.
     #[serde(default = "default_deep_max_flows")]
     pub deep_max_flows: u32,
-    /// Deep classifier threads, sharded by flow (1 to 64; default the CPUs, at most 8).
+    /// Deep classifier threads, sharded by flow (1 to 64; default half the CPUs, 1 to 8).
     #[serde(default)]
     pub deep_threads: Option<u32>,
     /// (subscriber, answered address) pairs the DNS-assisted labels remember at most.

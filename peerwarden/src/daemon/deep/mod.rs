@@ -3,7 +3,7 @@
 //! applies them on the flow's next packet). Video services' names (`video.youtube`) go to
 //! [`DeepState`], keyed by flow, for the reports.
 //!
-//! On `deep_threads` shards (config; default the CPUs, at most 8). With one, a single
+//! On `deep_threads` shards (config; default half the CPUs, 1 to 8). With one, a single
 //! thread `deep` reads the ring and classifies. With more, `deep` only reads the ring (it
 //! has one consumer) and hands each sample to the worker `deep-<i>` its flow hashes to
 //! (`peerwarden_classifier::shards`: the key is the subscriber-side 5-tuple both directions
@@ -57,15 +57,18 @@ pub const QUEUE_BATCHES: usize = 8;
 /// How often a worker publishes its counters (and beats, when idle).
 const PASS: Duration = Duration::from_millis(100);
 
-/// Shards at most when the config does not say (`deep_threads`: the CPUs, up to this).
+/// Shards at most when the config does not say (`deep_threads`: half the CPUs, up to this).
 pub const DEFAULT_MAX_THREADS: usize = 8;
 
-/// The shards for the config's `deep_threads` (validated: 1 to 64), or by default the
-/// CPUs this process may run on, at most [`DEFAULT_MAX_THREADS`].
+/// The shards for the config's `deep_threads` (validated: 1 to 64), or by default half the
+/// CPUs this process may run on (at least 1, at most [`DEFAULT_MAX_THREADS`]): the other half
+/// is left to the kernel's XDP and softirq work and the daemon's other threads. On two CPUs
+/// that is one shard, which measured faster than two there (docs/benchmarks.md).
 pub fn threads(configured: Option<u32>) -> usize {
     match configured {
         Some(n) => n.max(1) as usize,
-        None => thread::available_parallelism().map_or(1, |n| n.get().min(DEFAULT_MAX_THREADS)),
+        None => thread::available_parallelism()
+            .map_or(1, |n| (n.get() / 2).clamp(1, DEFAULT_MAX_THREADS)),
     }
 }
 

@@ -133,7 +133,7 @@ fn each_flows_samples_are_classified_in_order_over_several_shards() {
 }
 
 #[test]
-fn deep_threads_defaults_to_the_cpus_and_is_bounded() {
+fn deep_threads_defaults_to_half_the_cpus_and_is_bounded() {
     let parse = |extra: &str| {
         let text = format!("interfaces: {{ downlink: a, uplink: b }}\n{extra}");
         Config::parse(&text, Path::new("test.yaml"))
@@ -141,7 +141,7 @@ fn deep_threads_defaults_to_the_cpus_and_is_bounded() {
     let c = parse("").expect("valid");
     assert_eq!(c.deep_threads, None);
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
-    assert_eq!(threads(c.deep_threads), cpus.min(8));
+    assert_eq!(threads(c.deep_threads), (cpus / 2).clamp(1, 8));
     let c = parse("deep_threads: 1\n").expect("valid");
     assert_eq!(threads(c.deep_threads), 1);
     assert_eq!(
