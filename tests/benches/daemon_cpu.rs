@@ -9,7 +9,9 @@
 //! are not sent over the wire (a veth does not carry a million new flows a second here):
 //! the bench runs the daemon's own loaded XDP program (`xdp_downlink`, opened by its id)
 //! through `BPF_PROG_TEST_RUN` on UDP frames from the generated subscribers' addresses,
-//! which fills the daemon's own maps as packets would. First `FLOWS` flows (flow `i` from
+//! which fills the daemon's own maps as packets would (each a BitTorrent DHT query, labelled
+//! at once and final: a settled table, no flow still sending payload samples to the deep
+//! tier). First `FLOWS` flows (flow `i` from
 //! subscriber `i % SUBSCRIBERS`), then, for the rest of the run, one packet a second for
 //! each subscriber (a tenth of the flows each second, every flow every 10 s): every
 //! subscriber's counters move every second, no flow goes idle. After `WARM_UP` the daemon's
@@ -34,6 +36,7 @@ use peerwarden_tests::{
     daemon_load::{FIRST_GENERATED, ProgById, big_policy_yaml, cpu_use, thread_cpu},
     lab::{Daemon, Lab, Procs, TempDir, attachments, peerwarden_ok, require_root, spawn_in},
     packets::{Vlan, udp_frame},
+    payloads::dht_ping_query,
     xdp::XDP_PASS,
 };
 
@@ -138,7 +141,10 @@ fn main() {
     let prog = ProgById::open(xdp_prog_id(&lab.netns("gw"), "downlink"))
         .expect("opening the daemon's xdp_downlink");
     let src: SocketAddr = (FIRST_GENERATED, 1024).into();
-    let mut template = udp_frame(Vlan::Untagged, src, (SERVER, 53).into(), &[0u8; 32]);
+    // A DHT query: labelled at its flow's first packet, final, so the flows are settled
+    // (no more payload samples to the deep tier) as most of a real table's flows are.
+    let query = dht_ping_query(&[7; 20]);
+    let mut template = udp_frame(Vlan::Untagged, src, (SERVER, 6881).into(), &query);
 
     let fill = Instant::now();
     for i in 0..FLOWS {
@@ -186,13 +192,15 @@ fn main() {
     let status = lab.api("/api/v1/status");
     let sample = lab.api("/api/v1/subscribers/s54321");
     println!(
-        "flow table at the end: {}; subscriber s54321's usage: {}",
-        status["maps"]["flows"], sample["usage"]["classes"]
+        "flow table at the end: {}; subscriber s54321's p2p usage: {}",
+        status["maps"]["flows"], sample["usage"]["classes"]["p2p"]
     );
     println!(
-        "\ndaemon CPU over {} s, steady state ({} packets a second injected, {SUBSCRIBERS} subscribers active each second, {FLOWS} flows):",
+        "\ndaemon CPU over {} s, steady state, {FLOWS} flows: {} packets a second injected, one \
+         for each of the {SUBSCRIBERS} subscribers in turn (each active every {:.1} s)",
         WINDOW.as_secs(),
-        packets / WINDOW.as_secs()
+        packets / WINDOW.as_secs(),
+        WINDOW.as_secs_f64() * f64::from(SUBSCRIBERS) / packets.max(1) as f64
     );
     println!(
         "  {:.1}% of one core (goal: at most {:.0}%: {})",
