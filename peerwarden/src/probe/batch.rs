@@ -64,6 +64,23 @@ pub(super) fn lookup_all<K: aya::Pod + Default, V: aya::Pod + Default>(
     map: &MapData,
     max: usize,
 ) -> Result<Option<Vec<(K, V)>>, ProbeError> {
+    // The kernel writes `count` keys and values of the map's sizes: the buffers' element
+    // types must be exactly those sizes.
+    let info = map.info().map_err(map_err(name))?;
+    let (size, expected) = (std::mem::size_of::<K>(), info.key_size() as usize);
+    if size != expected {
+        return Err(map_err(name)(aya::maps::MapError::InvalidKeySize {
+            size,
+            expected,
+        }));
+    }
+    let (size, expected) = (std::mem::size_of::<V>(), info.value_size() as usize);
+    if size != expected {
+        return Err(map_err(name)(aya::maps::MapError::InvalidValueSize {
+            size,
+            expected,
+        }));
+    }
     let fd = map.fd().as_fd().as_raw_fd();
     let mut keys = vec![K::default(); CHUNK];
     let mut values = vec![V::default(); CHUNK];
