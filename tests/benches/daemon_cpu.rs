@@ -33,8 +33,8 @@ use std::{
 };
 
 use peerwarden_tests::{
-    daemon_load::{FIRST_GENERATED, ProgById, big_policy_yaml, cpu_use, thread_cpu},
-    lab::{Daemon, Lab, Procs, TempDir, attachments, peerwarden_ok, require_root, spawn_in},
+    daemon_load::{FIRST_GENERATED, ProgById, big_policy_daemon_config, cpu_use, thread_cpu},
+    lab::{Daemon, Lab, Procs, TempDir, attachments, require_root, spawn_in},
     packets::{Vlan, udp_frame},
     payloads::dht_ping_query,
     xdp::XDP_PASS,
@@ -83,14 +83,6 @@ fn xdp_prog_id(ns: &str, dev: &str) -> u32 {
 fn main() {
     require_root();
     let dir = TempDir::new("daemon-cpu");
-    let policy = dir.0.join("policy.yaml");
-    std::fs::write(&policy, big_policy_yaml(SUBSCRIBERS)).expect("writing the policy");
-    let checked = peerwarden_ok(
-        &["policy", "check", &policy.to_string_lossy()],
-        Duration::from_secs(60),
-    );
-    println!("{}", checked.trim());
-
     let lab = Lab::up(PREFIX, API_PORT, &["--no-daemon", "--no-policy"]);
     let store = dir.0.join("nfcapd");
     std::fs::create_dir_all(&store).expect("nfcapd dir");
@@ -112,24 +104,13 @@ fn main() {
             &dir.0.join("nfcapd.log"),
         ),
     )]);
-    let config = dir.0.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "interfaces: {{ downlink: downlink, uplink: uplink }}\n\
-             netns: {gw}\n\
-             api: {{ listen: \"127.0.0.1:{API_PORT}\" }}\n\
-             flow_table_size: {TABLE}\n\
-             max_subscribers: 131072\n\
-             history: {{ path: {history} }}\n\
-             policy: {policy}\n\
-             ipfix: {{ collector: \"{COLLECTOR}:4739\" }}\n",
-            gw = lab.netns("gw"),
-            history = dir.0.join("history.db").display(),
-            policy = policy.display(),
-        ),
-    )
-    .expect("writing the config");
+    let config = big_policy_daemon_config(
+        &lab,
+        &dir.0,
+        SUBSCRIBERS,
+        TABLE,
+        &format!("ipfix: {{ collector: \"{COLLECTOR}:4739\" }}\n"),
+    );
     let log = dir.0.join("daemon.log");
     let started = Instant::now();
     let mut daemon = Daemon::start_within(&config, &log, lab.api_addr(), Duration::from_secs(300));

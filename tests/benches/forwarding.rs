@@ -38,10 +38,9 @@ use std::{
 
 use peerwarden::probe::{PROG_PASS, Probe, ProbeOptions};
 use peerwarden_tests::{
-    daemon_load::{big_policy_yaml, cpu_use, thread_cpu},
+    daemon_load::{big_policy_daemon_config, cpu_use, thread_cpu},
     lab::{
-        Daemon, Lab, TempDir, attachments, peerwarden_ok, require_root, run_bounded,
-        wait_listening, xdp_attached,
+        Daemon, Lab, TempDir, attachments, require_root, run_bounded, wait_listening, xdp_attached,
     },
 };
 
@@ -311,32 +310,8 @@ fn packets_per_cpu(gw: &str) -> Vec<u64> {
 fn main() {
     require_root();
     let dir = TempDir::new("forwarding");
-    let policy = dir.0.join("policy.yaml");
-    std::fs::write(&policy, big_policy_yaml(SUBSCRIBERS)).expect("writing the policy");
-    let checked = peerwarden_ok(
-        &["policy", "check", &policy.to_string_lossy()],
-        Duration::from_secs(60),
-    );
-    println!("{}", checked.trim());
-
     let lab = Lab::up(PREFIX, API_PORT, &["--no-daemon", "--no-policy"]);
-    let config = dir.0.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "interfaces: {{ downlink: downlink, uplink: uplink }}\n\
-             netns: {gw}\n\
-             api: {{ listen: \"127.0.0.1:{API_PORT}\" }}\n\
-             flow_table_size: 65536\n\
-             max_subscribers: 131072\n\
-             history: {{ path: {history} }}\n\
-             policy: {policy}\n",
-            gw = lab.netns("gw"),
-            history = dir.0.join("history.db").display(),
-            policy = policy.display(),
-        ),
-    )
-    .expect("writing the config");
+    let config = big_policy_daemon_config(&lab, &dir.0, SUBSCRIBERS, 65_536, "");
     let log = dir.0.join("daemon.log");
     let _server = Server::start(&lab.netns("net"));
 

@@ -7,8 +7,11 @@ use std::{
     fmt::Write as _,
     net::{Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::{Path, PathBuf},
     time::Duration,
 };
+
+use crate::lab::{Lab, peerwarden_ok};
 
 /// The first generated subscriber's IPv4 address (one /32 each, upwards): clear of the
 /// lab's alice and bob.
@@ -51,6 +54,46 @@ pub fn big_policy_yaml(n: u32) -> String {
         );
     }
     y
+}
+
+/// Writes [`big_policy_yaml`] of `n` subscribers to `dir`, has `peerwarden policy check`
+/// accept it (its answer printed), and writes beside it the config of a daemon on `lab`'s
+/// gateway with that policy, a history store in `dir`, a flow table of `flow_table` entries,
+/// the API on the lab's port, and the config lines `extra`. The config's path.
+pub fn big_policy_daemon_config(
+    lab: &Lab,
+    dir: &Path,
+    n: u32,
+    flow_table: u32,
+    extra: &str,
+) -> PathBuf {
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, big_policy_yaml(n)).expect("writing the policy");
+    let checked = peerwarden_ok(
+        &["policy", "check", &policy.to_string_lossy()],
+        Duration::from_secs(60),
+    );
+    println!("{}", checked.trim());
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "interfaces: {{ downlink: downlink, uplink: uplink }}\n\
+             netns: {gw}\n\
+             api: {{ listen: \"{api}\" }}\n\
+             flow_table_size: {flow_table}\n\
+             max_subscribers: 131072\n\
+             history: {{ path: {history} }}\n\
+             policy: {policy}\n\
+             {extra}",
+            gw = lab.netns("gw"),
+            api = lab.api_addr(),
+            history = dir.join("history.db").display(),
+            policy = policy.display(),
+        ),
+    )
+    .expect("writing the config");
+    config
 }
 
 /// CPU time (user + system, clock ticks) of each thread of process `pid`, summed by thread
