@@ -29,8 +29,6 @@
 
 use std::{
     collections::BTreeMap,
-    fmt::Write as _,
-    net::{Ipv4Addr, Ipv6Addr},
     path::Path,
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -39,9 +37,11 @@ use std::{
 };
 
 use peerwarden::probe::{PROG_PASS, Probe, ProbeOptions};
-use peerwarden_tests::lab::{
-    Daemon, Lab, TempDir, attachments, peerwarden_ok, require_root, run_bounded, wait_listening,
-    xdp_attached,
+use peerwarden_tests::{
+    daemon_load::{big_policy_daemon_config, cpu_use, thread_cpu},
+    lab::{
+        Daemon, Lab, TempDir, attachments, require_root, run_bounded, wait_listening, xdp_attached,
+    },
 };
 
 const PREFIX: &str = "ps";
@@ -70,43 +70,6 @@ impl Case {
             Case::Peerwarden => "peerwarden, 100k policy",
         }
     }
-}
-
-/// The policy: the lab's two clients and `SUBSCRIBERS` more, one a line.
-fn policy_yaml() -> String {
-    let mut y = String::from(
-        "timezone: UTC\n\
-         link: { down: 16gbit, up: 16gbit }\n\
-         plans:\n  \
-           big:\n    \
-             rate: { down: 16gbit, up: 16gbit }\n    \
-             classes:\n      \
-               p2p: { dscp: LE }\n      \
-               video: { down: 8gbit }\n\
-         default_plan: big\n\
-         subscribers:\n  \
-           - { id: alice, prefixes: [100.64.1.10/32, \"2001:db8:1::10/128\"], plan: big }\n  \
-           - { id: bob, prefixes: [100.64.1.20/32, \"2001:db8:1::20/128\"], plan: big }\n",
-    );
-    for i in 0..SUBSCRIBERS {
-        // 100.65.0.0 onwards and 2001:db8:100::/64 onwards: clear of the lab's addresses.
-        let v4 = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 65, 0, 0)) + i);
-        let v6 = Ipv6Addr::new(
-            0x2001,
-            0xdb8,
-            0x100 + (i >> 16) as u16,
-            i as u16,
-            0,
-            0,
-            0,
-            0,
-        );
-        let _ = writeln!(
-            y,
-            "  - {{ id: s{i}, prefixes: [{v4}/32, \"{v6}/64\"], plan: big }}"
-        );
-    }
-    y
 }
 
 /// The probe's `XDP_PASS` program on the gateway's two interfaces, held by a thread that
@@ -344,86 +307,11 @@ fn packets_per_cpu(gw: &str) -> Vec<u64> {
         .collect()
 }
 
-/// CPU time (user + system, clock ticks) of each thread of process `pid`, summed by thread
-/// name (`read-subscribers`, `deep`, `tokio-runtime-w`, ...), from /proc/PID/task/*/stat.
-fn thread_cpu(pid: u32) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
-            continue;
-        };
-        // "tid (comm) state ppid ...": utime and stime are fields 14 and 15, the 12th and
-        // 13th after the closing parenthesis (comm may hold spaces).
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let comm = stat[open + 1..close].to_string();
-        let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        *out.entry(comm).or_insert(0) += ticks(11) + ticks(12);
-    }
-    out
-}
-
-/// The daemon's CPU over one case: seconds of CPU (all threads) per second of wall time,
-/// and the threads' shares, from two `thread_cpu` readings `wall` apart.
-fn cpu_use(
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
-    wall: Duration,
-) -> (f64, String) {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let mut threads: Vec<(f64, &String)> = after
-        .iter()
-        .map(|(name, t)| {
-            let d = t.saturating_sub(before.get(name).copied().unwrap_or(0));
-            (d as f64 / hz / wall.as_secs_f64(), name)
-        })
-        .filter(|(s, _)| *s > 0.0)
-        .collect();
-    threads.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let total = threads.iter().map(|t| t.0).sum();
-    let list = threads
-        .iter()
-        .map(|(s, n)| format!("{n} {:.1}%", s * 100.0))
-        .collect::<Vec<_>>()
-        .join(", ");
-    (total, list)
-}
-
 fn main() {
     require_root();
     let dir = TempDir::new("forwarding");
-    let policy = dir.0.join("policy.yaml");
-    std::fs::write(&policy, policy_yaml()).expect("writing the policy");
-    let checked = peerwarden_ok(
-        &["policy", "check", &policy.to_string_lossy()],
-        Duration::from_secs(60),
-    );
-    println!("{}", checked.trim());
-
     let lab = Lab::up(PREFIX, API_PORT, &["--no-daemon", "--no-policy"]);
-    let config = dir.0.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "interfaces: {{ downlink: downlink, uplink: uplink }}\n\
-             netns: {gw}\n\
-             api: {{ listen: \"127.0.0.1:{API_PORT}\" }}\n\
-             flow_table_size: 65536\n\
-             max_subscribers: 131072\n\
-             history: {{ path: {history} }}\n\
-             policy: {policy}\n",
-            gw = lab.netns("gw"),
-            history = dir.0.join("history.db").display(),
-            policy = policy.display(),
-        ),
-    )
-    .expect("writing the config");
+    let config = big_policy_daemon_config(&lab, &dir.0, SUBSCRIBERS, 65_536, "");
     let log = dir.0.join("daemon.log");
     let _server = Server::start(&lab.netns("net"));
 

@@ -18,6 +18,8 @@
 pub mod adversarial;
 /// Captures replayed through the probe, and the frames of lab captures.
 pub mod captures;
+/// The daemon benches' policy, CPU readings, and its programs run by id.
+pub mod daemon_load;
 /// PPPoE sessions and MPLS label stacks around built frames (issue 14).
 pub mod encap;
 /// Floods of new flows, and the flow map's size and memory.

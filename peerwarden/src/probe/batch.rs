@@ -1,6 +1,7 @@
-//! `BPF_MAP_UPDATE_BATCH` for the policy's prefix tries: aya 0.14 has no batch operations,
-//! and one `BPF_MAP_UPDATE_ELEM` syscall per prefix made most of a 100,000-subscriber
-//! install (docs/benchmarks.md).
+//! `BPF_MAP_UPDATE_BATCH` for the policy's prefix tries and `BPF_MAP_LOOKUP_BATCH` for the
+//! flow table's walk: aya 0.14 has no batch operations, and one `BPF_MAP_UPDATE_ELEM`
+//! syscall per prefix made most of a 100,000-subscriber install, as two syscalls per flow
+//! (next key, lookup) made most of the daemon's CPU at a million flows (docs/benchmarks.md).
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
@@ -21,11 +22,113 @@ struct BatchAttr {
     flags: u64,
 }
 
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 /// The kernel's own "not supported" (not in libc's errno list).
 const ENOTSUPP: i32 = 524;
 /// Entries per call.
 const CHUNK: usize = 16_384;
+
+fn batch_call(cmd: libc::c_long, attr: &mut BatchAttr) -> std::io::Result<()> {
+    // SAFETY: `attr` is a `bpf_attr` batch part whose pointers the callers set to live
+    // buffers of `count` keys and values of the map's sizes (and a 4-byte batch token).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn unsupported(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP)
+    )
+}
+
+/// Every entry of hash map `map`, `CHUNK` a call: the kernel copies whole buckets, each
+/// under its lock, so a key is listed once even while the map changes (a key always hashes
+/// to the same bucket), and a flow created or evicted meanwhile is in or out. `Ok(None)`
+/// when the kernel has no batch lookups for this map (the caller walks key by key). At
+/// most `max` entries.
+pub(super) fn lookup_all<K: aya::Pod + Default, V: aya::Pod + Default>(
+    name: &'static str,
+    map: &MapData,
+    max: usize,
+) -> Result<Option<Vec<(K, V)>>, ProbeError> {
+    // The kernel writes `count` keys and values of the map's sizes: the buffers' element
+    // types must be exactly those sizes.
+    let info = map.info().map_err(map_err(name))?;
+    let (size, expected) = (std::mem::size_of::<K>(), info.key_size() as usize);
+    if size != expected {
+        return Err(map_err(name)(aya::maps::MapError::InvalidKeySize {
+            size,
+            expected,
+        }));
+    }
+    let (size, expected) = (std::mem::size_of::<V>(), info.value_size() as usize);
+    if size != expected {
+        return Err(map_err(name)(aya::maps::MapError::InvalidValueSize {
+            size,
+            expected,
+        }));
+    }
+    let fd = map.fd().as_fd().as_raw_fd();
+    let mut keys = vec![K::default(); CHUNK];
+    let mut values = vec![V::default(); CHUNK];
+    let mut out = Vec::new();
+    // The hash map's token: the next bucket (a u32; 8 bytes leave room).
+    let (mut token_in, mut token_out) = (0u64, 0u64);
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { &raw mut token_in as u64 },
+            out_batch: &raw mut token_out as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: CHUNK as u32,
+            map_fd: fd as u32,
+            elem_flags: 0,
+            flags: 0,
+        };
+        let r = batch_call(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        let got = (attr.count as usize).min(CHUNK);
+        let end = match r {
+            Ok(()) => false,
+            // The last buckets: what was copied (possibly nothing) is valid.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(e) if first && unsupported(&e) => return Ok(None),
+            Err(io_error) => {
+                return Err(map_err(name)(aya::maps::MapError::SyscallError(
+                    aya::sys::SyscallError {
+                        call: "bpf_map_lookup_batch",
+                        io_error,
+                    },
+                )));
+            }
+        };
+        out.extend(
+            keys[..got]
+                .iter()
+                .copied()
+                .zip(values[..got].iter().copied()),
+        );
+        if end || out.len() >= max {
+            out.truncate(max);
+            return Ok(Some(out));
+        }
+        token_in = token_out;
+        first = false;
+    }
+}
 
 /// Writes `keys[i]` → `values[i]` into `map`, `CHUNK` entries a call. The kernel runs the
 /// same per-entry update as `BPF_MAP_UPDATE_ELEM` for each (its generic batch update,
@@ -50,24 +153,8 @@ pub(super) fn update<K: aya::Pod, V: aya::Pod>(
             elem_flags: 0,
             flags: 0,
         };
-        // SAFETY: `attr` points at `count` keys and values laid out as the map's keys and
-        // values (aya checked their sizes when it opened the map as this type), alive for
-        // the call; the kernel reads them and writes only `attr.count` back.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_UPDATE_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        if r != 0 {
-            let io_error = std::io::Error::last_os_error();
-            let unsupported = matches!(
-                io_error.raw_os_error(),
-                Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP)
-            );
-            if unsupported && i == 0 && attr.count == 0 {
+        if let Err(io_error) = batch_call(BPF_MAP_UPDATE_BATCH, &mut attr) {
+            if unsupported(&io_error) && i == 0 && attr.count == 0 {
                 return Ok(false);
             }
             return Err(map_err(name)(aya::maps::MapError::SyscallError(

@@ -251,6 +251,33 @@ fn the_default_table_holds_a_million_concurrent_flows() {
     );
 }
 
+/// The daemon's walk of the flow table (`Probe::flows`, batches of 16,384 flows a syscall)
+/// lists every flow once, with its counts, across several batches.
+#[test]
+fn the_flow_walk_lists_every_flow_once_with_its_counts() {
+    const FLOWS: u64 = 40_000;
+    let mut probe = TestProbe::load_with_flow_table(1 << 16);
+    let mut frames = FloodFrames::new();
+    for i in 0..FLOWS {
+        assert_eq!(probe.send(UP, frames.up(i)), XDP_PASS, "packet {i}");
+    }
+    // Every tenth flow a second packet.
+    for i in (0..FLOWS).step_by(10) {
+        assert_eq!(probe.send(UP, frames.up(i)), XDP_PASS, "packet {i}");
+    }
+    let flows = probe.flows();
+    assert_eq!(flows.len(), FLOWS as usize, "flows listed");
+    let listed: std::collections::HashMap<_, _> = flows.iter().map(|(k, v)| (*k, *v)).collect();
+    assert_eq!(listed.len(), flows.len(), "a flow listed twice");
+    for i in 0..FLOWS {
+        let v = listed
+            .get(&FloodFrames::key(i))
+            .unwrap_or_else(|| panic!("flow {i} not listed"));
+        let want = if i % 10 == 0 { 2 } else { 1 };
+        assert_eq!(v.packets.iter().sum::<u64>(), want, "flow {i}'s packets");
+    }
+}
+
 /// A conversation of subscriber `sub` (an IPv4 address in 100.64.0.0/10) on `port`.
 fn of(sub: [u8; 4], port: u16, remote_port: u16) -> Conversation {
     let c = Conversation::new(Family::V4, port, remote_port);
