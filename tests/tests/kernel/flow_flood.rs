@@ -309,10 +309,14 @@ fn one_subscribers_flood_cannot_push_others_labels_out() {
     let answered: Vec<Conversation> = (0..20_000u16)
         .map(|i| of(MALLORY, 1024 + i, 6881))
         .collect();
+    let t0 = std::time::Instant::now();
     for c in &answered {
         probe.send(UP, &c.tcp(UP, ack, &hs));
         probe.send(DOWN, &c.tcp(DOWN, ack, &hs));
     }
+    // Her budget refills at 64 a second while the handshakes go in (about a second here,
+    // longer on a loaded machine): what she may have remembered is the burst plus that.
+    let budget = 1_024 + (64.0 * t0.elapsed().as_secs_f64()).ceil() as usize + 1;
     let refused = probe.stat("labelled_refused");
     // One-way DHT queries to new ports: final labels, never remembered.
     let dht = peerwarden_tests::payloads::dht_ping_query(&[7; 20]);
@@ -328,6 +332,12 @@ fn one_subscribers_flood_cannot_push_others_labels_out() {
     for i in 0..200_000u64 {
         probe.send(UP, flood.up(i));
     }
+    // The table's LRU is approximate (per-CPU free lists): a flow can outlive the flood,
+    // and one that did resumes labelled without `LABELLED`. Those are not remembered ones.
+    let survived = answered
+        .iter()
+        .filter(|c| matches!(probe.probe().flow(&c.key(PROTO_TCP)), Ok(Some(_))))
+        .count();
     let keepalive = [0u8, 0, 0, 0];
     let mut resumed = |cs: &[Conversation], tcp: bool| {
         cs.iter()
@@ -349,7 +359,7 @@ fn one_subscribers_flood_cannot_push_others_labels_out() {
         resumed(&one_way[..2_000], false),
     );
     println!(
-        "refused {refused}; resumed labelled: bob {bob_back}/50, mallory's answered {answered_back}/20000, one-way {one_way_back}/2000"
+        "refused {refused}; resumed labelled: bob {bob_back}/50, mallory's answered {answered_back}/20000 ({survived} outlived the flood; budget {budget}), one-way {one_way_back}/2000"
     );
     assert_eq!(
         bob_back,
@@ -357,7 +367,7 @@ fn one_subscribers_flood_cannot_push_others_labels_out() {
         "bob's flows resume labelled after mallory's flood"
     );
     assert!(
-        answered_back <= 1_100 && refused >= 20_000 - 1_100,
+        answered_back - survived <= budget && refused >= 20_000 - budget as u64,
         "mallory's answered flows past her budget (1,024 at once, 64 a second) are not remembered"
     );
     assert_eq!(one_way_back, 0, "one-way flows are never remembered");
