@@ -82,6 +82,7 @@ pub mod config;
 pub mod endpoint;
 pub mod extract;
 pub mod infohash;
+pub mod keyfile;
 mod lru;
 pub mod table;
 mod tracker_http;
