@@ -24,6 +24,9 @@ struct Base {
 pub struct Feed {
     table: SwarmTable,
     base: HashMap<FlowKey, Base>,
+    /// Encrypted flows tried through their endpoint (once each), with the last walk that
+    /// saw them.
+    tried: HashMap<FlowKey, u64>,
     walks: u64,
 }
 
@@ -33,6 +36,7 @@ impl Feed {
         Feed {
             table,
             base: HashMap::new(),
+            tried: HashMap::new(),
             walks: 0,
         }
     }
@@ -84,22 +88,27 @@ impl Feed {
         });
     }
 
-    /// One walk of the kernel's flow table: `(key, [up, down] bytes)` of every flow. The
-    /// attributed flows' bytes since the last walk go to their swarms; attributed flows no
-    /// longer in the table are forgotten. Returns how many flows were accounted.
+    /// One walk of the kernel's flow table: `(key, [up, down] bytes, labelled encrypted
+    /// BitTorrent)` of every flow. An encrypted flow is tried once through its endpoint's
+    /// announces ([`Feed::encrypted`]); the attributed flows' bytes since the last walk go
+    /// to their swarms; attributed flows no longer in the table are forgotten. Returns how
+    /// many flows were accounted.
     pub fn walk<'a>(
         &mut self,
-        flows: impl IntoIterator<Item = (&'a FlowKey, [u64; 2])>,
+        flows: impl IntoIterator<Item = (&'a FlowKey, [u64; 2], bool)>,
         now: u64,
         subs: &impl Subscribers,
     ) -> usize {
         self.walks += 1;
         let walk = self.walks;
         let mut accounted = 0;
-        if self.base.is_empty() {
-            return 0;
-        }
-        for (key, bytes) in flows {
+        for (key, bytes, encrypted) in flows {
+            if encrypted && !self.base.contains_key(key) {
+                let first = self.tried.insert(*key, walk).is_none();
+                if first {
+                    self.encrypted(key, now, subs);
+                }
+            }
             let Some(base) = self.base.get_mut(key) else {
                 continue;
             };
@@ -115,6 +124,7 @@ impl Feed {
                 self.base.remove(key);
             }
         }
+        self.tried.retain(|_, w| *w == walk);
         let table = &mut self.table;
         self.base.retain(|key, b| {
             // Followed since the last walk (b.walk == walk - 1 and not seen: gone).

@@ -63,15 +63,15 @@ fn walks_count_each_byte_once_from_the_flows_start() {
         None
     );
     let walk1 = [
-        (&transit, [1_000, 50_000]),
-        (&local, [7_000, 0]),
-        (&other, [9_999, 9_999]),
+        (&transit, [1_000, 50_000], false),
+        (&local, [7_000, 0], false),
+        (&other, [9_999, 9_999], false),
     ];
     assert_eq!(f.walk(walk1, 101, &subs), 2);
     let walk2 = [
-        (&transit, [1_500, 80_000]),
-        (&local, [7_100, 0]),
-        (&other, [20_000, 20_000]),
+        (&transit, [1_500, 80_000], false),
+        (&local, [7_100, 0], false),
+        (&other, [20_000, 20_000], false),
     ];
     assert_eq!(f.walk(walk2, 102, &subs), 2);
     let id = f.table().summaries()[0].id.clone();
@@ -92,14 +92,61 @@ fn a_flow_gone_from_the_table_is_forgotten_and_a_new_one_counts_from_zero() {
     let mut f = feed();
     let k = key([100, 64, 0, 1], [203, 0, 113, 9], 5000);
     f.sample(&k, Direction::Down, &handshake(1), 100, &subs);
-    f.walk([(&k, [100, 200])], 101, &subs);
+    f.walk([(&k, [100, 200], false)], 101, &subs);
     // The flow left the kernel's table: forgotten, so later counters are not its.
     assert_eq!(f.walk([], 102, &subs), 0);
-    assert_eq!(f.walk([(&k, [5, 5])], 103, &subs), 0);
+    assert_eq!(f.walk([(&k, [5, 5], false)], 103, &subs), 0);
     assert_eq!(f.table().summaries()[0].bytes.total(), 300);
     // Attributed again; counters that went down are a new flow, counted whole.
     f.sample(&k, Direction::Up, &handshake(1), 104, &subs);
-    f.walk([(&k, [1_000, 1_000])], 105, &subs);
-    f.walk([(&k, [10, 20])], 106, &subs);
+    f.walk([(&k, [1_000, 1_000], false)], 105, &subs);
+    f.walk([(&k, [10, 20], false)], 106, &subs);
     assert_eq!(f.table().summaries()[0].bytes.total(), 300 + 2_000 + 30);
+}
+
+/// A BEP 15 announce of swarm `hash` listening on `port`.
+fn udp_announce(hash: u8, port: u16) -> Vec<u8> {
+    let mut p = vec![0u8; 98];
+    p[..8].copy_from_slice(&[9; 8]); // the tracker's connection id
+    p[8..12].copy_from_slice(&1u32.to_be_bytes()); // announce
+    p[16..36].copy_from_slice(&[hash; 20]);
+    p[36..56].copy_from_slice(b"-XX0001-abcdefghijkl");
+    p[80..84].copy_from_slice(&2u32.to_be_bytes()); // started
+    p[92..96].copy_from_slice(&(-1i32).to_be_bytes());
+    p[96..98].copy_from_slice(&port.to_be_bytes());
+    p
+}
+
+#[test]
+fn an_encrypted_flow_is_tried_once_through_its_endpoints_announce() {
+    let mut f = feed();
+    let mut announce = key([100, 64, 0, 1], [198, 51, 100, 7], 40000);
+    announce.proto = PROTO_UDP;
+    assert!(matches!(
+        f.sample(
+            &announce,
+            Direction::Up,
+            &udp_announce(7, 51413),
+            100,
+            &subs
+        ),
+        Some(Observed::Participant(_))
+    ));
+    let enc = key([100, 64, 0, 1], [203, 0, 113, 9], 51413);
+    let unknown = key([100, 64, 0, 1], [203, 0, 113, 9], 6000);
+    f.walk(
+        [(&enc, [100, 900], true), (&unknown, [5, 5], true)],
+        101,
+        &subs,
+    );
+    f.walk(
+        [(&enc, [200, 1_900], true), (&unknown, [9, 9], true)],
+        102,
+        &subs,
+    );
+    let s = &f.table().summaries()[0];
+    assert_eq!((s.bytes.transit_up, s.bytes.transit_down), (200, 1_900));
+    assert_eq!(f.table().stats().endpoint_attributed, 1);
+    assert_eq!(f.table().stats().unattributed_unknown, 1, "tried once");
+    assert_eq!(f.table().summaries().len(), 1);
 }
