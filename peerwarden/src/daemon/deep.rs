@@ -157,6 +157,7 @@ fn trim() {
 }
 
 fn handle(probe: &Probe, engine: &mut Engine, deep: &DeepState, seen: &mut Seen, s: &Sample) {
+    crate::swarms::on_sample(deep, s);
     let captured = (s.captured as usize).min(s.data.len());
     let meta = PacketMeta {
         ts_ns: s.ts_ns,
