@@ -1,5 +1,5 @@
 //! The swarm view in the daemon (issue 15; the logic is `peerwarden_swarms`): built only
-//! with `swarms.enabled`, fed by the deep tier's samples ([`on_sample`]) and the flow
+//! with `swarms.enabled`, fed by the deep tier's samples ([`Swarms::on_sample`]) and the flow
 //! reader's walks ([`Swarms::walk`], which also writes the store's rows once a minute),
 //! read by the API (`api/swarms.rs`).
 
@@ -15,7 +15,7 @@ use peerwarden_history::{History, SwarmBytes};
 use peerwarden_policies::{Policy, Prefix};
 use peerwarden_swarms::{Feed, SwarmTable, SwarmsConfig, keyfile};
 
-use crate::{config::Config, state::DeepState};
+use crate::config::Config;
 
 /// The swarm table and what feeds it.
 pub struct Swarms {
@@ -95,9 +95,15 @@ impl Swarms {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
-    /// One payload sample of the deep tier.
-    pub fn sample(&self, key: &FlowKey, dir: Direction, payload: &[u8]) {
-        self.sample_at(key, dir, payload, now());
+    /// One payload sample of the deep tier (its one call, in daemon/deep.rs).
+    pub fn on_sample(&self, s: &Sample) {
+        let captured = (s.captured as usize).min(s.data.len());
+        let dir = if s.dir == Direction::Up as u8 {
+            Direction::Up
+        } else {
+            Direction::Down
+        };
+        self.sample_at(&s.key, dir, &s.data[..captured], now());
     }
 
     fn sample_at(&self, key: &FlowKey, dir: Direction, payload: &[u8], now: u64) {
@@ -153,19 +159,6 @@ impl Swarms {
     /// Runs `f` on the table (the API's reads).
     pub fn with_table<R>(&self, f: impl FnOnce(&SwarmTable) -> R) -> R {
         f(lock(&self.feed).table())
-    }
-}
-
-/// The deep tier's one call per sample (daemon/deep.rs): nothing when the view is off.
-pub fn on_sample(deep: &DeepState, s: &Sample) {
-    if let Some(swarms) = &deep.swarms {
-        let captured = (s.captured as usize).min(s.data.len());
-        let dir = if s.dir == Direction::Up as u8 {
-            Direction::Up
-        } else {
-            Direction::Down
-        };
-        swarms.sample(&s.key, dir, &s.data[..captured]);
     }
 }
 

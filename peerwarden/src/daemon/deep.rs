@@ -157,7 +157,9 @@ fn trim() {
 }
 
 fn handle(probe: &Probe, engine: &mut Engine, deep: &DeepState, seen: &mut Seen, s: &Sample) {
-    crate::swarms::on_sample(deep, s);
+    if let Some(swarms) = &deep.swarms {
+        swarms.on_sample(s); // the swarm view (issue 15), when enabled
+    }
     let captured = (s.captured as usize).min(s.data.len());
     let meta = PacketMeta {
         ts_ns: s.ts_ns,
