@@ -106,7 +106,7 @@ impl Swarms {
         self.sample_at(&s.key, dir, &s.data[..captured], now());
     }
 
-    fn sample_at(&self, key: &FlowKey, dir: Direction, payload: &[u8], now: u64) {
+    pub(crate) fn sample_at(&self, key: &FlowKey, dir: Direction, payload: &[u8], now: u64) {
         let subs = self.subscribers();
         lock(&self.feed).sample(key, dir, payload, now, &subs);
     }
@@ -116,7 +116,12 @@ impl Swarms {
         self.walk_at(flows, store, now());
     }
 
-    fn walk_at(&self, flows: &[(FlowKey, FlowValue)], store: Option<&History>, now: u64) {
+    pub(crate) fn walk_at(
+        &self,
+        flows: &[(FlowKey, FlowValue)],
+        store: Option<&History>,
+        now: u64,
+    ) {
         let subs = self.subscribers();
         let encrypted = Label::BittorrentEncrypted.id();
         let rows = {
