@@ -161,6 +161,12 @@ impl Swarms {
         }
     }
 
+    /// Whether the ids are pseudonyms (`swarms.pseudonymize`).
+    pub fn pseudonymous(&self) -> bool {
+        self.with_table(|t| t.id_from_hex(&"0".repeat(40)))
+            .is_some_and(|id| id.pseudonymous)
+    }
+
     /// Runs `f` on the table (the API's reads).
     pub fn with_table<R>(&self, f: impl FnOnce(&SwarmTable) -> R) -> R {
         f(lock(&self.feed).table())

@@ -182,9 +182,7 @@ pub async fn list(
             .await?;
             let mut live: HashMap<String, SwarmSummary> =
                 live.into_iter().map(|s| (s.id.clone(), s)).collect();
-            let pseudonymous = swarms
-                .with_table(|t| t.id_from_hex(&"0".repeat(40)))
-                .is_some_and(|id| id.pseudonymous);
+            let pseudonymous = swarms.pseudonymous();
             rows.into_iter()
                 .map(|r| {
                     let id = hex(&r.swarm);

@@ -209,3 +209,52 @@ async fn metrics_have_the_totals_and_no_per_swarm_series() {
     }
     assert!(!text.contains("aaaaaaaa") && !text.contains("bbbbbbbb"));
 }
+
+#[tokio::test]
+async fn a_window_reads_the_stores_minutes() {
+    let dir = std::env::temp_dir().join(format!("pw-api-swarms-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = crate::history::History::open(
+        &dir.join("history.db"),
+        "i",
+        peerwarden_history::Retention::default(),
+    )
+    .expect("store");
+    let now = peerwarden_history::unix(std::time::SystemTime::now());
+    let row = |id: u8, local, up, down| peerwarden_history::SwarmBytes {
+        swarm: [id; 20],
+        local,
+        transit_up: up,
+        transit_down: down,
+    };
+    // Two hours ago (outside a 1h window), and ten minutes ago.
+    store
+        .record_swarm_minute(now - 7200, &[row(0xaa, 0, 0, 9_999_999)], now, 86_400)
+        .expect("old");
+    store
+        .record_swarm_minute(
+            now - 600,
+            &[row(0xaa, 7, 8, 9), row(0xdd, 0, 1_000, 0)],
+            now,
+            86_400,
+        )
+        .expect("recent");
+    let deep = Arc::new(DeepState {
+        swarms: Some(swarms()),
+        ..DeepState::default()
+    });
+    let app = app(state_with_deep(Some(Arc::new(store)), 10, None, deep));
+    let (status, v) = get_with(&app, "/api/v1/swarms?window=1h", None).await;
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["window_seconds"], 3600);
+    let list = v["swarms"].as_array().expect("list");
+    assert_eq!(list.len(), 2, "{v}");
+    // 0xdd: 1,000 of transit, only in the store; 0xaa: 17 in the window, live details.
+    assert_eq!(list[0]["id"], "dd".repeat(20));
+    assert!(list[0]["first_seen"].is_null() && list[0]["subscribers"] == 0);
+    assert_eq!(list[1]["id"], "aa".repeat(20));
+    assert_eq!(list[1]["bytes"]["local"], 7);
+    assert_eq!(list[1]["bytes"]["transit_down"], 9);
+    assert_eq!(list[1]["subscribers"], 2);
+}
