@@ -123,13 +123,19 @@ impl Swarms {
         now: u64,
     ) {
         let subs = self.subscribers();
-        let encrypted = Label::BittorrentEncrypted.id();
+        // Peer flows whose handshake may never be sampled (the kernel's fingerprint decides
+        // a plaintext one at its first payload) or shows no hash (encrypted).
+        let peer = [
+            Label::Bittorrent.id(),
+            Label::BittorrentUtp.id(),
+            Label::BittorrentEncrypted.id(),
+        ];
         let rows = {
             let mut feed = lock(&self.feed);
             feed.walk(
                 flows
                     .iter()
-                    .map(|(k, v)| (k, v.bytes, v.label == encrypted)),
+                    .map(|(k, v)| (k, v.bytes, peer.contains(&v.label))),
                 now,
                 &subs,
             );

@@ -88,9 +88,12 @@ impl Feed {
         });
     }
 
-    /// One walk of the kernel's flow table: `(key, [up, down] bytes, labelled encrypted
-    /// BitTorrent)` of every flow. An encrypted flow is tried once through its endpoint's
-    /// announces ([`Feed::encrypted`]); the attributed flows' bytes since the last walk go
+    /// One walk of the kernel's flow table: `(key, [up, down] bytes, try the endpoint)` of
+    /// every flow, the flag set for BitTorrent peer flows whose hash no sample may show:
+    /// encrypted ones, and those the kernel labelled by its own fingerprint (it sends no
+    /// sample of a flow it decided: the handshake never reaches the deep tier). Such a flow
+    /// not attributed yet is tried once through its endpoint's announces
+    /// ([`Feed::encrypted`]); the attributed flows' bytes since the last walk go
     /// to their swarms; attributed flows no longer in the table are forgotten. Returns how
     /// many flows were accounted.
     pub fn walk<'a>(
@@ -102,8 +105,8 @@ impl Feed {
         self.walks += 1;
         let walk = self.walks;
         let mut accounted = 0;
-        for (key, bytes, encrypted) in flows {
-            if encrypted && !self.base.contains_key(key) {
+        for (key, bytes, try_endpoint) in flows {
+            if try_endpoint && !self.base.contains_key(key) {
                 let first = self.tried.insert(*key, walk).is_none();
                 if first {
                     self.encrypted(key, now, subs);
