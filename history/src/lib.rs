@@ -56,9 +56,11 @@ use peerwarden_common::policy::{SUB_CLASSES, SUB_LABELS, SubUsage};
 use rusqlite::{Connection, OptionalExtension as _};
 
 mod query;
+mod swarms;
 mod write;
 
 pub use query::LabelTotals;
+pub use swarms::SwarmBytes;
 
 /// The subscriber id of the per-label rows.
 pub const ALL: &str = "*";
@@ -396,6 +398,11 @@ CREATE TABLE IF NOT EXISTS reading (
     bytes INTEGER NOT NULL, packets INTEGER NOT NULL, flows INTEGER NOT NULL,
     dropped_packets INTEGER NOT NULL, dropped_bytes INTEGER NOT NULL, marked_packets INTEGER NOT NULL,
     PRIMARY KEY (sub, name, dir)) WITHOUT ROWID;
+-- The swarm view's bytes per (minute, swarm) (swarms.rs); only with `swarms.enabled`.
+CREATE TABLE IF NOT EXISTS swarm_minute (
+    t INTEGER NOT NULL, swarm BLOB NOT NULL, local INTEGER NOT NULL,
+    transit_up INTEGER NOT NULL, transit_down INTEGER NOT NULL,
+    PRIMARY KEY (t, swarm)) WITHOUT ROWID;
 ";
 
 impl History {
@@ -756,5 +763,8 @@ fn usage_from_bytes(b: &[u8]) -> Option<SubUsage> {
     Some(usage_of_words(&words, labels))
 }
 
+#[cfg(test)]
+#[path = "swarms_tests.rs"]
+mod swarms_tests;
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,7 @@
 //! metrics: { subscriber_series_limit: 1000 }
 //! ipfix: { collector: "198.51.100.2:4739", idle_timeout: 15s, active_timeout: 60s }  # optional
 //! alto: { costs: { local: 1, transit: 10 } }     # optional pids: { NAME: [PREFIX, ...] } (README)
+//! swarms: { enabled: false, retention: 24h, pseudonymize: false }   # docs/daemon.md
 //! ```
 //!
 //! Observe-only mode, on a mirror (SPAN) port with copies of both directions:
@@ -35,6 +36,9 @@ use serde::Deserialize;
 
 pub mod check;
 pub mod ipfix;
+mod mode;
+
+use mode::{MODE_KEYS, check_mode};
 
 /// Flow table entries when the config does not say (DESIGN.md: 1,048,576).
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1 << 20;
@@ -109,6 +113,9 @@ pub struct Config {
     /// The ALTO server (RFC 7285): its PIDs and `routingcost`s (`peerwarden_alto::config`).
     #[serde(default)]
     pub alto: peerwarden_alto::AltoConfig,
+    /// The swarm view (`peerwarden_swarms::config`; off by default).
+    #[serde(default)]
+    pub swarms: peerwarden_swarms::SwarmsConfig,
     /// The instance name: the kernel maps and links are pinned under
     /// `/sys/fs/bpf/peerwarden/<instance>`. Default: the namespace and the interfaces
     /// (`gw_eth1_eth0`; `host_eth1_eth0` without `netns`).
@@ -494,6 +501,9 @@ impl Config {
             invalid(e);
         }
         config.alto.problems().into_iter().for_each(&mut invalid);
+        if let Err(e) = config.swarms.check() {
+            invalid(e.to_string());
+        }
         if let Some(name) = &config.instance
             && let Err(e) = crate::probe::pins::check_name(name)
         {
@@ -516,80 +526,6 @@ impl Config {
     }
 }
 
-/// Which interfaces each mode needs, and the subscriber networks of observe mode.
-fn check_mode(c: &Config) -> Vec<String> {
-    let i = &c.interfaces;
-    let mut out = Vec::new();
-    match c.mode {
-        Mode::Inline => {
-            if i.downlink.is_empty() || i.uplink.is_empty() {
-                out.push(
-                    "interfaces: inline mode needs both downlink and uplink (or set mode: observe with interfaces: { mirror: IFACE })"
-                        .into(),
-                );
-            }
-            if i.mirror.is_some() {
-                out.push(
-                    "interfaces.mirror: only for mode: observe (inline mode uses downlink and uplink)"
-                        .into(),
-                );
-            }
-            if !c.subscriber_networks.is_empty() {
-                out.push(
-                    "subscriber_networks: only for mode: observe (inline mode knows the direction from the interface)"
-                        .into(),
-                );
-            }
-        }
-        Mode::Observe => {
-            if i.mirror.is_none() {
-                out.push(
-                    "interfaces: observe mode needs the mirror port: interfaces: { mirror: IFACE }"
-                        .into(),
-                );
-            }
-            if !i.downlink.is_empty() || !i.uplink.is_empty() {
-                out.push(
-                    "interfaces: observe mode uses only the mirror port; remove downlink and uplink"
-                        .into(),
-                );
-            }
-            if c.subscriber_networks.is_empty() && c.policy.is_none() {
-                out.push(
-                    "subscriber_networks: observe mode needs the subscribers' networks (e.g. [100.64.0.0/10]) or a policy with their prefixes, to tell up from down"
-                        .into(),
-                );
-            }
-        }
-    }
-    for n in &c.subscriber_networks {
-        use peerwarden_policies::PrefixError;
-        let why = match n.parse::<peerwarden_policies::Prefix>() {
-            Ok(_) => continue,
-            Err(PrefixError::Syntax) => "expected ADDRESS/LENGTH".to_string(),
-            Err(PrefixError::LengthTooLong { max }) => format!("the length is at most {max}"),
-            Err(PrefixError::HostBits { network }) => {
-                format!("host bits set; did you mean {network}?")
-            }
-        };
-        out.push(format!(
-            "subscriber_networks: {n:?} is not a network ({why})"
-        ));
-    }
-    let max = peerwarden_common::observe::MAX_OBSERVE_NETWORKS as usize;
-    if c.subscriber_networks.len() > max {
-        out.push(format!(
-            "subscriber_networks: {} networks; at most {max}",
-            c.subscriber_networks.len()
-        ));
-    }
-    out
-}
-
-/// The sections the mode's checks read: a problem found there is dropped by `config check`
-/// when one of them could not be read (its default would make the problem up).
-const MODE_KEYS: &[&str] = &["mode", "interfaces", "subscriber_networks", "policy"];
-
 /// A value out of range or inconsistent: the message starts with the key it is about
 /// (`flow_table_size: 0 is out of range ...`).
 #[derive(Debug, Clone)]
@@ -610,6 +546,11 @@ impl Invalid {
 }
 
 impl Config {
+    /// The swarm view's pseudonym key: `swarms.key` beside the history store.
+    pub fn swarms_key_path(&self) -> PathBuf {
+        self.history.path.with_file_name("swarms.key")
+    }
+
     /// The configured subscriber networks (validated by [`Config::parse`]).
     pub fn subscriber_networks(&self) -> Vec<peerwarden_policies::Prefix> {
         self.subscriber_networks

@@ -16,6 +16,7 @@ pub mod readings;
 pub mod report;
 pub mod shaping;
 pub mod state;
+pub mod swarms;
 
 /// The history store, a crate of its own (`history/`); re-exported so `peerwarden::history`
 /// paths keep working.

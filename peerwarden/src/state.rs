@@ -64,6 +64,9 @@ pub struct DeepState {
     /// The video host list with the operator's service file applied, when there is one
     /// (the deep tier picks up each new one).
     pub hosts: peerwarden_classifier::hosts::SharedHosts,
+    /// The swarm view (`swarms.enabled`; none when off): fed by the deep tier's samples and
+    /// the flow walk, read by the API.
+    pub swarms: Option<Arc<crate::swarms::Swarms>>,
 }
 
 /// Shared daemon state.

@@ -81,7 +81,9 @@ pub mod bencode;
 pub mod config;
 pub mod endpoint;
 pub mod extract;
+pub mod feed;
 pub mod infohash;
+pub mod keyfile;
 mod lru;
 pub mod table;
 mod tracker_http;
@@ -89,6 +91,7 @@ mod tracker_http;
 pub use config::{ConfigError, SwarmsConfig};
 pub use endpoint::Attribution;
 pub use extract::{ListenPort, Sighting, Source, Transport, sighting};
+pub use feed::Feed;
 pub use infohash::{InfoHash, PseudonymKey, SwarmId};
 pub use table::{
     Bytes, Observed, Share, Subscribers, Swarm, SwarmSummary, SwarmTable, TableError, TableStats,

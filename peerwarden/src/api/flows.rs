@@ -11,9 +11,9 @@ use super::{ApiError, auth::Reader, query::Query};
 use crate::{report, state::State};
 
 /// Flows listed when the request does not say.
-const DEFAULT_LIMIT: usize = 100;
+pub(super) const DEFAULT_LIMIT: usize = 100;
 /// The most flows one request may ask for.
-const MAX_LIMIT: usize = 10_000;
+pub(super) const MAX_LIMIT: usize = 10_000;
 
 /// The query parameters.
 #[derive(Deserialize, utoipa::IntoParams)]

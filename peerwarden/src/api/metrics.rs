@@ -115,6 +115,7 @@ pub fn render(state: &State, series: usize) -> String {
     );
     render_policy_and_subscribers(state, series, &mut out);
     crate::ipfix::render_metrics(&mut out);
+    super::swarms::render_metrics(state, &mut out);
     render_threads(state, &mut out);
     out
 }

@@ -20,6 +20,7 @@ pub mod serve;
 mod status;
 mod store;
 mod subscribers;
+mod swarms;
 pub use peerwarden_tls as tls;
 
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub fn router() -> (Router<Arc<State>>, utoipa::openapi::OpenApi) {
         .routes(routes!(clock::get, clock::put))
         .routes(routes!(subscribers::top))
         .routes(routes!(subscribers::one))
+        .routes(routes!(swarms::list))
+        .routes(routes!(swarms::one))
         .routes(routes!(dashboard::index))
         .routes(routes!(dashboard::asset))
         .routes(routes!(alto::directory))

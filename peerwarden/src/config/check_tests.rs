@@ -209,3 +209,43 @@ fn alto_pids_and_costs_are_checked_with_their_places() {
         "interfaces: { downlink: eth1, uplink: eth0 }\nalto: { pids: { pop1: [100.64.0.0/10] } }\n";
     assert!(check(ok, "c.yaml").problems.is_empty());
 }
+
+#[test]
+fn the_swarms_section_is_checked_with_its_places() {
+    let text = "interfaces: { downlink: eth1, uplink: eth0 }\n\
+                swarms:\n\
+                \x20 enabled: true\n\
+                \x20 retention: 10s\n";
+    let got = lines(&check(text, "c.yaml"));
+    assert_eq!(
+        got,
+        ["c.yaml:4:14: swarms.retention: 10s is out of range (1m to 366d)"],
+        "{got:#?}"
+    );
+    let typo = "interfaces: { downlink: eth1, uplink: eth0 }\nswarms: { enabeld: true }\n";
+    let got = lines(&check(typo, "c.yaml"));
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with("c.yaml:2:") && got[0].contains("enabeld"),
+        "{got:#?}"
+    );
+    let loader = Config::parse(text, std::path::Path::new("c.yaml")).expect_err("refused");
+    assert!(loader.to_string().contains("swarms.retention"), "{loader}");
+    let ok = "interfaces: { downlink: eth1, uplink: eth0 }\n\
+              history: { path: /var/lib/pw/h.db }\n\
+              swarms: { enabled: true, retention: 12h, pseudonymize: true }\n";
+    let c = check(ok, "c.yaml");
+    assert!(c.problems.is_empty(), "{:?}", lines(&c));
+    let c = c.value.expect("read");
+    assert!(c.swarms.enabled && c.swarms.pseudonymize);
+    assert_eq!(
+        c.swarms_key_path(),
+        std::path::Path::new("/var/lib/pw/swarms.key")
+    );
+    let off = Config::parse(
+        "interfaces: { downlink: eth1, uplink: eth0 }\n",
+        std::path::Path::new("c.yaml"),
+    )
+    .expect("valid");
+    assert!(!off.swarms.enabled, "off by default");
+}

@@ -222,6 +222,10 @@ fn read_flows(probe: &Probe, state: &State, shapes: &mut ShapeWalk<peerwarden_co
             warn!(error = %e, "handing a shape verdict to the kernel");
         }
     }
+    if let Some(swarms) = &state.deep.swarms {
+        swarms.set_policy(state.policy.active().map(|a| a.policy));
+        swarms.walk(&flows, state.store().map(|h| &**h));
+    }
     state.set_flows(flows);
 }
 

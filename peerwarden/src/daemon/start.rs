@@ -160,6 +160,11 @@ pub(super) fn data_path(
         Ok(h) => h,
         Err(e) => return Err(abandon(probe, e)),
     };
+    // The swarm view (off by default); its key lives beside the store opened above.
+    let swarms = match crate::swarms::Swarms::from_config(config) {
+        Ok(s) => s,
+        Err(e) => return Err(abandon(probe, e)),
+    };
     let attachments = match attach(&mut probe, config) {
         Ok(a) => a,
         Err(e) => return Err(abandon(probe, e)),
@@ -249,7 +254,10 @@ pub(super) fn data_path(
         policy: store,
         api_token: config.api_token(),
         api_read_token: config.api.read_token.clone(),
-        deep: Arc::new(DeepState::default()),
+        deep: Arc::new(DeepState {
+            swarms,
+            ..DeepState::default()
+        }),
         clock,
         store: Some(Arc::new(history)),
         subscribers,

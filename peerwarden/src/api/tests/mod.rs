@@ -82,6 +82,21 @@ fn state_with(
     subscriber_series_limit: usize,
     read_token: Option<&str>,
 ) -> Arc<State> {
+    state_with_deep(
+        store,
+        subscriber_series_limit,
+        read_token,
+        Default::default(),
+    )
+}
+
+/// [`state_with`] with the deep tier's state given (the swarm view's tests).
+fn state_with_deep(
+    store: Option<Arc<crate::history::History>>,
+    subscriber_series_limit: usize,
+    read_token: Option<&str>,
+    deep: Arc<crate::state::DeepState>,
+) -> Arc<State> {
     let s = State::new(StateOptions {
         attachments: Vec::new(),
         recent_seconds: 3600,
@@ -89,7 +104,7 @@ fn state_with(
         policy: PolicyStore::new(None),
         api_token: Some(TOKEN.into()),
         api_read_token: read_token.map(str::to_string),
-        deep: Default::default(),
+        deep,
         clock: Default::default(),
         store,
         subscribers: Default::default(),
@@ -153,6 +168,7 @@ mod routes;
 mod serving;
 mod subscribers;
 mod supervision;
+mod swarms;
 
 // ---- history store, subscribers, flows paging, metrics, request log -----------------------
 

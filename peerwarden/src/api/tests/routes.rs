@@ -47,6 +47,8 @@ async fn every_documented_route_answers_and_every_route_is_documented() {
         "PUT /api/v1/clock",
         "GET /api/v1/subscribers/top",
         "GET /api/v1/subscribers/{id}",
+        "GET /api/v1/swarms",
+        "GET /api/v1/swarms/{id}",
         "GET /api/v1/alto",
         "GET /api/v1/alto/networkmap",
         "POST /api/v1/alto/networkmap/filtered",

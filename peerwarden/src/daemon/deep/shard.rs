@@ -109,6 +109,9 @@ impl Shard {
     }
 
     fn handle(&mut self, deep: &DeepState, s: &Sample, put: &mut dyn FnMut(&FlowKey, Verdict)) {
+        if let Some(swarms) = &deep.swarms {
+            swarms.on_sample(s); // the swarm view (issue 15), when enabled
+        }
         let engine = &mut self.engine;
         let captured = (s.captured as usize).min(s.data.len());
         let meta = PacketMeta {
