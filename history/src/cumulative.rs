@@ -649,11 +649,14 @@ impl History {
             let r = rank.get((k >> 24) as usize).copied().unwrap_or(u32::MAX);
             u64::from(r) << 24 | (k & 0xff_ffff)
         };
-        diff.sort_unstable_by_key(|e| order(e.0));
+        // The order's key computed once per entry, not per comparison.
+        let mut diff: Vec<(u64, u64, Cum)> =
+            diff.into_iter().map(|(k, c)| (order(k), k, c)).collect();
+        diff.sort_unstable_by_key(|e| e.0);
         let names: Vec<String> = union.iter().map(|n| strip(n)).collect();
         let mut out = Vec::with_capacity(diff.len() + pending.len());
         let mut pending = pending.into_iter().peekable();
-        for (k, c) in diff {
+        for (_, k, c) in diff {
             let Some(id) = ids.get((k >> 24) as i64) else {
                 continue;
             };
