@@ -331,7 +331,7 @@ pub(super) fn rollup(
 #[derive(Default)]
 pub(super) struct SubIds {
     by_sub: Vec<Option<String>>,
-    rank: Option<Vec<u32>>,
+    order: Option<Vec<u32>>,
 }
 
 impl SubIds {
@@ -355,22 +355,19 @@ impl SubIds {
             self.by_sub.resize(i + 1, None);
         }
         self.by_sub[i] = Some(id.to_string());
-        self.rank = None;
+        self.order = None;
     }
 
     fn get(&self, sub: i64) -> Option<&str> {
         self.by_sub.get(usize::try_from(sub).ok()?)?.as_deref()
     }
 
-    fn rank(&mut self) -> &[u32] {
-        self.rank.get_or_insert_with(|| {
-            let mut order: Vec<usize> = (0..self.by_sub.len()).collect();
-            order.sort_unstable_by(|a, b| self.by_sub[*a].cmp(&self.by_sub[*b]));
-            let mut rank = vec![0u32; order.len()];
-            for (r, i) in order.into_iter().enumerate() {
-                rank[i] = r as u32;
-            }
-            rank
+    /// The subscriber keys in the order of their ids.
+    fn order(&mut self) -> &[u32] {
+        self.order.get_or_insert_with(|| {
+            let mut order: Vec<u32> = (0..self.by_sub.len() as u32).collect();
+            order.sort_unstable_by(|a, b| self.by_sub[*a as usize].cmp(&self.by_sub[*b as usize]));
+            order
         })
     }
 }
@@ -644,19 +641,39 @@ impl History {
                 }
             }
         }
-        let rank = ids.rank();
-        let order = |k: u64| -> u64 {
-            let r = rank.get((k >> 24) as usize).copied().unwrap_or(u32::MAX);
-            u64::from(r) << 24 | (k & 0xff_ffff)
-        };
-        // The order's key computed once per entry, not per comparison.
-        let mut diff: Vec<(u64, u64, Cum)> =
-            diff.into_iter().map(|(k, c)| (order(k), k, c)).collect();
-        diff.sort_unstable_by_key(|e| e.0);
+        // The answer's order (by id, then name and direction) without a sort: each
+        // subscriber's entries are together and in order, and the keys' order by id is
+        // kept (computed again only when subscribers were added).
+        let n_subs = ids.by_sub.len();
+        let mut span = vec![(0usize, 0usize); n_subs];
+        let mut i = 0;
+        while i < diff.len() {
+            let sub = diff[i].0 >> 24;
+            let mut j = i + 1;
+            while j < diff.len() && diff[j].0 >> 24 == sub {
+                j += 1;
+            }
+            if let Some(s) = span.get_mut(sub as usize) {
+                *s = (i, j);
+            }
+            i = j;
+        }
+        ids.order();
+        let ids = &*ids;
+        let ordered = ids
+            .order
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|sub| {
+                let (a, b) = span[*sub as usize];
+                &diff[a..b]
+            })
+            .copied();
         let names: Vec<String> = union.iter().map(|n| strip(n)).collect();
         let mut out = Vec::with_capacity(diff.len() + pending.len());
         let mut pending = pending.into_iter().peekable();
-        for (_, k, c) in diff {
+        for (k, c) in ordered {
             let Some(id) = ids.get((k >> 24) as i64) else {
                 continue;
             };
