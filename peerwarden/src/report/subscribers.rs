@@ -274,17 +274,18 @@ pub fn top_by_label(
         }
     }
     let class = label.class().name();
-    let per: Vec<(String, ([u64; 2], [u64; 2]))> = per.into_iter().collect();
-    let subscribers = first(per, limit, |(b, _)| b[0].wrapping_add(b[1]))
-        .into_iter()
-        .map(|(id, (bytes, packets))| TopEntry {
-            plan: plan_of(policy.as_deref(), &id),
-            bytes,
-            packets,
-            classes: [(class, ClassBytes { bytes })].into_iter().collect(),
-            id,
-        })
-        .collect();
+    let subscribers = first(per.into_iter().collect(), limit, |(b, _)| {
+        b[0].wrapping_add(b[1])
+    })
+    .into_iter()
+    .map(|(id, (bytes, packets))| TopEntry {
+        plan: plan_of(policy.as_deref(), &id),
+        bytes,
+        packets,
+        classes: [(class, ClassBytes { bytes })].into_iter().collect(),
+        id,
+    })
+    .collect();
     let range = stored.map(|(_, r)| r);
     let top = Top {
         by: By::Label,
