@@ -55,6 +55,7 @@ use std::{
 use peerwarden_common::policy::{SUB_CLASSES, SUB_LABELS, SubUsage};
 use rusqlite::{Connection, OptionalExtension as _};
 
+mod cumulative;
 mod query;
 mod swarms;
 mod write;
@@ -256,6 +257,8 @@ struct Writer {
     ids: HashMap<String, i64>,
     /// The number of the last committed flush (`meta` key `flushes`).
     committed: u64,
+    /// The running totals of every subscriber (see `cumulative.rs`).
+    cum: cumulative::Running,
     last_flush: Instant,
     last_rollup: Option<Instant>,
 }
@@ -306,6 +309,8 @@ pub struct History {
     /// Which reader a query waits for when none is free.
     next_reader: AtomicUsize,
     pending: RwLock<Pending>,
+    /// Subscriber keys to ids, for answers from the running totals.
+    sub_ids: RwLock<cumulative::SubIds>,
     /// The differences a flush is writing (or that a failed flush left for the next try):
     /// moved out of `pending` at the start of a flush, so that neither recording nor
     /// queries wait while it writes and commits, and cleared after the commit. Lock
@@ -485,6 +490,7 @@ impl History {
             conn.execute_batch(BUILD_HOUR_TOTALS)
                 .map_err(sql("building the hour totals"))?;
         }
+        let cum = cumulative::prepare(&conn).map_err(sql("building the running totals"))?;
         let committed = meta(FLUSHES_KEY)
             .map_err(sql("reading the flush number"))?
             .and_then(|v| v.parse().ok())
@@ -566,6 +572,7 @@ impl History {
                 Ok(Mutex::new(reader))
             })
             .collect::<Result<Vec<_>, HistoryError>>()?;
+        let sub_ids = cumulative::SubIds::from_ids(&ids);
         let h = History {
             path: path.to_path_buf(),
             retention,
@@ -577,12 +584,14 @@ impl History {
                 dirty_usage: Vec::new(),
                 ids,
                 committed,
+                cum,
                 last_flush: Instant::now(),
                 last_rollup: None,
             }),
             readers,
             next_reader: AtomicUsize::new(0),
             pending: RwLock::new(Pending::new()),
+            sub_ids: RwLock::new(sub_ids),
             flushing: RwLock::new(Flushing::default()),
             #[cfg(test)]
             after_commit: Mutex::new(None),
@@ -768,3 +777,5 @@ fn usage_from_bytes(b: &[u8]) -> Option<SubUsage> {
 mod swarms_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cumulative;

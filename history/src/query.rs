@@ -35,11 +35,27 @@ impl History {
 
     /// [`History::sum`] without steps, of bytes and packets only (the other values are
     /// 0): the top list's totals over a window. For every subscriber's rows
-    /// ([`Which::Subscribers`], [`Which::SubscribersLabels`]) the window's whole hours are
-    /// read from the hour totals (one row per subscriber, name and direction an hour, kept
-    /// as minutes are written) and only the ragged ends from the minutes; the minute rows
-    /// it needs are all in the index `minute_totals`, so it never reads the table rows.
+    /// ([`Which::Subscribers`], [`Which::SubscribersLabels`]) they are the difference of
+    /// the running totals at the window's two ends (two blobs, whatever the window's
+    /// length: see `cumulative.rs`), with what is not written yet; a store without
+    /// usable running totals is read as [`History::traffic_from_hours`] reads it. Other
+    /// rows are read from the minutes and hours, from the index `minute_totals` alone.
     pub fn traffic(&self, from: i64, to: i64, which: Which<'_>) -> Result<Vec<Row>, HistoryError> {
+        match self.traffic_cumulative(from, to, which)? {
+            Some(rows) => Ok(rows),
+            None => self.traffic_from_hours(from, to, which),
+        }
+    }
+
+    /// [`History::traffic`] without the running totals: the window's whole hours from the
+    /// hour totals, the ragged ends from the minutes and hours (the way before them, the
+    /// bench's second baseline).
+    pub fn traffic_from_hours(
+        &self,
+        from: i64,
+        to: i64,
+        which: Which<'_>,
+    ) -> Result<Vec<Row>, HistoryError> {
         let hours = matches!(which, Which::Subscribers | Which::SubscribersLabels);
         self.sum_of(from, to, None, which, Some(hours))
     }
@@ -195,7 +211,7 @@ impl History {
     /// over and to clear them after its commit, and the snapshot is fixed while they are
     /// held. The (possibly long) query then runs on the snapshot without the locks: no
     /// difference is seen twice or missed, and neither side waits for the other's work.
-    fn snapshot<'c>(
+    pub(super) fn snapshot<'c>(
         &self,
         conn: &'c mut Connection,
         mut read: impl FnMut(&Pending),

@@ -5,16 +5,16 @@ use peerwarden_common::{CounterValue, Label, label::ALL_LABELS, stats::LabelCoun
 use super::*;
 
 /// A fresh directory for one test's store, removed on drop.
-struct Dir(PathBuf);
+pub(crate) struct Dir(PathBuf);
 
 impl Dir {
-    fn new(name: &str) -> Dir {
+    pub(crate) fn new(name: &str) -> Dir {
         let p =
             std::env::temp_dir().join(format!("peerwarden-history-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         Dir(p)
     }
-    fn db(&self) -> PathBuf {
+    pub(crate) fn db(&self) -> PathBuf {
         self.0.join("nested").join("history.db")
     }
 }
@@ -25,7 +25,7 @@ impl Drop for Dir {
     }
 }
 
-fn labels(bt: u64, unknown: u64) -> LabelCounters {
+pub(crate) fn labels(bt: u64, unknown: u64) -> LabelCounters {
     let mut c = vec![[CounterValue::default(); 2]; ALL_LABELS.len()];
     c[Label::Bittorrent.id() as usize][1] = CounterValue {
         packets: bt / 1000,
@@ -56,7 +56,7 @@ fn sub(p2p_down: u64, dropped: u64) -> SubUsage {
     u
 }
 
-fn at(secs: i64) -> SystemTime {
+pub(crate) fn at(secs: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs as u64)
 }
 
@@ -71,7 +71,7 @@ fn total(rows: &[Row], name: &str, dir: u8) -> Values {
     v
 }
 
-const T0: i64 = 1_800_000_000;
+pub(crate) const T0: i64 = 1_800_000_000;
 
 #[test]
 fn differences_add_up_over_a_restart_and_nothing_is_counted_twice() {

@@ -17,7 +17,7 @@ use rusqlite::params;
 
 use super::{
     ALL, CLASS_NAMES, FLUSH_EVERY, FLUSHES_KEY, History, HistoryError, Key, LABEL_ROW,
-    ROLLUP_EVERY, Values, Writer, difference, lock, minute_of, unix, usage_to_bytes,
+    ROLLUP_EVERY, Values, Writer, cumulative, difference, lock, minute_of, unix, usage_to_bytes,
 };
 
 /// Adds a row's values to what a table holds for its key.
@@ -238,9 +238,11 @@ impl History {
             dirty_usage,
             ids,
             committed,
+            cum,
             ..
         } = w;
         let tx = conn.transaction().map_err(self.sql("starting a write"))?;
+        cumulative::begin(&tx, cum).map_err(self.sql("reading the running totals"))?;
         // Subscriber ids this transaction adds: known to `ids` only once it commits.
         let mut added: HashMap<String, i64> = HashMap::new();
         {
@@ -277,8 +279,13 @@ impl History {
                         bytes = bytes + excluded.bytes, packets = packets + excluded.packets",
                 )
                 .map_err(self.sql("adding to an hour's totals"))?;
+            // The subscribers' rows, in time order, for the running totals.
+            let mut running: Vec<cumulative::FlushRow<'_>> = Vec::new();
             for ((t, key), v) in flushing.rows.iter() {
                 let sub = sub_of(&key.subscriber)?;
+                if sub != 0 {
+                    running.push((*t, sub, &key.name, key.dir, v.bytes, v.packets));
+                }
                 if v.bytes != 0 || v.packets != 0 {
                     add_hour
                         .execute(params![
@@ -305,6 +312,8 @@ impl History {
                 ])
                 .map_err(self.sql("adding to a minute"))?;
             }
+            cumulative::record(&tx, cum, &running)
+                .map_err(self.sql("adding to the running totals"))?;
             let mut put = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO reading (sub, name, dir, bytes, packets, flows, dropped_packets, dropped_bytes, marked_packets)
@@ -359,6 +368,13 @@ impl History {
             });
         }
         *committed = number;
+        cumulative::committed(cum);
+        {
+            let mut names = self.sub_ids.write().unwrap_or_else(|p| p.into_inner());
+            for (id, sub) in &added {
+                names.insert(*sub, id);
+            }
+        }
         ids.extend(added);
         #[cfg(test)]
         if let Some(hook) = lock(&self.after_commit).as_mut() {
@@ -392,6 +408,9 @@ impl History {
             .conn
             .transaction()
             .map_err(self.sql("starting a roll-up"))?;
+        // Before the minutes go: it reads which hours they are in.
+        cumulative::rollup(&tx, &mut w.cum, minute_cut, hour_cut.min(minute_cut))
+            .map_err(self.sql("rolling up the running totals"))?;
         tx.execute(UPSERT_ROLLUP, [minute_cut])
             .map_err(self.sql("rolling minutes into hours"))?;
         tx.execute("DELETE FROM minute WHERE t < ?1", [minute_cut])

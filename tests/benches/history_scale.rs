@@ -12,11 +12,13 @@
 //! and the mix query's longest time while top queries run on another thread, against its
 //! median alone: the baseline of the same run.
 //!
-//! Then the top list's totals (`History::traffic`, every subscriber's class traffic) over
-//! windows of 15 minutes, 1 hour, 24 hours and 90 days ending at the last minute, read the
-//! way it is now (the window's whole hours from the hour totals, the ragged ends from
-//! minutes) against the minutes and hours alone (`History::traffic_from_minutes`, the way
-//! before), both in this run, each the median of 3, with a check that they agree. The
+//! Then the top list's totals (`History::traffic`, every subscriber's class traffic and
+//! label traffic) over windows of 15 minutes, 1 hour, 24 hours and 90 days ending at the
+//! last minute, read the way it is now (the difference of the running totals at the two
+//! ends) against the two ways before (`History::traffic_from_hours`: the window's whole
+//! hours from the hour totals, the ragged ends from minutes; `traffic_from_minutes`: the
+//! minutes and hours alone), all in this run, each the median of 3, with a check that
+//! they agree; and the running totals' size on disk. The
 //! minutes are laid so that the last 20 of them are in the last hour and the rest in
 //! hours before it (the store holds only these minutes: windows past them read no more
 //! rows, but they do read the hour totals of every hour they cover).
@@ -173,9 +175,17 @@ fn main() {
         ms(worst),
         ms(mix_alone)
     );
-    // The top list over windows ending at the last minute: hour totals against minutes.
+    // The top list over windows ending at the last minute: running totals against hour
+    // totals against minutes.
+    let (snapshots, snapshot_bytes) = history.running_totals_size().expect("size");
     println!(
-        "top list (every subscriber's class traffic), hour totals against minutes, median of 3:"
+        "running totals: {snapshots} snapshots, {:.2} MB ({:.2} MB a minute, {:.1}% of the store)",
+        snapshot_bytes as f64 / 1e6,
+        snapshot_bytes as f64 / 1e6 / f64::from(minutes),
+        100.0 * snapshot_bytes as f64 / db_bytes as f64
+    );
+    println!(
+        "top list (every subscriber's traffic), running totals against hour totals against minutes, median of 3:"
     );
     for (name, secs) in [
         ("15 min", 15 * 60),
@@ -184,31 +194,42 @@ fn main() {
         ("90 days", 90 * 86_400),
     ] {
         let from = to - secs;
-        let run = |hours: bool| {
-            let runs: Vec<(Duration, Vec<_>)> = (0..3)
-                .map(|_| {
-                    timed(|| {
-                        if hours {
-                            history.traffic(from, to, Which::Subscribers)
-                        } else {
-                            history.traffic_from_minutes(from, to, Which::Subscribers)
-                        }
-                        .expect("store query")
+        for which in [Which::Subscribers, Which::SubscribersLabels] {
+            let run = |way: u8| {
+                let runs: Vec<(Duration, Vec<_>)> = (0..3)
+                    .map(|_| {
+                        timed(|| {
+                            match way {
+                                0 => history.traffic_from_minutes(from, to, which),
+                                1 => history.traffic_from_hours(from, to, which),
+                                _ => history.traffic(from, to, which),
+                            }
+                            .expect("store query")
+                        })
                     })
-                })
-                .collect();
-            let rows = runs[0].1.clone();
-            (median(runs.into_iter().map(|r| r.0).collect()), rows)
-        };
-        let (before, slow) = run(false);
-        let (after, fast) = run(true);
-        assert_eq!(fast, slow, "{name}: the two ways disagree");
-        println!(
-            "  {name:>8}: minutes {:>10.1} ms, hour totals {:>10.1} ms ({:.3}x; {} rows out)",
-            ms(before),
-            ms(after),
-            ms(after) / ms(before),
-            fast.len()
-        );
+                    .collect();
+                let rows = runs[0].1.clone();
+                (median(runs.into_iter().map(|r| r.0).collect()), rows)
+            };
+            let (before, slow) = run(0);
+            let (hours, by_hours) = run(1);
+            let (after, fast) = run(2);
+            assert_eq!(by_hours, slow, "{name}: hour totals and minutes disagree");
+            assert_eq!(fast, slow, "{name}: running totals and minutes disagree");
+            let what = if matches!(which, Which::Subscribers) {
+                "classes"
+            } else {
+                "labels"
+            };
+            println!(
+                "  {name:>8} {what:>7}: minutes {:>10.1} ms, hour totals {:>10.1} ms, running totals {:>8.1} ms ({:.3}x minutes, {:.3}x hour totals; {} rows out)",
+                ms(before),
+                ms(hours),
+                ms(after),
+                ms(after) / ms(before),
+                ms(after) / ms(hours),
+                fast.len()
+            );
+        }
     }
 }
