@@ -11,6 +11,22 @@ pub const SAMPLE_BYTES: usize = 1504;
 /// Payload packets per flow sent to the deep classifier (its own packet budget).
 pub const DEEP_BUDGET: u8 = 32;
 
+/// [`Sample::flags`]: a packet of a flow the kernel's fingerprints decided as BitTorrent,
+/// sent only for the swarm view (issue 15): the deep classifier must not see it, nor answer
+/// it with a verdict (the flow's label is final).
+pub const SAMPLE_SWARM_ONLY: u8 = 1 << 0;
+
+/// Swarm-only samples per flow at most: the packet that decided it and the next payload
+/// packets either way (a peer-wire handshake's answer; a UDP tracker's connect, its
+/// answer, the announce and its answer; a uTP SYN, its state, the handshakes each way).
+pub const SWARM_SAMPLES: u8 = 4;
+
+/// Value of the kernel's one-entry `SWARM_VIEW` array: non-zero when the swarm view is on
+/// (`swarms.enabled`), written by the daemon at start. Zero (the default): no swarm-only
+/// samples, and the kernel's path is today's but for one read of it when a flow is
+/// decided as BitTorrent.
+pub type SwarmView = u32;
+
 /// Bytes of the ring buffer (a power of two, a multiple of the page size).
 pub const RING_BYTES: u32 = 8 << 20;
 
@@ -32,8 +48,10 @@ pub struct Sample {
     pub dir: u8,
     /// TCP flags (0 for UDP).
     pub tcp_flags: u8,
+    /// `SAMPLE_*` bits ([`SAMPLE_SWARM_ONLY`]).
+    pub flags: u8,
     /// Explicit padding.
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 5],
     /// The payload's first `captured` bytes.
     pub data: [u8; SAMPLE_BYTES],
 }

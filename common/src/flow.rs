@@ -106,6 +106,13 @@ pub const FLAG_OFFERED: u32 = 1 << 6;
 pub const FLAG_TS_RUN_SHIFT: u32 = 7;
 /// The bits of that run.
 pub const FLAG_TS_RUN: u32 = 3 << FLAG_TS_RUN_SHIFT;
+/// Three bits: swarm-only samples the flow may still send
+/// (`(flags >> FLAG_SWARM_LEFT_SHIFT) & 7`), set when the kernel decides it as BitTorrent
+/// with the swarm view on (`deep::SWARM_SAMPLES` less the deciding packet's), zero
+/// otherwise.
+pub const FLAG_SWARM_LEFT_SHIFT: u32 = 9;
+/// The bits of that count.
+pub const FLAG_SWARM_LEFT: u32 = 7 << FLAG_SWARM_LEFT_SHIFT;
 
 /// How many payload packets the kernel inspects per flow before the label is final.
 pub const INSPECT_BUDGET: u8 = 32;

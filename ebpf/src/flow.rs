@@ -15,8 +15,9 @@ use peerwarden_common::{
     deep::DEEP_BUDGET,
     fingerprint::{self, SAMPLE_LEN, iptv},
     flow::{
-        FLAG_DEEP_PENDING, FLAG_FINAL, FLAG_OFFERED, FLAG_TS_RUN, FLAG_TS_RUN_SHIFT,
-        FLAG_USER_LABEL, FLAG_UTP_DOWN, FLAG_UTP_UP, INSPECT_BUDGET, LabelMemory, PROTO_TCP,
+        FLAG_DEEP_PENDING, FLAG_FINAL, FLAG_OFFERED, FLAG_SWARM_LEFT, FLAG_TS_RUN,
+        FLAG_TS_RUN_SHIFT, FLAG_USER_LABEL, FLAG_UTP_DOWN, FLAG_UTP_UP, INSPECT_BUDGET,
+        LabelMemory, PROTO_TCP,
     },
 };
 
@@ -77,6 +78,10 @@ pub fn track(ctx: &XdpContext, pkt: &Packet, dir: Direction, frame_len: u64) -> 
     // and a P2P signature found on a later packet replaces it.
     if f.flags & FLAG_FINAL == 0 {
         classify(ctx, pkt, dir, f);
+    } else if f.flags & FLAG_SWARM_LEFT != 0 {
+        // A BitTorrent flow the kernel decided with the swarm view on: its next few
+        // payload packets go to the view (deep.rs). Never set with the view off.
+        deep::swarm_sample(ctx, pkt, dir, f, false);
     } else if (f.label == TLS || f.label == QUIC) && f.packets[dir.index()] & SHAPE_POLL_MASK == 0 {
         shape_verdict(&pkt.key, f, dir);
     }
@@ -129,6 +134,17 @@ fn classify(ctx: &XdpContext, pkt: &Packet, dir: Direction, f: &mut FlowValue) {
             found = l as u32 | (Confidence::Payload as u32) << 16;
             f.flags = (f.flags & !FLAG_USER_LABEL) | FLAG_FINAL;
             counters::stat(Stat::FlowsLabelled);
+            // The deep tier never sees a flow decided here: the swarm view gets the
+            // deciding packet of a BitTorrent one (and the next few) when it is on.
+            if matches!(
+                l,
+                Label::Bittorrent
+                    | Label::BittorrentUtp
+                    | Label::BittorrentDht
+                    | Label::BittorrentTracker
+            ) {
+                deep::swarm_sample(ctx, pkt, dir, f, true);
+            }
         } else {
             f.inspected += 1;
         }

@@ -50,7 +50,8 @@ fn sample(key: FlowKey, dir: Direction, payload: &[u8], ts_ns: u64) -> Sample {
         captured: payload.len() as u16,
         dir: dir as u8,
         tcp_flags: if key.proto == 6 { 0x18 } else { 0 },
-        _pad: [0; 6],
+        flags: 0,
+        _pad: [0; 5],
         data,
     }
 }

@@ -165,6 +165,13 @@ pub(super) fn data_path(
         Ok(s) => s,
         Err(e) => return Err(abandon(probe, e)),
     };
+    // The kernel hands the view the packets its own fingerprints decide as BitTorrent.
+    if let Err(e) = probe.set_swarm_view(swarms.is_some()) {
+        return Err(abandon(
+            probe,
+            anyhow!(e).context("turning on the swarm view"),
+        ));
+    }
     let attachments = match attach(&mut probe, config) {
         Ok(a) => a,
         Err(e) => return Err(abandon(probe, e)),

@@ -3,10 +3,15 @@
 
 use std::collections::HashSet;
 
-use aya::maps::{HashMap, MapData, RingBuf};
-use peerwarden_common::{FlowKey, FlowValue, deep::Verdict};
+use aya::maps::{Array, HashMap, MapData, RingBuf};
+use peerwarden_common::{
+    FlowKey, FlowValue,
+    deep::{SwarmView, Verdict},
+};
 
 use super::{MAP_FLOWS, MAP_VERDICTS, Probe, ProbeError, map_err};
+
+const MAP_SWARM_VIEW: &str = "SWARM_VIEW";
 
 impl Probe {
     /// The ring buffer of payload samples, for the deep classifier's thread (once).
@@ -25,6 +30,21 @@ impl Probe {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, verdict, 0)
             .map_err(map_err(MAP_VERDICTS))
+    }
+
+    /// Turns the kernel's swarm-only samples on or off (`swarms.enabled`; issue 15): with it
+    /// on, the packet that makes the kernel's fingerprints decide a flow as BitTorrent, and
+    /// the flow's next few payload packets, reach the ring marked
+    /// [`SAMPLE_SWARM_ONLY`](peerwarden_common::deep::SAMPLE_SWARM_ONLY). Off at load.
+    pub fn set_swarm_view(&mut self, on: bool) -> Result<(), ProbeError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_SWARM_VIEW)
+            .ok_or(ProbeError::Missing(MAP_SWARM_VIEW))?;
+        let mut view: Array<_, SwarmView> =
+            Array::try_from(map).map_err(map_err(MAP_SWARM_VIEW))?;
+        view.set(0, SwarmView::from(on), 0)
+            .map_err(map_err(MAP_SWARM_VIEW))
     }
 
     /// The flow table's entry for `key`, if it holds one: one lookup, not a walk of the

@@ -15,5 +15,6 @@ mod observe_test_run;
 mod policy_switch;
 mod policy_test_run;
 mod sub_usage_test_run;
+mod swarm_samples;
 mod xdp_hostile;
 mod xdp_test_run;

@@ -11,7 +11,7 @@ use std::{
 use peerwarden_classifier::{Engine, EngineConfig, PacketMeta, shared::Shared};
 use peerwarden_common::{
     Confidence, Direction, FlowKey, Label,
-    deep::{DEEP_BUDGET, Sample, Verdict},
+    deep::{DEEP_BUDGET, SAMPLE_SWARM_ONLY, Sample, Verdict},
 };
 
 use crate::state::DeepState;
@@ -54,8 +54,16 @@ impl Shard {
         }
     }
 
-    /// Takes one sample; a verdict for the kernel goes to `put`.
+    /// Takes one sample; a verdict for the kernel goes to `put`. A swarm-only sample (a
+    /// packet of a flow the kernel decided as BitTorrent) goes to the swarm view alone: the
+    /// engine never holds its flow, and no verdict relabels it.
     pub fn take(&mut self, s: &Sample, deep: &DeepState, put: &mut dyn FnMut(&FlowKey, Verdict)) {
+        if s.flags & SAMPLE_SWARM_ONLY != 0 {
+            if let Some(swarms) = &deep.swarms {
+                swarms.on_sample(s);
+            }
+            return;
+        }
         self.make_room(deep, &s.key);
         self.handle(deep, s, put);
     }

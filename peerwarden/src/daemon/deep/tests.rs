@@ -51,7 +51,8 @@ fn sample(sub: (u8, u8), up: bool, payload: &[u8], ts_ns: u64) -> Sample {
         captured: payload.len() as u16,
         dir: if up { Direction::Up } else { Direction::Down } as u8,
         tcp_flags: 0,
-        _pad: [0; 6],
+        flags: 0,
+        _pad: [0; 5],
         data,
     }
 }
@@ -156,4 +157,57 @@ fn deep_threads_defaults_to_half_the_cpus_and_is_bounded() {
         );
     }
     assert!(parse("deep_threads: -1\n").is_err(), "not a count");
+}
+
+/// A peer-wire handshake for swarm `hash` (each byte of the info-hash `hash`).
+fn handshake(hash: u8) -> Vec<u8> {
+    let mut hs = b"\x13BitTorrent protocol".to_vec();
+    hs.extend_from_slice(&[0; 8]);
+    hs.extend_from_slice(&[hash; 20]);
+    hs.extend_from_slice(b"-XX0001-abcdefghijkl");
+    hs
+}
+
+#[test]
+fn a_swarm_only_sample_reaches_the_swarm_view_and_never_the_engine_or_the_kernel() {
+    use peerwarden_common::deep::SAMPLE_SWARM_ONLY;
+    use peerwarden_swarms::{InfoHash, SwarmTable, SwarmsConfig};
+
+    let table = SwarmTable::new(&SwarmsConfig::default(), None).expect("table");
+    let subs = peerwarden_policies::Prefix::new([100, 64, 0, 0].into(), 10).expect("prefix");
+    let swarms = Arc::new(crate::swarms::Swarms::new(table, vec![subs], 3600));
+    let deep = DeepState {
+        swarms: Some(swarms.clone()),
+        ..DeepState::default()
+    };
+    let cfg = shard::engine_config(1024);
+    let mut shard = Shard::new(cfg.clone(), cfg.shared(), 64);
+    let mut verdicts: Vec<(FlowKey, Verdict)> = Vec::new();
+    let mut put = |k: &FlowKey, v: Verdict| verdicts.push((*k, v));
+
+    // A handshake the kernel decided and sent for the view alone.
+    let mut swarm_only = sample((0, 1), true, &handshake(7), 1);
+    swarm_only.key.proto = 6;
+    swarm_only.key.remote_port = 6881;
+    swarm_only.flags = SAMPLE_SWARM_ONLY;
+    shard.take(&swarm_only, &deep, &mut put);
+    shard.tick(&deep);
+    let hash = InfoHash([7; 20]);
+    let seen = swarms.with_table(|t| t.get(&t.swarm_id(&hash)).is_some());
+    assert!(seen, "the swarm view has the handshake's swarm");
+    assert_eq!(
+        deep.tracked.load(Ordering::Relaxed),
+        0,
+        "the engine holds no flow"
+    );
+
+    // The same bytes as an ordinary sample of another flow: the engine decides it, and the
+    // verdict goes to the kernel, so the contrast shows the flag is what kept them apart.
+    let mut ordinary = swarm_only;
+    ordinary.flags = 0;
+    ordinary.key.sub_port += 1;
+    shard.take(&ordinary, &deep, &mut put);
+    assert_eq!(verdicts.len(), 1, "only the ordinary sample is answered");
+    assert_eq!(verdicts[0].0, ordinary.key);
+    assert_eq!(Label::from_id(verdicts[0].1.label), Label::Bittorrent);
 }
