@@ -1,5 +1,6 @@
-//! The deep tier's kernel half: payload samples of undecided flows go to user space through
-//! a ring buffer, and verdicts come back through `VERDICTS`, applied on the flow's next
+//! The deep tier's kernel half: payload samples of undecided flows (and, with the swarm view
+//! on, of flows decided as BitTorrent, for the view alone) go to user space through a ring
+//! buffer, and verdicts come back through `VERDICTS`, applied on the flow's next
 //! packet (so every change to a flow's label and counters is made here, in one place).
 
 use aya_ebpf::{
