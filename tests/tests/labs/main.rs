@@ -24,3 +24,4 @@ mod restart_report;
 mod shape_lab;
 mod shape_queues;
 mod supervision;
+mod swarm_view_lab;
