@@ -14,14 +14,22 @@ use std::{
 };
 
 use peerwarden_lab::http_get;
-use peerwarden_tests::lab::{
-    HTTP_TIMEOUT, Lab, TempDir, kill, run_bounded, spawn_in, wait_listening,
+use peerwarden_tests::{
+    captures::flow_frames,
+    lab::{
+        Capture, HTTP_TIMEOUT, Lab, TempDir, kill, run_bounded, spawn_in, until_still,
+        wait_listening,
+    },
 };
 
 const PREFIX: &str = "swv";
 const API_PORT: u16 = 9703;
 const PEER: &str = "198.51.100.7";
 const PEER_PORT: u16 = 16881;
+/// Bytes alice downloads from the peer after the handshakes.
+const DOWNLOAD: usize = 4 << 20;
+/// Every frame between alice and the peer.
+const FILTER: &str = "tcp and host 100.64.1.10 and host 198.51.100.7 and port 16881";
 
 /// The peer's side: accepts one connection, answers the handshake with its own, closes.
 const PEER_SCRIPT: &str = r#"
@@ -35,7 +43,8 @@ while len(got) < 68:
     if not b: break
     got += b
 c.sendall(b"\x13BitTorrent protocol" + bytes(8) + got[28:48] + b"-qB4650-zyxwvutsrqpo")
-c.recv(1); c.close()
+c.sendall(bytes(int(sys.argv[3])))
+c.shutdown(socket.SHUT_WR); c.recv(1); c.close()
 "#;
 
 /// Alice's side: sends a handshake for swarm `argv[3]` (hex), reads the answer, closes.
@@ -49,15 +58,23 @@ while len(got) < 68:
     if not b: break
     got += b
 assert got[28:48] == bytes.fromhex(sys.argv[3]), got
+n = 0
+while True:
+    b = c.recv(65536)
+    if not b: break
+    n += len(b)
+assert n == int(sys.argv[4]), n
 c.close()
 "#;
 
-/// One handshake exchange between alice and the peer for swarm `hash` (hex).
+/// One handshake exchange between alice and the peer for swarm `hash` (hex), then
+/// [`DOWNLOAD`] bytes from the peer.
 fn handshake(lab: &Lab, tmp: &TempDir, hash: &str) {
     let port = PEER_PORT.to_string();
+    let size = DOWNLOAD.to_string();
     let mut peer = spawn_in(
         &lab.netns("net"),
-        &["python3", "-c", PEER_SCRIPT, PEER, &port],
+        &["python3", "-c", PEER_SCRIPT, PEER, &port, &size],
         &tmp.0.join(format!("peer-{hash}.log")),
     );
     wait_listening(&lab.netns("net"), PEER_PORT);
@@ -72,6 +89,7 @@ fn handshake(lab: &Lab, tmp: &TempDir, hash: &str) {
             PEER,
             &port,
             hash,
+            &size,
         ]),
         Duration::from_secs(20),
     );
@@ -97,7 +115,38 @@ fn a_handshake_the_kernel_decides_lists_its_swarm_and_nothing_with_the_view_off(
     // The view on: the swarm is listed with alice as its one subscriber.
     let d = lab.daemon_with_store(&tmp.0, 1, "swarms: { enabled: true }\n");
     let on = "5a".repeat(20);
+    let up_cap = Capture::start(
+        &lab.netns("sw"),
+        "gw",
+        "out",
+        FILTER,
+        &tmp.0.join("up.pcap"),
+    );
+    let down_cap = Capture::start(
+        &lab.netns("net"),
+        "eth0",
+        "out",
+        FILTER,
+        &tmp.0.join("down.pcap"),
+    );
     handshake(&lab, &tmp, &on);
+    // tcpdump runs at this test's priority (niced on a busy machine): let it drain its
+    // buffer into the files before it is stopped.
+    let size = |f: &str| std::fs::metadata(tmp.0.join(f)).map_or(0, |m| m.len());
+    until_still(
+        || (size("up.pcap"), size("down.pcap")),
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    );
+    assert_eq!(up_cap.stop(), 0, "tcpdump (up) dropped packets");
+    assert_eq!(down_cap.stop(), 0, "tcpdump (down) dropped packets");
+    let truth = |f: &str| -> u64 {
+        flow_frames(&tmp.0.join(f))
+            .iter()
+            .map(|f| u64::from(f.len))
+            .sum()
+    };
+    let (truth_up, truth_down) = (truth("up.pcap"), truth("down.pcap"));
     let deadline = Instant::now() + Duration::from_secs(10);
     let listed = loop {
         let list = lab.api("/api/v1/swarms");
@@ -137,6 +186,30 @@ fn a_handshake_the_kernel_decides_lists_its_swarm_and_nothing_with_the_view_off(
         bt.iter().any(|f| f["label"] == "bittorrent"),
         "the kernel decided the flow as bittorrent: {bt:?}"
     );
+    // Its bytes, once the flow walks (one a second) have counted them all: transit, each
+    // way, as the captures count whole frames.
+    let bytes = until_still(
+        || {
+            let list = lab.api("/api/v1/swarms");
+            let s = list["swarms"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["id"] == on.as_str()).cloned())
+                .unwrap_or_default();
+            let b = |k: &str| s["bytes"][k].as_u64().unwrap_or(0);
+            (b("transit_up"), b("transit_down"), b("local"))
+        },
+        Duration::from_secs(3),
+        Duration::from_secs(20),
+    );
+    eprintln!(
+        "swarm bytes (transit up, down, local) {bytes:?}; captured up {truth_up}, down {truth_down}"
+    );
+    let near = |got: u64, truth: u64| (got as f64 - truth as f64).abs() <= truth as f64 * 0.01;
+    assert!(
+        truth_down > DOWNLOAD as u64 && near(bytes.1, truth_down) && near(bytes.0, truth_up),
+        "the swarm's transit bytes {bytes:?} vs captured up {truth_up}, down {truth_down}"
+    );
+    assert_eq!(bytes.2, 0, "no local bytes: the peer is remote");
     d.stop_cleanly("the view on");
 
     // The view off: the API serves no swarm, whatever crossed.
