@@ -1,7 +1,8 @@
-//! The swarm view on real packets through the gateway (issue 15): a peer-wire handshake
-//! between alice and a remote peer, which the kernel's fingerprints decide at once (the deep
-//! classifier never sees it), lists its swarm in `/api/v1/swarms` with one subscriber when
-//! `swarms.enabled`; with the view off the API serves no swarm. A plain TCP exchange of
+//! The swarm view on real packets through the gateway (issue 15): peer-wire handshakes of
+//! alice and bob with a remote peer, which the kernel's fingerprints decide at once (the
+//! deep classifier never sees them), list their swarm in `/api/v1/swarms` with both
+//! subscribers when `swarms.enabled`, and its transit bytes each way agree with tcpdump's
+//! frames; with the view off the API serves no swarm. A plain TCP exchange of
 //! the two handshakes (python3 in the namespaces), not a BitTorrent client: it is the
 //! kernel's sampling of the deciding packet that is checked here.
 //!
@@ -29,7 +30,8 @@ const PEER_PORT: u16 = 16881;
 /// Bytes alice downloads from the peer after the handshakes.
 const DOWNLOAD: usize = 4 << 20;
 /// Every frame between alice and the peer.
-const FILTER: &str = "tcp and host 100.64.1.10 and host 198.51.100.7 and port 16881";
+const FILTER: &str =
+    "tcp and (host 100.64.1.10 or host 100.64.1.20) and host 198.51.100.7 and port 16881";
 
 /// The peer's side: accepts one connection, answers the handshake with its own, closes.
 const PEER_SCRIPT: &str = r#"
@@ -67,22 +69,22 @@ assert n == int(sys.argv[4]), n
 c.close()
 "#;
 
-/// One handshake exchange between alice and the peer for swarm `hash` (hex), then
+/// One handshake exchange between subscriber `who` (`alice`, `bob`) and the peer for swarm `hash` (hex), then
 /// [`DOWNLOAD`] bytes from the peer.
-fn handshake(lab: &Lab, tmp: &TempDir, hash: &str) {
+fn handshake(lab: &Lab, tmp: &TempDir, who: &str, hash: &str) {
     let port = PEER_PORT.to_string();
     let size = DOWNLOAD.to_string();
     let mut peer = spawn_in(
         &lab.netns("net"),
         &["python3", "-c", PEER_SCRIPT, PEER, &port, &size],
-        &tmp.0.join(format!("peer-{hash}.log")),
+        &tmp.0.join(format!("peer-{who}-{hash}.log")),
     );
     wait_listening(&lab.netns("net"), PEER_PORT);
     let out = run_bounded(
         Command::new("ip").args([
             "netns",
             "exec",
-            &lab.netns("alice"),
+            &lab.netns(who),
             "python3",
             "-c",
             CLIENT_SCRIPT,
@@ -129,7 +131,8 @@ fn a_handshake_the_kernel_decides_lists_its_swarm_and_nothing_with_the_view_off(
         FILTER,
         &tmp.0.join("down.pcap"),
     );
-    handshake(&lab, &tmp, &on);
+    handshake(&lab, &tmp, "alice", &on);
+    handshake(&lab, &tmp, "bob", &on);
     // tcpdump runs at this test's priority (niced on a busy machine): let it drain its
     // buffer into the files before it is stopped.
     let size = |f: &str| std::fs::metadata(tmp.0.join(f)).map_or(0, |m| m.len());
@@ -158,7 +161,7 @@ fn a_handshake_the_kernel_decides_lists_its_swarm_and_nothing_with_the_view_off(
         }
         thread::sleep(Duration::from_millis(250));
     };
-    // The flow table is read once a second: wait for the handshake's flow.
+    // The flow table is read once a second: wait for the handshakes' flows.
     let deadline = Instant::now() + Duration::from_secs(10);
     let bt = loop {
         let flows = lab.api("/api/v1/flows?limit=1000");
@@ -171,20 +174,20 @@ fn a_handshake_the_kernel_decides_lists_its_swarm_and_nothing_with_the_view_off(
                     .collect()
             })
             .unwrap_or_default();
-        if !bt.is_empty() || Instant::now() >= deadline {
+        if bt.len() >= 2 || Instant::now() >= deadline {
             break bt;
         }
         thread::sleep(Duration::from_millis(250));
     };
-    eprintln!("swarms: {}\nthe handshake's flow: {bt:?}", listed.1);
+    eprintln!("swarms: {}\nthe handshakes' flows: {bt:?}", listed.1);
     let swarm = listed.0.expect("the handshake's swarm is listed");
     assert_eq!(
-        swarm["subscribers"], 1,
-        "alice is its one subscriber: {swarm}"
+        swarm["subscribers"], 2,
+        "alice and bob are its subscribers: {swarm}"
     );
     assert!(
-        bt.iter().any(|f| f["label"] == "bittorrent"),
-        "the kernel decided the flow as bittorrent: {bt:?}"
+        bt.len() == 2 && bt.iter().all(|f| f["label"] == "bittorrent"),
+        "the kernel decided both flows as bittorrent: {bt:?}"
     );
     // Its bytes, once the flow walks (one a second) have counted them all: transit, each
     // way, as the captures count whole frames.
@@ -214,7 +217,7 @@ fn a_handshake_the_kernel_decides_lists_its_swarm_and_nothing_with_the_view_off(
 
     // The view off: the API serves no swarm, whatever crossed.
     let d = lab.daemon_with_store(&tmp.0, 2, "swarms: { enabled: false }\n");
-    handshake(&lab, &tmp, &"a5".repeat(20));
+    handshake(&lab, &tmp, "alice", &"a5".repeat(20));
     thread::sleep(Duration::from_secs(2));
     let (code, body) =
         http_get(lab.api_addr(), "/api/v1/swarms", HTTP_TIMEOUT).expect("GET /api/v1/swarms");
