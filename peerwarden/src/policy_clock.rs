@@ -9,8 +9,10 @@ use std::sync::{
 
 use peerwarden_policies::Weekday;
 
-/// Re-evaluates the schedules at once; returns whether the rules in force changed.
-pub type Reevaluate = Box<dyn Fn() -> anyhow::Result<bool> + Send + Sync>;
+/// Re-evaluates the schedules at once; returns whether the rules in force changed. It runs
+/// its argument (the clock's move) first, under the same lock as the once-a-second tick, so
+/// the tick cannot take the move's switch in between and leave the mover told "unchanged".
+pub type Reevaluate = Box<dyn Fn(&dyn Fn()) -> anyhow::Result<bool> + Send + Sync>;
 
 /// Seconds added to the wall clock for schedules (0 in normal operation).
 #[derive(Default)]
@@ -27,10 +29,18 @@ impl PolicyClock {
         }
     }
 
-    /// Re-evaluates the schedules now (after the offset moved), rather than at the next
-    /// once-a-second tick. `Ok(None)` when nothing enforces policies (API tests).
-    pub fn reevaluate(&self) -> anyhow::Result<Option<bool>> {
-        self.reevaluate.get().map(|f| f()).transpose()
+    /// Shifts the schedule clock by `secs` and re-evaluates the schedules at once, rather
+    /// than at the next once-a-second tick: whether this move changed the rules in force.
+    /// `Ok(None)` when nothing enforces policies (API tests).
+    pub fn move_and_reevaluate(&self, secs: i64) -> anyhow::Result<Option<bool>> {
+        let set = || self.set_offset(secs);
+        match self.reevaluate.get() {
+            Some(f) => f(&set).map(Some),
+            None => {
+                set();
+                Ok(None)
+            }
+        }
     }
 
     /// The time schedules see now: the wall clock plus the offset.

@@ -122,12 +122,11 @@ pub async fn put(
             "an offset of {offset} s is more than ten years"
         )));
     }
-    state.clock.set_offset(offset);
-    tracing::info!(offset, "schedule clock moved");
     let eval_state = state.clone();
-    let changed = tokio::task::spawn_blocking(move || eval_state.clock.reevaluate())
+    let changed = tokio::task::spawn_blocking(move || eval_state.clock.move_and_reevaluate(offset))
         .await
         .map_err(|e| ApiError::Internal(format!("schedule re-evaluation task: {e}")))?
         .map_err(|e| ApiError::Internal(format!("re-evaluating the schedules: {e:#}")))?;
+    tracing::info!(offset, "schedule clock moved");
     current(&state, changed).map(Json)
 }

@@ -114,7 +114,15 @@ impl Enforcer {
     /// installed (a schedule window opened or closed, or the clock was moved). Returns
     /// whether it did.
     pub fn tick(&self) -> anyhow::Result<bool> {
+        self.tick_after(&|| ())
+    }
+
+    /// [`Enforcer::tick`] after `before` (the schedule clock's move), both under the lock
+    /// the once-a-second tick takes: the tick runs before the move or after this
+    /// evaluation, never between them.
+    pub fn tick_after(&self, before: &dyn Fn()) -> anyhow::Result<bool> {
         let mut installed = self.installed.lock().unwrap_or_else(|p| p.into_inner());
+        before();
         let Some(last) = installed.as_mut() else {
             return Ok(false);
         };

@@ -219,7 +219,13 @@ pub(super) fn data_path(
     // state, which must not keep the enforcer (and so the probe) alive at shutdown.
     clock.set_reevaluate({
         let enforcer = Arc::downgrade(&enforcer);
-        Box::new(move || enforcer.upgrade().map_or(Ok(false), |e| e.tick()))
+        Box::new(move |move_clock: &dyn Fn()| match enforcer.upgrade() {
+            Some(e) => e.tick_after(move_clock),
+            None => {
+                move_clock();
+                Ok(false)
+            }
+        })
     });
     let hook: ApplyHook = {
         let enforcer = enforcer.clone();

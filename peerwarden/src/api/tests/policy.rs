@@ -133,7 +133,10 @@ async fn the_clock_moves_with_the_token_and_reevaluates() {
     let hits = Arc::new(std::sync::atomic::AtomicU32::new(0));
     s.clock.set_reevaluate({
         let hits = hits.clone();
-        Box::new(move || Ok(hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0))
+        Box::new(move |move_clock: &dyn Fn()| {
+            move_clock();
+            Ok(hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0)
+        })
     });
     let app = app(s.clone());
     let (status, v) = send(
