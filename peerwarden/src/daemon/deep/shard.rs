@@ -58,10 +58,11 @@ impl Shard {
     /// packet of a flow the kernel decided as BitTorrent) goes to the swarm view alone: the
     /// engine never holds its flow, and no verdict relabels it.
     pub fn take(&mut self, s: &Sample, deep: &DeepState, put: &mut dyn FnMut(&FlowKey, Verdict)) {
+        // Every sample feeds the swarm view (issue 15) when it is on.
+        if let Some(swarms) = &deep.swarms {
+            swarms.on_sample(s);
+        }
         if s.flags & SAMPLE_SWARM_ONLY != 0 {
-            if let Some(swarms) = &deep.swarms {
-                swarms.on_sample(s);
-            }
             return;
         }
         self.make_room(deep, &s.key);
@@ -117,9 +118,6 @@ impl Shard {
     }
 
     fn handle(&mut self, deep: &DeepState, s: &Sample, put: &mut dyn FnMut(&FlowKey, Verdict)) {
-        if let Some(swarms) = &deep.swarms {
-            swarms.on_sample(s); // the swarm view (issue 15), when enabled
-        }
         let engine = &mut self.engine;
         let captured = (s.captured as usize).min(s.data.len());
         let meta = PacketMeta {
