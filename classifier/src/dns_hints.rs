@@ -241,14 +241,14 @@ impl DnsHints {
                     self.insert(
                         (key.src.ip(), Target::Addr(addr)),
                         service.clone(),
-                        now + ttl_ns,
+                        now.saturating_add(ttl_ns),
                         now,
                     );
                 }
                 for (front, ttl) in res.ech {
                     let ttl_ns = (ttl as u64).clamp(MIN_TTL_S, MAX_TTL_S) * 1_000_000_000;
                     let k = (key.src.ip(), Target::EchFront(front.into()));
-                    self.insert(k, service.clone(), now + ttl_ns, now);
+                    self.insert(k, service.clone(), now.saturating_add(ttl_ns), now);
                 }
             }
             _ => {}

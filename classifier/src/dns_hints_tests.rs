@@ -352,3 +352,17 @@ fn tcp_streams_that_ended_unseen_make_room_for_new_ones() {
     h.observe(&k, Direction::Down, &r[3..], S, &hosts);
     assert_eq!(h.service(k.src.ip(), a, 2 * S), Some("hulu"));
 }
+
+#[test]
+fn an_answer_stamped_at_the_end_of_time_is_held_not_overflowed() {
+    // A capture's clock is whatever its file says; a timestamp near u64::MAX must not
+    // overflow the expiry (the capture fuzzer found `now + ttl` panicking).
+    let hosts = HostList::default();
+    let mut h = DnsHints::new(16);
+    let k = udp_flow("100.64.1.10:40000");
+    let a = ip("198.51.100.9");
+    let r = response(9, "www.netflix.com", &[], &[a], 300);
+    let late = u64::MAX - S;
+    ask(&mut h, &hosts, &k, 9, "www.netflix.com", &r, late);
+    assert_eq!(h.service(k.src.ip(), a, u64::MAX - 1), Some("netflix"));
+}
