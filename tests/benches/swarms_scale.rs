@@ -184,7 +184,10 @@ fn main() {
     let (bare, _) = rounds(|| t.summaries().len());
     let (top, b100) = rounds(|| list(&t, 100));
     let (all, ball) = rounds(|| list(&t, usize::MAX));
-    println!("  bare summaries              {:>8.2} ms  (baseline)", ms(bare));
+    println!(
+        "  bare summaries              {:>8.2} ms  (baseline)",
+        ms(bare)
+    );
     for (name, d, b) in [("limit=100", top, b100), ("limit=all", all, ball)] {
         println!(
             "  sort=transit_bytes {name:<9} {:>8.2} ms  {:>5.1}x  ({b} bytes of JSON)",
@@ -203,9 +206,16 @@ fn main() {
     let last = T0 + 59 * 60;
     let (minute, one) = rounds(|| h.swarm_totals(last, last + 60).expect("totals").len());
     let (hour, many) = rounds(|| h.swarm_totals(T0, last + 60).expect("totals").len());
-    assert_eq!((one, many), (n as usize, n as usize), "every swarm in both windows");
+    assert_eq!(
+        (one, many),
+        (n as usize, n as usize),
+        "every swarm in both windows"
+    );
     println!("store, {n} swarms x 60 minutes:");
-    println!("  swarm_totals over 1 minute  {:>8.2} ms  (baseline)", ms(minute));
+    println!(
+        "  swarm_totals over 1 minute  {:>8.2} ms  (baseline)",
+        ms(minute)
+    );
     println!(
         "  swarm_totals over 1 hour    {:>8.2} ms  {:>5.1}x",
         ms(hour),
