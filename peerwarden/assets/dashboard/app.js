@@ -132,7 +132,7 @@ async function refresh() {
   busy = true;
   const wantPolicy = Date.now() - policyAt > POLICY_EVERY_MS;
   try {
-    const [ser, mix, flows, status, policy, subs] = await Promise.all([
+    const [ser, mix, flows, status, policy, subs, swarms] = await Promise.all([
       getSeries(),
       getJSON("/api/v1/mix?window=10s"),
       getJSON("/api/v1/flows?limit=20"),
@@ -140,6 +140,9 @@ async function refresh() {
       wantPolicy ? getJSON("/api/v1/policy").catch((e) => (e.status === 404 ? null : Promise.reject(e))) : undefined,
       // Not every daemon has this route yet: any error answer hides the panel.
       getJSON("/api/v1/subscribers/top").catch((e) => (e instanceof HttpError ? null : Promise.reject(e))),
+      // 404: the swarm view is off (or the daemon has no such route); the panel says so.
+      getJSON("/api/v1/swarms?sort=transit_bytes&limit=10").catch((e) =>
+        e instanceof HttpError ? { off: e.status === 404, error: e.message } : Promise.reject(e)),
     ]);
     online();
     series = ser;
@@ -153,6 +156,7 @@ async function refresh() {
       draw(() => drawPolicy(policy));
     }
     draw(() => drawSubscribers(subs));
+    draw(() => drawSwarms(swarms));
   } catch (e) {
     offline(e);
   } finally {
@@ -509,6 +513,36 @@ function drawSubscribers(answer) {
         el("span", { class: "nm" }, r.name), el("span", { class: "val" }, bytes(r.bytes)),
         el("span", { class: "bar", style: "display:flex" }, ...segs));
     }) : [el("li", { class: "empty" }, "no subscriber traffic")]),
+  );
+}
+
+// ---- swarms by transit (issue 15) -------------------------------------------------------
+
+const LOCAL_COLOR = "#12b76a";
+const TRANSIT_COLOR = "#f79009";
+
+function drawSwarms(answer) {
+  const list = $("top-swarms");
+  if (!answer || !Array.isArray(answer.swarms)) {
+    const hint = answer && answer.off ? "swarm view off: swarms: { enabled: true }" : "swarms: " + ((answer && answer.error) || "no answer");
+    list.replaceChildren(el("li", { class: "empty" }, hint));
+    return;
+  }
+  const rows = answer.swarms.map((s) => {
+    const b = s.bytes || {};
+    const local = +b.local || 0;
+    const transit = (+b.transit_up || 0) + (+b.transit_down || 0);
+    return { id: String(s.id || "?"), subs: +s.subscribers || 0, local, transit };
+  });
+  const max = Math.max(1, ...rows.map((r) => r.local + r.transit));
+  const seg = (v, c) => el("span", { style: `width:${((v / max) * 100).toFixed(1)}%;background:${c};display:inline-block` });
+  list.replaceChildren(
+    ...(rows.length ? rows.map((r) =>
+      el("li", { title: `${r.id}\nlocal ${bytes(r.local)} · transit ${bytes(r.transit)}` },
+        el("span", { class: "nm" }, r.id.slice(0, 12) + "… · " + count(r.subs) + " sub"),
+        el("span", { class: "val" }, bytes(r.local) + " · " + bytes(r.transit)),
+        el("span", { class: "bar", style: "display:flex" }, seg(r.local, LOCAL_COLOR), seg(r.transit, TRANSIT_COLOR))),
+    ) : [el("li", { class: "empty" }, "no swarms seen yet")]),
   );
 }
 
