@@ -12,7 +12,7 @@ cargo build --locked --release -p peerwarden
 PW=target/release/peerwarden
 if [ "${1:-}" = down ]; then exec "$PW" lab down; fi
 "$PW" lab down >/dev/null 2>&1 || true
-"$PW" lab up
+"$PW" lab up --swarms
 echo "API: http://127.0.0.1:9440/api/v1/mix   (flows: /api/v1/flows)"
 # --loop: a fresh torrent each round, so the mix keeps growing for the whole run.
 "$PW" lab traffic --loop --seconds "${DEMO_SECONDS:-120}" &

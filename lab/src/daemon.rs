@@ -69,6 +69,9 @@ pub fn config_text(lab: &Lab, opts: &UpOptions, policy: Option<&Path>) -> String
     if let Some(n) = opts.deep_max_flows {
         text.push_str(&format!("deep_max_flows: {n}\n"));
     }
+    if opts.swarms {
+        text.push_str("swarms: { enabled: true }\n");
+    }
     text
 }
 
@@ -219,5 +222,14 @@ mod tests {
         assert!(text.contains("history: { path: /run/peerwarden-lab/pwt1/history.db }\n"));
         assert!(text.ends_with("policy: /run/peerwarden-lab/pwt1/policy.yaml\n"));
         assert!(!config_text(&lab, &opts, None).contains("policy"));
+        assert!(
+            !text.contains("swarms"),
+            "the swarm view is off unless asked for"
+        );
+        let swarms = UpOptions {
+            swarms: true,
+            ..opts
+        };
+        assert!(config_text(&lab, &swarms, None).contains("swarms: { enabled: true }\n"));
     }
 }

@@ -173,6 +173,8 @@ pub struct UpOptions {
     /// Transmit and receive queues of the gateway's two veths (1: a single queue, as
     /// before; more: shaping gets an mq root and an HTB per queue).
     pub gateway_queues: u32,
+    /// Turn the swarm view on in the daemon's config (`swarms: { enabled: true }`).
+    pub swarms: bool,
 }
 
 impl Default for UpOptions {
@@ -185,6 +187,7 @@ impl Default for UpOptions {
             deep_max_flows: None,
             health_timeout: std::time::Duration::from_secs(20),
             gateway_queues: 1,
+            swarms: false,
         }
     }
 }

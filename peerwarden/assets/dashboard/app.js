@@ -538,7 +538,7 @@ function drawSwarms(answer) {
   const seg = (v, c) => el("span", { style: `width:${((v / max) * 100).toFixed(1)}%;background:${c};display:inline-block` });
   list.replaceChildren(
     ...(rows.length ? rows.map((r) =>
-      el("li", { title: `${r.id}\nlocal ${bytes(r.local)} · transit ${bytes(r.transit)}` },
+      el("li", { class: "swarm", "data-swarm": r.id, "data-transit": String(r.transit), title: `${r.id}\nlocal ${bytes(r.local)} · transit ${bytes(r.transit)}` },
         el("span", { class: "nm" }, r.id.slice(0, 12) + "… · " + count(r.subs) + " sub"),
         el("span", { class: "val" }, bytes(r.local) + " · " + bytes(r.transit)),
         el("span", { class: "bar", style: "display:flex" }, seg(r.local, LOCAL_COLOR), seg(r.transit, TRANSIT_COLOR))),

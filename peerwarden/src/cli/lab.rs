@@ -51,6 +51,10 @@ pub struct UpArgs {
     /// Transmit and receive queues of the gateway's veths (shaping on several queues).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     gateway_queues: u32,
+    /// Turn the swarm view on (swarms: { enabled: true }): the lab's swarms in
+    /// /api/v1/swarms and the dashboard.
+    #[arg(long)]
+    swarms: bool,
 }
 
 /// Arguments of `lab traffic`.
@@ -95,6 +99,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         flow_table_size: args.flow_table_size,
         deep_max_flows: args.deep_max_flows,
         gateway_queues: args.gateway_queues,
+        swarms: args.swarms,
         ..UpOptions::default()
     };
     let report = lab::up(&lab, &opts, &unpin)?;

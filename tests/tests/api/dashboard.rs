@@ -112,7 +112,7 @@ fn dashboard_draws_the_live_mix_and_flows() {
         "{CHROMIUM} is missing: scripts/setup.sh installs it"
     );
     let tmp = TempDir::new("dashboard");
-    let lab = Lab::up(PREFIX, API_PORT, &[]);
+    let lab = Lab::up(PREFIX, API_PORT, &["--swarms"]);
     // Declared after the lab, so dropped (killed) before the lab goes down.
     let traffic = ChildGuard(
         Command::new(peerwarden_bin())
@@ -219,13 +219,40 @@ fn dashboard_draws_the_live_mix_and_flows() {
         "the probe panel shows no attachment"
     );
 
+    // The swarm view is on in this lab: the panel lists the lab's swarms, as the API does.
+    let swarms = lab.api("/api/v1/swarms?sort=transit_bytes&limit=10");
+    let api_ids: Vec<&str> = swarms["swarms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["id"].as_str()).collect())
+        .unwrap_or_default();
+    let page_swarms = tags(&dom, "li", "class=\"swarm\"");
+    eprintln!("swarms: page {page_swarms:?}, API {api_ids:?}");
+    assert!(
+        !page_swarms.is_empty(),
+        "the swarms panel lists no swarm (API: {swarms})"
+    );
+    assert!(
+        page_swarms
+            .iter()
+            .filter_map(|s| attr(s, "data-swarm"))
+            .any(|id| api_ids.contains(&id)),
+        "no swarm on the page is one the API lists: {page_swarms:?} vs {api_ids:?}"
+    );
+    assert!(
+        page_swarms
+            .iter()
+            .filter_map(|s| attr(s, "data-transit")?.parse::<u64>().ok())
+            .any(|t| t > 0),
+        "no swarm on the page shows transit bytes: {page_swarms:?}"
+    );
+
     let png = tmp.0.join("dashboard.png");
     chromium(
         &lab,
         &tmp.0.join("profile-shot"),
         &[
             format!("--screenshot={}", png.display()),
-            "--window-size=1400,1000".into(),
+            "--window-size=1400,1800".into(),
             "--hide-scrollbars".into(),
         ],
     );
