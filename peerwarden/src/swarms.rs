@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use peerwarden_common::{Direction, FlowKey, FlowValue, Label, deep::Sample};
 use peerwarden_history::{History, SwarmBytes};
 use peerwarden_policies::{Policy, Prefix};
-use peerwarden_swarms::{Feed, SwarmTable, SwarmsConfig, keyfile};
+use peerwarden_swarms::{Bytes, Feed, SwarmId, SwarmTable, SwarmsConfig, keyfile};
 
 use crate::config::Config;
 
@@ -150,20 +150,51 @@ impl Swarms {
             rows
         };
         if let (Some(rows), Some(store)) = (rows, store) {
-            let rows: Vec<SwarmBytes> = rows
-                .into_iter()
-                .map(|(id, b)| SwarmBytes {
-                    swarm: id.bytes,
-                    local: b.local,
-                    transit_up: b.transit_up,
-                    transit_down: b.transit_down,
-                })
-                .collect();
             // The rows are of the minute that just ended.
-            let t = now as i64 - 60;
-            if let Err(e) = store.record_swarm_minute(t, &rows, now as i64, self.retention_secs) {
-                tracing::warn!(error = %e, "writing the swarm rows");
+            self.store_rows(store, now as i64 - 60, rows, now);
+        }
+    }
+
+    /// At shutdown, after the probe stopped counting: a last walk of the flow table, and the
+    /// part-minute since the last rows stored under the current minute (the store adds a
+    /// minute's rows, so a daemon started again within the minute adds to them).
+    pub fn finish(&self, flows: &[(FlowKey, FlowValue)], store: Option<&History>) {
+        self.finish_at(flows, store, now());
+    }
+
+    pub(crate) fn finish_at(
+        &self,
+        flows: &[(FlowKey, FlowValue)],
+        store: Option<&History>,
+        now: u64,
+    ) {
+        self.walk_at(flows, store, now);
+        let rows = {
+            let mut feed = lock(&self.feed);
+            let mut last = lock(&self.last_minute);
+            // A walk that never started an interval has nothing counted to write.
+            if last.take().is_none() {
+                return;
             }
+            feed.minute(now)
+        };
+        if let Some(store) = store {
+            self.store_rows(store, now as i64, rows, now);
+        }
+    }
+
+    fn store_rows(&self, store: &History, t: i64, rows: Vec<(SwarmId, Bytes)>, now: u64) {
+        let rows: Vec<SwarmBytes> = rows
+            .into_iter()
+            .map(|(id, b)| SwarmBytes {
+                swarm: id.bytes,
+                local: b.local,
+                transit_up: b.transit_up,
+                transit_down: b.transit_down,
+            })
+            .collect();
+        if let Err(e) = store.record_swarm_minute(t, &rows, now as i64, self.retention_secs) {
+            tracing::warn!(error = %e, "writing the swarm rows");
         }
     }
 

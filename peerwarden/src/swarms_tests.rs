@@ -154,3 +154,54 @@ fn a_peer_flow_the_kernel_labelled_unsampled_joins_through_its_endpoints_announc
     assert_eq!(listed[0].bytes.transit(), 4_300);
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn the_part_minute_before_a_stop_reaches_the_store() {
+    let d = temp("finish");
+    let c = config(&d, "{ enabled: true }");
+    let s = Swarms::from_config(&c).expect("built").expect("on");
+    let store = History::open(&d.join("history.db"), "i", Retention::default()).expect("store");
+    let mut key = FlowKey {
+        proto: PROTO_TCP,
+        family: FAMILY_V4,
+        sub_port: 50001,
+        remote_port: 6881,
+        ..FlowKey::default()
+    };
+    key.sub_addr[..4].copy_from_slice(&[100, 64, 0, 1]);
+    key.remote_addr[..4].copy_from_slice(&[203, 0, 113, 9]);
+    s.set_policy(Some(Arc::new(one_subscriber())));
+    let t0 = 1_800_000_000u64; // a minute boundary
+    s.sample_at(&key, Direction::Up, &handshake(0xce), t0);
+    let flow = |up, down| {
+        vec![(
+            key,
+            FlowValue {
+                bytes: [up, down],
+                ..FlowValue::default()
+            },
+        )]
+    };
+    s.walk_at(&flow(500, 20_000), Some(&store), t0 + 1);
+    s.walk_at(&flow(900, 40_000), Some(&store), t0 + 61);
+    // 29 s into the next minute the daemon stops: its last walk sees the final counts.
+    s.finish_at(&flow(1_200, 55_000), Some(&store), t0 + 90);
+    let total = store
+        .swarm_totals(t0 as i64 - 600, t0 as i64 + 600)
+        .expect("read");
+    assert_eq!(total.len(), 1, "{total:?}");
+    assert_eq!(
+        (total[0].transit_up, total[0].transit_down),
+        (1_200, 55_000)
+    );
+    // The part-minute is stored under the minute it belongs to.
+    let second = store
+        .swarm_totals(t0 as i64 + 60, t0 as i64 + 120)
+        .expect("read");
+    assert_eq!(
+        (second[0].transit_up, second[0].transit_down),
+        (300, 15_000),
+        "{second:?}"
+    );
+    std::fs::remove_dir_all(&d).ok();
+}

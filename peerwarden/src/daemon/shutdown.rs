@@ -135,6 +135,7 @@ impl Running {
         // 4. The state goes (its policy store's hook holds the enforcer and so the probe),
         //    keeping what the last reading needs: the subscriber readings and the store.
         let (readings, history) = (state.subscribers.clone(), state.store().cloned());
+        let swarms = state.deep.swarms.clone();
         drop(state);
 
         // 5. The probe, now held only here, is detached and unpinned, or kept attached.
@@ -168,8 +169,15 @@ impl Running {
 
         // 6. Flows not exported yet go out from a last walk of the table (after detaching;
         //    kept attached, the next daemon takes its first reading as exported).
+        //    The swarm view's part-minute goes to the store from the same walk.
+        let last_walk = (ipfix.is_some() || swarms.is_some())
+            .then(|| probe.flows().ok())
+            .flatten();
+        if let (Some(swarms), Some(flows)) = (&swarms, &last_walk) {
+            swarms.finish(flows, history.as_deref());
+        }
         if let Some(x) = ipfix {
-            x.finish(probe.flows().ok());
+            x.finish(last_walk);
         }
 
         // 7. A last reading once nothing counts any more: the store gets every byte counted.
