@@ -233,7 +233,9 @@ fn main() {
     }
     let health = timed(addr, "/healthz");
     let base = health.median;
-    println!("through the API server on {addr}, medians of {ROUNDS} (fastest to slowest), ratio to /healthz:");
+    println!(
+        "through the API server on {addr}, medians of {ROUNDS} (fastest to slowest), ratio to /healthz:"
+    );
     show("GET /healthz (baseline)", &health, base, "");
 
     println!("top list at {subscribers} subscribers (limit 10), and the store's own answer:");
