@@ -89,7 +89,7 @@ pub async fn top(
                         h.traffic(r.from, r.to, Which::Subscribers)
                     })
                     .await?;
-                    view::class_totals(rows)
+                    view::class_top(rows, class, limit)
                 }
             };
             Ok(Json(view::top_by_class(&state, rows, class, range, limit)))
