@@ -717,7 +717,7 @@ mod tests {
             for (ci, name) in CLASS_NAMES.iter().enumerate().chain([(9, &"nope")]) {
                 for dir in 0..2u8 {
                     let bytes = i64::from((i * 7 + ci as u32 * 13 + u32::from(dir)) % 11) * 100;
-                    if (i + ci as u32) % 3 == 0 {
+                    if (i + ci as u32).is_multiple_of(3) {
                         continue;
                     }
                     rows.push(Row {
