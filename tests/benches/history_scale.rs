@@ -29,12 +29,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use peerwarden::{
-    history::{History, Retention, Which},
-    probe::LabelCounters,
-};
-use peerwarden_common::{CounterValue, Label, label::ALL_LABELS, policy::SubUsage};
-use peerwarden_tests::lab::TempDir;
+use peerwarden::history::{History, Retention, Which};
+use peerwarden_tests::{lab::TempDir, scale::fill_subscribers};
 
 const ROUNDS: usize = 5;
 
@@ -66,7 +62,6 @@ fn main() {
     let tmp = TempDir::new("history-scale");
     let history =
         History::open(&tmp.0.join("history.db"), "bench", Retention::default()).expect("store");
-    let owners: Vec<(String, u32)> = (0..subscribers).map(|i| (format!("sub-{i}"), i)).collect();
     // Whole minutes ending 20 minutes into the last hour before this one (recent enough
     // that none is rolled up into hours).
     let wall = SystemTime::now()
@@ -74,30 +69,7 @@ fn main() {
         .map_or(0, |d| d.as_secs() as i64);
     let now = (wall / 3600 - 1) * 3600 + 19 * 60;
     let first = (now / 60 - i64::from(minutes) + 1) * 60;
-    let (bt, tls) = (Label::Bittorrent.id() as usize, Label::Tls.id() as usize);
-    let mut kernel = vec![SubUsage::default(); subscribers as usize];
-    let mut labels: LabelCounters = vec![[CounterValue::default(); 2]; ALL_LABELS.len()];
-    let (fill, ()) = timed(|| {
-        for m in 0..i64::from(minutes) {
-            let at = UNIX_EPOCH + Duration::from_secs((first + m * 60 + 30) as u64);
-            for (i, u) in kernel.iter_mut().enumerate() {
-                let n = 1 + (i as u64 % 97);
-                u.labels[bt][1].bytes += 1500 * 1000 * n;
-                u.labels[bt][1].packets += 1000 * n;
-                u.labels[tls][0].bytes += 80 * 200 * n;
-                u.labels[tls][0].packets += 200 * n;
-            }
-            history.record_subscribers_with(at, &owners, |i| Some(kernel[i as usize]));
-            for (l, dir) in [(bt, 1), (tls, 0)] {
-                let c = &mut labels[l][dir];
-                c.bytes = kernel.iter().map(|u| u.labels[l][dir].bytes).sum::<u64>();
-                c.packets += 1;
-                c.flows += 1;
-            }
-            history.record_labels(at, &labels);
-            history.flush().expect("flush");
-        }
-    });
+    let fill = fill_subscribers(&history, subscribers, first, minutes);
     let db_bytes = ["history.db", "history.db-wal"]
         .iter()
         .filter_map(|f| std::fs::metadata(tmp.0.join(f)).ok())

@@ -13,23 +13,16 @@
 //!
 //! Medians of `ROUNDS`. `cargo bench -p peerwarden-tests --bench swarms_scale`.
 
-use std::{
-    net::Ipv4Addr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use peerwarden::history::{History, Retention, SwarmBytes};
-use peerwarden_common::{
-    Direction,
-    flow::{FAMILY_V4, FlowKey, PROTO_TCP},
+use peerwarden::history::{History, Retention};
+use peerwarden_swarms::{SwarmSummary, SwarmTable};
+use peerwarden_tests::{
+    lab::TempDir,
+    scale::{SUBS_PER_SWARM, swarm_rows, swarm_table},
 };
-use peerwarden_swarms::{
-    InfoHash, ListenPort, Sighting, Source, SwarmSummary, SwarmTable, SwarmsConfig,
-};
-use peerwarden_tests::lab::TempDir;
 
 const ROUNDS: usize = 7;
-const SUBS_PER_SWARM: u32 = 4;
 /// A fixed minute (2027-01-15), recent enough for the store's minute retention.
 const T0: i64 = 1_800_000_000 / 3600 * 3600;
 
@@ -53,23 +46,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn id(i: u32) -> [u8; 20] {
-    let mut h = [0x5a; 20];
-    h[..4].copy_from_slice(&i.to_be_bytes());
-    h
-}
-
-fn rows(swarms: u32, minute: u32) -> Vec<SwarmBytes> {
-    (0..swarms)
-        .map(|i| SwarmBytes {
-            swarm: id(i),
-            local: u64::from(i % 7) * 100_000,
-            transit_up: u64::from(i) * 1_000 + u64::from(minute),
-            transit_down: u64::from(i) * 9_000 + 1_500_000,
-        })
-        .collect()
-}
-
 fn size(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -88,7 +64,7 @@ fn store_with(swarms: u32, minutes: u32) -> (u64, Duration) {
     let h = History::open(&path, "bench", Retention::default()).expect("store");
     let mut write = Vec::new();
     for m in 0..minutes {
-        let r = rows(swarms, m);
+        let r = swarm_rows(swarms, m);
         let t = T0 + i64::from(m) * 60;
         let start = Instant::now();
         h.record_swarm_minute(t, &r, t, 86_400).expect("rows");
@@ -102,45 +78,6 @@ fn store_with(swarms: u32, minutes: u32) -> (u64, Duration) {
         median(write)
     };
     (bytes, w)
-}
-
-fn key(sub: u32, peer: u32) -> FlowKey {
-    let mut k = FlowKey {
-        family: FAMILY_V4,
-        proto: PROTO_TCP,
-        sub_port: 50_000 + (peer % 10_000) as u16,
-        remote_port: 6881,
-        ..Default::default()
-    };
-    let s = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + sub);
-    let r = Ipv4Addr::from(u32::from(Ipv4Addr::new(203, 0, 113, 0)) + (peer % 250));
-    k.sub_addr[..4].copy_from_slice(&s.octets());
-    k.remote_addr[..4].copy_from_slice(&r.octets());
-    k
-}
-
-fn table(swarms: u32) -> SwarmTable {
-    let config = SwarmsConfig {
-        enabled: true,
-        ..SwarmsConfig::default()
-    };
-    let mut t = SwarmTable::new(&config, None).expect("table");
-    let subs = |a: std::net::IpAddr| matches!(a, std::net::IpAddr::V4(v) if v.octets()[0] == 100);
-    let now = T0 as u64;
-    for i in 0..swarms {
-        let s = Sighting {
-            info_hash: InfoHash(id(i)),
-            source: Source::PeerWire,
-            listen_port: ListenPort::None,
-        };
-        for j in 0..SUBS_PER_SWARM {
-            let k = key(i * SUBS_PER_SWARM + j, i + j);
-            t.observe(&k, Direction::Up, &s, now, &subs);
-            let down = u64::from(i % 1000) * 10_000 + u64::from(j);
-            t.account(&k, u64::from(j) * 1_000, down, now + 1, &subs);
-        }
-    }
-    t
 }
 
 fn list(t: &SwarmTable, limit: usize) -> usize {
@@ -175,7 +112,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000u32);
-    let t = table(n);
+    let t = swarm_table(n, T0 as u64);
     println!(
         "live table: {} swarms, {} flows, {SUBS_PER_SWARM} subscribers each",
         t.len(),
@@ -200,7 +137,7 @@ fn main() {
     let h = History::open(&tmp.0.join("history.db"), "bench", Retention::default()).expect("store");
     for m in 0..60u32 {
         let t = T0 + i64::from(m) * 60;
-        h.record_swarm_minute(t, &rows(n, m), t, 86_400)
+        h.record_swarm_minute(t, &swarm_rows(n, m), t, 86_400)
             .expect("rows");
     }
     let last = T0 + 59 * 60;

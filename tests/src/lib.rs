@@ -33,6 +33,8 @@ pub mod payloads;
 /// The probe with a compiled policy installed, for the kernel tests of policies.
 pub mod policy;
 pub mod rng;
+/// The stores and tables the scale benches fill (history, swarms).
+pub mod scale;
 /// Lab captures scored against their ground truth.
 pub mod score;
 /// Lab helpers of the shaping tests and benchmark: daemon config, iperf3 servers, tc.

@@ -89,7 +89,7 @@ pub async fn top(
                         h.traffic(r.from, r.to, Which::Subscribers)
                     })
                     .await?;
-                    view::class_totals(&rows)
+                    view::class_top(rows, class, limit)
                 }
             };
             Ok(Json(view::top_by_class(&state, rows, class, range, limit)))
@@ -111,10 +111,7 @@ pub async fn top(
                 )),
                 None => None,
             };
-            let stored = rows.as_ref().map(|(rows, r)| (rows.as_slice(), *r));
-            Ok(Json(view::top_by_label(
-                &state, label, stored, window, limit,
-            )))
+            Ok(Json(view::top_by_label(&state, label, rows, window, limit)))
         }
     }
 }
