@@ -371,6 +371,7 @@ fn two_subscribers_and_a_remote_seeder_local_and_transit_bytes_match_the_wire() 
     d.stop_cleanly("the view on");
     let db = tmp.0.join("history.db");
     let before = swarm_rows(&db);
+    eprintln!("swarm rows after the view-on run:\n{before}");
 
     // The view off: the same swarm again (fresh downloads), across a minute boundary, when
     // the view would write its rows.
