@@ -27,10 +27,10 @@
 //! - transit up: TCP frames from alice or bob to the seeder, on the same capture;
 //! - transit down: TCP frames from the seeder, sent by `eth0` in `<prefix>-net`.
 //!
-//! Only peer-wire (TCP) frames count: tracker announces tell the view who takes part in a
-//! swarm but their bytes are not the swarm's. The peers run TCP only: the kernel labels a uTP
-//! flow once both of its directions pair up in one flow entry, which a hairpinned uTP
-//! conversation (two entries, one direction each) never does.
+//! Only peer-wire frames (TCP and uTP) count: tracker announces tell the view who takes part
+//! in a swarm but their bytes are not the swarm's. Each leecher runs a uTP and a TCP session
+//! (as `peerwarden lab traffic` does), each refusing its own address, so alice and bob trade
+//! over both transports through the gateway and never with themselves over loopback.
 //!
 //! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test labs swarm_hairpin_lab::`.
 
@@ -65,7 +65,7 @@ const TRACKER_PORT: u16 = 6969;
 const SIZE_MB: u32 = 6;
 const SEED_RATE: u32 = 1_000_000;
 /// Every peer-wire frame between the subscribers, and between them and the seeder.
-const FILTER: &str = "tcp and (host 100.64.1.10 or host 100.64.1.20) and \
+const FILTER: &str = "(tcp or udp) and (host 100.64.1.10 or host 100.64.1.20) and \
                       (host 198.51.100.7 or (host 100.64.1.10 and host 100.64.1.20))";
 /// Debian's interpreter: python3-libtorrent is installed for it.
 const PYTHON: &str = "/usr/bin/python3";
@@ -204,8 +204,8 @@ fn start_swarm(lab: &Lab, dir: &Path, torrent: &Path, hash: &str, procs: &mut Pr
     }
 }
 
-/// Alice and bob leech the torrent into `dir/<run>-<who>` (TCP only, nobody blocked) and
-/// both finish within 60 s.
+/// Alice and bob leech the torrent into `dir/<run>-<who>` (a uTP and a TCP session each,
+/// on consecutive ports, refusing their own address) and all four finish within 60 s.
 fn leech(lab: &Lab, dir: &Path, torrent: &Path, run: &str) {
     let mut procs = Procs(Vec::new());
     for (who, addr) in [("alice", ALICE), ("bob", BOB)] {
@@ -226,7 +226,11 @@ fn leech(lab: &Lab, dir: &Path, torrent: &Path, run: &str) {
                 "--port",
                 &BT_PORT.to_string(),
                 "--transport",
+                "utp",
+                "--transport",
                 "tcp",
+                "--block",
+                &format!("{addr}/32"),
             ],
             &dir.join(format!("{run}-{who}.log")),
         );
@@ -323,10 +327,16 @@ fn two_subscribers_and_a_remote_seeder_local_and_transit_bytes_match_the_wire() 
     let subs: [IpAddr; 2] = [ALICE.parse().expect("ip"), BOB.parse().expect("ip")];
     let seeder: IpAddr = SEEDER.parse().expect("ip");
     let (mut local, mut up, mut down, mut other) = (0u64, 0u64, 0u64, 0u64);
+    let mut local_utp = 0u64;
     for f in flow_frames(&tmp.0.join("up.pcap")) {
         let len = u64::from(f.len);
         match f.tuple {
-            Some((_, s, _, d, _)) if subs.contains(&s) && subs.contains(&d) => local += len,
+            Some((proto, s, _, d, _)) if subs.contains(&s) && subs.contains(&d) => {
+                local += len;
+                if proto == "udp" {
+                    local_utp += len;
+                }
+            }
             Some((_, s, _, d, _)) if subs.contains(&s) && d == seeder => up += len,
             _ => other += len,
         }
@@ -345,15 +355,16 @@ fn two_subscribers_and_a_remote_seeder_local_and_transit_bytes_match_the_wire() 
     );
     eprintln!(
         "swarm {hash}: listed (subscribers, transit up, transit down, local) {got:?}; \
-         captured transit up {up}, transit down {down}, local {local} (other frames {other})"
+         captured transit up {up}, transit down {down}, local {local} ({local_utp} of it uTP; \
+         other frames {other})"
     );
     let (subscribers, got_up, got_down, got_local) =
         got.unwrap_or_else(|| panic!("swarm {hash} not listed: {}", lab.api("/api/v1/swarms")));
     assert_eq!(subscribers, 2, "alice and bob take part in the swarm");
     assert!(
-        local > 1_000_000 && down > 1_000_000,
-        "alice and bob traded {local} bytes with each other and got {down} from the seeder: \
-         not the swarm this test needs"
+        local > 1_000_000 && local_utp > 100_000 && local - local_utp > 100_000 && down > 1_000_000,
+        "alice and bob traded {local} bytes with each other ({local_utp} over uTP) and got \
+         {down} from the seeder: not the swarm this test needs"
     );
     let near = |got: u64, truth: u64| (got as f64 - truth as f64).abs() <= truth as f64 * 0.01;
     let ratio = |got: u64, truth: u64| got as f64 / truth.max(1) as f64;
