@@ -36,19 +36,19 @@
 
 use std::{
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     thread,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use peerwarden_lab::http_get;
+use peerwarden_lab::{
+    http_get,
+    swarm::{self, Torrent},
+};
 use peerwarden_tests::{
-    captures::flow_frames,
-    lab::{
-        Capture, HTTP_TIMEOUT, Lab, Procs, TempDir, run_bounded, spawn_in, until_still,
-        wait_listening,
-    },
+    captures::IngressCaptures,
+    lab::{HTTP_TIMEOUT, Lab, Procs, TempDir, run_bounded, spawn_in, until_still},
 };
 
 const PREFIX: &str = "swh";
@@ -56,10 +56,8 @@ const API_PORT: u16 = 9707;
 
 const ALICE: &str = "100.64.1.10";
 const BOB: &str = "100.64.1.20";
-const TRACKER: &str = "198.51.100.2";
 const SEEDER: &str = "198.51.100.7";
 const BT_PORT: u16 = 6881;
-const TRACKER_PORT: u16 = 6969;
 /// The torrent's size, and the seeder's upload limit (bytes a second): slow enough that
 /// alice and bob fetch most pieces from each other.
 const SIZE_MB: u32 = 6;
@@ -67,15 +65,7 @@ const SEED_RATE: u32 = 1_000_000;
 /// Every peer-wire frame between the subscribers, and between them and the seeder.
 const FILTER: &str = "(tcp or udp) and (host 100.64.1.10 or host 100.64.1.20) and \
                       (host 198.51.100.7 or (host 100.64.1.10 and host 100.64.1.20))";
-/// Debian's interpreter: python3-libtorrent is installed for it.
-const PYTHON: &str = "/usr/bin/python3";
-
-fn script() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../lab/bt_peer.py")
-        .to_string_lossy()
-        .into_owned()
-}
+use swarm::PYTHON;
 
 /// `ip netns exec <ns> <args>`, bounded; panics with its output unless it succeeds.
 fn run_in(ns: &str, args: &[&str]) -> String {
@@ -110,76 +100,20 @@ fn hairpin(lab: &Lab) {
     }
 }
 
-/// The torrent made in `dir/seed`: (.torrent path, hex info-hash).
-fn make_torrent(lab: &Lab, dir: &Path) -> (PathBuf, String) {
-    let seed = dir.join("seed");
-    let out = run_in(
-        &lab.netns("net"),
-        &[
-            PYTHON,
-            &script(),
-            "make",
-            "--out",
-            &seed.to_string_lossy(),
-            "--name",
-            "hairpin.bin",
-            "--size-mb",
-            &SIZE_MB.to_string(),
-            "--tracker",
-            &format!("http://{TRACKER}:{TRACKER_PORT}/announce"),
-        ],
-    );
-    let made = out
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["event"] == "made")
-        .unwrap_or_else(|| panic!("no `made` event from bt_peer.py: {out}"));
-    let hash = made["infohash"].as_str().expect("infohash").to_string();
-    (
-        PathBuf::from(made["torrent"].as_str().expect("torrent")),
-        hash,
-    )
-}
-
-/// opentracker (whitelisting `hash`) and the seeder, once it seeds.
-fn start_swarm(lab: &Lab, dir: &Path, torrent: &Path, hash: &str, procs: &mut Procs) {
-    let root = dir.join("tracker");
-    std::fs::create_dir_all(&root).expect("tracker dir");
-    std::fs::write(root.join("whitelist"), format!("{hash}\n")).expect("whitelist");
+/// The seeder, rate-limited, once it seeds `torrent` (the lab's own seeder runs unlimited).
+fn start_seeder(lab: &Lab, dir: &Path, script: &str, torrent: &Torrent, procs: &mut Procs) {
     let net = lab.netns("net");
-    let port = TRACKER_PORT.to_string();
-    let tracker = spawn_in(
-        &net,
-        &[
-            "opentracker",
-            "-i",
-            TRACKER,
-            "-p",
-            &port,
-            "-P",
-            &port,
-            "-d",
-            &root.to_string_lossy(),
-            "-u",
-            "nobody",
-            "-w",
-            "/whitelist",
-        ],
-        &dir.join("tracker.log"),
-    );
-    procs.0.push(("opentracker".into(), tracker));
-    wait_listening(&net, TRACKER_PORT);
     let log = dir.join("seeder.log");
     let seeder = spawn_in(
         &net,
         &[
             PYTHON,
-            &script(),
+            script,
             "seed",
             "--torrent",
-            &torrent.to_string_lossy(),
+            &torrent.torrent.to_string_lossy(),
             "--dir",
-            &dir.join("seed").to_string_lossy(),
+            &torrent.payload.parent().unwrap_or(dir).to_string_lossy(),
             "--bind",
             SEEDER,
             "--port",
@@ -206,7 +140,7 @@ fn start_swarm(lab: &Lab, dir: &Path, torrent: &Path, hash: &str, procs: &mut Pr
 
 /// Alice and bob leech the torrent into `dir/<run>-<who>` (a uTP and a TCP session each,
 /// on consecutive ports, refusing their own address) and all four finish within 60 s.
-fn leech(lab: &Lab, dir: &Path, torrent: &Path, run: &str) {
+fn leech(lab: &Lab, dir: &Path, script: &str, torrent: &Torrent, run: &str) {
     let mut procs = Procs(Vec::new());
     for (who, addr) in [("alice", ALICE), ("bob", BOB)] {
         let save = dir.join(format!("{run}-{who}"));
@@ -215,10 +149,10 @@ fn leech(lab: &Lab, dir: &Path, torrent: &Path, run: &str) {
             &lab.netns(who),
             &[
                 PYTHON,
-                &script(),
+                script,
                 "leech",
                 "--torrent",
-                &torrent.to_string_lossy(),
+                &torrent.torrent.to_string_lossy(),
                 "--dir",
                 &save.to_string_lossy(),
                 "--bind",
@@ -293,42 +227,26 @@ fn two_subscribers_and_a_remote_seeder_local_and_transit_bytes_match_the_wire() 
     let tmp = TempDir::new("swarm-hairpin");
     let lab = Lab::up(PREFIX, API_PORT, &["--no-daemon"]);
     hairpin(&lab);
-    let (torrent, hash) = make_torrent(&lab, &tmp.0);
-    let mut swarm = Procs(Vec::new());
-    start_swarm(&lab, &tmp.0, &torrent, &hash, &mut swarm);
+    // The lab's torrent (HTTP and UDP trackers) and opentracker, from `peerwarden lab`.
+    let pw_lab = peerwarden_lab::Lab::new(PREFIX).expect("prefix");
+    let script = swarm::install_script(&pw_lab).expect("bt_peer.py");
+    let torrent = swarm::make_torrent(&pw_lab, &script, 1, SIZE_MB).expect("torrent");
+    let hash = torrent.infohash.clone();
+    let _tracker = swarm::start_tracker(&pw_lab, &torrent).expect("opentracker");
+    let mut seeder = Procs(Vec::new());
+    start_seeder(&lab, &tmp.0, &script, &torrent, &mut seeder);
 
     // The view on.
     let d = lab.daemon_with_store(&tmp.0, 1, "swarms: { enabled: true }\n");
-    let up_cap = Capture::start(
-        &lab.netns("sw"),
-        "gw",
-        "out",
-        FILTER,
-        &tmp.0.join("up.pcap"),
-    );
-    let down_cap = Capture::start(
-        &lab.netns("net"),
-        "eth0",
-        "out",
-        FILTER,
-        &tmp.0.join("down.pcap"),
-    );
-    leech(&lab, &tmp.0, &torrent, "on");
-    // The seeder's connections close as the leechers exit; then let tcpdump drain.
-    let size = |f: &str| std::fs::metadata(tmp.0.join(f)).map_or(0, |m| m.len());
-    until_still(
-        || (size("up.pcap"), size("down.pcap")),
-        Duration::from_secs(2),
-        Duration::from_secs(30),
-    );
-    assert_eq!(up_cap.stop(), 0, "tcpdump (up) dropped packets");
-    assert_eq!(down_cap.stop(), 0, "tcpdump (down) dropped packets");
+    let captures = IngressCaptures::start(&lab, FILTER, &tmp.0);
+    leech(&lab, &tmp.0, &script, &torrent, "on");
+    let (up_frames, down_frames) = captures.stop();
 
     let subs: [IpAddr; 2] = [ALICE.parse().expect("ip"), BOB.parse().expect("ip")];
     let seeder: IpAddr = SEEDER.parse().expect("ip");
     let (mut local, mut up, mut down, mut other) = (0u64, 0u64, 0u64, 0u64);
     let mut local_utp = 0u64;
-    for f in flow_frames(&tmp.0.join("up.pcap")) {
+    for f in up_frames {
         let len = u64::from(f.len);
         match f.tuple {
             Some((proto, s, _, d, _)) if subs.contains(&s) && subs.contains(&d) => {
@@ -341,7 +259,7 @@ fn two_subscribers_and_a_remote_seeder_local_and_transit_bytes_match_the_wire() 
             _ => other += len,
         }
     }
-    for f in flow_frames(&tmp.0.join("down.pcap")) {
+    for f in down_frames {
         match f.tuple {
             Some((_, s, _, d, _)) if s == seeder && subs.contains(&d) => down += u64::from(f.len),
             _ => other += u64::from(f.len),
@@ -388,7 +306,7 @@ fn two_subscribers_and_a_remote_seeder_local_and_transit_bytes_match_the_wire() 
     // the view would write its rows.
     let d = lab.daemon_with_store(&tmp.0, 2, "swarms: { enabled: false }\n");
     let started = unix_now();
-    leech(&lab, &tmp.0, &torrent, "off");
+    leech(&lab, &tmp.0, &script, &torrent, "off");
     let (code, body) =
         http_get(lab.api_addr(), "/api/v1/swarms", HTTP_TIMEOUT).expect("GET /api/v1/swarms");
     assert_eq!(code, 404, "no swarm view when it is off: {body}");
