@@ -44,7 +44,7 @@ use std::{
 
 use peerwarden_lab::{
     http_get,
-    swarm::{self, Torrent},
+    swarm::{self, PYTHON, Torrent},
 };
 use peerwarden_tests::{
     captures::IngressCaptures,
@@ -65,10 +65,9 @@ const SEED_RATE: u32 = 1_000_000;
 /// Every peer-wire frame between the subscribers, and between them and the seeder.
 const FILTER: &str = "(tcp or udp) and (host 100.64.1.10 or host 100.64.1.20) and \
                       (host 198.51.100.7 or (host 100.64.1.10 and host 100.64.1.20))";
-use swarm::PYTHON;
 
 /// `ip netns exec <ns> <args>`, bounded; panics with its output unless it succeeds.
-fn run_in(ns: &str, args: &[&str]) -> String {
+fn run_in(ns: &str, args: &[&str]) {
     let out = run_bounded(
         Command::new("ip").args(["netns", "exec", ns]).args(args),
         Duration::from_secs(30),
@@ -78,7 +77,6 @@ fn run_in(ns: &str, args: &[&str]) -> String {
         "{args:?} in {ns} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Sends alice ↔ bob through the gateway (see the module doc).
