@@ -30,7 +30,9 @@
 //! Only peer-wire frames (TCP and uTP) count: tracker announces tell the view who takes part
 //! in a swarm but their bytes are not the swarm's. Each leecher runs a uTP and a TCP session
 //! (as `peerwarden lab traffic` does), each refusing its own address, so alice and bob trade
-//! over both transports through the gateway and never with themselves over loopback.
+//! through the gateway and never with themselves over loopback. Which transport carries their
+//! trade is libtorrent's choice (seen: almost all TCP in one run, almost all uTP in another),
+//! so the split is printed, not asserted.
 //!
 //! Run as root: `cargo build -p peerwarden && cargo test -p peerwarden-tests --test labs swarm_hairpin_lab::`.
 
@@ -278,7 +280,7 @@ fn two_subscribers_and_a_remote_seeder_local_and_transit_bytes_match_the_wire() 
         got.unwrap_or_else(|| panic!("swarm {hash} not listed: {}", lab.api("/api/v1/swarms")));
     assert_eq!(subscribers, 2, "alice and bob take part in the swarm");
     assert!(
-        local > 1_000_000 && local_utp > 100_000 && local - local_utp > 100_000 && down > 1_000_000,
+        local > 1_000_000 && down > 1_000_000,
         "alice and bob traded {local} bytes with each other ({local_utp} over uTP) and got \
          {down} from the seeder: not the swarm this test needs"
     );
