@@ -35,7 +35,7 @@ mod daemon;
 mod error;
 mod exec;
 mod process;
-mod swarm;
+pub mod swarm;
 mod topology;
 mod traffic;
 mod web;

@@ -524,3 +524,41 @@ fn v6_bytes(a: IpAddr) -> [u8; 16] {
         IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
     }
 }
+
+/// The two captures that see what the gateway's probe sees at XDP ingress: switch port `gw`
+/// in `<prefix>-sw` outbound (its frames enter `downlink`: up, and subscriber to subscriber
+/// when hairpinned) and `eth0` in `<prefix>-net` outbound (its frames enter `uplink`: down).
+/// Each frame once, whole, with offloads off on lab veths.
+pub struct IngressCaptures {
+    up: crate::lab::Capture,
+    down: crate::lab::Capture,
+}
+
+impl IngressCaptures {
+    /// Starts both with BPF `filter`, into `dir/up.pcap` and `dir/down.pcap`.
+    pub fn start(lab: &crate::lab::Lab, filter: &str, dir: &Path) -> IngressCaptures {
+        let start = |role: &str, iface: &str, file: &str| {
+            crate::lab::Capture::start(&lab.netns(role), iface, "out", filter, &dir.join(file))
+        };
+        IngressCaptures {
+            up: start("sw", "gw", "up.pcap"),
+            down: start("net", "eth0", "down.pcap"),
+        }
+    }
+
+    /// Lets tcpdump drain its buffer into the files (run at this test's priority, it lags
+    /// on a busy machine), stops both, and panics unless neither dropped a packet: the
+    /// ground truth is complete. Returns the frames (up, down).
+    pub fn stop(self) -> (Vec<FlowFrame>, Vec<FlowFrame>) {
+        let size = |c: &crate::lab::Capture| std::fs::metadata(&c.path).map_or(0, |m| m.len());
+        crate::lab::until_still(
+            || (size(&self.up), size(&self.down)),
+            std::time::Duration::from_secs(2),
+            std::time::Duration::from_secs(30),
+        );
+        let (up, down) = (self.up.path.clone(), self.down.path.clone());
+        assert_eq!(self.up.stop(), 0, "tcpdump (up) dropped packets");
+        assert_eq!(self.down.stop(), 0, "tcpdump (down) dropped packets");
+        (flow_frames(&up), flow_frames(&down))
+    }
+}

@@ -24,4 +24,5 @@ mod restart_report;
 mod shape_lab;
 mod shape_queues;
 mod supervision;
+mod swarm_hairpin_lab;
 mod swarm_view_lab;

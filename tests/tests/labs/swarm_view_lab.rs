@@ -16,11 +16,8 @@ use std::{
 
 use peerwarden_lab::http_get;
 use peerwarden_tests::{
-    captures::flow_frames,
-    lab::{
-        Capture, HTTP_TIMEOUT, Lab, TempDir, kill, run_bounded, spawn_in, until_still,
-        wait_listening,
-    },
+    captures::{FlowFrame, IngressCaptures},
+    lab::{HTTP_TIMEOUT, Lab, TempDir, kill, run_bounded, spawn_in, until_still, wait_listening},
 };
 
 const PREFIX: &str = "swv";
@@ -117,39 +114,12 @@ fn a_handshake_the_kernel_decides_lists_its_swarm_and_nothing_with_the_view_off(
     // The view on: the swarm is listed with alice as its one subscriber.
     let d = lab.daemon_with_store(&tmp.0, 1, "swarms: { enabled: true }\n");
     let on = "5a".repeat(20);
-    let up_cap = Capture::start(
-        &lab.netns("sw"),
-        "gw",
-        "out",
-        FILTER,
-        &tmp.0.join("up.pcap"),
-    );
-    let down_cap = Capture::start(
-        &lab.netns("net"),
-        "eth0",
-        "out",
-        FILTER,
-        &tmp.0.join("down.pcap"),
-    );
+    let captures = IngressCaptures::start(&lab, FILTER, &tmp.0);
     handshake(&lab, &tmp, "alice", &on);
     handshake(&lab, &tmp, "bob", &on);
-    // tcpdump runs at this test's priority (niced on a busy machine): let it drain its
-    // buffer into the files before it is stopped.
-    let size = |f: &str| std::fs::metadata(tmp.0.join(f)).map_or(0, |m| m.len());
-    until_still(
-        || (size("up.pcap"), size("down.pcap")),
-        Duration::from_secs(2),
-        Duration::from_secs(30),
-    );
-    assert_eq!(up_cap.stop(), 0, "tcpdump (up) dropped packets");
-    assert_eq!(down_cap.stop(), 0, "tcpdump (down) dropped packets");
-    let truth = |f: &str| -> u64 {
-        flow_frames(&tmp.0.join(f))
-            .iter()
-            .map(|f| u64::from(f.len))
-            .sum()
-    };
-    let (truth_up, truth_down) = (truth("up.pcap"), truth("down.pcap"));
+    let (up, down) = captures.stop();
+    let truth = |frames: &[FlowFrame]| -> u64 { frames.iter().map(|f| u64::from(f.len)).sum() };
+    let (truth_up, truth_down) = (truth(&up), truth(&down));
     let deadline = Instant::now() + Duration::from_secs(10);
     let listed = loop {
         let list = lab.api("/api/v1/swarms");
