@@ -122,10 +122,11 @@ impl Snapshot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn flow(i: u32) -> (FlowKey, FlowValue) {
+    /// Flow `i` of a test table (a TLS flow of one subscriber), `i` bytes up.
+    pub(crate) fn flow(i: u32) -> (FlowKey, FlowValue) {
         let mut k = FlowKey {
             sub_port: i as u16,
             remote_port: 443,
