@@ -18,7 +18,8 @@ use peerwarden_classifier::{
     shape::{self, Shape},
     shape_walk::{self, Reading, ShapeWalk},
 };
-use peerwarden_common::{Confidence, FlowValue, Label, deep::Verdict};
+use peerwarden_common::{Confidence, FlowKey, FlowValue, Label, deep::Verdict};
+use peerwarden_ipfix::parts::{self, PartWalk};
 use tracing::{error, info, warn};
 
 use super::enforcer::Enforcer;
@@ -78,7 +79,9 @@ pub(super) fn spawn(
             let (probe, state) = (probe.clone(), state.clone());
             let table = probe.options().flow_table_size as usize;
             let mut shapes = ShapeWalk::new(table.min(shape_walk::MAX_FOLLOWED));
-            move || read_flows(&probe, &state, &mut shapes)
+            // A table larger than a step's budget is read a part a second.
+            let mut parts = parts::is_parted(table).then(|| PartWalk::for_table(table));
+            move || read_flows(&probe, &state, &mut shapes, parts.as_mut())
         })?,
         spawn_reader("schedule", state, stop, {
             let enforcer = enforcer.clone();
@@ -193,23 +196,45 @@ fn read_counters(probe: &Probe, state: &State) {
 /// a service (classifier's `shape`): a flow found to be adaptive streaming is named
 /// `video.behavioural` for the reports and its label handed to the kernel, which applies
 /// it on one of the flow's next packets (ebpf/src/flow.rs, `shape_verdict`).
-fn read_flows(probe: &Probe, state: &State, shapes: &mut ShapeWalk<peerwarden_common::FlowKey>) {
-    let flows = match probe.flows() {
-        Ok(flows) => flows,
-        Err(e) => return warn!(error = %e, "walking the flow table"),
+///
+/// With `parts` (a table larger than a step's budget: `peerwarden_ipfix::parts`) only the
+/// next part of the table is read, and the snapshot holds each flow's latest reading; the
+/// flows the shape walk follows are looked up one by one, so their deltas stay a second's.
+fn read_flows(
+    probe: &Probe,
+    state: &State,
+    shapes: &mut ShapeWalk<FlowKey>,
+    parts: Option<&mut PartWalk>,
+) {
+    let reading = |k: &FlowKey, v: &FlowValue| Reading {
+        last_seen_ns: v.last_seen_ns,
+        bytes: v.bytes,
+        candidate: matches!(Label::from_id(v.label), Label::Tls | Label::Quic)
+            && !state.deep.services.contains_key(k),
     };
-    let candidate = |k, v: &FlowValue| {
-        let label = Label::from_id(v.label);
-        matches!(label, Label::Tls | Label::Quic) && !state.deep.services.contains_key(k)
+    let part = match parts.map(|w| (probe.flows_part(w.step().from, w.step().budget), w)) {
+        Some((Ok(Some((part, next))), walk)) => Some((part, next, walk)),
+        Some((Err(e), _)) => return warn!(error = %e, "walking a part of the flow table"),
+        // No batch lookups (or a small table): the whole table.
+        Some((Ok(None), _)) | None => None,
     };
-    let found = shapes.pass(flows.iter().map(|(k, v)| {
-        let r = Reading {
-            last_seen_ns: v.last_seen_ns,
-            bytes: v.bytes,
-            candidate: candidate(k, v),
-        };
-        (*k, r)
-    }));
+    let (flows, found) = match part {
+        Some((part, next, walk)) => {
+            let found = shapes.pass_part(part.iter().map(|(k, v)| (*k, reading(k, v))), |k| {
+                probe.flow(k).ok().flatten().map(|v| reading(k, &v))
+            });
+            walk.land(part, next);
+            (walk.flows(), found)
+        }
+        None => {
+            let flows = match probe.flows() {
+                Ok(flows) => flows,
+                Err(e) => return warn!(error = %e, "walking the flow table"),
+            };
+            let found = shapes.pass(flows.iter().map(|(k, v)| (*k, reading(k, v))));
+            (flows, found)
+        }
+    };
     let label = Shape::verdict().label.id();
     for key in found {
         state.deep.services.insert(key, shape::SERVICE.to_string());
