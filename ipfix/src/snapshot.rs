@@ -7,9 +7,12 @@
 //! so a reader keeps the slices it took while the next walk lands, and the walker never
 //! waits for a reader.
 
-use std::sync::{
-    Arc, RwLock,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use peerwarden_common::{FlowKey, FlowValue};
@@ -25,6 +28,28 @@ pub struct Snapshot {
     slicer: Slicer,
     slices: RwLock<Arc<[Slice]>>,
     len: AtomicUsize,
+}
+
+/// Where each flow of a snapshot updated in parts is, and the cycle of its latest
+/// reading: the writer's side of [`Snapshot::merge`].
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    /// Per slice, each flow's position in the slice's vector.
+    at: Vec<HashMap<FlowKey, usize>>,
+    /// Per slice, the cycle of each position's reading.
+    cycle: Vec<Vec<u64>>,
+}
+
+impl Index {
+    /// Whether the snapshot holds `key`.
+    pub(crate) fn holds(&self, key: &FlowKey) -> bool {
+        self.at.iter().any(|at| at.contains_key(key))
+    }
+
+    /// Flows held.
+    pub(crate) fn len(&self) -> usize {
+        self.at.iter().map(HashMap::len).sum()
+    }
 }
 
 /// A flow of the snapshot, copied out.
@@ -83,6 +108,68 @@ impl Snapshot {
         self.len.store(len, Ordering::Relaxed);
         // The old walk is freed here, after the lock (unless a reader still holds it).
         drop(old);
+    }
+
+    /// Lands the readings `part` of cycle `cycle` of a walk in parts in place (the writer's
+    /// side, [`crate::parts::PartWalk`]): a flow's reading replaces its earlier one, a new
+    /// flow is added, and with `end` the flows not read in `cycle` are dropped. A slice a
+    /// reader still holds is copied first (the reader keeps what it took); the others are
+    /// changed where they are, without copying the table.
+    pub(crate) fn merge(
+        &self,
+        index: &mut Index,
+        part: Vec<(FlowKey, FlowValue)>,
+        cycle: u64,
+        end: bool,
+    ) {
+        let n = self.slicer.slices();
+        if index.at.len() != n {
+            index.at = (0..n).map(|_| HashMap::new()).collect();
+            index.cycle = (0..n).map(|_| Vec::new()).collect();
+        }
+        let mut by: Vec<Vec<(FlowKey, FlowValue)>> = (0..n).map(|_| Vec::new()).collect();
+        for f in part {
+            by[self.slicer.slice_of(&f.0)].push(f);
+        }
+        let mut len = 0;
+        for (s, flows) in by.into_iter().enumerate() {
+            let (at, cycles) = (&mut index.at[s], &mut index.cycle[s]);
+            let mut guard = self.slices.write().unwrap_or_else(|e| e.into_inner());
+            let v = Arc::make_mut(&mut Arc::make_mut(&mut *guard)[s]);
+            for (k, value) in flows {
+                match at.get(&k) {
+                    Some(&i) => {
+                        v[i] = (k, value);
+                        cycles[i] = cycle;
+                    }
+                    None => {
+                        at.insert(k, v.len());
+                        v.push((k, value));
+                        cycles.push(cycle);
+                    }
+                }
+            }
+            let mut i = 0;
+            while end && i < v.len() {
+                if cycles[i] == cycle {
+                    i += 1;
+                    continue;
+                }
+                at.remove(&v[i].0);
+                v.swap_remove(i);
+                cycles.swap_remove(i);
+                if let Some((moved, _)) = v.get(i) {
+                    at.insert(*moved, i);
+                }
+            }
+            len += v.len();
+        }
+        self.len.store(len, Ordering::Relaxed);
+    }
+
+    /// All slices as of the last walk (held, they stay as they are).
+    pub fn slices(&self) -> Arc<[Slice]> {
+        self.all()
     }
 
     /// All slices as of the last walk.

@@ -81,7 +81,11 @@ pub(super) fn spawn(
             let mut shapes = ShapeWalk::new(table.min(shape_walk::MAX_FOLLOWED));
             // A table larger than a step's budget is read a part a second.
             let mut parts = parts::is_parted(table).then(|| PartWalk::for_table(table));
-            move || read_flows(&probe, &state, &mut shapes, parts.as_mut())
+            move || {
+                if !read_flows(&probe, &state, &mut shapes, parts.as_mut()) {
+                    parts = None;
+                }
+            }
         })?,
         spawn_reader("schedule", state, stop, {
             let enforcer = enforcer.clone();
@@ -198,41 +202,64 @@ fn read_counters(probe: &Probe, state: &State) {
 /// it on one of the flow's next packets (ebpf/src/flow.rs, `shape_verdict`).
 ///
 /// With `parts` (a table larger than a step's budget: `peerwarden_ipfix::parts`) only the
-/// next part of the table is read, and the snapshot holds each flow's latest reading; the
-/// flows the shape walk follows are looked up one by one, so their deltas stay a second's.
+/// next part of the table is read, and lands in the snapshot in place; the flows the shape
+/// walk follows are looked up one by one, so their deltas stay a second's. Returns false
+/// when the kernel has no batch lookups (the caller gives the walk in parts up).
 fn read_flows(
     probe: &Probe,
     state: &State,
     shapes: &mut ShapeWalk<FlowKey>,
     parts: Option<&mut PartWalk>,
-) {
+) -> bool {
     let reading = |k: &FlowKey, v: &FlowValue| Reading {
         last_seen_ns: v.last_seen_ns,
         bytes: v.bytes,
         candidate: matches!(Label::from_id(v.label), Label::Tls | Label::Quic)
             && !state.deep.services.contains_key(k),
     };
+    let store = state.store().map(|h| &**h);
+    let swarms = state.deep.swarms.as_ref().inspect(|swarms| {
+        swarms.set_policy(state.policy.active().map(|a| a.policy));
+    });
     let part = match parts.map(|w| (probe.flows_part(w.step().from, w.step().budget), w)) {
-        Some((Ok(Some((part, next))), walk)) => Some((part, next, walk)),
-        Some((Err(e), _)) => return warn!(error = %e, "walking a part of the flow table"),
-        // No batch lookups (or a small table): the whole table.
+        Some((Ok(Some(part)), walk)) => Some((part, walk)),
+        Some((Err(e), _)) => {
+            warn!(error = %e, "walking a part of the flow table");
+            return true;
+        }
         Some((Ok(None), _)) | None => None,
     };
-    let (flows, found) = match part {
-        Some((part, next, walk)) => {
+    let batch = part.is_some();
+    let found = match part {
+        Some(((part, next), walk)) => {
             let found = shapes.pass_part(part.iter().map(|(k, v)| (*k, reading(k, v))), |k| {
                 probe.flow(k).ok().flatten().map(|v| reading(k, &v))
             });
-            walk.land(part, next);
-            (walk.flows(), found)
+            walk.land(&state.flows, part, next);
+            if !state.deep.services.is_empty() {
+                state.deep.services.retain(|k, _| walk.holds(k));
+            }
+            if let Some(swarms) = swarms {
+                let all = state.flows.slices();
+                swarms.walk(all.iter().flat_map(|s| s.iter()), store);
+            }
+            found
         }
+        // A small table (or no batch lookups): the whole table.
         None => {
             let flows = match probe.flows() {
                 Ok(flows) => flows,
-                Err(e) => return warn!(error = %e, "walking the flow table"),
+                Err(e) => {
+                    warn!(error = %e, "walking the flow table");
+                    return true;
+                }
             };
             let found = shapes.pass(flows.iter().map(|(k, v)| (*k, reading(k, v))));
-            (flows, found)
+            if let Some(swarms) = swarms {
+                swarms.walk(&flows, store);
+            }
+            state.set_flows(flows);
+            found
         }
     };
     let label = Shape::verdict().label.id();
@@ -247,11 +274,7 @@ fn read_flows(
             warn!(error = %e, "handing a shape verdict to the kernel");
         }
     }
-    if let Some(swarms) = &state.deep.swarms {
-        swarms.set_policy(state.policy.active().map(|a| a.policy));
-        swarms.walk(&flows, state.store().map(|h| &**h));
-    }
-    state.set_flows(flows);
+    batch
 }
 
 /// Reads every owner's per-subscriber counters into `readings` and the history store
