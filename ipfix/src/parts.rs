@@ -104,7 +104,7 @@ impl PartWalk {
     pub fn land(
         &mut self,
         snapshot: &Snapshot,
-        part: Vec<(FlowKey, FlowValue)>,
+        part: &[(FlowKey, FlowValue)],
         next: Option<u64>,
     ) -> bool {
         let end = next.is_none();

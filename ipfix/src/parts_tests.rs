@@ -103,7 +103,7 @@ impl Walk {
     }
 
     fn land(&mut self, part: Vec<(FlowKey, FlowValue)>, next: Option<u64>) -> bool {
-        self.walk.land(&self.snap, part, next)
+        self.walk.land(&self.snap, &part, next)
     }
 
     fn flows(&self) -> Vec<(FlowKey, FlowValue)> {

@@ -235,7 +235,7 @@ fn read_flows(
             let found = shapes.pass_part(part.iter().map(|(k, v)| (*k, reading(k, v))), |k| {
                 probe.flow(k).ok().flatten().map(|v| reading(k, &v))
             });
-            walk.land(&state.flows, part, next);
+            walk.land(&state.flows, &part, next);
             if !state.deep.services.is_empty() {
                 state.deep.services.retain(|k, _| walk.holds(k));
             }
