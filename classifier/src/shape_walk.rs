@@ -3,7 +3,10 @@
 //! [`Shape`], stamped with the time of the flow's last packet, and says which flows the
 //! walk found to be video.
 
-use std::{collections::HashMap, hash::Hash};
+use std::{
+    collections::{HashMap, HashSet},
+    hash::Hash,
+};
 
 use crate::shape::Shape;
 
@@ -75,6 +78,33 @@ impl<K: Copy + Eq + Hash> ShapeWalk<K> {
         self.flows = next;
         found
     }
+
+    /// Takes one step of a walk that reads the table a part at a time (a large table:
+    /// `peerwarden_ipfix::parts`): `part` is the flows the step read, and each followed
+    /// flow it does not hold is read by `lookup` (one by one: at most `max` of them), so
+    /// every followed flow keeps its one-step deltas. A candidate elsewhere in the table
+    /// is met when its part is read. The followed flows come first, so new candidates do
+    /// not push them out past `max`. Returns what [`ShapeWalk::pass`] returns.
+    pub fn pass_part(
+        &mut self,
+        part: impl IntoIterator<Item = (K, Reading)>,
+        mut lookup: impl FnMut(&K) -> Option<Reading>,
+    ) -> Vec<K> {
+        let (mut walk, mut fresh, mut met) = (Vec::new(), Vec::new(), HashSet::new());
+        for (key, r) in part {
+            if self.flows.contains_key(&key) {
+                met.insert(key);
+                walk.push((key, r));
+            } else if r.candidate {
+                fresh.push((key, r));
+            }
+        }
+        for key in self.flows.keys().filter(|k| !met.contains(*k)) {
+            walk.extend(lookup(key).map(|r| (*key, r)));
+        }
+        walk.extend(fresh);
+        self.pass(walk)
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +169,65 @@ mod tests {
         assert_eq!(w.len(), 2);
         assert!(!w.is_empty());
         w.pass([]);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_walk_in_parts_finds_the_player_at_the_same_step_as_a_whole_walk() {
+        // The player (flow 1) and a download (flow 2), among flows 3.. of other parts;
+        // each step reads one of four parts, and the followed flows are looked up.
+        let (mut whole, mut parted) = (ShapeWalk::new(16), ShapeWalk::new(16));
+        let (mut video, mut download) = ([0u64; 2], [0u64; 2]);
+        let (mut lookups, mut found) = (0, Vec::new());
+        for i in 0..40u64 {
+            if i % 4 == 0 {
+                video[0] += 25_600;
+                video[1] += 1_000_000;
+            }
+            download[0] += 30_000;
+            download[1] += 1_200_000;
+            let read = |bytes| Reading {
+                last_seen_ns: i * S + S / 2,
+                bytes,
+                candidate: true,
+            };
+            let table: Vec<(u32, Reading)> = [(1, read(video)), (2, read(download))]
+                .into_iter()
+                .chain((3..12).map(|k| (k, read([0, 0]))))
+                .collect();
+            let part = i % 4;
+            let in_part = |k: &u32| u64::from(*k) % 4 == part;
+            let a = whole.pass(table.clone());
+            let b = parted.pass_part(table.iter().copied().filter(|(k, _)| in_part(k)), |k| {
+                assert!(!in_part(k), "flow {k} looked up though its part was read");
+                lookups += 1;
+                table.iter().find(|(t, _)| t == k).map(|(_, r)| *r)
+            });
+            // Once met, the two flows' deltas are the same every step.
+            if i >= 3 {
+                assert_eq!(a, b, "step {i}");
+            }
+            found.extend(b);
+        }
+        assert_eq!(found, [1]);
+        assert!(lookups > 0);
+        assert_eq!(parted.len(), whole.len());
+    }
+
+    #[test]
+    fn a_followed_flow_gone_from_the_table_is_forgotten_in_a_walk_in_parts() {
+        let mut w = ShapeWalk::new(4);
+        let read = Reading {
+            last_seen_ns: S,
+            bytes: [10, 1000],
+            candidate: true,
+        };
+        w.pass_part([(1u32, read), (2, read)], |_| None);
+        assert_eq!(w.len(), 2);
+        // Flow 1 is looked up and still there; flow 2 is gone; flow 3 is new in this part.
+        w.pass_part([(3u32, read)], |k| (*k == 1).then_some(read));
+        assert_eq!(w.len(), 2);
+        w.pass_part([], |_| None);
         assert!(w.is_empty());
     }
 }

@@ -7,9 +7,12 @@
 //! so a reader keeps the slices it took while the next walk lands, and the walker never
 //! waits for a reader.
 
-use std::sync::{
-    Arc, RwLock,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use peerwarden_common::{FlowKey, FlowValue};
@@ -25,6 +28,28 @@ pub struct Snapshot {
     slicer: Slicer,
     slices: RwLock<Arc<[Slice]>>,
     len: AtomicUsize,
+}
+
+/// Where each flow of a snapshot updated in parts is, and the cycle of its latest
+/// reading: the writer's side of [`Snapshot::merge`].
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    /// Per slice, each flow's position in the slice's vector.
+    at: Vec<HashMap<FlowKey, usize>>,
+    /// Per slice, the cycle of each position's reading.
+    cycle: Vec<Vec<u64>>,
+}
+
+impl Index {
+    /// Whether the snapshot holds `key`.
+    pub(crate) fn holds(&self, key: &FlowKey) -> bool {
+        self.at.iter().any(|at| at.contains_key(key))
+    }
+
+    /// Flows held.
+    pub(crate) fn len(&self) -> usize {
+        self.at.iter().map(HashMap::len).sum()
+    }
 }
 
 /// A flow of the snapshot, copied out.
@@ -85,6 +110,76 @@ impl Snapshot {
         drop(old);
     }
 
+    /// Lands the readings `part` of cycle `cycle` of a walk in parts in place (the writer's
+    /// side, [`crate::parts::PartWalk`]): a flow's reading replaces its earlier one, a new
+    /// flow is added, and with `end` the flows not read in `cycle` are dropped. A slice a
+    /// reader still holds is copied first (the reader keeps what it took); the others are
+    /// changed where they are, without copying the table.
+    pub(crate) fn merge(
+        &self,
+        index: &mut Index,
+        part: &[(FlowKey, FlowValue)],
+        cycle: u64,
+        end: bool,
+    ) {
+        let n = self.slicer.slices();
+        if index.at.len() != n {
+            index.at = (0..n).map(|_| HashMap::new()).collect();
+            index.cycle = (0..n).map(|_| Vec::new()).collect();
+        }
+        // One write lock for the part (tens of ms at 131,072 flows; a reader of a slice
+        // waits that long at most), the flows written where they are, in the part's order.
+        let mut guard = self.slices.write().unwrap_or_else(|e| e.into_inner());
+        let all = Arc::make_mut(&mut *guard);
+        for &(k, value) in part {
+            let s = self.slicer.slice_of(&k);
+            let (v, at, cycles) = (
+                Arc::make_mut(&mut all[s]),
+                &mut index.at[s],
+                &mut index.cycle[s],
+            );
+            match at.get(&k) {
+                Some(&i) => {
+                    v[i] = (k, value);
+                    cycles[i] = cycle;
+                }
+                None => {
+                    at.insert(k, v.len());
+                    v.push((k, value));
+                    cycles.push(cycle);
+                }
+            }
+        }
+        let mut len = 0;
+        for (s, slice) in all.iter_mut().enumerate() {
+            if !end {
+                len += slice.len();
+                continue;
+            }
+            let (v, at, cycles) = (Arc::make_mut(slice), &mut index.at[s], &mut index.cycle[s]);
+            let mut i = 0;
+            while i < v.len() {
+                if cycles[i] == cycle {
+                    i += 1;
+                    continue;
+                }
+                at.remove(&v[i].0);
+                v.swap_remove(i);
+                cycles.swap_remove(i);
+                if let Some((moved, _)) = v.get(i) {
+                    at.insert(*moved, i);
+                }
+            }
+            len += v.len();
+        }
+        self.len.store(len, Ordering::Relaxed);
+    }
+
+    /// All slices as of the last walk (held, they stay as they are).
+    pub fn slices(&self) -> Arc<[Slice]> {
+        self.all()
+    }
+
     /// All slices as of the last walk.
     fn all(&self) -> Arc<[Slice]> {
         self.slices
@@ -122,10 +217,11 @@ impl Snapshot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn flow(i: u32) -> (FlowKey, FlowValue) {
+    /// Flow `i` of a test table (a TLS flow of one subscriber), `i` bytes up.
+    pub(crate) fn flow(i: u32) -> (FlowKey, FlowValue) {
         let mut k = FlowKey {
             sub_port: i as u16,
             remote_port: 443,

@@ -112,13 +112,17 @@ impl Swarms {
     }
 
     /// One walk of the flow table; once a minute also the store's rows and expiry.
-    pub fn walk(&self, flows: &[(FlowKey, FlowValue)], store: Option<&History>) {
+    pub fn walk<'a>(
+        &self,
+        flows: impl IntoIterator<Item = &'a (FlowKey, FlowValue)>,
+        store: Option<&History>,
+    ) {
         self.walk_at(flows, store, now());
     }
 
-    pub(crate) fn walk_at(
+    pub(crate) fn walk_at<'a>(
         &self,
-        flows: &[(FlowKey, FlowValue)],
+        flows: impl IntoIterator<Item = &'a (FlowKey, FlowValue)>,
         store: Option<&History>,
         now: u64,
     ) {
@@ -134,7 +138,7 @@ impl Swarms {
             let mut feed = lock(&self.feed);
             feed.walk(
                 flows
-                    .iter()
+                    .into_iter()
                     .map(|(k, v)| (k, v.bytes, peer.contains(&v.label))),
                 now,
                 &subs,

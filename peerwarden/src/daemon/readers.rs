@@ -18,7 +18,8 @@ use peerwarden_classifier::{
     shape::{self, Shape},
     shape_walk::{self, Reading, ShapeWalk},
 };
-use peerwarden_common::{Confidence, FlowValue, Label, deep::Verdict};
+use peerwarden_common::{Confidence, FlowKey, FlowValue, Label, deep::Verdict};
+use peerwarden_ipfix::parts::{self, PartWalk};
 use tracing::{error, info, warn};
 
 use super::enforcer::Enforcer;
@@ -78,7 +79,13 @@ pub(super) fn spawn(
             let (probe, state) = (probe.clone(), state.clone());
             let table = probe.options().flow_table_size as usize;
             let mut shapes = ShapeWalk::new(table.min(shape_walk::MAX_FOLLOWED));
-            move || read_flows(&probe, &state, &mut shapes)
+            // A table larger than a step's budget is read a part a second.
+            let mut parts = parts::is_parted(table).then(|| PartWalk::for_table(table));
+            move || {
+                if !read_flows(&probe, &state, &mut shapes, parts.as_mut()) {
+                    parts = None;
+                }
+            }
         })?,
         spawn_reader("schedule", state, stop, {
             let enforcer = enforcer.clone();
@@ -193,23 +200,68 @@ fn read_counters(probe: &Probe, state: &State) {
 /// a service (classifier's `shape`): a flow found to be adaptive streaming is named
 /// `video.behavioural` for the reports and its label handed to the kernel, which applies
 /// it on one of the flow's next packets (ebpf/src/flow.rs, `shape_verdict`).
-fn read_flows(probe: &Probe, state: &State, shapes: &mut ShapeWalk<peerwarden_common::FlowKey>) {
-    let flows = match probe.flows() {
-        Ok(flows) => flows,
-        Err(e) => return warn!(error = %e, "walking the flow table"),
+///
+/// With `parts` (a table larger than a step's budget: `peerwarden_ipfix::parts`) only the
+/// next part of the table is read, and lands in the snapshot in place; the flows the shape
+/// walk follows are looked up one by one, so their deltas stay a second's. Returns false
+/// when the kernel has no batch lookups (the caller gives the walk in parts up).
+fn read_flows(
+    probe: &Probe,
+    state: &State,
+    shapes: &mut ShapeWalk<FlowKey>,
+    parts: Option<&mut PartWalk>,
+) -> bool {
+    let reading = |k: &FlowKey, v: &FlowValue| Reading {
+        last_seen_ns: v.last_seen_ns,
+        bytes: v.bytes,
+        candidate: matches!(Label::from_id(v.label), Label::Tls | Label::Quic)
+            && !state.deep.services.contains_key(k),
     };
-    let candidate = |k, v: &FlowValue| {
-        let label = Label::from_id(v.label);
-        matches!(label, Label::Tls | Label::Quic) && !state.deep.services.contains_key(k)
+    let store = state.store().map(|h| &**h);
+    let swarms = state.deep.swarms.as_ref().inspect(|swarms| {
+        swarms.set_policy(state.policy.active().map(|a| a.policy));
+    });
+    let part = match parts.map(|w| (probe.flows_part(w.step().from, w.step().budget), w)) {
+        Some((Ok(Some(part)), walk)) => Some((part, walk)),
+        Some((Err(e), _)) => {
+            warn!(error = %e, "walking a part of the flow table");
+            return true;
+        }
+        Some((Ok(None), _)) | None => None,
     };
-    let found = shapes.pass(flows.iter().map(|(k, v)| {
-        let r = Reading {
-            last_seen_ns: v.last_seen_ns,
-            bytes: v.bytes,
-            candidate: candidate(k, v),
-        };
-        (*k, r)
-    }));
+    let batch = part.is_some();
+    let found = match part {
+        Some(((part, next), walk)) => {
+            let found = shapes.pass_part(part.iter().map(|(k, v)| (*k, reading(k, v))), |k| {
+                probe.flow(k).ok().flatten().map(|v| reading(k, &v))
+            });
+            walk.land(&state.flows, &part, next);
+            if !state.deep.services.is_empty() {
+                state.deep.services.retain(|k, _| walk.holds(k));
+            }
+            if let Some(swarms) = swarms {
+                let all = state.flows.slices();
+                swarms.walk(all.iter().flat_map(|s| s.iter()), store);
+            }
+            found
+        }
+        // A small table (or no batch lookups): the whole table.
+        None => {
+            let flows = match probe.flows() {
+                Ok(flows) => flows,
+                Err(e) => {
+                    warn!(error = %e, "walking the flow table");
+                    return true;
+                }
+            };
+            let found = shapes.pass(flows.iter().map(|(k, v)| (*k, reading(k, v))));
+            if let Some(swarms) = swarms {
+                swarms.walk(&flows, store);
+            }
+            state.set_flows(flows);
+            found
+        }
+    };
     let label = Shape::verdict().label.id();
     for key in found {
         state.deep.services.insert(key, shape::SERVICE.to_string());
@@ -222,11 +274,7 @@ fn read_flows(probe: &Probe, state: &State, shapes: &mut ShapeWalk<peerwarden_co
             warn!(error = %e, "handing a shape verdict to the kernel");
         }
     }
-    if let Some(swarms) = &state.deep.swarms {
-        swarms.set_policy(state.policy.active().map(|a| a.policy));
-        swarms.walk(&flows, state.store().map(|h| &**h));
-    }
-    state.set_flows(flows);
+    batch
 }
 
 /// Reads every owner's per-subscriber counters into `readings` and the history store

@@ -64,6 +64,25 @@ pub(super) fn lookup_all<K: aya::Pod + Default, V: aya::Pod + Default>(
     map: &MapData,
     max: usize,
 ) -> Result<Option<Vec<(K, V)>>, ProbeError> {
+    Ok(lookup_part(name, map, None, max)?.map(|(mut all, _)| {
+        all.truncate(max);
+        all
+    }))
+}
+
+/// A part of a walk: its entries and the token to resume from (`None`: the map's end).
+pub type Part<K, V> = (Vec<(K, V)>, Option<u64>);
+
+/// The entries of hash map `map` from bucket token `from` on (`None`: the first bucket),
+/// whole calls of `CHUNK` until at least `budget` entries or the map's end, and the token
+/// to resume from (`None`: the end was reached). A walk resumed at the token lists each
+/// key once, as [`lookup_all`] does. `Ok(None)` when the kernel has no batch lookups.
+pub(super) fn lookup_part<K: aya::Pod + Default, V: aya::Pod + Default>(
+    name: &'static str,
+    map: &MapData,
+    from: Option<u64>,
+    budget: usize,
+) -> Result<Option<Part<K, V>>, ProbeError> {
     // The kernel writes `count` keys and values of the map's sizes: the buffers' element
     // types must be exactly those sizes.
     let info = map.info().map_err(map_err(name))?;
@@ -86,11 +105,15 @@ pub(super) fn lookup_all<K: aya::Pod + Default, V: aya::Pod + Default>(
     let mut values = vec![V::default(); CHUNK];
     let mut out = Vec::new();
     // The hash map's token: the next bucket (a u32; 8 bytes leave room).
-    let (mut token_in, mut token_out) = (0u64, 0u64);
+    let (mut token_in, mut token_out) = (from.unwrap_or(0), 0u64);
     let mut first = true;
     loop {
         let mut attr = BatchAttr {
-            in_batch: if first { 0 } else { &raw mut token_in as u64 },
+            in_batch: if from.is_none() && first {
+                0
+            } else {
+                &raw mut token_in as u64
+            },
             out_batch: &raw mut token_out as u64,
             keys: keys.as_mut_ptr() as u64,
             values: values.as_mut_ptr() as u64,
@@ -121,9 +144,11 @@ pub(super) fn lookup_all<K: aya::Pod + Default, V: aya::Pod + Default>(
                 .copied()
                 .zip(values[..got].iter().copied()),
         );
-        if end || out.len() >= max {
-            out.truncate(max);
-            return Ok(Some(out));
+        if end {
+            return Ok(Some((out, None)));
+        }
+        if out.len() >= budget {
+            return Ok(Some((out, Some(token_out))));
         }
         token_in = token_out;
         first = false;

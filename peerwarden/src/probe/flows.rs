@@ -13,6 +13,9 @@ use super::{MAP_FLOWS, MAP_VERDICTS, Probe, ProbeError, map_err};
 
 const MAP_SWARM_VIEW: &str = "SWARM_VIEW";
 
+/// A step's flows and the token to resume from (`None`: the table's end).
+pub type FlowPart = super::batch::Part<FlowKey, FlowValue>;
+
 impl Probe {
     /// The ring buffer of payload samples, for the deep classifier's thread (once).
     pub fn take_samples(&self) -> Option<RingBuf<MapData>> {
@@ -70,6 +73,21 @@ impl Probe {
         }
         let map = self.flow_table()?;
         Ok(distinct_walk(map.iter(), max))
+    }
+
+    /// One step of a walk of the flow table in parts (`peerwarden_ipfix::parts`): the flows
+    /// of the buckets from token `from` (`None`: the first) until at least `budget` of them,
+    /// and where to resume (`None`: the table's end). `Ok(None)` where the kernel has no
+    /// batch lookups (the caller walks the whole table with [`Probe::flows`]).
+    pub fn flows_part(
+        &self,
+        from: Option<u64>,
+        budget: usize,
+    ) -> Result<Option<FlowPart>, ProbeError> {
+        match self.flow_map_data()? {
+            Some(map) => super::batch::lookup_part(MAP_FLOWS, map, from, budget),
+            None => Ok(None),
+        }
     }
 
     /// The flow table's map (an LRU hash, or a plain hash in tests' loads).

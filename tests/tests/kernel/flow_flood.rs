@@ -9,7 +9,7 @@
 //! each. Needs root (it loads the probe). The new-flows-per-second figure is measured by the
 //! bench `flow_flood` (docs/reliability.md), not here.
 
-use peerwarden_common::{Direction, Label, flow::PROTO_TCP};
+use peerwarden_common::{Direction, FlowKey, FlowValue, Label, flow::PROTO_TCP};
 use peerwarden_policies::Weekday;
 use peerwarden_policies::compile::{SubscriberIndex, compile};
 use peerwarden_tests::{
@@ -255,27 +255,72 @@ fn the_default_table_holds_a_million_concurrent_flows() {
 /// lists every flow once, with its counts, across several batches.
 #[test]
 fn the_flow_walk_lists_every_flow_once_with_its_counts() {
-    const FLOWS: u64 = 40_000;
+    let probe = flooded();
+    let flows = probe.flows();
+    assert_eq!(flows.len(), WALKED as usize, "flows listed");
+    let listed: std::collections::HashMap<_, _> = flows.iter().map(|(k, v)| (*k, *v)).collect();
+    assert_eq!(listed.len(), flows.len(), "a flow listed twice");
+    assert_walked_counts(&listed);
+}
+
+/// Flows in the walk tests' table.
+const WALKED: u64 = 40_000;
+
+/// A 65,536-entry table with [`WALKED`] flows, every tenth of them with a second packet.
+fn flooded() -> TestProbe {
     let mut probe = TestProbe::load_with_flow_table(1 << 16);
     let mut frames = FloodFrames::new();
-    for i in 0..FLOWS {
+    for i in 0..WALKED {
         assert_eq!(probe.send(UP, frames.up(i)), XDP_PASS, "packet {i}");
     }
     // Every tenth flow a second packet.
-    for i in (0..FLOWS).step_by(10) {
+    for i in (0..WALKED).step_by(10) {
         assert_eq!(probe.send(UP, frames.up(i)), XDP_PASS, "packet {i}");
     }
-    let flows = probe.flows();
-    assert_eq!(flows.len(), FLOWS as usize, "flows listed");
-    let listed: std::collections::HashMap<_, _> = flows.iter().map(|(k, v)| (*k, *v)).collect();
-    assert_eq!(listed.len(), flows.len(), "a flow listed twice");
-    for i in 0..FLOWS {
+    probe
+}
+
+/// Every flow of [`flooded`] is in `listed` with its packets.
+fn assert_walked_counts(listed: &std::collections::HashMap<FlowKey, FlowValue>) {
+    for i in 0..WALKED {
         let v = listed
             .get(&FloodFrames::key(i))
             .unwrap_or_else(|| panic!("flow {i} not listed"));
         let want = if i % 10 == 0 { 2 } else { 1 };
         assert_eq!(v.packets.iter().sum::<u64>(), want, "flow {i}'s packets");
     }
+}
+
+/// The walk of a large table in parts (`Probe::flows_part`: a part a second, resumed at the
+/// kernel's bucket token) lists every flow once in a pass over the buckets, with its counts,
+/// in parts of at least the budget each.
+#[test]
+fn the_flow_walk_in_parts_lists_every_flow_once_a_pass() {
+    let mut probe = flooded();
+    let mut listed = std::collections::HashMap::new();
+    let (mut from, mut parts) = (None, Vec::new());
+    loop {
+        let (part, next) = probe
+            .probe()
+            .flows_part(from, 10_000)
+            .unwrap_or_else(|e| panic!("reading a part: {e}"))
+            .expect("this kernel has batch lookups");
+        parts.push(part.len());
+        for (k, v) in part {
+            assert!(listed.insert(k, v).is_none(), "a flow listed twice");
+        }
+        match next {
+            Some(token) => from = Some(token),
+            None => break,
+        }
+        assert!(parts.len() < 40, "the walk does not end: {parts:?}");
+    }
+    assert!(parts.len() >= 2, "one part: {parts:?}");
+    let (last, whole) = parts.split_last().expect("a part");
+    assert!(whole.iter().all(|&n| n >= 10_000), "{parts:?}");
+    assert!(*last <= WALKED as usize, "{parts:?}");
+    assert_eq!(listed.len(), WALKED as usize, "flows listed: {parts:?}");
+    assert_walked_counts(&listed);
 }
 
 /// A conversation of subscriber `sub` (an IPv4 address in 100.64.0.0/10) on `port`.
