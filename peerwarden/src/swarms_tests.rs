@@ -43,6 +43,45 @@ fn one_subscriber() -> Policy {
     .expect("policy")
 }
 
+/// A swarm view on with a store in `d`, the policy's one subscriber, and a TCP flow from it
+/// (port `sub_port`) to a remote peer whose handshake for swarm `[hash; 20]` was sampled at
+/// `t0`; `flow(up, down)` is that flow as a walk reads it.
+struct OneFlow {
+    s: Arc<Swarms>,
+    store: History,
+    key: FlowKey,
+}
+
+impl OneFlow {
+    fn new(d: &Path, sub_port: u16, hash: u8, t0: u64) -> OneFlow {
+        let c = config(d, "{ enabled: true }");
+        let s = Swarms::from_config(&c).expect("built").expect("on");
+        let store = History::open(&d.join("history.db"), "i", Retention::default()).expect("store");
+        let mut key = FlowKey {
+            proto: PROTO_TCP,
+            family: FAMILY_V4,
+            sub_port,
+            remote_port: 6881,
+            ..FlowKey::default()
+        };
+        key.sub_addr[..4].copy_from_slice(&[100, 64, 0, 1]);
+        key.remote_addr[..4].copy_from_slice(&[203, 0, 113, 9]);
+        s.set_policy(Some(Arc::new(one_subscriber())));
+        s.sample_at(&key, Direction::Up, &handshake(hash), t0);
+        OneFlow { s, store, key }
+    }
+
+    fn flow(&self, up: u64, down: u64) -> Vec<(FlowKey, FlowValue)> {
+        vec![(
+            self.key,
+            FlowValue {
+                bytes: [up, down],
+                ..FlowValue::default()
+            },
+        )]
+    }
+}
+
 #[test]
 fn off_builds_nothing_and_makes_no_key() {
     let d = temp("off");
@@ -71,34 +110,12 @@ fn the_pseudonym_key_is_made_once_and_gives_the_same_ids_after_a_restart() {
 #[test]
 fn samples_and_walks_reach_the_minute_rows_of_the_store() {
     let d = temp("rows");
-    let c = config(&d, "{ enabled: true }");
-    let s = Swarms::from_config(&c).expect("built").expect("on");
-    let store = History::open(&d.join("history.db"), "i", Retention::default()).expect("store");
-    let mut key = FlowKey {
-        proto: PROTO_TCP,
-        family: FAMILY_V4,
-        sub_port: 50000,
-        remote_port: 6881,
-        ..FlowKey::default()
-    };
-    key.sub_addr[..4].copy_from_slice(&[100, 64, 0, 1]);
-    key.remote_addr[..4].copy_from_slice(&[203, 0, 113, 9]);
-    // The subscriber is the policy's.
-    s.set_policy(Some(Arc::new(one_subscriber())));
     let t0 = 1_800_000_000u64; // a minute boundary
-    s.sample_at(&key, Direction::Up, &handshake(0xcd), t0);
-    let flow = |up, down| {
-        vec![(
-            key,
-            FlowValue {
-                bytes: [up, down],
-                ..FlowValue::default()
-            },
-        )]
-    };
-    s.walk_at(&flow(500, 20_000), Some(&store), t0 + 1);
-    s.walk_at(&flow(700, 30_000), Some(&store), t0 + 30);
-    s.walk_at(&flow(900, 40_000), Some(&store), t0 + 61);
+    let one = OneFlow::new(&d, 50000, 0xcd, t0);
+    let (s, store) = (&one.s, &one.store);
+    s.walk_at(&one.flow(500, 20_000), Some(store), t0 + 1);
+    s.walk_at(&one.flow(700, 30_000), Some(store), t0 + 30);
+    s.walk_at(&one.flow(900, 40_000), Some(store), t0 + 61);
     let rows = store
         .swarm_totals(t0 as i64 - 600, t0 as i64 + 600)
         .expect("read");
@@ -158,34 +175,13 @@ fn a_peer_flow_the_kernel_labelled_unsampled_joins_through_its_endpoints_announc
 #[test]
 fn the_part_minute_before_a_stop_reaches_the_store() {
     let d = temp("finish");
-    let c = config(&d, "{ enabled: true }");
-    let s = Swarms::from_config(&c).expect("built").expect("on");
-    let store = History::open(&d.join("history.db"), "i", Retention::default()).expect("store");
-    let mut key = FlowKey {
-        proto: PROTO_TCP,
-        family: FAMILY_V4,
-        sub_port: 50001,
-        remote_port: 6881,
-        ..FlowKey::default()
-    };
-    key.sub_addr[..4].copy_from_slice(&[100, 64, 0, 1]);
-    key.remote_addr[..4].copy_from_slice(&[203, 0, 113, 9]);
-    s.set_policy(Some(Arc::new(one_subscriber())));
     let t0 = 1_800_000_000u64; // a minute boundary
-    s.sample_at(&key, Direction::Up, &handshake(0xce), t0);
-    let flow = |up, down| {
-        vec![(
-            key,
-            FlowValue {
-                bytes: [up, down],
-                ..FlowValue::default()
-            },
-        )]
-    };
-    s.walk_at(&flow(500, 20_000), Some(&store), t0 + 1);
-    s.walk_at(&flow(900, 40_000), Some(&store), t0 + 61);
+    let one = OneFlow::new(&d, 50001, 0xce, t0);
+    let (s, store) = (&one.s, &one.store);
+    s.walk_at(&one.flow(500, 20_000), Some(store), t0 + 1);
+    s.walk_at(&one.flow(900, 40_000), Some(store), t0 + 61);
     // 29 s into the next minute the daemon stops: its last walk sees the final counts.
-    s.finish_at(&flow(1_200, 55_000), Some(&store), t0 + 90);
+    s.finish_at(&one.flow(1_200, 55_000), Some(store), t0 + 90);
     let total = store
         .swarm_totals(t0 as i64 - 600, t0 as i64 + 600)
         .expect("read");
