@@ -49,6 +49,11 @@ pub use usage::{SeenMap, UsageMap, UsageMapError};
 pub static PROBE_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/peerwarden"));
 
+/// Bench-only kernel programs (ebpf/src/bench.rs): flow-table layouts measured against each
+/// other by `tests/benches/flow_key.rs`. The daemon never loads this object.
+pub static FLOW_BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flow_bench"));
+
 /// Entry point for packets arriving from subscribers (attached to the downlink).
 pub const PROG_DOWNLINK: &str = "xdp_downlink";
 /// Entry point for packets arriving from the internet (attached to the uplink).
