@@ -88,7 +88,10 @@ fn once_each(prog: &Xdp, name: &str, frames: &[[u8; FRAME]]) -> f64 {
     let mut total = 0u128;
     for f in frames {
         let r = run_repeat(prog, name, f, 1);
-        assert_eq!(r.return_value, XDP_PASS, "{name}: a flow missing from its table");
+        assert_eq!(
+            r.return_value, XDP_PASS,
+            "{name}: a flow missing from its table"
+        );
         total += r.duration.as_nanos();
     }
     total as f64 / frames.len() as f64
@@ -101,14 +104,17 @@ fn main() {
     for (_, map, ..) in PROGRAMS.iter().filter(|p| !p.1.is_empty()) {
         loader.map_max_entries(map, TABLE);
     }
-    let mut ebpf = loader.load(FLOW_BENCH_OBJECT).expect("loading the bench object");
+    let mut ebpf = loader
+        .load(FLOW_BENCH_OBJECT)
+        .expect("loading the bench object");
     for (name, ..) in PROGRAMS {
         let prog: &mut Xdp = ebpf
             .program_mut(name)
             .unwrap_or_else(|| panic!("no program {name}"))
             .try_into()
             .expect("an XDP program");
-        prog.load().unwrap_or_else(|e| panic!("loading {name}: {e} ({e:?})"));
+        prog.load()
+            .unwrap_or_else(|e| panic!("loading {name}: {e} ({e:?})"));
     }
     let progs: Vec<&Xdp> = PROGRAMS
         .iter()
@@ -133,7 +139,10 @@ fn main() {
         .collect();
     let flows = next as usize;
     // Room to spare: the LRU takes free entries in batches per CPU.
-    assert!(flows <= TABLE as usize * 3 / 4, "the table must hold every flow");
+    assert!(
+        flows <= TABLE as usize * 3 / 4,
+        "the table must hold every flow"
+    );
 
     // Warm-up: every flow inserted by its program's own miss path, once.
     for (i, (name, ..)) in PROGRAMS.iter().enumerate().skip(1) {
