@@ -32,13 +32,20 @@ pub fn owners(subscribers: u32) -> Vec<(String, u32)> {
 /// a TLS upload: two label rows and two class rows per subscriber and minute), and the
 /// label totals, flushed once a minute as the daemon does it. Returns the time it took.
 pub fn fill_subscribers(history: &History, subscribers: u32, first: i64, minutes: u32) -> Duration {
+    let starts: Vec<i64> = (0..i64::from(minutes)).map(|m| first + m * 60).collect();
+    fill_subscribers_at(history, subscribers, &starts)
+}
+
+/// [`fill_subscribers`] at the minutes starting at `starts` (in time order, not
+/// necessarily one after the other).
+pub fn fill_subscribers_at(history: &History, subscribers: u32, starts: &[i64]) -> Duration {
     let owners = owners(subscribers);
     let (bt, tls) = (Label::Bittorrent.id() as usize, Label::Tls.id() as usize);
     let mut kernel = vec![SubUsage::default(); subscribers as usize];
     let mut labels: LabelCounters = vec![[CounterValue::default(); 2]; ALL_LABELS.len()];
     let start = Instant::now();
-    for m in 0..i64::from(minutes) {
-        let at = UNIX_EPOCH + Duration::from_secs((first + m * 60 + 30) as u64);
+    for first in starts {
+        let at = UNIX_EPOCH + Duration::from_secs((first + 30) as u64);
         for (i, u) in kernel.iter_mut().enumerate() {
             let n = 1 + (i as u64 % 97);
             u.labels[bt][1].bytes += 1500 * 1000 * n;
