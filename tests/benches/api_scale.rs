@@ -9,8 +9,8 @@
 //!   `SUBSCRIBERS` (100,000) subscribers all active in each of the last `MINUTES` (10)
 //!   minutes (the store `history_scale` fills), and before them one minute each 89 days,
 //!   6 days, 23 hours and 50 minutes ago (not with `RECENT_ONLY` set), so that each
-//!   longer window holds more and the running totals at every window's start hold every
-//!   subscriber; beside it, the store's own `History::traffic` over the same range (every
+//!   longer window holds more and the running totals at the start of every window up to 7
+//!   days hold every subscriber (the 90-day one starts before the oldest row); beside it, the store's own `History::traffic` over the same range (every
 //!   subscriber's rows: what the API read before the store ranked), so the API's share
 //!   shows;
 //! - issue 15: `GET /api/v1/swarms?limit=100`, `limit=10000` and `window=1h&limit=100`
@@ -172,8 +172,9 @@ fn main() {
         .map_or(0, |d| d.as_secs() as i64);
     let last = wall / 60 * 60;
     // Before them, one minute each 89 days, 6 days, 23 hours and 50 minutes ago: each
-    // longer window holds one more minute, and every window's start falls after some rows,
-    // so the running totals read at both ends hold every subscriber.
+    // longer window holds one more minute, and the start of every window up to 7 days falls
+    // after some rows, so the running totals read at both ends hold every subscriber (the
+    // 90-day window starts before the oldest row: an empty snapshot at its start).
     let mut starts: Vec<i64> = [89 * 86_400, 6 * 86_400, 23 * 3600, 50 * 60]
         .into_iter()
         .take(if std::env::var_os("RECENT_ONLY").is_some() {
