@@ -17,6 +17,8 @@
 //!   with `SWARMS` (10,000) live swarms of 4 subscribers and 60 minutes of their store
 //!   rows.
 //!
+//! With `PENDING` set, the last minute's rows are left in memory, not flushed.
+//!
 //! The baseline is `GET /healthz` through the same server in the same run. Medians of
 //! `ROUNDS`, with the fastest and slowest.
 //! `cargo bench -p peerwarden-tests --bench api_scale` (writes about 0.6 GB under the
@@ -39,7 +41,7 @@ use peerwarden::{
 };
 use peerwarden_tests::{
     lab::TempDir,
-    scale::{fill_subscribers_at, swarm_rows, swarm_table},
+    scale::{fill_subscribers_leaving, swarm_rows, swarm_table},
 };
 use serde_json::Value;
 
@@ -185,7 +187,10 @@ fn main() {
         .map(|ago| last - ago)
         .collect();
     starts.extend((0..i64::from(minutes)).rev().map(|m| last - m * 60));
-    let fill = fill_subscribers_at(&history, subscribers, &starts);
+    // With `PENDING` set, the last minute's rows stay in memory (not flushed), as up to
+    // 10 s of rows do in the daemon.
+    let pending = std::env::var_os("PENDING").is_some();
+    let fill = fill_subscribers_leaving(&history, subscribers, &starts, pending);
     for m in 0..SWARM_MINUTES {
         let t = last - i64::from(SWARM_MINUTES - 1 - m) * 60;
         history
@@ -215,7 +220,7 @@ fn main() {
     println!(
         "store: {subscribers} subscribers x {} minutes ({minutes} up to now, the others from \
          {:?} s before; {} rows a minute, filled in {:.1} s) and {swarms} swarms x \
-         {SWARM_MINUTES} minutes; live swarm table of {swarms}",
+         {SWARM_MINUTES} minutes; live swarm table of {swarms}{}",
         starts.len(),
         starts
             .iter()
@@ -223,7 +228,12 @@ fn main() {
             .filter(|a| *a >= i64::from(minutes) * 60)
             .collect::<Vec<_>>(),
         u64::from(subscribers) * 4 + 2,
-        fill.as_secs_f64()
+        fill.as_secs_f64(),
+        if pending {
+            "; the last minute's rows in memory"
+        } else {
+            ""
+        }
     );
 
     // The daemon's runtime (two workers) and its server.
