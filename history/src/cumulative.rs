@@ -44,9 +44,9 @@ CREATE TABLE IF NOT EXISTS cumulative (
 /// One key's sums.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Cum {
-    bytes: i64,
-    packets: i64,
-    rows: i64,
+    pub(super) bytes: i64,
+    pub(super) packets: i64,
+    pub(super) rows: i64,
 }
 
 impl Cum {
@@ -358,12 +358,22 @@ impl SubIds {
         self.order = None;
     }
 
-    fn get(&self, sub: i64) -> Option<&str> {
+    pub(super) fn get(&self, sub: i64) -> Option<&str> {
         self.by_sub.get(usize::try_from(sub).ok()?)?.as_deref()
     }
 
+    /// The key of subscriber `id`, if the readers know it.
+    pub(super) fn key_of(&mut self, id: &str) -> Option<i64> {
+        self.order();
+        let order = self.order.as_deref().unwrap_or_default();
+        let at = order
+            .binary_search_by(|k| self.by_sub[*k as usize].as_deref().cmp(&Some(id)))
+            .ok()?;
+        Some(i64::from(order[at]))
+    }
+
     /// The subscriber keys in the order of their ids.
-    fn order(&mut self) -> &[u32] {
+    pub(super) fn order(&mut self) -> &[u32] {
         self.order.get_or_insert_with(|| {
             let mut order: Vec<u32> = (0..self.by_sub.len() as u32).collect();
             order.sort_unstable_by(|a, b| self.by_sub[*a as usize].cmp(&self.by_sub[*b as usize]));
@@ -511,6 +521,52 @@ impl History {
         to: i64,
         which: Which<'_>,
     ) -> Result<Option<Vec<Row>>, HistoryError> {
+        let Some(mut w) = self.window(from, to, which)? else {
+            return Ok(None);
+        };
+        let pending = std::mem::take(&mut w.pending);
+        let mut ids = self.sub_ids.write().unwrap_or_else(|p| p.into_inner());
+        // The answer's order (by id, then name and direction) without a sort: each
+        // subscriber's entries are together and in order, and the keys' order by id is
+        // kept (computed again only when subscribers were added).
+        let n_subs = ids.by_sub.len();
+        let mut span = vec![(0usize, 0usize); n_subs];
+        let mut i = 0;
+        while i < w.diff.len() {
+            let sub = w.diff[i].0 >> SUB_SHIFT;
+            let mut j = i + 1;
+            while j < w.diff.len() && w.diff[j].0 >> SUB_SHIFT == sub {
+                j += 1;
+            }
+            if let Some(s) = span.get_mut(sub as usize) {
+                *s = (i, j);
+            }
+            i = j;
+        }
+        ids.order();
+        let ids = &*ids;
+        let ordered = ids
+            .order
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|sub| {
+                let (a, b) = span[*sub as usize];
+                &w.diff[a..b]
+            })
+            .copied();
+        Ok(Some(w.rows(ids, ordered, pending.into_iter())))
+    }
+
+    /// The running totals' difference over `[from, to)` for every subscriber's rows of
+    /// `which`, with what is not written yet, the ids of its subscribers known to
+    /// [`History::sub_ids`]; `None` when the store has no usable snapshots.
+    pub(super) fn window(
+        &self,
+        from: i64,
+        to: i64,
+        which: Which<'_>,
+    ) -> Result<Option<Window>, HistoryError> {
         let kind = match which {
             Which::Subscribers => 0,
             Which::SubscribersLabels => 1,
@@ -590,7 +646,7 @@ impl History {
                 .filter(|(k, _)| k.0 > 0 && k.0 < (1 << 38))
                 .map(|((sub, n, dir), c)| {
                     (
-                        (*sub as u64) << 24 | map[usize::from(*n)] << 8 | u64::from(*dir),
+                        (*sub as u64) << SUB_SHIFT | map[usize::from(*n)] << 8 | u64::from(*dir),
                         *c,
                     )
                 })
@@ -618,11 +674,11 @@ impl History {
         }
         drop(tx);
         drop(conn);
-        // Subscriber ids, in the answer's order (by id, then name and direction).
+        // Subscriber ids not known yet to the readers.
         let mut ids = self.sub_ids.write().unwrap_or_else(|p| p.into_inner());
         let missing: Vec<i64> = diff
             .iter()
-            .map(|(k, _)| (k >> 24) as i64)
+            .map(|(k, _)| (k >> SUB_SHIFT) as i64)
             .filter(|s| ids.get(*s).is_none())
             .collect();
         if !missing.is_empty() {
@@ -641,45 +697,55 @@ impl History {
                 }
             }
         }
-        // The answer's order (by id, then name and direction) without a sort: each
-        // subscriber's entries are together and in order, and the keys' order by id is
-        // kept (computed again only when subscribers were added).
-        let n_subs = ids.by_sub.len();
-        let mut span = vec![(0usize, 0usize); n_subs];
-        let mut i = 0;
-        while i < diff.len() {
-            let sub = diff[i].0 >> 24;
-            let mut j = i + 1;
-            while j < diff.len() && diff[j].0 >> 24 == sub {
-                j += 1;
-            }
-            if let Some(s) = span.get_mut(sub as usize) {
-                *s = (i, j);
-            }
-            i = j;
-        }
-        ids.order();
-        let ids = &*ids;
-        let ordered = ids
-            .order
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .flat_map(|sub| {
-                let (a, b) = span[*sub as usize];
-                &diff[a..b]
-            })
-            .copied();
-        let names: Vec<String> = union.iter().map(|n| strip(n)).collect();
-        let mut out = Vec::with_capacity(diff.len() + pending.len());
-        let mut pending = pending.into_iter().peekable();
-        for (k, c) in ordered {
-            let Some(id) = ids.get((k >> 24) as i64) else {
+        Ok(Some(Window {
+            diff,
+            names: union.iter().map(|n| strip(n)).collect(),
+            pending,
+        }))
+    }
+}
+
+/// Where the subscriber key sits in a [`Window`]'s keys (name index and direction below).
+pub(super) const SUB_SHIFT: u32 = 24;
+
+/// The running totals' difference over a window, with what is not written yet: what
+/// [`History::traffic`] and the top list ([`History::top_traffic`]) build their rows from.
+pub(super) struct Window {
+    /// `at(to) - at(from)` of every key whose number of rows went up, sorted by key:
+    /// subscriber key << [`SUB_SHIFT`] | name index << 8 | direction.
+    pub(super) diff: Vec<(u64, Cum)>,
+    /// The answer's names by name index (label rows without their prefix), the indexes
+    /// in the order of the names.
+    pub(super) names: Vec<String>,
+    /// The rows in the window not written yet, named as in the answer.
+    pub(super) pending: BTreeMap<Key, Values>,
+}
+
+impl Window {
+    /// The entries of subscriber key `sub`.
+    pub(super) fn span(&self, sub: u64) -> &[(u64, Cum)] {
+        let a = self.diff.partition_point(|e| e.0 >> SUB_SHIFT < sub);
+        let b = self.diff.partition_point(|e| e.0 >> SUB_SHIFT <= sub);
+        &self.diff[a..b]
+    }
+
+    /// The answer's rows: `entries` (in the answer's order: by id, name, direction) and
+    /// `pending` (in key order) merged; entries of a subscriber without an id are left out.
+    pub(super) fn rows(
+        &self,
+        ids: &SubIds,
+        entries: impl Iterator<Item = (u64, Cum)>,
+        pending: impl Iterator<Item = (Key, Values)>,
+    ) -> Vec<Row> {
+        let mut out = Vec::with_capacity(entries.size_hint().0);
+        let mut pending = pending.peekable();
+        for (k, c) in entries {
+            let Some(id) = ids.get((k >> SUB_SHIFT) as i64) else {
                 continue;
             };
             let key = Key {
                 subscriber: id.to_string(),
-                name: names[((k >> 8) & 0xffff) as usize].clone(),
+                name: self.names[((k >> 8) & 0xffff) as usize].clone(),
                 dir: (k & 0xff) as u8,
             };
             while let Some((pk, pv)) = pending.next_if(|(pk, _)| *pk < key) {
@@ -708,7 +774,7 @@ impl History {
             key,
             values,
         }));
-        Ok(Some(out))
+        out
     }
 }
 

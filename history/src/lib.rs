@@ -58,6 +58,7 @@ use rusqlite::{Connection, OptionalExtension as _};
 mod cumulative;
 mod query;
 mod swarms;
+mod top;
 mod write;
 
 pub use query::LabelTotals;
@@ -779,3 +780,5 @@ mod swarms_tests;
 mod tests;
 #[cfg(test)]
 mod tests_cumulative;
+#[cfg(test)]
+mod tests_top;

@@ -7,11 +7,17 @@
 //! - issue 16, item 5: `GET /api/v1/subscribers/top?window=` (by class, and by label
 //!   `bittorrent`) over 15 minutes, 1 hour, 24 hours, 7 days and 90 days, with
 //!   `SUBSCRIBERS` (100,000) subscribers all active in each of the last `MINUTES` (10)
-//!   minutes (the store `history_scale` fills); beside it, the store's own answer
-//!   (`History::traffic`) over the same range, so the API's share shows;
+//!   minutes (the store `history_scale` fills), and before them one minute each 89 days,
+//!   6 days, 23 hours and 50 minutes ago (not with `RECENT_ONLY` set), so that each
+//!   longer window holds more and the running totals at the start of every window up to 7
+//!   days hold every subscriber (the 90-day one starts before the oldest row); beside it, the store's own `History::traffic` over the same range (every
+//!   subscriber's rows: what the API read before the store ranked), so the API's share
+//!   shows;
 //! - issue 15: `GET /api/v1/swarms?limit=100`, `limit=10000` and `window=1h&limit=100`
 //!   with `SWARMS` (10,000) live swarms of 4 subscribers and 60 minutes of their store
 //!   rows.
+//!
+//! With `PENDING` set, the last minute's rows are left in memory, not flushed.
 //!
 //! The baseline is `GET /healthz` through the same server in the same run. Medians of
 //! `ROUNDS`, with the fastest and slowest.
@@ -35,7 +41,7 @@ use peerwarden::{
 };
 use peerwarden_tests::{
     lab::TempDir,
-    scale::{fill_subscribers, swarm_rows, swarm_table},
+    scale::{fill_subscribers_leaving, swarm_rows, swarm_table},
 };
 use serde_json::Value;
 
@@ -167,12 +173,24 @@ fn main() {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let last = wall / 60 * 60;
-    let fill = fill_subscribers(
-        &history,
-        subscribers,
-        last - i64::from(minutes - 1) * 60,
-        minutes,
-    );
+    // Before them, one minute each 89 days, 6 days, 23 hours and 50 minutes ago: each
+    // longer window holds one more minute, and the start of every window up to 7 days falls
+    // after some rows, so the running totals read at both ends hold every subscriber (the
+    // 90-day window starts before the oldest row: an empty snapshot at its start).
+    let mut starts: Vec<i64> = [89 * 86_400, 6 * 86_400, 23 * 3600, 50 * 60]
+        .into_iter()
+        .take(if std::env::var_os("RECENT_ONLY").is_some() {
+            0
+        } else {
+            4
+        })
+        .map(|ago| last - ago)
+        .collect();
+    starts.extend((0..i64::from(minutes)).rev().map(|m| last - m * 60));
+    // With `PENDING` set, the last minute's rows stay in memory (not flushed), as up to
+    // 10 s of rows do in the daemon.
+    let pending = std::env::var_os("PENDING").is_some();
+    let fill = fill_subscribers_leaving(&history, subscribers, &starts, pending);
     for m in 0..SWARM_MINUTES {
         let t = last - i64::from(SWARM_MINUTES - 1 - m) * 60;
         history
@@ -200,10 +218,22 @@ fn main() {
         alto: Default::default(),
     }));
     println!(
-        "store: {subscribers} subscribers x {minutes} minutes ({} rows a minute, filled in {:.1} s) \
-         and {swarms} swarms x {SWARM_MINUTES} minutes; live swarm table of {swarms}",
+        "store: {subscribers} subscribers x {} minutes ({minutes} up to now, the others from \
+         {:?} s before; {} rows a minute, filled in {:.1} s) and {swarms} swarms x \
+         {SWARM_MINUTES} minutes; live swarm table of {swarms}{}",
+        starts.len(),
+        starts
+            .iter()
+            .map(|t| last - t)
+            .filter(|a| *a >= i64::from(minutes) * 60)
+            .collect::<Vec<_>>(),
         u64::from(subscribers) * 4 + 2,
-        fill.as_secs_f64()
+        fill.as_secs_f64(),
+        if pending {
+            "; the last minute's rows in memory"
+        } else {
+            ""
+        }
     );
 
     // The daemon's runtime (two workers) and its server.
@@ -273,7 +303,11 @@ fn main() {
                 &path[7..],
                 &t,
                 base,
-                &format!("; store alone {:.1} ms ({rows} rows)", ms(store_t)),
+                &format!(
+                    "; store alone {:.1} ms ({rows} rows); first {}",
+                    ms(store_t),
+                    t.json["subscribers"][0]["bytes"]
+                ),
             );
         }
     }

@@ -32,13 +32,31 @@ pub fn owners(subscribers: u32) -> Vec<(String, u32)> {
 /// a TLS upload: two label rows and two class rows per subscriber and minute), and the
 /// label totals, flushed once a minute as the daemon does it. Returns the time it took.
 pub fn fill_subscribers(history: &History, subscribers: u32, first: i64, minutes: u32) -> Duration {
+    let starts: Vec<i64> = (0..i64::from(minutes)).map(|m| first + m * 60).collect();
+    fill_subscribers_at(history, subscribers, &starts)
+}
+
+/// [`fill_subscribers`] at the minutes starting at `starts` (in time order, not
+/// necessarily one after the other).
+pub fn fill_subscribers_at(history: &History, subscribers: u32, starts: &[i64]) -> Duration {
+    fill_subscribers_leaving(history, subscribers, starts, false)
+}
+
+/// [`fill_subscribers_at`], the last minute's rows left in memory when `leave_last` (as
+/// the daemon holds up to 10 s of rows between flushes).
+pub fn fill_subscribers_leaving(
+    history: &History,
+    subscribers: u32,
+    starts: &[i64],
+    leave_last: bool,
+) -> Duration {
     let owners = owners(subscribers);
     let (bt, tls) = (Label::Bittorrent.id() as usize, Label::Tls.id() as usize);
     let mut kernel = vec![SubUsage::default(); subscribers as usize];
     let mut labels: LabelCounters = vec![[CounterValue::default(); 2]; ALL_LABELS.len()];
     let start = Instant::now();
-    for m in 0..i64::from(minutes) {
-        let at = UNIX_EPOCH + Duration::from_secs((first + m * 60 + 30) as u64);
+    for (i, first) in starts.iter().enumerate() {
+        let at = UNIX_EPOCH + Duration::from_secs((first + 30) as u64);
         for (i, u) in kernel.iter_mut().enumerate() {
             let n = 1 + (i as u64 % 97);
             u.labels[bt][1].bytes += 1500 * 1000 * n;
@@ -54,7 +72,9 @@ pub fn fill_subscribers(history: &History, subscribers: u32, first: i64, minutes
             c.flows += 1;
         }
         history.record_labels(at, &labels);
-        history.flush().expect("flush");
+        if !(leave_last && i + 1 == starts.len()) {
+            history.flush().expect("flush");
+        }
     }
     start.elapsed()
 }

@@ -19,7 +19,7 @@ use super::{
     store,
 };
 use crate::{
-    history::Which,
+    history::{CLASS_NAMES, Which},
     report::{
         By, Range,
         subscribers::{self as view, StoredUsage, SubscriberView, Top},
@@ -85,8 +85,14 @@ pub async fn top(
             let rows = match range {
                 None => view::counters_top(&state, class, limit),
                 Some(r) => {
+                    // The store ranks on its integers and gives the rows of the first
+                    // `limit` only (at 100,000 subscribers, not 200,000 rows).
+                    let names: Vec<&'static str> = match class {
+                        Some(c) => vec![CLASS_NAMES[c as usize]],
+                        None => CLASS_NAMES.to_vec(),
+                    };
                     let rows = store::query(store::store(&state)?, move |h| {
-                        h.traffic(r.from, r.to, Which::Subscribers)
+                        h.top_traffic(r.from, r.to, Which::Subscribers, &names, limit)
                     })
                     .await?;
                     view::class_top(rows, class, limit)
@@ -104,7 +110,13 @@ pub async fn top(
             let rows = match range.filter(|_| state.store().is_some()) {
                 Some(r) => Some((
                     store::query(store::store(&state)?, move |h| {
-                        h.traffic(r.from, r.to, Which::SubscribersLabels)
+                        h.top_traffic(
+                            r.from,
+                            r.to,
+                            Which::SubscribersLabels,
+                            &[label.name()],
+                            limit,
+                        )
                     })
                     .await?,
                     r,
