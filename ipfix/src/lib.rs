@@ -10,6 +10,7 @@
 //! `peerwarden/src/ipfix/`.
 
 pub mod encode;
+mod keyhash;
 pub mod parts;
 pub mod snapshot;
 pub mod tracker;

@@ -17,7 +17,10 @@ use std::{
 
 use peerwarden_common::{FlowKey, FlowValue};
 
-use crate::tracker::Slicer;
+use crate::{
+    keyhash::{KeyHash, Word5},
+    tracker::Slicer,
+};
 
 /// One slice: the flows of the table whose key is in it.
 pub type Slice = Arc<Vec<(FlowKey, FlowValue)>>;
@@ -34,8 +37,9 @@ pub struct Snapshot {
 /// reading: the writer's side of [`Snapshot::merge`].
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    /// Per slice, each flow's position in the slice's vector.
-    at: Vec<HashMap<FlowKey, usize>>,
+    /// Per slice, each flow's position in the slice's vector (a cheap keyed hash: see
+    /// [`crate::keyhash`]).
+    at: Vec<HashMap<Word5, usize, KeyHash>>,
     /// Per slice, the cycle of each position's reading.
     cycle: Vec<Vec<u64>>,
 }
@@ -43,7 +47,7 @@ pub(crate) struct Index {
 impl Index {
     /// Whether the snapshot holds `key`.
     pub(crate) fn holds(&self, key: &FlowKey) -> bool {
-        self.at.iter().any(|at| at.contains_key(key))
+        self.at.iter().any(|at| at.contains_key(&Word5(*key)))
     }
 
     /// Flows held.
@@ -124,7 +128,7 @@ impl Snapshot {
     ) {
         let n = self.slicer.slices();
         if index.at.len() != n {
-            index.at = (0..n).map(|_| HashMap::new()).collect();
+            index.at = (0..n).map(|_| HashMap::default()).collect();
             index.cycle = (0..n).map(|_| Vec::new()).collect();
         }
         // One write lock for the part (tens of ms at 131,072 flows; a reader of a slice
@@ -138,13 +142,13 @@ impl Snapshot {
                 &mut index.at[s],
                 &mut index.cycle[s],
             );
-            match at.get(&k) {
+            match at.get(&Word5(k)) {
                 Some(&i) => {
                     v[i] = (k, value);
                     cycles[i] = cycle;
                 }
                 None => {
-                    at.insert(k, v.len());
+                    at.insert(Word5(k), v.len());
                     v.push((k, value));
                     cycles.push(cycle);
                 }
@@ -163,11 +167,11 @@ impl Snapshot {
                     i += 1;
                     continue;
                 }
-                at.remove(&v[i].0);
+                at.remove(&Word5(v[i].0));
                 v.swap_remove(i);
                 cycles.swap_remove(i);
                 if let Some((moved, _)) = v.get(i) {
-                    at.insert(*moved, i);
+                    at.insert(Word5(*moved), i);
                 }
             }
             len += v.len();
