@@ -135,13 +135,13 @@ impl Snapshot {
         // waits that long at most), the flows written where they are, in the part's order.
         let mut guard = self.slices.write().unwrap_or_else(|e| e.into_inner());
         let all = Arc::make_mut(&mut *guard);
+        // Each slice made writable once for the part (an atomic exchange on its count, a
+        // copy if a reader holds it), not once per flow.
+        let mut writable: Vec<&mut Vec<(FlowKey, FlowValue)>> =
+            all.iter_mut().map(Arc::make_mut).collect();
         for &(k, value) in part {
             let s = self.slicer.slice_of(&k);
-            let (v, at, cycles) = (
-                Arc::make_mut(&mut all[s]),
-                &mut index.at[s],
-                &mut index.cycle[s],
-            );
+            let (v, at, cycles) = (&mut *writable[s], &mut index.at[s], &mut index.cycle[s]);
             match at.get(&Word5(k)) {
                 Some(&i) => {
                     v[i] = (k, value);
@@ -155,12 +155,12 @@ impl Snapshot {
             }
         }
         let mut len = 0;
-        for (s, slice) in all.iter_mut().enumerate() {
+        for (s, v) in writable.into_iter().enumerate() {
             if !end {
-                len += slice.len();
+                len += v.len();
                 continue;
             }
-            let (v, at, cycles) = (Arc::make_mut(slice), &mut index.at[s], &mut index.cycle[s]);
+            let (at, cycles) = (&mut index.at[s], &mut index.cycle[s]);
             let mut i = 0;
             while i < v.len() {
                 if cycles[i] == cycle {
