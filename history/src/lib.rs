@@ -57,6 +57,7 @@ use rusqlite::{Connection, OptionalExtension as _};
 
 mod cumulative;
 mod query;
+mod rowkey;
 mod swarms;
 mod write;
 

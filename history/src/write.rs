@@ -4,21 +4,33 @@
 
 use std::{
     collections::HashMap,
-    sync::atomic::Ordering,
+    sync::{OnceLock, atomic::Ordering},
     time::{Instant, SystemTime},
 };
 
 use peerwarden_common::{
     label::{ALL_LABELS, Label},
-    policy::{SUB_CLASSES, SubUsage},
+    policy::{SUB_CLASSES, SUB_LABELS, SubUsage},
     stats::LabelCounters,
 };
 use rusqlite::params;
 
 use super::{
     ALL, CLASS_NAMES, FLUSH_EVERY, FLUSHES_KEY, History, HistoryError, Key, LABEL_ROW,
-    ROLLUP_EVERY, Values, Writer, cumulative, difference, lock, minute_of, unix, usage_to_bytes,
+    ROLLUP_EVERY, Values, Writer, cumulative, difference, lock, minute_of, rowkey, unix,
+    usage_to_bytes,
 };
+
+/// The row name of label id `l` ([`LABEL_ROW`] + its name), made once per process.
+fn label_row(l: usize) -> &'static str {
+    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        (0..SUB_LABELS)
+            .map(|l| format!("{LABEL_ROW}{}", Label::from_id(l as u16).name()))
+            .collect()
+    });
+    names.get(l).map_or("", String::as_str)
+}
 
 /// Adds a row's values to what a table holds for its key.
 const UPSERT_ROLLUP: &str = "
@@ -132,13 +144,8 @@ impl History {
                 continue;
             }
             let mut classes = [[Values::default(); 2]; SUB_CLASSES];
-            let mut put = |name: String, d: usize, v: Values| {
-                let key = Key {
-                    subscriber: id.clone(),
-                    name,
-                    dir: d as u8,
-                };
-                pending.entry((minute, key)).or_default().add(&v);
+            let mut put = |name: &str, d: usize, v: Values| {
+                rowkey::add(&mut pending, minute, id, name, d as u8, &v);
             };
             for (l, (n, b)) in now.labels.iter().zip(before.labels.iter()).enumerate() {
                 for d in 0..2 {
@@ -152,7 +159,7 @@ impl History {
                     }
                     let label = Label::from_id(l as u16);
                     classes[label.class() as usize % SUB_CLASSES][d].add(&v);
-                    put(format!("{LABEL_ROW}{}", label.name()), d, v);
+                    put(label_row(l), d, v);
                 }
             }
             for (c, (n, b)) in now.policy.iter().zip(before.policy.iter()).enumerate() {
@@ -170,7 +177,7 @@ impl History {
             for (c, dirs) in classes.iter().enumerate() {
                 for (d, v) in dirs.iter().enumerate() {
                     if !v.is_zero() {
-                        put(CLASS_NAMES[c].to_string(), d, *v);
+                        put(CLASS_NAMES[c], d, *v);
                     }
                 }
             }
