@@ -12,6 +12,7 @@
 pub mod encode;
 mod keyhash;
 pub mod parts;
+mod positions;
 pub mod snapshot;
 pub mod tracker;
 

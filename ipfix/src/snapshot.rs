@@ -7,20 +7,14 @@
 //! so a reader keeps the slices it took while the next walk lands, and the walker never
 //! waits for a reader.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, RwLock,
-        atomic::{AtomicUsize, Ordering},
-    },
+use std::sync::{
+    Arc, RwLock,
+    atomic::{AtomicUsize, Ordering},
 };
 
 use peerwarden_common::{FlowKey, FlowValue};
 
-use crate::{
-    keyhash::{KeyHash, Word5},
-    tracker::Slicer,
-};
+use crate::{positions::Positions, tracker::Slicer};
 
 /// One slice: the flows of the table whose key is in it.
 pub type Slice = Arc<Vec<(FlowKey, FlowValue)>>;
@@ -37,22 +31,20 @@ pub struct Snapshot {
 /// reading: the writer's side of [`Snapshot::merge`].
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    /// Per slice, each flow's position in the slice's vector (a cheap keyed hash: see
-    /// [`crate::keyhash`]).
-    at: Vec<HashMap<Word5, usize, KeyHash>>,
-    /// Per slice, the cycle of each position's reading.
-    cycle: Vec<Vec<u64>>,
+    /// Per slice, each flow's position in the slice's vector and the cycle of its
+    /// reading.
+    at: Vec<Positions>,
 }
 
 impl Index {
     /// Whether the snapshot holds `key`.
     pub(crate) fn holds(&self, key: &FlowKey) -> bool {
-        self.at.iter().any(|at| at.contains_key(&Word5(*key)))
+        self.at.iter().any(|at| at.get(key).is_some())
     }
 
     /// Flows held.
     pub(crate) fn len(&self) -> usize {
-        self.at.iter().map(HashMap::len).sum()
+        self.at.iter().map(Positions::len).sum()
     }
 }
 
@@ -128,8 +120,7 @@ impl Snapshot {
     ) {
         let n = self.slicer.slices();
         if index.at.len() != n {
-            index.at = (0..n).map(|_| HashMap::default()).collect();
-            index.cycle = (0..n).map(|_| Vec::new()).collect();
+            index.at = (0..n).map(|_| Positions::default()).collect();
         }
         // One write lock for the part (tens of ms at 131,072 flows; a reader of a slice
         // waits that long at most), the flows written where they are, in the part's order.
@@ -141,16 +132,15 @@ impl Snapshot {
             all.iter_mut().map(Arc::make_mut).collect();
         for &(k, value) in part {
             let s = self.slicer.slice_of(&k);
-            let (v, at, cycles) = (&mut *writable[s], &mut index.at[s], &mut index.cycle[s]);
-            match at.get(&Word5(k)) {
-                Some(&i) => {
+            let (v, at) = (&mut *writable[s], &mut index.at[s]);
+            match at.get(&k) {
+                Some(i) => {
+                    at.set_cycle(i, cycle);
                     v[i] = (k, value);
-                    cycles[i] = cycle;
                 }
                 None => {
-                    at.insert(Word5(k), v.len());
+                    at.push(k, cycle);
                     v.push((k, value));
-                    cycles.push(cycle);
                 }
             }
         }
@@ -160,19 +150,15 @@ impl Snapshot {
                 len += v.len();
                 continue;
             }
-            let (at, cycles) = (&mut index.at[s], &mut index.cycle[s]);
+            let at = &mut index.at[s];
             let mut i = 0;
             while i < v.len() {
-                if cycles[i] == cycle {
+                if at.cycle(i) == cycle {
                     i += 1;
                     continue;
                 }
-                at.remove(&Word5(v[i].0));
+                at.swap_remove(i);
                 v.swap_remove(i);
-                cycles.swap_remove(i);
-                if let Some((moved, _)) = v.get(i) {
-                    at.insert(Word5(*moved), i);
-                }
             }
             len += v.len();
         }
