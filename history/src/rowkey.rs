@@ -2,14 +2,19 @@
 //! differences to three or so rows of every subscriber that moved (100,000 a second in
 //! the daemon's CPU bench), and a key made for each lookup was two strings allocated and
 //! freed per row. [`RowKey`] lets the pending map be searched with `&str`s; a key is
-//! allocated only for a row that is new.
+//! allocated only for a row that is new. The borrowed parts hash as the owned key does
+//! (the same fields, in the same order, each as its `Hash` writes it: a `String` as its
+//! `str`).
 
-use std::{borrow::Borrow, cmp::Ordering};
+use std::{
+    borrow::Borrow,
+    hash::{Hash, Hasher},
+};
 
 use super::{Key, Pending, Values};
 
-/// A pending row's key `(minute, subscriber, name, dir)`, owned or borrowed, ordered as
-/// the owned `(i64, Key)` is (minute, then the key's fields in their order).
+/// A pending row's key `(minute, subscriber, name, dir)`, owned or borrowed, equal and
+/// hashed as the owned `(i64, Key)` is.
 pub(crate) trait RowKey {
     fn parts(&self) -> (i64, &str, &str, u8);
 }
@@ -40,15 +45,9 @@ impl PartialEq for dyn RowKey + '_ {
 
 impl Eq for dyn RowKey + '_ {}
 
-impl PartialOrd for dyn RowKey + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for dyn RowKey + '_ {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.parts().cmp(&other.parts())
+impl Hash for dyn RowKey + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
     }
 }
 
@@ -91,7 +90,7 @@ mod tests {
     }
 
     #[test]
-    fn borrowed_parts_order_as_the_owned_key_and_find_its_row() {
+    fn borrowed_parts_hash_and_compare_as_the_owned_key_and_find_its_row() {
         let keys = [
             key(60, "a", "p2p", 0),
             key(60, "a", "p2p", 1),
@@ -100,10 +99,14 @@ mod tests {
             key(60, "b", "label:dns", 1),
             key(120, "a", "p2p", 0),
         ];
+        use std::hash::BuildHasher as _;
+        let hasher = std::hash::RandomState::new();
         for x in &keys {
+            let bx: &dyn RowKey = x;
+            assert_eq!(hasher.hash_one(bx), hasher.hash_one(x), "{x:?}");
             for y in &keys {
-                let (bx, by): (&dyn RowKey, &dyn RowKey) = (x, y);
-                assert_eq!(bx.cmp(by), x.cmp(y), "{x:?} against {y:?}");
+                let by: &dyn RowKey = y;
+                assert_eq!(bx == by, x == y, "{x:?} against {y:?}");
             }
         }
         let mut pending = Pending::new();

@@ -288,7 +288,9 @@ impl History {
                 .map_err(self.sql("adding to an hour's totals"))?;
             // The subscribers' rows, in time order, for the running totals.
             let mut running: Vec<cumulative::FlushRow<'_>> = Vec::new();
-            for ((t, key), v) in flushing.rows.iter() {
+            let mut rows: Vec<_> = flushing.rows.iter().collect();
+            rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for ((t, key), v) in rows {
                 let sub = sub_of(&key.subscriber)?;
                 if sub != 0 {
                     running.push((*t, sub, &key.name, key.dir, v.bytes, v.packets));
