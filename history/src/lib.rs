@@ -43,7 +43,7 @@
 //! ```
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     sync::{
         Mutex, MutexGuard, RwLock, TryLockError,
@@ -57,7 +57,6 @@ use rusqlite::{Connection, OptionalExtension as _};
 
 mod cumulative;
 mod query;
-mod rowkey;
 mod swarms;
 mod write;
 
@@ -264,11 +263,8 @@ struct Writer {
     last_rollup: Option<Instant>,
 }
 
-/// Differences not yet written, by (minute start, key). A hash map: the subscriber reader
-/// adds to a few rows of every subscriber that moved each second (looked up by borrowed
-/// parts, `rowkey.rs`), where an ordered map compared the ids' strings tens of times a
-/// lookup; a flush sorts the rows it writes.
-type Pending = HashMap<(i64, Key), Values>;
+/// Differences not yet written, by (minute start, key).
+type Pending = BTreeMap<(i64, Key), Values>;
 
 /// What a flush is writing: its differences and the number its transaction writes to
 /// `meta` (key `flushes`), by which a query's snapshot tells whether it holds them.

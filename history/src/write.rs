@@ -4,33 +4,21 @@
 
 use std::{
     collections::HashMap,
-    sync::{OnceLock, atomic::Ordering},
+    sync::atomic::Ordering,
     time::{Instant, SystemTime},
 };
 
 use peerwarden_common::{
     label::{ALL_LABELS, Label},
-    policy::{SUB_CLASSES, SUB_LABELS, SubUsage},
+    policy::{SUB_CLASSES, SubUsage},
     stats::LabelCounters,
 };
 use rusqlite::params;
 
 use super::{
     ALL, CLASS_NAMES, FLUSH_EVERY, FLUSHES_KEY, History, HistoryError, Key, LABEL_ROW,
-    ROLLUP_EVERY, Values, Writer, cumulative, difference, lock, minute_of, rowkey, unix,
-    usage_to_bytes,
+    ROLLUP_EVERY, Values, Writer, cumulative, difference, lock, minute_of, unix, usage_to_bytes,
 };
-
-/// The row name of label id `l` ([`LABEL_ROW`] + its name), made once per process.
-fn label_row(l: usize) -> &'static str {
-    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
-    let names = NAMES.get_or_init(|| {
-        (0..SUB_LABELS)
-            .map(|l| format!("{LABEL_ROW}{}", Label::from_id(l as u16).name()))
-            .collect()
-    });
-    names.get(l).map_or("", String::as_str)
-}
 
 /// Adds a row's values to what a table holds for its key.
 const UPSERT_ROLLUP: &str = "
@@ -144,8 +132,13 @@ impl History {
                 continue;
             }
             let mut classes = [[Values::default(); 2]; SUB_CLASSES];
-            let mut put = |name: &str, d: usize, v: Values| {
-                rowkey::add(&mut pending, minute, id, name, d as u8, &v);
+            let mut put = |name: String, d: usize, v: Values| {
+                let key = Key {
+                    subscriber: id.clone(),
+                    name,
+                    dir: d as u8,
+                };
+                pending.entry((minute, key)).or_default().add(&v);
             };
             for (l, (n, b)) in now.labels.iter().zip(before.labels.iter()).enumerate() {
                 for d in 0..2 {
@@ -159,7 +152,7 @@ impl History {
                     }
                     let label = Label::from_id(l as u16);
                     classes[label.class() as usize % SUB_CLASSES][d].add(&v);
-                    put(label_row(l), d, v);
+                    put(format!("{LABEL_ROW}{}", label.name()), d, v);
                 }
             }
             for (c, (n, b)) in now.policy.iter().zip(before.policy.iter()).enumerate() {
@@ -177,7 +170,7 @@ impl History {
             for (c, dirs) in classes.iter().enumerate() {
                 for (d, v) in dirs.iter().enumerate() {
                     if !v.is_zero() {
-                        put(CLASS_NAMES[c], d, *v);
+                        put(CLASS_NAMES[c].to_string(), d, *v);
                     }
                 }
             }
@@ -288,9 +281,7 @@ impl History {
                 .map_err(self.sql("adding to an hour's totals"))?;
             // The subscribers' rows, in time order, for the running totals.
             let mut running: Vec<cumulative::FlushRow<'_>> = Vec::new();
-            let mut rows: Vec<_> = flushing.rows.iter().collect();
-            rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for ((t, key), v) in rows {
+            for ((t, key), v) in flushing.rows.iter() {
                 let sub = sub_of(&key.subscriber)?;
                 if sub != 0 {
                     running.push((*t, sub, &key.name, key.dir, v.bytes, v.packets));
