@@ -10,7 +10,9 @@
 //! `peerwarden/src/ipfix/`.
 
 pub mod encode;
+mod keyhash;
 pub mod parts;
+mod positions;
 pub mod snapshot;
 pub mod tracker;
 

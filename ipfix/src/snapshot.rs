@@ -7,17 +7,14 @@
 //! so a reader keeps the slices it took while the next walk lands, and the walker never
 //! waits for a reader.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, RwLock,
-        atomic::{AtomicUsize, Ordering},
-    },
+use std::sync::{
+    Arc, RwLock,
+    atomic::{AtomicUsize, Ordering},
 };
 
 use peerwarden_common::{FlowKey, FlowValue};
 
-use crate::tracker::Slicer;
+use crate::{positions::Positions, tracker::Slicer};
 
 /// One slice: the flows of the table whose key is in it.
 pub type Slice = Arc<Vec<(FlowKey, FlowValue)>>;
@@ -34,21 +31,20 @@ pub struct Snapshot {
 /// reading: the writer's side of [`Snapshot::merge`].
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    /// Per slice, each flow's position in the slice's vector.
-    at: Vec<HashMap<FlowKey, usize>>,
-    /// Per slice, the cycle of each position's reading.
-    cycle: Vec<Vec<u64>>,
+    /// Per slice, each flow's position in the slice's vector and the cycle of its
+    /// reading.
+    at: Vec<Positions>,
 }
 
 impl Index {
     /// Whether the snapshot holds `key`.
     pub(crate) fn holds(&self, key: &FlowKey) -> bool {
-        self.at.iter().any(|at| at.contains_key(key))
+        self.at.iter().any(|at| at.get(key).is_some())
     }
 
     /// Flows held.
     pub(crate) fn len(&self) -> usize {
-        self.at.iter().map(HashMap::len).sum()
+        self.at.iter().map(Positions::len).sum()
     }
 }
 
@@ -124,51 +120,45 @@ impl Snapshot {
     ) {
         let n = self.slicer.slices();
         if index.at.len() != n {
-            index.at = (0..n).map(|_| HashMap::new()).collect();
-            index.cycle = (0..n).map(|_| Vec::new()).collect();
+            index.at = (0..n).map(|_| Positions::default()).collect();
         }
         // One write lock for the part (tens of ms at 131,072 flows; a reader of a slice
         // waits that long at most), the flows written where they are, in the part's order.
         let mut guard = self.slices.write().unwrap_or_else(|e| e.into_inner());
         let all = Arc::make_mut(&mut *guard);
+        // Each slice made writable once for the part (an atomic exchange on its count, a
+        // copy if a reader holds it), not once per flow.
+        let mut writable: Vec<&mut Vec<(FlowKey, FlowValue)>> =
+            all.iter_mut().map(Arc::make_mut).collect();
         for &(k, value) in part {
             let s = self.slicer.slice_of(&k);
-            let (v, at, cycles) = (
-                Arc::make_mut(&mut all[s]),
-                &mut index.at[s],
-                &mut index.cycle[s],
-            );
+            let (v, at) = (&mut *writable[s], &mut index.at[s]);
             match at.get(&k) {
-                Some(&i) => {
+                Some(i) => {
+                    at.set_cycle(i, cycle);
                     v[i] = (k, value);
-                    cycles[i] = cycle;
                 }
                 None => {
-                    at.insert(k, v.len());
+                    at.push(k, cycle);
                     v.push((k, value));
-                    cycles.push(cycle);
                 }
             }
         }
         let mut len = 0;
-        for (s, slice) in all.iter_mut().enumerate() {
+        for (s, v) in writable.into_iter().enumerate() {
             if !end {
-                len += slice.len();
+                len += v.len();
                 continue;
             }
-            let (v, at, cycles) = (Arc::make_mut(slice), &mut index.at[s], &mut index.cycle[s]);
+            let at = &mut index.at[s];
             let mut i = 0;
             while i < v.len() {
-                if cycles[i] == cycle {
+                if at.cycle(i) == cycle {
                     i += 1;
                     continue;
                 }
-                at.remove(&v[i].0);
+                at.swap_remove(i);
                 v.swap_remove(i);
-                cycles.swap_remove(i);
-                if let Some((moved, _)) = v.get(i) {
-                    at.insert(*moved, i);
-                }
             }
             len += v.len();
         }

@@ -26,7 +26,7 @@ use super::enforcer::Enforcer;
 use crate::{
     config::Config,
     history::History,
-    probe::Probe,
+    probe::{FlowBuf, Probe},
     readings::{Owners, Readings},
     state::{DeepState, LabelReading, State},
     supervision::{STALL_BOUND, supervised},
@@ -81,8 +81,10 @@ pub(super) fn spawn(
             let mut shapes = ShapeWalk::new(table.min(shape_walk::MAX_FOLLOWED));
             // A table larger than a step's budget is read a part a second.
             let mut parts = parts::is_parted(table).then(|| PartWalk::for_table(table));
+            let mut buf = FlowBuf::default();
             move || {
-                if !read_flows(&probe, &state, &mut shapes, parts.as_mut()) {
+                let step = parts.as_mut().map(|w| (w, &mut buf));
+                if !read_flows(&probe, &state, &mut shapes, step) {
                     parts = None;
                 }
             }
@@ -209,7 +211,7 @@ fn read_flows(
     probe: &Probe,
     state: &State,
     shapes: &mut ShapeWalk<FlowKey>,
-    parts: Option<&mut PartWalk>,
+    parts: Option<(&mut PartWalk, &mut FlowBuf)>,
 ) -> bool {
     let reading = |k: &FlowKey, v: &FlowValue| Reading {
         last_seen_ns: v.last_seen_ns,
@@ -221,21 +223,25 @@ fn read_flows(
     let swarms = state.deep.swarms.as_ref().inspect(|swarms| {
         swarms.set_policy(state.policy.active().map(|a| a.policy));
     });
-    let part = match parts.map(|w| (probe.flows_part(w.step().from, w.step().budget), w)) {
-        Some((Ok(Some(part)), walk)) => Some((part, walk)),
-        Some((Err(e), _)) => {
+    let part = parts.map(|(w, buf)| {
+        let step = w.step();
+        (probe.flows_part_into(step.from, step.budget, buf), w, buf)
+    });
+    let part = match part {
+        Some((Ok(Some(next)), walk, buf)) => Some((&buf.entries, next, walk)),
+        Some((Err(e), _, _)) => {
             warn!(error = %e, "walking a part of the flow table");
             return true;
         }
-        Some((Ok(None), _)) | None => None,
+        Some((Ok(None), _, _)) | None => None,
     };
     let batch = part.is_some();
     let found = match part {
-        Some(((part, next), walk)) => {
+        Some((part, next, walk)) => {
             let found = shapes.pass_part(part.iter().map(|(k, v)| (*k, reading(k, v))), |k| {
                 probe.flow(k).ok().flatten().map(|v| reading(k, &v))
             });
-            walk.land(&state.flows, &part, next);
+            walk.land(&state.flows, part, next);
             if !state.deep.services.is_empty() {
                 state.deep.services.retain(|k, _| walk.holds(k));
             }

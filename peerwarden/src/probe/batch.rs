@@ -73,6 +73,27 @@ pub(super) fn lookup_all<K: aya::Pod + Default, V: aya::Pod + Default>(
 /// A part of a walk: its entries and the token to resume from (`None`: the map's end).
 pub type Part<K, V> = (Vec<(K, V)>, Option<u64>);
 
+/// The buffers of a walk in parts, kept from one step to the next: the kernel's key and
+/// value arrays of a call, and the part's entries. A step of 131,072 flows fills about
+/// 18 MB; allocated afresh each second, clearing its new pages cost about a tenth of the
+/// flow reader's time (docs/benchmarks.md).
+pub struct PartBuf<K, V> {
+    keys: Vec<K>,
+    values: Vec<V>,
+    /// The entries of the last step.
+    pub entries: Vec<(K, V)>,
+}
+
+impl<K, V> Default for PartBuf<K, V> {
+    fn default() -> Self {
+        PartBuf {
+            keys: Vec::new(),
+            values: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+}
+
 /// The entries of hash map `map` from bucket token `from` on (`None`: the first bucket),
 /// whole calls of `CHUNK` until at least `budget` entries or the map's end, and the token
 /// to resume from (`None`: the end was reached). A walk resumed at the token lists each
@@ -83,6 +104,19 @@ pub(super) fn lookup_part<K: aya::Pod + Default, V: aya::Pod + Default>(
     from: Option<u64>,
     budget: usize,
 ) -> Result<Option<Part<K, V>>, ProbeError> {
+    let mut buf = PartBuf::default();
+    Ok(lookup_part_into(name, map, from, budget, &mut buf)?.map(|next| (buf.entries, next)))
+}
+
+/// [`lookup_part`] into `buf` (its entries replaced by the part's): `Ok(Some(next))` with
+/// the token to resume from, `Ok(None)` when the kernel has no batch lookups.
+pub(super) fn lookup_part_into<K: aya::Pod + Default, V: aya::Pod + Default>(
+    name: &'static str,
+    map: &MapData,
+    from: Option<u64>,
+    budget: usize,
+    buf: &mut PartBuf<K, V>,
+) -> Result<Option<Option<u64>>, ProbeError> {
     // The kernel writes `count` keys and values of the map's sizes: the buffers' element
     // types must be exactly those sizes.
     let info = map.info().map_err(map_err(name))?;
@@ -101,9 +135,19 @@ pub(super) fn lookup_part<K: aya::Pod + Default, V: aya::Pod + Default>(
         }));
     }
     let fd = map.fd().as_fd().as_raw_fd();
-    let mut keys = vec![K::default(); CHUNK];
-    let mut values = vec![V::default(); CHUNK];
-    let mut out = Vec::new();
+    let PartBuf {
+        keys,
+        values,
+        entries: out,
+    } = buf;
+    keys.resize(CHUNK, K::default());
+    values.resize(CHUNK, V::default());
+    out.clear();
+    // A whole walk (a cycle's first step) leaves the table's size behind: not kept for
+    // the steps after it, which read about `budget` entries.
+    if out.capacity() > budget.saturating_add(CHUNK).saturating_mul(2) {
+        *out = Vec::new();
+    }
     // The hash map's token: the next bucket (a u32; 8 bytes leave room).
     let (mut token_in, mut token_out) = (from.unwrap_or(0), 0u64);
     let mut first = true;
@@ -145,10 +189,10 @@ pub(super) fn lookup_part<K: aya::Pod + Default, V: aya::Pod + Default>(
                 .zip(values[..got].iter().copied()),
         );
         if end {
-            return Ok(Some((out, None)));
+            return Ok(Some(None));
         }
         if out.len() >= budget {
-            return Ok(Some((out, Some(token_out))));
+            return Ok(Some(Some(token_out)));
         }
         token_in = token_out;
         first = false;

@@ -16,6 +16,9 @@ const MAP_SWARM_VIEW: &str = "SWARM_VIEW";
 /// A step's flows and the token to resume from (`None`: the table's end).
 pub type FlowPart = super::batch::Part<FlowKey, FlowValue>;
 
+/// The buffers of the flow table's walk in parts, kept across steps ([`Probe::flows_part_into`]).
+pub type FlowBuf = super::batch::PartBuf<FlowKey, FlowValue>;
+
 impl Probe {
     /// The ring buffer of payload samples, for the deep classifier's thread (once).
     pub fn take_samples(&self) -> Option<RingBuf<MapData>> {
@@ -86,6 +89,22 @@ impl Probe {
     ) -> Result<Option<FlowPart>, ProbeError> {
         match self.flow_map_data()? {
             Some(map) => super::batch::lookup_part(MAP_FLOWS, map, from, budget),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Probe::flows_part`] into `buf`, kept by the caller from one step to the next (no
+    /// allocation a step): its entries become the part's, and the answer is where to
+    /// resume (`Some(None)`: the table's end). `Ok(None)` where the kernel has no batch
+    /// lookups.
+    pub fn flows_part_into(
+        &self,
+        from: Option<u64>,
+        budget: usize,
+        buf: &mut FlowBuf,
+    ) -> Result<Option<Option<u64>>, ProbeError> {
+        match self.flow_map_data()? {
+            Some(map) => super::batch::lookup_part_into(MAP_FLOWS, map, from, budget, buf),
             None => Ok(None),
         }
     }

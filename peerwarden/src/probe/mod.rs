@@ -40,7 +40,7 @@ mod steer;
 mod usage;
 
 pub use attach::{NoSuchInterface, interface_index};
-pub use flows::FlowPart;
+pub use flows::{FlowBuf, FlowPart};
 pub use load::ProbeOptions;
 pub use peerwarden_common::stats::LabelCounters;
 pub use usage::{SeenMap, UsageMap, UsageMapError};
