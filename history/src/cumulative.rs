@@ -558,31 +558,6 @@ impl History {
         Ok(Some(w.rows(ids, ordered, pending.into_iter())))
     }
 
-    /// The running totals' difference over `[from, to)` for every subscriber's rows of
-    /// `which`, with what is not written yet, the ids of its subscribers known to
-    /// [`History::sub_ids`]; `None` when the store has no usable snapshots.
-    pub(super) fn window(
-        &self,
-        from: i64,
-        to: i64,
-        which: Which<'_>,
-    ) -> Result<Option<Window>, HistoryError> {
-        let mut pending: BTreeMap<Key, Values> = BTreeMap::new();
-        let w = self.window_with(from, to, which, |rows| {
-            for (key, name, v) in rows {
-                let k = Key {
-                    subscriber: key.subscriber.clone(),
-                    name: name.to_string(),
-                    dir: key.dir,
-                };
-                let e = pending.entry(k).or_default();
-                e.bytes += v.bytes;
-                e.packets += v.packets;
-            }
-        })?;
-        Ok(w.map(|w| Window { pending, ..w }))
-    }
-
     /// [`History::window`] with `pending` empty: `read` gets instead the rows in memory of
     /// it (named as in the answer) while they are locked, once per map of them.
     pub(super) fn window_with(
@@ -689,26 +664,30 @@ impl History {
         }
         drop(tx);
         drop(conn);
-        // Subscriber ids not known yet to the readers.
-        let mut ids = self.sub_ids.write().unwrap_or_else(|p| p.into_inner());
+        // Subscriber ids not known yet to the readers, read without holding `sub_ids` (a
+        // top list waits for it while holding a connection).
+        let ids = self.sub_ids.read().unwrap_or_else(|p| p.into_inner());
         let missing: Vec<i64> = diff
             .iter()
             .map(|(k, _)| (k >> SUB_SHIFT) as i64)
             .filter(|s| ids.get(*s).is_none())
             .collect();
+        drop(ids);
         if !missing.is_empty() {
             let conn = self.reader();
             let mut stmt = conn
                 .prepare_cached("SELECT id FROM subscriber WHERE sub = ?1")
                 .map_err(&sql)?;
             for s in missing {
-                if ids.get(s).is_none()
-                    && let Some(id) = stmt
-                        .query_row([s], |r| r.get::<_, String>(0))
-                        .optional()
-                        .map_err(&sql)?
+                if let Some(id) = stmt
+                    .query_row([s], |r| r.get::<_, String>(0))
+                    .optional()
+                    .map_err(&sql)?
                 {
-                    ids.insert(s, &id);
+                    let mut ids = self.sub_ids.write().unwrap_or_else(|p| p.into_inner());
+                    if ids.get(s).is_none() {
+                        ids.insert(s, &id);
+                    }
                 }
             }
         }

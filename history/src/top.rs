@@ -170,6 +170,12 @@ impl History {
         names: &[&str],
         limit: usize,
     ) -> Result<Vec<Row>, HistoryError> {
+        // The keys' order by id, computed (if subscribers were added) before the rows in
+        // memory are locked, not while.
+        self.sub_ids
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .order();
         let mut mem = InMemory::default();
         let w = self.window_with(from, to, which, |rows| {
             let mut ids = self.sub_ids.write().unwrap_or_else(|p| p.into_inner());
