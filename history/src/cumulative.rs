@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
-use super::{History, HistoryError, Key, LABEL_ROW, Row, Values, Which};
+use super::{History, HistoryError, Key, LABEL_ROW, Row, Values, Which, strip_label};
 
 /// The `meta` key present once `cumulative` holds every row of the store.
 const BUILT_KEY: &str = "cumulative";
@@ -330,8 +330,8 @@ pub(super) fn rollup(
 /// first needed after subscribers were added).
 #[derive(Default)]
 pub(super) struct SubIds {
-    by_sub: Vec<Option<String>>,
-    order: Option<Vec<u32>>,
+    pub(super) by_sub: Vec<Option<String>>,
+    pub(super) order: Option<Vec<u32>>,
 }
 
 impl SubIds {
@@ -558,41 +558,31 @@ impl History {
         Ok(Some(w.rows(ids, ordered, pending.into_iter())))
     }
 
-    /// The running totals' difference over `[from, to)` for every subscriber's rows of
-    /// `which`, with what is not written yet, the ids of its subscribers known to
-    /// [`History::sub_ids`]; `None` when the store has no usable snapshots.
-    pub(super) fn window(
+    /// [`History::window`] with `pending` empty: `read` gets instead the rows in memory of
+    /// it (named as in the answer) while they are locked, once per map of them.
+    pub(super) fn window_with(
         &self,
         from: i64,
         to: i64,
         which: Which<'_>,
+        mut read: impl for<'r> FnMut(&mut dyn Iterator<Item = (&'r Key, &'r str, &'r Values)>),
     ) -> Result<Option<Window>, HistoryError> {
         let kind = match which {
             Which::Subscribers => 0,
             Which::SubscribersLabels => 1,
             _ => return Ok(None),
         };
-        let strip = |name: &str| -> String {
-            match name.strip_prefix(LABEL_ROW) {
-                Some(label) if kind == 1 => label.to_string(),
-                _ => name.to_string(),
-            }
-        };
-        let mut pending: BTreeMap<Key, Values> = BTreeMap::new();
+        let strip = |name: &str| -> String { strip_label(name, kind == 1).to_string() };
         let mut conn = self.reader();
         let tx = self.snapshot(&mut conn, |rows| {
-            for ((t, key), v) in rows.iter() {
-                if *t >= from && *t < to && which.matches(&key.subscriber, &key.name) {
-                    let k = Key {
-                        subscriber: key.subscriber.clone(),
-                        name: strip(&key.name),
-                        dir: key.dir,
-                    };
-                    let e = pending.entry(k).or_default();
-                    e.bytes += v.bytes;
-                    e.packets += v.packets;
-                }
-            }
+            read(
+                &mut rows
+                    .iter()
+                    .filter(|((t, k), _)| {
+                        *t >= from && *t < to && which.matches(&k.subscriber, &k.name)
+                    })
+                    .map(|((_, k), v)| (k, strip_label(&k.name, kind == 1), v)),
+            )
         })?;
         let sql = self.sql("reading the running totals");
         let built: Option<String> = tx
@@ -674,33 +664,37 @@ impl History {
         }
         drop(tx);
         drop(conn);
-        // Subscriber ids not known yet to the readers.
-        let mut ids = self.sub_ids.write().unwrap_or_else(|p| p.into_inner());
+        // Subscriber ids not known yet to the readers, read without holding `sub_ids` (a
+        // top list waits for it while holding a connection).
+        let ids = self.sub_ids.read().unwrap_or_else(|p| p.into_inner());
         let missing: Vec<i64> = diff
             .iter()
             .map(|(k, _)| (k >> SUB_SHIFT) as i64)
             .filter(|s| ids.get(*s).is_none())
             .collect();
+        drop(ids);
         if !missing.is_empty() {
             let conn = self.reader();
             let mut stmt = conn
                 .prepare_cached("SELECT id FROM subscriber WHERE sub = ?1")
                 .map_err(&sql)?;
             for s in missing {
-                if ids.get(s).is_none()
-                    && let Some(id) = stmt
-                        .query_row([s], |r| r.get::<_, String>(0))
-                        .optional()
-                        .map_err(&sql)?
+                if let Some(id) = stmt
+                    .query_row([s], |r| r.get::<_, String>(0))
+                    .optional()
+                    .map_err(&sql)?
                 {
-                    ids.insert(s, &id);
+                    let mut ids = self.sub_ids.write().unwrap_or_else(|p| p.into_inner());
+                    if ids.get(s).is_none() {
+                        ids.insert(s, &id);
+                    }
                 }
             }
         }
         Ok(Some(Window {
             diff,
             names: union.iter().map(|n| strip(n)).collect(),
-            pending,
+            pending: BTreeMap::new(),
         }))
     }
 }

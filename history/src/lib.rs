@@ -75,6 +75,14 @@ pub const CLASS_NAMES: [&str; 4] = ["p2p", "video", "web", "other"];
 /// The name of a subscriber's per-label row is this prefix and the label's name (a label
 /// and a class may share a name: `video`).
 pub const LABEL_ROW: &str = "label:";
+
+/// A row's name as in the answer: label rows without their prefix when `labels`.
+fn strip_label(name: &str, labels: bool) -> &str {
+    match name.strip_prefix(LABEL_ROW) {
+        Some(label) if labels => label,
+        _ => name,
+    }
+}
 /// Schema version in `meta`; a store written by another version is refused, not guessed at.
 const SCHEMA_VERSION: &str = "1";
 

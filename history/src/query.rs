@@ -7,7 +7,8 @@ use peerwarden_common::Label;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{
-    FLUSHES_KEY, History, HistoryError, Key, LABEL_ROW, Pending, Row, Values, Which, values_at,
+    FLUSHES_KEY, History, HistoryError, Key, LABEL_ROW, Pending, Row, Values, Which,
+    cumulative::Window, values_at,
 };
 
 /// One label's totals `[up, down]` for a subscriber (see [`History::subscriber_labels`]).
@@ -234,6 +235,31 @@ impl History {
         }
         read(&pending);
         Ok(tx)
+    }
+
+    /// The running totals' difference over `[from, to)` for every subscriber's rows of
+    /// `which`, with what is not written yet, the ids of its subscribers known to
+    /// [`History::sub_ids`]; `None` when the store has no usable snapshots.
+    pub(super) fn window(
+        &self,
+        from: i64,
+        to: i64,
+        which: Which<'_>,
+    ) -> Result<Option<Window>, HistoryError> {
+        let mut pending: BTreeMap<Key, Values> = BTreeMap::new();
+        let w = self.window_with(from, to, which, |rows| {
+            for (key, name, v) in rows {
+                let k = Key {
+                    subscriber: key.subscriber.clone(),
+                    name: name.to_string(),
+                    dir: key.dir,
+                };
+                let e = pending.entry(k).or_default();
+                e.bytes += v.bytes;
+                e.packets += v.packets;
+            }
+        })?;
+        Ok(w.map(|w| Window { pending, ..w }))
     }
 
     /// The start of the oldest row, written or pending (seconds since the epoch).

@@ -139,3 +139,63 @@ fn the_stores_top_is_the_brute_force_ranking_of_the_rows() {
     );
     same_as_brute_force(&h, &windows, "without running totals");
 }
+
+#[test]
+fn names_only_in_memory_count_as_the_rows_do() {
+    let dir = Dir::new("top-mem-names");
+    let h = History::open(&dir.db(), "i", Retention::default()).expect("open");
+    // 12 subscribers written for 3 minutes; then 2 minutes in memory where some of them
+    // have HLS (class `video`, a name no written row has) and `unknown` goes below zero
+    // against what is written, and `new` appears.
+    for m in 1..=5u64 {
+        let subs: Vec<(String, u32, SubUsage)> = (0..12u32)
+            .map(|i| {
+                let n = u64::from(i);
+                let mut u = usage(100 * m * (n % 3), 70 * (n % 5), 40 * m * (n % 2));
+                if m >= 4 && n % 4 != 0 {
+                    u.labels[Label::Hls.id() as usize][1] = Usage {
+                        packets: m,
+                        bytes: 90 * m * (n % 4),
+                    };
+                }
+                if m == 5 {
+                    u.labels[Label::Unknown.id() as usize][0] = Usage::default();
+                }
+                (format!("s{}", (i * 5) % 12), i, u)
+            })
+            .chain((m >= 4).then(|| ("new".to_string(), 12, usage(0, 150 * m, 0))))
+            .collect();
+        h.record(at(T0 + (m as i64) * 60 + 5), &labels(m * 100, m), &subs);
+        if m <= 3 {
+            h.flush().expect("flush");
+        }
+    }
+    let lists: [(Which<'_>, &[&str]); 5] = [
+        (Which::Subscribers, &["video"]),
+        (Which::Subscribers, &CLASS_NAMES),
+        (Which::Subscribers, &["other"]),
+        (Which::SubscribersLabels, &["hls"]),
+        (Which::SubscribersLabels, &["unknown", "hls"]),
+    ];
+    let windows = [
+        (T0, T0 + 6 * 60),
+        (T0 + 2 * 60, T0 + 5 * 60),
+        (T0 + 4 * 60, T0 + 6 * 60),
+    ];
+    let mut video = 0;
+    for (from, to) in windows {
+        for (which, names) in lists {
+            let rows = h.traffic_from_minutes(from, to, which).expect("rows");
+            for limit in [1, 2, 4, 7, 100] {
+                let (want, _) = brute_force(rows.clone(), names, limit);
+                let got = h.top_traffic(from, to, which, names, limit).expect("top");
+                assert_eq!(
+                    got, want,
+                    "[{from}, {to}) {which:?} {names:?} limit {limit}"
+                );
+                video += got.iter().filter(|r| r.key.name == "video").count();
+            }
+        }
+    }
+    assert!(video > 0, "no video row in the answers");
+}

@@ -187,10 +187,13 @@ impl History {
         }
     }
 
-    /// Writes what is pending now (at shutdown, or in tests).
+    /// Writes what is pending now (at shutdown, or in tests); the next flush that
+    /// recording makes is due [`FLUSH_EVERY`] after it.
     pub fn flush(&self) -> Result<(), HistoryError> {
         let mut w = lock(&self.writer);
-        self.write(&mut w)
+        self.write(&mut w)?;
+        w.last_flush = Instant::now();
+        Ok(())
     }
 
     fn flush_locked(&self, w: &mut Writer) {

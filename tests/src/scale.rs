@@ -4,6 +4,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr},
+    sync::atomic::Ordering,
     time::{Duration, Instant, UNIX_EPOCH},
 };
 
@@ -43,7 +44,8 @@ pub fn fill_subscribers_at(history: &History, subscribers: u32, starts: &[i64]) 
 }
 
 /// [`fill_subscribers_at`], the last minute's rows left in memory when `leave_last` (as
-/// the daemon holds up to 10 s of rows between flushes).
+/// the daemon holds up to 10 s of rows between flushes). Panics if recording the last
+/// minute flushed after all (it took 10 s): the figures would be a flushed store's.
 pub fn fill_subscribers_leaving(
     history: &History,
     subscribers: u32,
@@ -56,6 +58,7 @@ pub fn fill_subscribers_leaving(
     let mut labels: LabelCounters = vec![[CounterValue::default(); 2]; ALL_LABELS.len()];
     let start = Instant::now();
     for (i, first) in starts.iter().enumerate() {
+        let flushes = history.flushes.load(Ordering::Relaxed);
         let at = UNIX_EPOCH + Duration::from_secs((first + 30) as u64);
         for (i, u) in kernel.iter_mut().enumerate() {
             let n = 1 + (i as u64 % 97);
@@ -74,6 +77,12 @@ pub fn fill_subscribers_leaving(
         history.record_labels(at, &labels);
         if !(leave_last && i + 1 == starts.len()) {
             history.flush().expect("flush");
+        } else {
+            assert_eq!(
+                history.flushes.load(Ordering::Relaxed),
+                flushes,
+                "recording the last minute flushed its rows (a flush fell due)"
+            );
         }
     }
     start.elapsed()
