@@ -58,12 +58,15 @@ fn flow(last: u8, label: Label, age_ns: u64) -> (FlowKey, FlowValue) {
     };
     k.sub_addr[..4].copy_from_slice(&[100, 64, 1, last]);
     k.remote_addr[..4].copy_from_slice(&[198, 51, 100, 7]);
+    // On a machine up for less than `age_ns` (CI's fresh machines run these tests minutes
+    // after boot) the flow is as old as the clock allows: older than any window shorter
+    // than the uptime, inside any longer one, as a flow that old would be.
     let now = ktime::monotonic_ns();
     let v = FlowValue {
         packets: [5, 6],
         bytes: [500, 600],
-        first_seen_ns: now - age_ns - 1000,
-        last_seen_ns: now - age_ns,
+        first_seen_ns: now.saturating_sub(age_ns + 1000),
+        last_seen_ns: now.saturating_sub(age_ns),
         label: label.id(),
         confidence: 1,
         ..Default::default()
