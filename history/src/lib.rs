@@ -27,9 +27,11 @@
 //! earlier packets move to the label it finally receives: differences are signed, and a
 //! minute of `unknown` can be negative; sums over the whole history are exact.
 //!
-//! Differences are kept in memory for up to [`FLUSH_EVERY`] and then written in one
-//! transaction; queries read the table and the unwritten part together. A clean stop
-//! ([`History::flush`]) loses nothing; a crash loses at most the unwritten seconds.
+//! Differences stay in memory until their minute has ended, then go in one transaction
+//! with the readings at the minute's end (see [`History::flush_if_due`]); queries read the
+//! table and the unwritten part together. A clean stop ([`History::flush`]) loses nothing;
+//! a crash with pinned maps neither (the next run counts the unwritten part from the
+//! stored readings); a power loss the unwritten part, up to a minute and some seconds.
 //!
 //! ```no_run
 //! use std::{path::Path, time::SystemTime};
@@ -66,7 +68,8 @@ pub use swarms::SwarmBytes;
 
 /// The subscriber id of the per-label rows.
 pub const ALL: &str = "*";
-/// How long differences wait in memory before they are written.
+/// The least time between two periodic writes, which come when recording enters a new
+/// minute ([`History::flush_if_due`]).
 pub const FLUSH_EVERY: Duration = Duration::from_secs(10);
 /// How often old minutes are rolled up into hours.
 const ROLLUP_EVERY: Duration = Duration::from_secs(3600);
@@ -268,7 +271,9 @@ struct Writer {
     committed: u64,
     /// The running totals of every subscriber (see `cumulative.rs`).
     cum: cumulative::Running,
-    last_flush: Instant,
+    /// When the last write was (`None`: one is due); the minute of the last reading.
+    last_flush: Option<Instant>,
+    minute: Option<i64>,
     last_rollup: Option<Instant>,
 }
 
@@ -594,7 +599,8 @@ impl History {
                 ids,
                 committed,
                 cum,
-                last_flush: Instant::now(),
+                last_flush: Some(Instant::now()),
+                minute: None,
                 last_rollup: None,
             }),
             readers,
@@ -788,5 +794,7 @@ mod swarms_tests;
 mod tests;
 #[cfg(test)]
 mod tests_cumulative;
+#[cfg(test)]
+mod tests_flush;
 #[cfg(test)]
 mod tests_top;

@@ -1,5 +1,6 @@
-//! Recording readings: their differences into the pending minutes, written every
-//! [`FLUSH_EVERY`](super::FLUSH_EVERY) in one transaction with the readings, and old
+//! Recording readings: their differences into the pending minutes, written once a minute
+//! has ended (when recording enters the next one, at most every
+//! [`FLUSH_EVERY`](super::FLUSH_EVERY)) in one transaction with the readings, and old
 //! minutes rolled up into hours.
 
 use std::{
@@ -34,8 +35,9 @@ ON CONFLICT (sub, t, name, dir) DO UPDATE SET
 
 impl History {
     /// Records one reading taken at `at`: the kernel's per-label counters and, per
-    /// subscriber (id, kernel index), the kernel's counters of its index. Writes when
-    /// [`FLUSH_EVERY`] has passed since the last write.
+    /// subscriber (id, kernel index), the kernel's counters of its index. Writes what is
+    /// pending first when `at` is in another minute than the last reading (see
+    /// [`History::flush_if_due`]).
     pub fn record(
         &self,
         at: SystemTime,
@@ -50,6 +52,7 @@ impl History {
     pub fn record_labels(&self, at: SystemTime, labels: &LabelCounters) {
         let minute = minute_of(unix(at));
         let mut w = lock(&self.writer);
+        self.flush_if_due_locked(&mut w, minute);
         let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
         for label in ALL_LABELS {
             let Some(c) = labels.get(label.id() as usize) else {
@@ -85,7 +88,6 @@ impl History {
             }
         }
         drop(pending);
-        self.flush_if_due(&mut w);
     }
 
     /// Records per-subscriber counters read at `at`: per subscriber id, the kernel index
@@ -115,6 +117,7 @@ impl History {
     ) {
         let minute = minute_of(unix(at));
         let mut w = lock(&self.writer);
+        self.flush_if_due_locked(&mut w, minute);
         let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
         let Writer {
             last_usage,
@@ -178,21 +181,43 @@ impl History {
             dirty_usage.push(*index);
         }
         drop(pending);
-        self.flush_if_due(&mut w);
     }
 
-    fn flush_if_due(&self, w: &mut Writer) {
-        if w.last_flush.elapsed() >= FLUSH_EVERY {
+    /// The periodic write, as recording makes it before a reading taken at `at`: when
+    /// `at` is in another minute than the last reading recorded, and [`FLUSH_EVERY`] has
+    /// passed since the last write, everything pending is written. At that moment what is
+    /// pending is the minutes that have ended, and the readings in memory are those at
+    /// their end: the current minute's rows are written once, when it has ended, not
+    /// again with every write while it runs; and the readings stored stay the base of
+    /// exactly the rows stored (a daemon killed mid-minute leaves its last minute's growth
+    /// in the kernel's counters, and the next run counts it). A minute that ends within
+    /// [`FLUSH_EVERY`] of a write ([`History::flush`]) is written with the next one.
+    pub fn flush_if_due(&self, at: SystemTime) {
+        let mut w = lock(&self.writer);
+        self.flush_if_due_locked(&mut w, minute_of(unix(at)));
+    }
+
+    fn flush_if_due_locked(&self, w: &mut Writer, minute: i64) {
+        let ended = w.minute.is_some_and(|m| m != minute);
+        w.minute = Some(minute);
+        if ended && w.last_flush.is_none_or(|t| t.elapsed() >= FLUSH_EVERY) {
             self.flush_locked(w);
         }
     }
 
-    /// Writes what is pending now (at shutdown, or in tests); the next flush that
-    /// recording makes is due [`FLUSH_EVERY`] after it.
+    /// Makes the next periodic write due at once, as if [`FLUSH_EVERY`] had passed (for
+    /// benchmarks and tests that run faster than the clock).
+    #[doc(hidden)]
+    pub fn make_flush_due(&self) {
+        lock(&self.writer).last_flush = None;
+    }
+
+    /// Writes what is pending now, the current minute's rows included (at shutdown, or in
+    /// tests); the next periodic write is due no sooner than [`FLUSH_EVERY`] after it.
     pub fn flush(&self) -> Result<(), HistoryError> {
         let mut w = lock(&self.writer);
         self.write(&mut w)?;
-        w.last_flush = Instant::now();
+        w.last_flush = Some(Instant::now());
         Ok(())
     }
 
@@ -201,7 +226,7 @@ impl History {
             self.flush_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "writing the history; the differences stay in memory for the next try");
         }
-        w.last_flush = Instant::now();
+        w.last_flush = Some(Instant::now());
         if w.last_rollup.is_none_or(|t| t.elapsed() >= ROLLUP_EVERY)
             && let Err(e) = self.rollup_locked(w, unix(SystemTime::now()))
         {

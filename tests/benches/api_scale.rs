@@ -187,8 +187,8 @@ fn main() {
         .map(|ago| last - ago)
         .collect();
     starts.extend((0..i64::from(minutes)).rev().map(|m| last - m * 60));
-    // With `PENDING` set, the last minute's rows stay in memory (not flushed), as up to
-    // 10 s of rows do in the daemon.
+    // With `PENDING` set, the last minute's rows stay in memory (not flushed), as the
+    // current minute's rows do in the daemon.
     let pending = std::env::var_os("PENDING").is_some();
     let fill = fill_subscribers_leaving(&history, subscribers, &starts, pending);
     for m in 0..SWARM_MINUTES {

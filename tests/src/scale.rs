@@ -44,8 +44,8 @@ pub fn fill_subscribers_at(history: &History, subscribers: u32, starts: &[i64]) 
 }
 
 /// [`fill_subscribers_at`], the last minute's rows left in memory when `leave_last` (as
-/// the daemon holds up to 10 s of rows between flushes). Panics if recording the last
-/// minute flushed after all (it took 10 s): the figures would be a flushed store's.
+/// the daemon holds the current minute's rows until it has ended). Panics if recording the
+/// last minute flushed after all (a write fell due): the figures would be a flushed store's.
 pub fn fill_subscribers_leaving(
     history: &History,
     subscribers: u32,
