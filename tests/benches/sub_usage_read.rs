@@ -151,9 +151,16 @@ fn main() {
         let m = [0, 1, 2, 3].map(|k| median(passes.iter().map(|p| p[k]).collect()));
         [m[0], m[1], m[2], m[3], two]
     };
-    let all = run(1, false);
-    let some_full = run(100, false);
-    let some = run(100, true);
+    // Each case in its steady state: the rates' window filled with its own passes (more
+    // than RATE_WINDOW of them), as in a daemon that has run for a while.
+    let mut steady = |changed_every: usize, flags: bool| {
+        run(changed_every, flags);
+        run(changed_every, flags);
+        run(changed_every, flags)
+    };
+    let all = steady(1, false);
+    let some_full = steady(100, false);
+    let some = steady(100, true);
     // (d) The flush of what those passes left pending, and the API's query of the mix
     // (all subscribers' label rows of the last hour) run over and over beside it: its
     // longest time, against the same query's median with no flush running (same run).
