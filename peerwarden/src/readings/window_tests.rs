@@ -70,7 +70,7 @@ fn the_ring_gives_the_deques_rates_over_irregular_passes() {
         };
         // Each subscriber moves in a share of the passes of its own.
         for (i, k) in kernel.iter_mut().enumerate() {
-            if rng.next() % (1 + i as u64 % 7) == 0 {
+            if rng.next().is_multiple_of(1 + i as u64 % 7) {
                 k[i % 4][1].bytes += 1 + rng.next() % 5000;
                 k[i % 4][1].packets += 1;
             }
