@@ -115,6 +115,19 @@ impl History {
         owners: &[(String, u32)],
         mut read: impl FnMut(u32) -> Option<SubUsage>,
     ) {
+        self.record_subscribers_into(at, owners, |i, into| read(i).map(|u| *into = u).is_some());
+    }
+
+    /// [`History::record_subscribers_with`] with each owner's counters copied by
+    /// `read(index, into)` into a buffer of the store's (false skips the owner), asked once
+    /// per owner in order: the caller can hand the same copy to another reader (the
+    /// daemon's rates) before the store takes it, one copy out of the mapped array for both.
+    pub fn record_subscribers_into(
+        &self,
+        at: SystemTime,
+        owners: &[(String, u32)],
+        mut read: impl FnMut(u32, &mut SubUsage) -> bool,
+    ) {
         let minute = minute_of(unix(at));
         let mut w = lock(&self.writer);
         self.flush_if_due_locked(&mut w, minute);
@@ -125,11 +138,12 @@ impl History {
             ..
         } = &mut *w;
         let zero = SubUsage::default();
+        let mut buf = SubUsage::default();
         for (id, index) in owners {
-            let Some(now) = read(*index) else {
+            if !read(*index, &mut buf) {
                 continue;
-            };
-            let now = &now;
+            }
+            let now = &buf;
             let before = last_usage.get(*index).unwrap_or(&zero);
             if before == now {
                 continue;

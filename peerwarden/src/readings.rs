@@ -26,7 +26,7 @@
 //! ```
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, HashSet},
     fmt::Display,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -34,6 +34,10 @@ use std::{
 
 use peerwarden_common::policy::{SubCounter, SubUsage};
 use peerwarden_policies::Policy;
+
+mod window;
+
+use window::Window;
 
 /// Counters per class (p2p, video, web, other) and direction (up, down).
 pub type ClassCounters = [[SubCounter; 2]; 4];
@@ -61,11 +65,12 @@ struct Sub {
     kernel: ClassCounters,
     /// Accumulated over this run.
     total: ClassCounters,
-    /// `(when, total)` for the readings that moved the total in the last [`RATE_WINDOW`],
-    /// and the newest before it (the total at the window's start). An idle subscriber adds
-    /// nothing here: with 100,000 subscribers, a copy of every total every second was most
-    /// of the cost of a pass.
-    recent: VecDeque<(Instant, ClassCounters)>,
+    /// Whether it has entries in the rates' window (`Inner::window`): `(when, total)` for
+    /// the readings that moved the total in the last [`RATE_WINDOW`], and the newest before
+    /// it (the total at the window's start). An idle subscriber adds nothing there: with
+    /// 100,000 subscribers, a copy of every total every second was most of the cost of a
+    /// pass.
+    windowed: bool,
     /// When its counters were last read.
     last_read: Option<Instant>,
 }
@@ -85,6 +90,10 @@ struct Inner {
     ever_owned: HashSet<u32>,
     /// Every subscriber's growth this run, summed (stays when a subscriber leaves).
     totals: ClassCounters,
+    /// The subscribers' recent totals, by position in `subs`.
+    window: Window,
+    /// Passes made (each update is one).
+    passes: u64,
     /// Kernel reads that failed.
     read_errors: u64,
     /// The kernel maps were adopted from an earlier daemon: their counters did not start
@@ -95,6 +104,168 @@ struct Inner {
 impl Inner {
     fn get(&self, id: &str) -> Option<&Sub> {
         self.by_id.get(id).and_then(|&p| self.subs.get(p))
+    }
+
+    /// Starts a pass over `owners` read at `at`; returns whether the owners changed. The
+    /// owners change with the policy only: the leavers' work is done then, not every second.
+    fn begin(&mut self, at: Instant, owners: &[(String, u32)]) -> bool {
+        self.passes += 1;
+        self.window.advance(at);
+        let changed = self.owners.as_slice() != owners;
+        if changed {
+            let live: HashSet<&str> = owners.iter().map(|(id, _)| id.as_str()).collect();
+            for (pos, sub) in self.subs.iter_mut().enumerate() {
+                if !live.contains(sub.id.as_str()) {
+                    sub.index = None;
+                    sub.windowed = false;
+                    self.window.clear(pos);
+                }
+            }
+            self.owner_subs = owners
+                .iter()
+                .map(|(id, _)| self.by_id.get(id.as_str()).copied())
+                .collect();
+        }
+        changed
+    }
+
+    /// Whether `owners[k]` (owning `index`) has a reading of it already, so that its
+    /// counters need not be read when the kernel did not flag them.
+    fn settled(&self, k: usize, index: u32) -> bool {
+        self.owner_subs
+            .get(k)
+            .copied()
+            .flatten()
+            .and_then(|pos| self.subs.get(pos))
+            .is_some_and(|sub| sub.index == Some(index) && sub.windowed)
+    }
+
+    /// One owner of the pass: `owners[k]`, `(id, index)`, with `reading` of its index
+    /// (`None`: unchanged since the last one, which `settled` guarantees there is). Returns
+    /// its total when it was read.
+    fn step<E: Display>(
+        &mut self,
+        at: Instant,
+        k: usize,
+        id: &str,
+        index: u32,
+        settled: bool,
+        reading: Result<Option<ClassCounters>, E>,
+    ) -> Option<&ClassCounters> {
+        let pos = match self.owner_subs.get(k).copied().flatten() {
+            Some(pos) => pos,
+            None => {
+                let pos = *self.by_id.entry(id.to_string()).or_insert(self.subs.len());
+                if pos == self.subs.len() {
+                    self.subs.push(Sub {
+                        id: id.to_string(),
+                        ..Sub::default()
+                    });
+                }
+                if let Some(slot) = self.owner_subs.get_mut(k) {
+                    *slot = Some(pos);
+                }
+                pos
+            }
+        };
+        let sub = self.subs.get_mut(pos)?;
+        let reading = match reading {
+            Ok(Some(r)) => r,
+            // Unchanged since the last reading: nothing moved.
+            Ok(None) if settled => {
+                sub.last_read = Some(at);
+                return Some(&sub.total);
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                self.read_errors += 1;
+                if self.read_errors.is_power_of_two() {
+                    tracing::warn!(subscriber = %id, index, error = %e, errors = self.read_errors, "reading subscriber counters");
+                }
+                return None;
+            }
+        };
+        // Most subscribers are idle in any second: an unchanged reading of the index it
+        // already owns moves nothing (no growth, no rate entry; the old rate entries leave
+        // the window with their passes, `recent` looks past them).
+        if settled && sub.kernel == reading {
+            sub.last_read = Some(at);
+            return Some(&sub.total);
+        }
+        if sub.index != Some(index) {
+            // Newly owned: an index nobody had this run still counts from zero (new maps);
+            // one that changed hands, or any in adopted maps, counts from now.
+            sub.kernel = if self.adopted || self.ever_owned.contains(&index) {
+                reading
+            } else {
+                ClassCounters::default()
+            };
+            sub.index = Some(index);
+            sub.windowed = false;
+            self.window.clear(pos);
+            self.ever_owned.insert(index);
+        }
+        let g = wrapping_minus(&reading, &sub.kernel);
+        for (c, row) in g.iter().enumerate() {
+            for (d, g) in row.iter().enumerate() {
+                add(&mut sub.total[c][d], g);
+                add(&mut self.totals[c][d], g);
+            }
+        }
+        sub.kernel = reading;
+        sub.last_read = Some(at);
+        if !sub.windowed || g != ClassCounters::default() {
+            self.window.push(self.passes, pos, at, &sub.total);
+            sub.windowed = true;
+        }
+        Some(&sub.total)
+    }
+
+    /// Ends a pass over `owners`.
+    fn end(&mut self, owners: &[(String, u32)], changed: bool) {
+        if changed {
+            self.owners = owners.to_vec();
+        }
+    }
+}
+
+/// A pass of [`Readings::usage_pass`]: [`UsagePass::next`] once per owner, in order.
+pub struct UsagePass<'a> {
+    inner: MutexGuard<'a, Inner>,
+    at: Instant,
+    owners: &'a [(String, u32)],
+    next: usize,
+    changed: bool,
+}
+
+impl UsagePass<'_> {
+    /// Whether the next owner's counters must be read: this run has no reading of its
+    /// index yet (else an unflagged owner may be passed on with `None`).
+    pub fn must(&self) -> bool {
+        let Some((_, index)) = self.owners.get(self.next) else {
+            return false;
+        };
+        !self.inner.settled(self.next, *index)
+    }
+
+    /// The next owner's counters: `None` for "unchanged since the last reading" (ignored
+    /// when [`UsagePass::must`] was set), or the failed read.
+    pub fn next<E: Display>(&mut self, reading: Result<Option<&SubUsage>, E>) {
+        let k = self.next;
+        let Some((id, index)) = self.owners.get(k) else {
+            return;
+        };
+        self.next += 1;
+        let settled = self.inner.settled(k, *index);
+        let reading = reading.map(|u| u.map(SubUsage::classes));
+        self.inner.step(self.at, k, id, *index, settled, reading);
+    }
+}
+
+impl Drop for UsagePass<'_> {
+    fn drop(&mut self) {
+        let owners = self.owners;
+        self.inner.end(owners, self.changed);
     }
 }
 
@@ -206,6 +377,21 @@ impl Readings {
         );
     }
 
+    /// [`Readings::update_usage`] an owner at a time, in the owners' order, for a caller
+    /// that hands each reading on (the daemon: to the history store, one copy of the
+    /// counters out of the mapped array for both). The pass ends when it is dropped.
+    pub fn usage_pass<'a>(&'a self, at: Instant, owners: &'a [(String, u32)]) -> UsagePass<'a> {
+        let mut inner = lock(&self.inner);
+        let changed = inner.begin(at, owners);
+        UsagePass {
+            inner,
+            at,
+            owners,
+            next: 0,
+            changed,
+        }
+    }
+
     /// The body of [`Readings::update`]: `each(id, total)` for every owner read, without
     /// a copy of the owners' ids or totals unless `each` makes one.
     fn update_with<E: Display>(
@@ -217,102 +403,15 @@ impl Readings {
     ) {
         let mut g = lock(&self.inner);
         let inner = &mut *g;
-        // The owners change with the policy only: the leavers' work and the copy of the
-        // list are done then, not every second.
-        let changed = inner.owners.as_slice() != owners;
-        if changed {
-            let live: HashSet<&str> = owners.iter().map(|(id, _)| id.as_str()).collect();
-            for sub in inner.subs.iter_mut() {
-                if !live.contains(sub.id.as_str()) {
-                    sub.index = None;
-                    sub.recent.clear();
-                }
-            }
-            inner.owner_subs = owners
-                .iter()
-                .map(|(id, _)| inner.by_id.get(id.as_str()).copied())
-                .collect();
-        }
+        let changed = inner.begin(at, owners);
         for (k, (id, index)) in owners.iter().enumerate() {
-            let pos = match inner.owner_subs.get(k).copied().flatten() {
-                Some(pos) => pos,
-                None => {
-                    let pos = *inner.by_id.entry(id.clone()).or_insert(inner.subs.len());
-                    if pos == inner.subs.len() {
-                        inner.subs.push(Sub {
-                            id: id.clone(),
-                            ..Sub::default()
-                        });
-                    }
-                    if let Some(slot) = inner.owner_subs.get_mut(k) {
-                        *slot = Some(pos);
-                    }
-                    pos
-                }
-            };
-            let Some(sub) = inner.subs.get_mut(pos) else {
-                continue;
-            };
-            let settled = sub.index == Some(*index) && !sub.recent.is_empty();
-            let reading = match read(*index, !settled) {
-                Ok(Some(r)) => r,
-                // Unchanged since the last reading (which `settled` guarantees there is).
-                Ok(None) if settled => sub.kernel,
-                Ok(None) => continue,
-                Err(e) => {
-                    inner.read_errors += 1;
-                    if inner.read_errors.is_power_of_two() {
-                        tracing::warn!(subscriber = %id, index, error = %e, errors = inner.read_errors, "reading subscriber counters");
-                    }
-                    continue;
-                }
-            };
-            // Most subscribers are idle in any second: an unchanged reading of the index it
-            // already owns moves nothing (no growth, no rate entry; the old rate entries are
-            // pruned when it next moves, `recent` looks past them).
-            if settled && sub.kernel == reading {
-                sub.last_read = Some(at);
-                each(id, &sub.total);
-                continue;
+            let settled = inner.settled(k, *index);
+            let reading = read(*index, !settled);
+            if let Some(total) = inner.step(at, k, id, *index, settled, reading) {
+                each(id, total);
             }
-            if sub.index != Some(*index) {
-                // Newly owned: an index nobody had this run still counts from zero (new maps);
-                // one that changed hands, or any in adopted maps, counts from now.
-                sub.kernel = if inner.adopted || inner.ever_owned.contains(index) {
-                    reading
-                } else {
-                    ClassCounters::default()
-                };
-                sub.index = Some(*index);
-                sub.recent.clear();
-                inner.ever_owned.insert(*index);
-            }
-            let g = wrapping_minus(&reading, &sub.kernel);
-            for (c, row) in g.iter().enumerate() {
-                for (d, g) in row.iter().enumerate() {
-                    add(&mut sub.total[c][d], g);
-                    add(&mut inner.totals[c][d], g);
-                }
-            }
-            sub.kernel = reading;
-            sub.last_read = Some(at);
-            if sub.recent.is_empty() || g != ClassCounters::default() {
-                sub.recent.push_back((at, sub.total));
-            }
-            // Keep the newest reading at least RATE_WINDOW old, the base of the rates.
-            while sub.recent.len() > 1
-                && sub
-                    .recent
-                    .get(1)
-                    .is_some_and(|(t, _)| at.duration_since(*t) >= RATE_WINDOW)
-            {
-                sub.recent.pop_front();
-            }
-            each(id, &sub.total);
         }
-        if changed {
-            inner.owners = owners.to_vec();
-        }
+        inner.end(owners, changed);
     }
 
     /// Tells the readings that the kernel maps were adopted from an earlier daemon (pinned):
@@ -334,25 +433,21 @@ impl Readings {
     /// One subscriber's growth over the last [`RATE_WINDOW`].
     pub fn recent(&self, id: &str) -> Option<Recent> {
         let g = lock(&self.inner);
-        let sub = g.get(id)?;
-        let (Some(end), Some((first_at, first))) = (sub.last_read, sub.recent.front()) else {
-            return Some(Recent::default());
-        };
+        let pos = *g.by_id.get(id)?;
+        let sub = g.subs.get(pos)?;
         // The total RATE_WINDOW before the last reading is that of the newest entry at
         // least that old (entries are kept only when the total moved); without one, the
         // span starts at the first reading.
-        let (seconds, base) = match sub
-            .recent
-            .iter()
-            .rev()
-            .find(|(t, _)| end.duration_since(*t) >= RATE_WINDOW)
-        {
-            Some((_, base)) => (RATE_WINDOW.as_secs_f64(), base),
-            None => (end.duration_since(*first_at).as_secs_f64(), first),
+        let span = sub
+            .last_read
+            .filter(|_| sub.windowed)
+            .and_then(|end| g.window.span(pos, end));
+        let Some(span) = span else {
+            return Some(Recent::default());
         };
         Some(Recent {
-            seconds,
-            delta: minus(&sub.total, base),
+            seconds: span.seconds,
+            delta: minus(&sub.total, span.base),
         })
     }
 

@@ -4,7 +4,12 @@
 //! the pass into the history store (rates and store rows) with 1% and 100% of the
 //! subscribers' counters changed: reading every owner (the daemon's full pass, once a
 //! minute) and reading only those the kernel's change flags name (`SUB_SEEN`, every
-//! other second).
+//! other second). Beside them, in the same passes, the daemon's pass as it is now
+//! (`read_subscribers`): one pass over the owners, each moved owner's counters copied once
+//! and handed to the rates (`Readings::usage_pass`) and the store
+//! (`History::record_subscribers_into`), on a second readings and store given the same
+//! counters; against it, the two passes it replaced (rates, then store rows, each copying
+//! the counters).
 //!
 //! The kernel array (`SUB_COUNTERS`, one 896-byte entry per subscriber) is mmapable: the
 //! daemon maps it once and copies entries out of its own memory. Before this layout the
@@ -79,6 +84,10 @@ fn main() {
     let history =
         History::open(&tmp.0.join("history.db"), "bench", Retention::default()).expect("store");
     let readings = Readings::default();
+    // The one-pass way's own readings and store.
+    let history1 =
+        History::open(&tmp.0.join("history1.db"), "bench", Retention::default()).expect("store");
+    let readings1 = Readings::default();
     let mut kernel = vec![SubUsage::default(); SUBSCRIBERS as usize];
     let t0 = Instant::now();
     // Per pass: (a walk of the counters alone, rates, store rows); the counters here are
@@ -86,7 +95,7 @@ fn main() {
     // The kernel's change flags (`SUB_SEEN`), as the daemon takes them; with `flags` off,
     // every owner is read (the daemon's full pass, once a minute, and before the flags).
     let mut moved = vec![false; SUBSCRIBERS as usize];
-    let mut pass = |n: u64, changed_every: usize, flags: bool| -> [Duration; 3] {
+    let mut pass = |n: u64, changed_every: usize, flags: bool| -> [Duration; 4] {
         for (i, u) in kernel.iter_mut().enumerate() {
             moved[i] = !flags;
             if i % changed_every == 0 {
@@ -114,21 +123,44 @@ fn main() {
                 moved[i as usize].then(|| kernel[i as usize])
             })
         });
-        [read, rates, store]
+        let at = t0 + Duration::from_secs(n);
+        let one = timed(|| {
+            let mut pass = readings1.usage_pass(at, &owners);
+            history1.record_subscribers_into(SystemTime::now(), &owners, |i, into| {
+                if !pass.must() && !moved[i as usize] {
+                    pass.next(Ok::<_, String>(None));
+                    return false;
+                }
+                *into = kernel[i as usize];
+                pass.next(Ok::<_, String>(Some(&*into)));
+                true
+            });
+        });
+        [read, rates, store, one]
     };
     let mut n = 0;
-    let mut run = |changed_every: usize, flags: bool| -> [Duration; 3] {
-        let passes: Vec<[Duration; 3]> = (0..ROUNDS)
+    let mut run = |changed_every: usize, flags: bool| -> [Duration; 5] {
+        let passes: Vec<[Duration; 4]> = (0..ROUNDS)
             .map(|_| {
                 n += 1;
                 pass(n, changed_every, flags)
             })
             .collect();
-        [0, 1, 2].map(|k| median(passes.iter().map(|p| p[k]).collect()))
+        // The two passes' median as a whole: rates + store of the same pass.
+        let two = median(passes.iter().map(|p| p[1] + p[2]).collect());
+        let m = [0, 1, 2, 3].map(|k| median(passes.iter().map(|p| p[k]).collect()));
+        [m[0], m[1], m[2], m[3], two]
     };
-    let all = run(1, false);
-    let some_full = run(100, false);
-    let some = run(100, true);
+    // Each case in its steady state: the rates' window filled with its own passes (more
+    // than RATE_WINDOW of them), as in a daemon that has run for a while.
+    let mut steady = |changed_every: usize, flags: bool| {
+        run(changed_every, flags);
+        run(changed_every, flags);
+        run(changed_every, flags)
+    };
+    let all = steady(1, false);
+    let some_full = steady(100, false);
+    let some = steady(100, true);
     // (d) The flush of what those passes left pending, and the API's query of the mix
     // (all subscribers' label rows of the last hour) run over and over beside it: its
     // longest time, against the same query's median with no flush running (same run).
@@ -179,6 +211,18 @@ fn main() {
             ms(p[1]),
             ms(p[2]),
             ms(p[0] + p[1] + p[2])
+        );
+    }
+    for (what, p) in [
+        ("100%, full pass", all),
+        ("1%, full pass", some_full),
+        ("1%, flagged only", some),
+    ] {
+        println!(
+            "daemon, {what:>16} changed: two passes (rates, store) {:>8.2} ms, one pass {:>8.2} ms, one/two {:.3}",
+            ms(p[4]),
+            ms(p[3]),
+            p[3].as_secs_f64() / p[4].as_secs_f64()
         );
     }
     println!(

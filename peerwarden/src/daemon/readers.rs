@@ -18,7 +18,7 @@ use peerwarden_classifier::{
     shape::{self, Shape},
     shape_walk::{self, Reading, ShapeWalk},
 };
-use peerwarden_common::{Confidence, FlowKey, FlowValue, Label, deep::Verdict};
+use peerwarden_common::{Confidence, FlowKey, FlowValue, Label, deep::Verdict, policy::SubUsage};
 use peerwarden_ipfix::parts::{self, PartWalk};
 use tracing::{error, info, warn};
 
@@ -26,7 +26,7 @@ use super::enforcer::Enforcer;
 use crate::{
     config::Config,
     history::History,
-    probe::{FlowBuf, Probe},
+    probe::{FlowBuf, Probe, ProbeError},
     readings::{Owners, Readings},
     state::{DeepState, LabelReading, State},
     supervision::{STALL_BOUND, supervised},
@@ -310,21 +310,35 @@ pub(super) fn read_subscribers(
             .get(i as usize / 64)
             .is_none_or(|w| w & (1 << (i % 64)) != 0)
     };
-    // The moved owners' counters are copied out of the mapped kernel array (no system
-    // call), once for the rates and once for the store: cheaper than keeping a copy of all.
-    readings.update_usage(at, owners, |i, must| {
-        if must || has_moved(i) {
-            probe.subscriber_usage(i).map(Some)
-        } else {
-            Ok(None)
+    // Each moved owner's counters are copied out of the mapped kernel array (no system
+    // call) once, into the store's buffer, and handed to the rates and the store in one
+    // pass over the owners: the array is larger than the caches (1,248 bytes a subscriber).
+    let mut pass = readings.usage_pass(at, owners);
+    let mut one = |i: u32, into: &mut SubUsage| -> bool {
+        if !pass.must() && !has_moved(i) {
+            pass.next(Ok::<_, ProbeError>(None));
+            return false;
         }
-    });
-    if let Some(h) = history {
-        h.record_subscribers_with(wall, owners, |i| {
-            has_moved(i)
-                .then(|| probe.subscriber_usage(i).ok())
-                .flatten()
-        });
+        match probe.subscriber_usage(i) {
+            Ok(u) => {
+                *into = u;
+                pass.next(Ok::<_, ProbeError>(Some(&*into)));
+                true
+            }
+            Err(e) => {
+                pass.next(Err(e));
+                false
+            }
+        }
+    };
+    match history {
+        Some(h) => h.record_subscribers_into(wall, owners, one),
+        None => {
+            let mut buf = SubUsage::default();
+            for (_, i) in owners {
+                one(*i, &mut buf);
+            }
+        }
     }
 }
 
