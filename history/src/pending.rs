@@ -1,10 +1,13 @@
 //! The differences not yet written, by minute, then subscriber id, then row: a reading of
-//! a subscriber finds its rows of the minute with one lookup of its id (borrowed, no copy
-//! of it), and a row that is there already is added to without an allocation. Read in
-//! the order of (minute, [`Key`]), as the queries, the top list and the flush's running
-//! totals need them.
+//! a subscriber finds its rows of the minute with one hash lookup of its id (borrowed, no
+//! copy of it), and a row that is there already is found by its name's address and added
+//! to without an allocation. Read in the order of (minute, [`Key`]), as the queries, the
+//! top list and the flush's running totals need them: the ids are also kept ordered.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use super::{Key, Values};
 
@@ -16,13 +19,48 @@ pub(super) struct Flushing {
     pub(super) rows: Pending,
 }
 
+/// One row: its key, its values, and the address and length of the `&'static str` its
+/// name was given as (zero if none), by which recording finds it without comparing names.
+struct Row {
+    tag: (usize, usize),
+    key: Key,
+    values: Values,
+}
+
 /// One subscriber's rows of a minute, in the order of their keys (name, direction).
-type Rows = Vec<(Key, Values)>;
+type Rows = Vec<Row>;
+
+/// One minute's rows: each subscriber's by an index into `rows`, found by id through
+/// `find` and read in the ids' order through `order`.
+#[derive(Default)]
+struct Minute {
+    find: HashMap<Arc<str>, u32>,
+    order: BTreeMap<Arc<str>, u32>,
+    rows: Vec<Rows>,
+}
+
+impl Minute {
+    /// The rows of `subscriber`, added (none) if new.
+    fn of(&mut self, subscriber: &str) -> &mut Rows {
+        let i = match self.find.get(subscriber) {
+            Some(i) => *i as usize,
+            None => {
+                let i = self.rows.len();
+                let id: Arc<str> = Arc::from(subscriber);
+                self.find.insert(id.clone(), i as u32);
+                self.order.insert(id, i as u32);
+                self.rows.push(Rows::new());
+                i
+            }
+        };
+        &mut self.rows[i]
+    }
+}
 
 /// Differences not yet written, by (minute start, key).
 #[derive(Default)]
 pub(super) struct Pending {
-    minutes: BTreeMap<i64, BTreeMap<String, Rows>>,
+    minutes: BTreeMap<i64, Minute>,
 }
 
 impl Pending {
@@ -36,9 +74,12 @@ impl Pending {
 
     /// Every row in the order of (minute, key).
     pub(super) fn iter(&self) -> impl Iterator<Item = (i64, &Key, &Values)> + '_ {
-        self.minutes.iter().flat_map(|(t, subs)| {
-            subs.values()
-                .flat_map(move |rows| rows.iter().map(move |(k, v)| (*t, k, v)))
+        self.minutes.iter().flat_map(|(t, m)| {
+            m.order.values().flat_map(move |i| {
+                m.rows[*i as usize]
+                    .iter()
+                    .map(move |r| (*t, &r.key, &r.values))
+            })
         })
     }
 
@@ -49,53 +90,65 @@ impl Pending {
 
     /// Adds `rows` (name, direction, difference) to the rows of `subscriber` in `minute`;
     /// nothing when `rows` is empty.
-    pub(super) fn add<'n>(
+    pub(super) fn add(
         &mut self,
         minute: i64,
         subscriber: &str,
-        rows: impl IntoIterator<Item = (&'n str, u8, Values)>,
+        rows: impl IntoIterator<Item = (&'static str, u8, Values)>,
     ) {
         let mut rows = rows.into_iter().peekable();
         if rows.peek().is_none() {
             return;
         }
-        let subs = self.minutes.entry(minute).or_default();
-        let mine = match subs.get_mut(subscriber) {
-            Some(mine) => mine,
-            None => subs.entry(subscriber.to_string()).or_default(),
-        };
+        let mine = self.minutes.entry(minute).or_default().of(subscriber);
         for (name, dir, v) in rows {
-            add_row(mine, subscriber, name, dir, &v);
+            let tag = (name.as_ptr() as usize, name.len());
+            match mine.iter_mut().find(|r| r.tag == tag && r.key.dir == dir) {
+                Some(r) => r.values.add(&v),
+                None => add_row(mine, subscriber, name, dir, &v).tag = tag,
+            }
         }
     }
 
     /// Adds every row of `other` to this one's.
     pub(super) fn merge(&mut self, other: Pending) {
-        for (t, subs) in other.minutes {
+        for (t, m) in other.minutes {
             let to = self.minutes.entry(t).or_default();
-            for (id, rows) in subs {
-                let mine = to.entry(id).or_default();
-                for (k, v) in rows {
-                    add_row(mine, &k.subscriber, &k.name, k.dir, &v);
+            for (id, i) in m.order {
+                let mine = to.of(&id);
+                for r in &m.rows[i as usize] {
+                    add_row(mine, &id, &r.key.name, r.key.dir, &r.values);
                 }
             }
         }
     }
 }
 
-/// Adds `v` to the row (`name`, `dir`) of `rows`, made (zero) if missing.
-fn add_row(rows: &mut Rows, subscriber: &str, name: &str, dir: u8, v: &Values) {
-    match rows.binary_search_by(|(k, _)| (k.name.as_str(), k.dir).cmp(&(name, dir))) {
-        Ok(i) => rows[i].1.add(v),
+/// Adds `v` to the row (`name`, `dir`) of `rows`, made (zero, untagged) if missing.
+fn add_row<'r>(
+    rows: &'r mut Rows,
+    subscriber: &str,
+    name: &str,
+    dir: u8,
+    v: &Values,
+) -> &'r mut Row {
+    let i = match rows.binary_search_by(|r| (r.key.name.as_str(), r.key.dir).cmp(&(name, dir))) {
+        Ok(i) => i,
         Err(i) => {
             let key = Key {
                 subscriber: subscriber.to_string(),
                 name: name.to_string(),
                 dir,
             };
-            let mut values = Values::default();
-            values.add(v);
-            rows.insert(i, (key, values));
+            let row = Row {
+                tag: (0, 0),
+                key,
+                values: Values::default(),
+            };
+            rows.insert(i, row);
+            i
         }
-    }
+    };
+    rows[i].values.add(v);
+    &mut rows[i]
 }
