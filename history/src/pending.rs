@@ -152,3 +152,63 @@ fn add_row<'r>(
     rows[i].values.add(v);
     &mut rows[i]
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// Rows added in any order, some through `merge`, read back as one ordered map of
+    /// (minute, key) would hold them: the order the queries, the top list and the flush
+    /// rely on, and the same sums.
+    #[test]
+    fn pending_rows_read_in_the_order_and_with_the_sums_of_an_ordered_map() {
+        const NAMES: [&str; 5] = ["p2p", "web", "label:tls", "label:bittorrent", "video"];
+        let ids = ["b", "a", "sub-10", "sub-9", "*", "sub-1", "ab"];
+        let mut expected: BTreeMap<(i64, Key), Values> = BTreeMap::new();
+        let (mut pending, mut other) = (Pending::new(), Pending::new());
+        let mut seed = 12345u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for i in 0..2000 {
+            let minute = 60 * next(3) as i64;
+            let id = ids[next(ids.len() as u64) as usize];
+            let rows: Vec<(&'static str, u8, Values)> = (0..next(4))
+                .map(|_| {
+                    let v = Values {
+                        bytes: next(1000) as i64 - 100,
+                        packets: next(10) as i64,
+                        ..Values::default()
+                    };
+                    (NAMES[next(5) as usize], next(2) as u8, v)
+                })
+                .collect();
+            for (name, dir, v) in &rows {
+                let key = Key {
+                    subscriber: id.to_string(),
+                    name: name.to_string(),
+                    dir: *dir,
+                };
+                expected.entry((minute, key)).or_default().add(v);
+            }
+            if i % 3 == 0 {
+                other.add(minute, id, rows);
+            } else {
+                pending.add(minute, id, rows);
+            }
+        }
+        pending.merge(other);
+        let got: Vec<(i64, Key, Values)> =
+            pending.iter().map(|(t, k, v)| (t, k.clone(), *v)).collect();
+        let want: Vec<(i64, Key, Values)> =
+            expected.into_iter().map(|((t, k), v)| (t, k, v)).collect();
+        assert_eq!(got, want);
+        assert_eq!(pending.first_minute(), want.first().map(|r| r.0));
+        assert!(Pending::new().is_empty() && !pending.is_empty());
+    }
+}
