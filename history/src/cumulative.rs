@@ -578,10 +578,10 @@ impl History {
             read(
                 &mut rows
                     .iter()
-                    .filter(|((t, k), _)| {
+                    .filter(|(t, k, _)| {
                         *t >= from && *t < to && which.matches(&k.subscriber, &k.name)
                     })
-                    .map(|((_, k), v)| (k, strip_label(&k.name, kind == 1), v)),
+                    .map(|(_, k, v)| (k, strip_label(&k.name, kind == 1), v)),
             )
         })?;
         let sql = self.sql("reading the running totals");

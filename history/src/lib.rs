@@ -45,7 +45,7 @@
 //! ```
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::{
         Mutex, MutexGuard, RwLock, TryLockError,
@@ -56,13 +56,18 @@ use std::{
 
 use peerwarden_common::policy::{SUB_CLASSES, SUB_LABELS, SubUsage};
 use rusqlite::{Connection, OptionalExtension as _};
+// The tests' (`use super::*`).
+#[cfg(test)]
+use std::collections::BTreeMap;
 
 mod cumulative;
+mod pending;
 mod query;
 mod swarms;
 mod top;
 mod write;
 
+use pending::{Flushing, Pending};
 pub use query::LabelTotals;
 pub use swarms::SwarmBytes;
 
@@ -275,17 +280,6 @@ struct Writer {
     last_flush: Option<Instant>,
     minute: Option<i64>,
     last_rollup: Option<Instant>,
-}
-
-/// Differences not yet written, by (minute start, key).
-type Pending = BTreeMap<(i64, Key), Values>;
-
-/// What a flush is writing: its differences and the number its transaction writes to
-/// `meta` (key `flushes`), by which a query's snapshot tells whether it holds them.
-#[derive(Default)]
-struct Flushing {
-    number: u64,
-    rows: Pending,
 }
 
 /// The `meta` key of the last committed flush's number.

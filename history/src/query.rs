@@ -128,9 +128,9 @@ impl History {
         let mut out: BTreeMap<(i64, Key), Values> = BTreeMap::new();
         let mut conn = self.reader();
         let tx = self.snapshot(&mut conn, |pending| {
-            for ((t, key), v) in pending.iter() {
-                if *t >= from && *t < to && which.matches(&key.subscriber, &key.name) {
-                    out.entry((bucket(*t), strip(key)))
+            for (t, key, v) in pending.iter() {
+                if t >= from && t < to && which.matches(&key.subscriber, &key.name) {
+                    out.entry((bucket(t), strip(key)))
                         .or_default()
                         .add(&values(v));
                 }
@@ -267,7 +267,7 @@ impl History {
         let mut conn = self.reader();
         let mut mem: Option<i64> = None;
         let tx = self.snapshot(&mut conn, |pending| {
-            mem = mem.into_iter().chain(pending.keys().map(|(t, _)| *t)).min();
+            mem = mem.into_iter().chain(pending.first_minute()).min();
         })?;
         let stored: Option<i64> = tx
             .query_row("SELECT MIN(t) FROM (SELECT MIN(t) AS t FROM minute UNION ALL SELECT MIN(t) FROM hour)", [], |r| r.get(0))

@@ -5,19 +5,19 @@
 
 use std::{
     collections::HashMap,
-    sync::atomic::Ordering,
+    sync::{MutexGuard, OnceLock, RwLockWriteGuard, atomic::Ordering},
     time::{Instant, SystemTime},
 };
 
 use peerwarden_common::{
     label::{ALL_LABELS, Label},
-    policy::{SUB_CLASSES, SubUsage},
+    policy::{SUB_CLASSES, SUB_LABELS, SubUsage},
     stats::LabelCounters,
 };
 use rusqlite::params;
 
 use super::{
-    ALL, CLASS_NAMES, FLUSH_EVERY, FLUSHES_KEY, History, HistoryError, Key, LABEL_ROW,
+    ALL, CLASS_NAMES, FLUSH_EVERY, FLUSHES_KEY, History, HistoryError, Key, LABEL_ROW, Pending,
     ROLLUP_EVERY, Values, Writer, cumulative, difference, lock, minute_of, unix, usage_to_bytes,
 };
 
@@ -78,10 +78,7 @@ impl History {
                 }
                 let delta = difference(&before.unwrap_or_default(), &now);
                 if !delta.is_zero() {
-                    pending
-                        .entry((minute, key.clone()))
-                        .or_default()
-                        .add(&delta);
+                    pending.add(minute, ALL, [(label.name(), d as u8, delta)]);
                 }
                 w.last.insert(key.clone(), now);
                 w.dirty.push(key);
@@ -115,7 +112,12 @@ impl History {
         owners: &[(String, u32)],
         mut read: impl FnMut(u32) -> Option<SubUsage>,
     ) {
-        self.record_subscribers_into(at, owners, |i, into| read(i).map(|u| *into = u).is_some());
+        let mut rec = self.subscriber_recorder(at);
+        for (id, index) in owners {
+            if let Some(now) = read(*index) {
+                rec.record(id, *index, &now);
+            }
+        }
     }
 
     /// [`History::record_subscribers_with`] with each owner's counters copied by
@@ -128,73 +130,28 @@ impl History {
         owners: &[(String, u32)],
         mut read: impl FnMut(u32, &mut SubUsage) -> bool,
     ) {
+        let mut rec = self.subscriber_recorder(at);
+        let mut buf = SubUsage::default();
+        for (id, index) in owners {
+            if read(*index, &mut buf) {
+                rec.record(id, *index, &buf);
+            }
+        }
+    }
+
+    /// What records subscribers' readings taken at `at` (the locks held until it is
+    /// dropped), after the periodic write if it is due.
+    fn subscriber_recorder(&self, at: SystemTime) -> SubRecorder<'_> {
         let minute = minute_of(unix(at));
         let mut w = lock(&self.writer);
         self.flush_if_due_locked(&mut w, minute);
-        let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
-        let Writer {
-            last_usage,
-            dirty_usage,
-            ..
-        } = &mut *w;
-        let zero = SubUsage::default();
-        let mut buf = SubUsage::default();
-        for (id, index) in owners {
-            if !read(*index, &mut buf) {
-                continue;
-            }
-            let now = &buf;
-            let before = last_usage.get(*index).unwrap_or(&zero);
-            if before == now {
-                continue;
-            }
-            let mut classes = [[Values::default(); 2]; SUB_CLASSES];
-            let mut put = |name: String, d: usize, v: Values| {
-                let key = Key {
-                    subscriber: id.clone(),
-                    name,
-                    dir: d as u8,
-                };
-                pending.entry((minute, key)).or_default().add(&v);
-            };
-            for (l, (n, b)) in now.labels.iter().zip(before.labels.iter()).enumerate() {
-                for d in 0..2 {
-                    let v = Values {
-                        bytes: n[d].bytes.wrapping_sub(b[d].bytes) as i64,
-                        packets: n[d].packets.wrapping_sub(b[d].packets) as i64,
-                        ..Values::default()
-                    };
-                    if v.is_zero() {
-                        continue;
-                    }
-                    let label = Label::from_id(l as u16);
-                    classes[label.class() as usize % SUB_CLASSES][d].add(&v);
-                    put(format!("{LABEL_ROW}{}", label.name()), d, v);
-                }
-            }
-            for (c, (n, b)) in now.policy.iter().zip(before.policy.iter()).enumerate() {
-                for d in 0..2 {
-                    classes[c][d].add(&Values {
-                        dropped_packets: n[d].dropped_packets.wrapping_sub(b[d].dropped_packets)
-                            as i64,
-                        dropped_bytes: n[d].dropped_bytes.wrapping_sub(b[d].dropped_bytes) as i64,
-                        marked_packets: n[d].marked_packets.wrapping_sub(b[d].marked_packets)
-                            as i64,
-                        ..Values::default()
-                    });
-                }
-            }
-            for (c, dirs) in classes.iter().enumerate() {
-                for (d, v) in dirs.iter().enumerate() {
-                    if !v.is_zero() {
-                        put(CLASS_NAMES[c].to_string(), d, *v);
-                    }
-                }
-            }
-            last_usage.set(*index, *now);
-            dirty_usage.push(*index);
+        let pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
+        SubRecorder {
+            minute,
+            w,
+            pending,
+            rows: Vec::new(),
         }
-        drop(pending);
     }
 
     /// The periodic write, as recording makes it before a reading taken at `at`: when
@@ -263,9 +220,7 @@ impl History {
             if flushing.rows.is_empty() {
                 std::mem::swap(&mut flushing.rows, &mut *pending);
             } else {
-                for (k, v) in std::mem::take(&mut *pending) {
-                    flushing.rows.entry(k).or_default().add(&v);
-                }
+                flushing.rows.merge(std::mem::take(&mut *pending));
             }
         }
         let flushing = self.flushing.read().unwrap_or_else(|p| p.into_inner());
@@ -323,10 +278,10 @@ impl History {
                 .map_err(self.sql("adding to an hour's totals"))?;
             // The subscribers' rows, in time order, for the running totals.
             let mut running: Vec<cumulative::FlushRow<'_>> = Vec::new();
-            for ((t, key), v) in flushing.rows.iter() {
+            for (t, key, v) in flushing.rows.iter() {
                 let sub = sub_of(&key.subscriber)?;
                 if sub != 0 {
-                    running.push((*t, sub, &key.name, key.dir, v.bytes, v.packets));
+                    running.push((t, sub, &key.name, key.dir, v.bytes, v.packets));
                 }
                 if v.bytes != 0 || v.packets != 0 {
                     add_hour
@@ -468,5 +423,80 @@ impl History {
         tx.commit().map_err(self.sql("committing a roll-up"))?;
         w.last_rollup = Some(Instant::now());
         Ok(())
+    }
+}
+
+/// The names of the per-label subscriber rows ([`LABEL_ROW`] + label), by label id.
+fn label_rows() -> &'static [String; SUB_LABELS] {
+    static NAMES: OnceLock<[String; SUB_LABELS]> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        std::array::from_fn(|l| format!("{LABEL_ROW}{}", Label::from_id(l as u16).name()))
+    })
+}
+
+/// Records subscribers' readings of one minute, with the writer and the pending rows
+/// locked.
+struct SubRecorder<'h> {
+    minute: i64,
+    w: MutexGuard<'h, Writer>,
+    pending: RwLockWriteGuard<'h, Pending>,
+    /// A reading's rows (name, direction, difference), kept for the next reading.
+    rows: Vec<(&'static str, u8, Values)>,
+}
+
+impl SubRecorder<'_> {
+    /// Records the reading `now` of kernel index `index`, owned by `id`: its difference
+    /// to the last reading of the index as rows of `id` (see
+    /// [`History::record_subscribers`]).
+    fn record(&mut self, id: &str, index: u32, now: &SubUsage) {
+        let zero = SubUsage::default();
+        let Writer {
+            last_usage,
+            dirty_usage,
+            ..
+        } = &mut *self.w;
+        let before = last_usage.get(index).unwrap_or(&zero);
+        if before == now {
+            return;
+        }
+        let names = label_rows();
+        let rows = &mut self.rows;
+        rows.clear();
+        let mut classes = [[Values::default(); 2]; SUB_CLASSES];
+        for (l, (n, b)) in now.labels.iter().zip(before.labels.iter()).enumerate() {
+            for d in 0..2 {
+                if n[d].bytes == b[d].bytes && n[d].packets == b[d].packets {
+                    continue;
+                }
+                let v = Values {
+                    bytes: n[d].bytes.wrapping_sub(b[d].bytes) as i64,
+                    packets: n[d].packets.wrapping_sub(b[d].packets) as i64,
+                    ..Values::default()
+                };
+                let label = Label::from_id(l as u16);
+                classes[label.class() as usize % SUB_CLASSES][d].add(&v);
+                rows.push((&names[l], d as u8, v));
+            }
+        }
+        for (c, (n, b)) in now.policy.iter().zip(before.policy.iter()).enumerate() {
+            for d in 0..2 {
+                classes[c][d].add(&Values {
+                    dropped_packets: n[d].dropped_packets.wrapping_sub(b[d].dropped_packets) as i64,
+                    dropped_bytes: n[d].dropped_bytes.wrapping_sub(b[d].dropped_bytes) as i64,
+                    marked_packets: n[d].marked_packets.wrapping_sub(b[d].marked_packets) as i64,
+                    ..Values::default()
+                });
+            }
+        }
+        for (c, dirs) in classes.iter().enumerate() {
+            for (d, v) in dirs.iter().enumerate() {
+                if !v.is_zero() {
+                    rows.push((CLASS_NAMES[c], d as u8, *v));
+                }
+            }
+        }
+        self.pending.add(self.minute, id, rows.drain(..));
+        last_usage.set(index, *now);
+        dirty_usage.push(index);
     }
 }
