@@ -151,6 +151,7 @@ impl History {
             w,
             pending,
             rows: Vec::new(),
+            zero: SubUsage::default(),
         }
     }
 
@@ -442,6 +443,8 @@ struct SubRecorder<'h> {
     pending: RwLockWriteGuard<'h, Pending>,
     /// A reading's rows (name, direction, difference), kept for the next reading.
     rows: Vec<(&'static str, u8, Values)>,
+    /// The base of an index with no reading yet (made once a pass, not once a reading).
+    zero: SubUsage,
 }
 
 impl SubRecorder<'_> {
@@ -449,13 +452,12 @@ impl SubRecorder<'_> {
     /// to the last reading of the index as rows of `id` (see
     /// [`History::record_subscribers`]).
     fn record(&mut self, id: &str, index: u32, now: &SubUsage) {
-        let zero = SubUsage::default();
         let Writer {
             last_usage,
             dirty_usage,
             ..
         } = &mut *self.w;
-        let before = last_usage.get(index).unwrap_or(&zero);
+        let before = last_usage.get(index).unwrap_or(&self.zero);
         if before == now {
             return;
         }
